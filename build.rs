@@ -2,7 +2,8 @@
 //! - `hooteproto.v1.rs`: prost types (maps as BTreeMap, so encodings are deterministic);
 //! - `hooteproto.v1.binpb`: the FileDescriptorSet, embedded for reflection and proto3 JSON;
 //! - `payload_meta.rs`: name / field number / idempotency of every payload and broadcast
-//!   case, read from the schema so the SDK never keeps a second list by hand.
+//!   case, and a typed `Request` impl for every request whose `<name>_reply` exists, all
+//!   read from the schema so the SDK never keeps a second list by hand.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -52,10 +53,10 @@ fn payload_meta(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Err
         ("hooteproto.v1.Broadcast", "event", "broadcast::Event"),
     ] {
         let descriptor = pool.get_message_by_name(message).ok_or(message)?;
-        let oneof: OneofDescriptor = descriptor
-            .oneofs()
-            .find(|o| o.name() == oneof)
-            .ok_or("oneof missing")?;
+        let oneof: OneofDescriptor = descriptor.oneofs().find(|o| o.name() == oneof).ok_or("oneof missing")?;
+        if oneof.name() == "payload" {
+            request_impls(&mut code, &oneof)?;
+        }
         let mut names = String::new();
         let mut numbers = String::new();
         let mut idem = String::new();
@@ -97,6 +98,42 @@ impl {rust_path} {{
         )?;
     }
     Ok(code)
+}
+
+/// `impl Request for FooRequest { type Reply = FooReply; ... }` for each `foo`/`foo_reply` pair.
+fn request_impls(code: &mut String, oneof: &OneofDescriptor) -> Result<(), std::fmt::Error> {
+    let fields: Vec<_> = oneof.fields().collect();
+    for request in &fields {
+        let reply_name = format!("{}_reply", request.name());
+        let Some(reply) = fields.iter().find(|f| f.name() == reply_name) else {
+            continue;
+        };
+        let (Some(req_msg), Some(rep_msg)) = (request.kind().as_message().cloned(), reply.kind().as_message().cloned())
+        else {
+            continue;
+        };
+        let (req_variant, rep_variant) = (upper_camel(request.name()), upper_camel(reply.name()));
+        write!(
+            code,
+            r#"
+impl crate::Request for {req} {{
+    type Reply = {rep};
+    fn into_payload(self) -> envelope::Payload {{
+        envelope::Payload::{req_variant}(self)
+    }}
+    fn reply_from(payload: envelope::Payload) -> ::core::result::Result<{rep}, envelope::Payload> {{
+        match payload {{
+            envelope::Payload::{rep_variant}(reply) => Ok(reply),
+            other => Err(other),
+        }}
+    }}
+}}
+"#,
+            req = req_msg.name(),
+            rep = rep_msg.name(),
+        )?;
+    }
+    Ok(())
 }
 
 /// prost's variant naming: `ping_reply` -> `PingReply`.

@@ -1,4 +1,66 @@
+//! # hooteproto — the Hootenanny protocol SDK
+//!
+//! Every Hootenanny service, the `holler` CLI and the gateway speak HOOT/1: protobuf
+//! [`v1::Envelope`]s over ZeroMQ DEALER/ROUTER sockets (libzmq), as specified in
+//! `schema/PROTOCOL.md`. This crate is the Rust side of that contract.
+//!
+//! ## Map of the crate
+//! - [`v1`]: the message types, generated at build time from `schema/hooteproto/v1/*.proto`
+//!   (prost + protox; no system `protoc`). Payload helpers (`name`, `is_idempotent`) and the
+//!   [`Request`] impls that pair each request with its reply are generated too.
+//! - [`wire`]: HOOT/1 framing — `["HOOT/1", signature, envelope]`, size limits, malformed input.
+//! - [`auth`]: the optional shared key (HMAC-SHA256 signatures), from a file or env var.
+//! - [`client`]: [`Client`], a DEALER for async callers: many concurrent requests, deadlines,
+//!   retries of idempotent requests, reconnection after a server restart.
+//! - [`server`]: [`Server`], a ROUTER that runs a [`Handler`] per request with bounded
+//!   concurrency and drains gracefully on shutdown.
+//! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
+//! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
+//! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
+//!
+//! Only the private `socket` module touches libzmq; nothing else in the project should.
+//!
+//! ## Example
+//! ```no_run
+//! use hooteproto::{Client, ClientConfig, v1::PingRequest};
+//! # async fn demo() -> Result<(), hooteproto::Error> {
+//! let client = Client::connect(ClientConfig::new("tcp://127.0.0.1:5580"))?;
+//! let pong = client.call(PingRequest {}).await?;
+//! println!("{} up for {} s", pong.service, pong.uptime_secs);
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod json;
+pub mod server;
+mod socket;
+pub mod trace;
+pub mod wire;
+
+/// Generated types of package `hooteproto.v1`.
+#[allow(missing_docs, clippy::all)]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/hooteproto.v1.rs"));
     include!(concat!(env!("OUT_DIR"), "/payload_meta.rs"));
+}
+
+pub use auth::Key;
+pub use client::{Client, ClientConfig, ClientStats, RequestOptions};
+pub use error::{Error, Status};
+pub use server::{Handler, RequestContext, Server, ServerConfig, ServerStats};
+
+/// The protocol frame this SDK speaks.
+pub const PROTOCOL: &str = "HOOT/1";
+
+/// A request message paired with its typed reply (generated for every `foo`/`foo_reply`
+/// pair of the `Envelope.payload` oneof).
+pub trait Request: Sized + Send + 'static {
+    /// The reply message.
+    type Reply;
+    /// Wraps the request as an envelope payload.
+    fn into_payload(self) -> v1::envelope::Payload;
+    /// Unwraps the typed reply, or gives back a payload of another kind.
+    fn reply_from(payload: v1::envelope::Payload) -> Result<Self::Reply, v1::envelope::Payload>;
 }

@@ -1,0 +1,489 @@
+//! [`Client`]: a HOOT/1 DEALER for async callers.
+//!
+//! One task owns the socket. Callers encode their envelope, hand it to that task over
+//! a channel and wait on a oneshot for the reply with the same envelope id, so any
+//! number of requests share one connection and no lock is held across a request.
+//! Requests the schema marks idempotent are retried with capped backoff after a
+//! timeout (zguide "Lazy Pirate"); after repeated timeouts the socket is rebuilt under
+//! a fresh routing id. libzmq reconnects by itself when the server restarts.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::auth::Key;
+use crate::socket::{self, AsyncSocket, Sent, SocketOptions};
+use crate::v1::Envelope;
+use crate::v1::envelope::Payload;
+use crate::{Error, Request, Status, trace, wire};
+
+/// How a [`Client`] connects and behaves. [`ClientConfig::new`] gives working defaults.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server's endpoint, e.g. `tcp://127.0.0.1:5570`.
+    pub endpoint: String,
+    /// Prefix of the routing id, for the server's logs (e.g. `holler-cli`).
+    pub name: String,
+    /// Shared key for signing; must match the server's.
+    pub key: Option<Key>,
+    /// Default deadline of a request, retries included.
+    pub timeout: Duration,
+    /// How long one attempt of an idempotent request waits before it is sent again.
+    pub attempt_timeout: Duration,
+    /// How many times an idempotent request is sent at most.
+    pub max_attempts: u32,
+    /// First pause between attempts; doubles each time up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest pause between attempts.
+    pub backoff_max: Duration,
+    /// Rebuild the socket after this many consecutive timeouts.
+    pub rebuild_after_timeouts: u32,
+    /// Largest envelope sent or accepted, in bytes.
+    pub max_message_size: usize,
+    /// Longest pause between libzmq's reconnection attempts.
+    pub reconnect_max: Duration,
+    /// ZMTP heartbeat interval; a silent peer is dropped after three of them.
+    pub heartbeat_interval: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults: 10 s deadline, 2.5 s per idempotent attempt, 3 attempts.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            name: "hoot-client".to_string(),
+            key: None,
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_millis(2500),
+            max_attempts: 3,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            rebuild_after_timeouts: 2,
+            max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
+            reconnect_max: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Per-request overrides of the client's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Deadline for the whole request, retries included.
+    pub timeout: Option<Duration>,
+    /// Per-attempt timeout of an idempotent request (e.g. a long poll sets it above its wait).
+    pub attempt_timeout: Option<Duration>,
+    /// Override the schema's idempotency mark: `Some(false)` never retries.
+    pub idempotent: Option<bool>,
+}
+
+/// Counters of one client since it was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Attempts sent (a retried request counts once per attempt).
+    pub sent: u64,
+    /// Replies matched to a waiting request.
+    pub replies: u64,
+    /// Attempts that timed out.
+    pub timeouts: u64,
+    /// Attempts sent again after a timeout.
+    pub retries: u64,
+    /// Times the socket was rebuilt.
+    pub rebuilds: u64,
+    /// Replies dropped: unknown or late id, bad framing, bad or missing signature.
+    pub dropped_replies: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    replies: AtomicU64,
+    timeouts: AtomicU64,
+    retries: AtomicU64,
+    rebuilds: AtomicU64,
+    dropped_replies: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+enum Command {
+    Send {
+        id: String,
+        frames: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Envelope>,
+    },
+    Abandon {
+        id: String,
+        timed_out: bool,
+    },
+}
+
+struct Shared {
+    config: ClientConfig,
+    commands: mpsc::UnboundedSender<Command>,
+    id_prefix: String,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+}
+
+/// A HOOT/1 client. Cheap to clone; all clones share one connection. The connection
+/// closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.shared.config.endpoint)
+            .finish()
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+impl Client {
+    /// Connects to `config.endpoint`. Returns at once: the server need not be up yet.
+    /// Fails only for an invalid configuration. Must be called inside a tokio runtime.
+    pub fn connect(config: ClientConfig) -> Result<Self, Error> {
+        let instance = format!("{}-{}", config.name, random_hex(6));
+        let counters = Arc::new(Counters::default());
+        let link = Link::open(&config, &instance, 0)?;
+        let (commands, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(io_loop(
+            config.clone(),
+            instance.clone(),
+            link,
+            receiver,
+            counters.clone(),
+        ));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                commands,
+                id_prefix: instance,
+                next_id: AtomicU64::new(1),
+                counters,
+            }),
+        })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.shared.config.endpoint
+    }
+
+    /// Sends a typed request and returns its typed reply.
+    pub async fn call<R: Request>(&self, request: R) -> Result<R::Reply, Error> {
+        self.call_with(request, RequestOptions::default()).await
+    }
+
+    /// [`Client::call`] with per-request options.
+    pub async fn call_with<R: Request>(&self, request: R, options: RequestOptions) -> Result<R::Reply, Error> {
+        let reply = self.request_with(request.into_payload(), options).await?;
+        R::reply_from(reply).map_err(|other| Error::UnexpectedReply(other.name()))
+    }
+
+    /// Sends any payload and returns the reply payload; an `Error` reply becomes `Err(Error::Remote)`.
+    pub async fn request(&self, payload: Payload) -> Result<Payload, Error> {
+        self.request_with(payload, RequestOptions::default()).await
+    }
+
+    /// [`Client::request`] with per-request options.
+    pub async fn request_with(&self, payload: Payload, options: RequestOptions) -> Result<Payload, Error> {
+        let reply = self.exchange(payload, options).await?;
+        match reply.payload {
+            Some(Payload::Error(error)) => Err(Error::Remote(Status::from_proto(error))),
+            Some(payload) => Ok(payload),
+            None => Err(Error::EmptyReply),
+        }
+    }
+
+    /// Sends an envelope built from `payload` and returns the whole reply envelope.
+    pub async fn exchange(&self, payload: Payload, options: RequestOptions) -> Result<Envelope, Error> {
+        let config = &self.shared.config;
+        let idempotent = options.idempotent.unwrap_or_else(|| payload.is_idempotent());
+        let started = Instant::now();
+        let deadline = started + options.timeout.unwrap_or(config.timeout);
+        let id = format!(
+            "{}-{}",
+            self.shared.id_prefix,
+            self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut envelope = Envelope {
+            id: id.clone(),
+            traceparent: trace::current_traceparent(),
+            timeout_ms: 0,
+            payload: Some(payload),
+        };
+        let mut backoff = config.backoff_initial;
+        let mut attempt = 0;
+        let mut guard = AbandonOnDrop {
+            commands: &self.shared.commands,
+            id: None,
+        };
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let last_attempt = !idempotent || attempt >= config.max_attempts;
+            let wait = if last_attempt {
+                remaining
+            } else {
+                remaining.min(options.attempt_timeout.unwrap_or(config.attempt_timeout))
+            };
+            envelope.timeout_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
+            let frames = wire::encode(&envelope, config.key.as_ref(), config.max_message_size)?;
+            let (reply_tx, reply_rx) = oneshot::channel();
+            self.shared
+                .commands
+                .send(Command::Send {
+                    id: id.clone(),
+                    frames,
+                    reply: reply_tx,
+                })
+                .map_err(|_| Error::Closed)?;
+            guard.id = Some(id.clone());
+            match tokio::time::timeout(wait, reply_rx).await {
+                Ok(Ok(reply)) => {
+                    guard.id = None;
+                    return Ok(reply);
+                }
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_elapsed) => {
+                    guard.id = None;
+                    let _ = self.shared.commands.send(Command::Abandon {
+                        id: id.clone(),
+                        timed_out: true,
+                    });
+                    let out_of_time = Instant::now() + backoff >= deadline;
+                    if last_attempt || out_of_time {
+                        return Err(Error::DeadlineExceeded {
+                            endpoint: config.endpoint.clone(),
+                            elapsed: started.elapsed(),
+                            attempts: attempt,
+                        });
+                    }
+                    tracing::debug!(%id, attempt, "no reply; sending again");
+                    bump(&self.shared.counters.retries);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(config.backoff_max);
+                }
+            }
+        }
+    }
+
+    /// A snapshot of this client's counters.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.shared.counters;
+        ClientStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            replies: c.replies.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            rebuilds: c.rebuilds.load(Ordering::Relaxed),
+            dropped_replies: c.dropped_replies.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Forgets the pending request if the caller's future is dropped mid-wait.
+struct AbandonOnDrop<'a> {
+    commands: &'a mpsc::UnboundedSender<Command>,
+    id: Option<String>,
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.commands.send(Command::Abandon { id, timed_out: false });
+        }
+    }
+}
+
+/// One DEALER socket and the generation it belongs to.
+struct Link {
+    socket: AsyncSocket,
+    generation: u64,
+}
+
+impl Link {
+    fn open(config: &ClientConfig, instance: &str, generation: u64) -> Result<Self, Error> {
+        let options = SocketOptions {
+            max_message_size: config.max_message_size,
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_interval * 3,
+            linger: Duration::ZERO,
+            high_water_mark: 10_000,
+        };
+        let routing_id = format!("{instance}-g{generation}");
+        let socket = AsyncSocket::dealer(
+            &socket::shared_context(),
+            &config.endpoint,
+            &routing_id,
+            &options,
+            config.reconnect_max,
+        )?;
+        Ok(Self { socket, generation })
+    }
+}
+
+struct Pending {
+    reply: oneshot::Sender<Envelope>,
+    generation: u64,
+}
+
+/// What the I/O task owns.
+struct Io {
+    config: ClientConfig,
+    instance: String,
+    link: Link,
+    pending: HashMap<String, Pending>,
+    outbox: VecDeque<Vec<Vec<u8>>>,
+    consecutive_timeouts: u32,
+    counters: Arc<Counters>,
+}
+
+async fn io_loop(
+    config: ClientConfig,
+    instance: String,
+    link: Link,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    counters: Arc<Counters>,
+) {
+    let mut io = Io {
+        config,
+        instance,
+        link,
+        pending: HashMap::new(),
+        outbox: VecDeque::new(),
+        consecutive_timeouts: 0,
+        counters,
+    };
+    loop {
+        io.pump();
+        if io.link.socket.has_input() {
+            continue;
+        }
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                io.handle(command);
+                // Take whatever else is queued before touching the socket again.
+                while let Ok(command) = commands.try_recv() {
+                    io.handle(command);
+                }
+            }
+            result = io.link.socket.wait() => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "client socket failed; closing");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Io {
+    /// Everything libzmq has for us, then everything we have for libzmq.
+    fn pump(&mut self) {
+        loop {
+            match self.link.socket.try_recv() {
+                Ok(Some(frames)) => {
+                    if deliver(&self.config, &frames, &mut self.pending) {
+                        self.consecutive_timeouts = 0;
+                        bump(&self.counters.replies);
+                    } else {
+                        bump(&self.counters.dropped_replies);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "receive failed");
+                    break;
+                }
+            }
+        }
+        while let Some(frames) = self.outbox.front() {
+            match self.link.socket.try_send(frames) {
+                Ok(Sent::Yes) => {
+                    self.outbox.pop_front();
+                    bump(&self.counters.sent);
+                }
+                Ok(Sent::WouldBlock) => break,
+                Ok(Sent::Unroutable) | Err(_) => {
+                    // The caller's deadline answers for it.
+                    self.outbox.pop_front();
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Send { id, frames, reply } => {
+                self.pending.insert(
+                    id,
+                    Pending {
+                        reply,
+                        generation: self.link.generation,
+                    },
+                );
+                self.outbox.push_back(frames);
+            }
+            Command::Abandon { id, timed_out } => {
+                let Some(entry) = self.pending.remove(&id) else { return };
+                if !timed_out {
+                    return;
+                }
+                bump(&self.counters.timeouts);
+                // Only timeouts on the current socket say anything about it.
+                if entry.generation == self.link.generation {
+                    self.consecutive_timeouts += 1;
+                }
+                if self.consecutive_timeouts >= self.config.rebuild_after_timeouts {
+                    self.rebuild();
+                }
+            }
+        }
+    }
+
+    /// Lazy Pirate: a socket that keeps timing out is closed and opened afresh.
+    fn rebuild(&mut self) {
+        self.consecutive_timeouts = 0;
+        match Link::open(&self.config, &self.instance, self.link.generation + 1) {
+            Ok(fresh) => {
+                tracing::info!(endpoint = %self.config.endpoint, generation = fresh.generation, "rebuilt socket after repeated timeouts");
+                self.link = fresh;
+                bump(&self.counters.rebuilds);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not rebuild socket"),
+        }
+    }
+}
+
+/// Hands a reply to its waiting caller. False when it was dropped.
+fn deliver(config: &ClientConfig, frames: &[Vec<u8>], pending: &mut HashMap<String, Pending>) -> bool {
+    let envelope = match wire::decode(frames, config.key.as_ref(), config.max_message_size) {
+        Ok(envelope) => envelope,
+        Err(rejected) => {
+            tracing::warn!(error = %rejected.error, endpoint = %config.endpoint, "dropping bad reply");
+            return false;
+        }
+    };
+    match pending.remove(&envelope.id) {
+        Some(waiting) => waiting.reply.send(envelope).is_ok(),
+        None => {
+            tracing::debug!(id = %envelope.id, "reply for a request nobody waits for (late or abandoned)");
+            false
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! [`Server`]: a HOOT/1 ROUTER that runs a [`Handler`] for each request.
+//!
+//! One task owns the socket. Each accepted request runs as its own task (at most
+//! `max_in_flight` at once; beyond that the request is answered `RESOURCE_EXHAUSTED`),
+//! and its reply is routed back by the peer's routing id. On shutdown the server stops
+//! accepting (new requests get `UNAVAILABLE`), waits up to `drain_timeout` for the
+//! accepted ones, answers any still running with `UNAVAILABLE`, and returns only after
+//! libzmq has had up to `linger` to send the last replies.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::auth::Key;
+use crate::socket::{self, AsyncSocket, Sent, SocketOptions};
+use crate::v1::Envelope;
+use crate::v1::envelope::Payload;
+use crate::{Error, Status, trace, wire};
+
+/// Handles requests. Implemented by each service; called concurrently.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. `payload` is never an unknown case (the server answers
+    /// those `UNIMPLEMENTED` itself); return `Status::unimplemented` for ones you do not serve.
+    fn handle(&self, context: RequestContext, payload: Payload)
+    -> impl Future<Output = Result<Payload, Status>> + Send;
+}
+
+/// What a handler knows about a request besides its payload.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The envelope id.
+    pub id: String,
+    /// The caller's `traceparent` (the handler's span is already its child).
+    pub traceparent: String,
+    /// When the caller stops waiting, if it said so.
+    pub deadline: Option<Instant>,
+    /// The caller's routing id: stable for one client socket.
+    pub peer: Vec<u8>,
+}
+
+/// How a [`Server`] binds and behaves. [`ServerConfig::new`] gives working defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Endpoint to bind, e.g. `tcp://127.0.0.1:5580` (`tcp://127.0.0.1:*` picks a port).
+    pub bind: String,
+    /// Shared key: when set, unsigned or wrongly signed messages are dropped.
+    pub key: Option<Key>,
+    /// Allow binding a non-loopback address without a key.
+    pub insecure: bool,
+    /// Requests handled at once; more are answered `RESOURCE_EXHAUSTED`.
+    pub max_in_flight: usize,
+    /// Largest envelope accepted or sent, in bytes.
+    pub max_message_size: usize,
+    /// How long shutdown waits for accepted requests.
+    pub drain_timeout: Duration,
+    /// How long shutdown waits for the last replies to leave.
+    pub linger: Duration,
+    /// ZMTP heartbeat interval; a silent client is dropped after three of them.
+    pub heartbeat_interval: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults: 1024 in flight, 64 MiB messages, 10 s drain.
+    pub fn new(bind: impl Into<String>) -> Self {
+        Self {
+            bind: bind.into(),
+            key: None,
+            insecure: false,
+            max_in_flight: 1024,
+            max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
+            drain_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters of one server since it was bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Requests accepted and handed to the handler.
+    pub requests: u64,
+    /// Replies queued for sending (results and errors).
+    pub replies: u64,
+    /// Replies that carried an `Error`.
+    pub errors: u64,
+    /// Malformed messages (bad framing or envelope), answered or dropped.
+    pub malformed: u64,
+    /// Messages dropped for a missing or wrong signature.
+    pub unauthenticated: u64,
+    /// Requests answered `RESOURCE_EXHAUSTED` because `max_in_flight` were running.
+    pub rejected_busy: u64,
+    /// Requests answered `UNAVAILABLE` because the server was shutting down.
+    pub rejected_draining: u64,
+    /// Replies libzmq could not route (the client had gone) or queue (its queue was full).
+    pub undeliverable: u64,
+}
+
+/// Shared counters; [`StatsHandle::snapshot`] reads them while the server runs.
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    replies: AtomicU64,
+    errors: AtomicU64,
+    malformed: AtomicU64,
+    unauthenticated: AtomicU64,
+    rejected_busy: AtomicU64,
+    rejected_draining: AtomicU64,
+    undeliverable: AtomicU64,
+}
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> ServerStats {
+        let c = &self.0;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStats {
+            requests: get(&c.requests),
+            replies: get(&c.replies),
+            errors: get(&c.errors),
+            malformed: get(&c.malformed),
+            unauthenticated: get(&c.unauthenticated),
+            rejected_busy: get(&c.rejected_busy),
+            rejected_draining: get(&c.rejected_draining),
+            undeliverable: get(&c.undeliverable),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether an endpoint only accepts connections from this host.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    if endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://") {
+        return true;
+    }
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return false;
+    };
+    let host = match rest.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => rest,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A bound HOOT/1 server, ready to [`run`](Server::run).
+pub struct Server {
+    config: ServerConfig,
+    // Declared before `context`: the socket must close before the context terminates.
+    socket: AsyncSocket,
+    context: zmq::Context,
+    endpoint: String,
+    stats: StatsHandle,
+}
+
+impl Server {
+    /// Binds the ROUTER. Refuses a non-loopback address without a key unless `insecure`.
+    /// Must be called inside a tokio runtime.
+    pub fn bind(config: ServerConfig) -> Result<Self, Error> {
+        if config.key.is_none() && !config.insecure && !is_local_endpoint(&config.bind) {
+            return Err(Error::Config(format!(
+                "refusing to bind {} without a shared key: anyone who can reach it could run code. \
+                 Configure a key (HOOT_KEY_FILE) or pass --insecure",
+                config.bind
+            )));
+        }
+        let options = SocketOptions {
+            max_message_size: config.max_message_size,
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_interval * 3,
+            linger: Duration::ZERO,
+            high_water_mark: 10_000,
+        };
+        let context = socket::own_context();
+        let (socket, endpoint) = AsyncSocket::router(&context, &config.bind, &options)?;
+        Ok(Self {
+            config,
+            socket,
+            context,
+            endpoint,
+            stats: StatsHandle::default(),
+        })
+    }
+
+    /// The endpoint actually bound (with the real port when the config asked for `*`).
+    pub fn local_endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// A handle to read the counters while the server runs.
+    pub fn stats(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains and returns the final counters.
+    pub async fn run<H: Handler>(
+        self,
+        handler: Arc<H>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ServerStats, Error> {
+        let Server {
+            config,
+            socket,
+            context,
+            endpoint,
+            stats,
+        } = self;
+        let mut state = State {
+            config,
+            socket,
+            handler,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            outbox: VecDeque::new(),
+            counters: stats.0.clone(),
+            draining: false,
+        };
+        tracing::info!(%endpoint, "serving HOOT/1");
+        let result = state.serve(shutdown).await;
+        let State { config, socket, .. } = state;
+        // Give libzmq up to `linger` to send the last replies: closing the socket and
+        // terminating its own context blocks until they are out (or time is up).
+        socket.set_linger(config.linger)?;
+        drop(socket);
+        let _ = tokio::task::spawn_blocking(move || drop(context)).await;
+        tracing::info!(%endpoint, "stopped");
+        result.map(|()| stats.snapshot())
+    }
+}
+
+/// What a finished handler task yields.
+struct Outcome {
+    peer: Vec<u8>,
+    id: String,
+    result: Result<Payload, Status>,
+}
+
+struct State<H> {
+    config: ServerConfig,
+    socket: AsyncSocket,
+    handler: Arc<H>,
+    tasks: JoinSet<Outcome>,
+    /// Who each running task answers, for tasks that panic or are aborted.
+    running: HashMap<tokio::task::Id, (Vec<u8>, String)>,
+    outbox: VecDeque<Vec<Vec<u8>>>,
+    counters: Arc<Counters>,
+    draining: bool,
+}
+
+impl<H: Handler> State<H> {
+    async fn serve(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        let mut drain_deadline: Option<Instant> = None;
+        let mut aborted = false;
+        loop {
+            while let Some(frames) = self.socket.try_recv()? {
+                self.accept(frames);
+            }
+            self.flush()?;
+            if self.draining && self.tasks.is_empty() && self.outbox.is_empty() {
+                // Answer whatever arrived during the last moments, then stop.
+                while let Some(frames) = self.socket.try_recv()? {
+                    self.accept(frames);
+                }
+                self.flush()?;
+                return Ok(());
+            }
+            if self.socket.has_input() {
+                continue;
+            }
+            let deadline = drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.finish(joined),
+                () = &mut shutdown, if !self.draining => {
+                    tracing::info!(in_flight = self.tasks.len(), "shutting down: draining accepted requests");
+                    self.draining = true;
+                    drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+                }
+                () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() && !aborted => {
+                    tracing::warn!(in_flight = self.tasks.len(), "drain deadline passed: answering the rest UNAVAILABLE");
+                    aborted = true;
+                    self.tasks.abort_all();
+                }
+                result = self.socket.wait() => result?,
+            }
+        }
+    }
+
+    /// Validates one inbound message and starts its handler, or answers it at once.
+    fn accept(&mut self, mut frames: Vec<Vec<u8>>) {
+        if frames.len() < 2 {
+            bump(&self.counters.malformed);
+            return;
+        }
+        let peer = frames.remove(0);
+        let envelope = match wire::decode(&frames, self.config.key.as_ref(), self.config.max_message_size) {
+            Ok(envelope) => envelope,
+            Err(rejected) => {
+                if rejected.error.is_auth() {
+                    bump(&self.counters.unauthenticated);
+                    tracing::warn!(error = %rejected.error, "dropping unauthenticated message");
+                    return;
+                }
+                bump(&self.counters.malformed);
+                tracing::warn!(error = %rejected.error, answered = rejected.reply_to.is_some(), "malformed message");
+                if let Some(id) = rejected.reply_to {
+                    self.reply(peer, id, Err(Status::invalid_argument(rejected.error.to_string())));
+                }
+                return;
+            }
+        };
+        let Envelope {
+            id,
+            traceparent,
+            timeout_ms,
+            payload,
+        } = envelope;
+        let Some(payload) = payload else {
+            let status =
+                Status::unimplemented("the envelope has no payload this server knows (empty, or from a newer schema)");
+            self.reply(peer, id, Err(status));
+            return;
+        };
+        if self.draining {
+            bump(&self.counters.rejected_draining);
+            self.reply(
+                peer,
+                id,
+                Err(Status::unavailable(
+                    "server is shutting down; retry against its replacement",
+                )),
+            );
+            return;
+        }
+        if self.tasks.len() >= self.config.max_in_flight {
+            bump(&self.counters.rejected_busy);
+            let status = Status::resource_exhausted(format!("server busy: {} requests in flight", self.tasks.len()));
+            self.reply(peer, id, Err(status));
+            return;
+        }
+        bump(&self.counters.requests);
+        let span = tracing::info_span!("hoot.request", otel.name = payload.name(), request.id = %id);
+        trace::set_remote_parent(&span, &traceparent);
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+        let context = RequestContext {
+            id: id.clone(),
+            traceparent,
+            deadline: timeout.map(|t| Instant::now() + t),
+            peer: peer.clone(),
+        };
+        let handler = self.handler.clone();
+        let task_peer = peer.clone();
+        let task_id = id.clone();
+        let abort = self.tasks.spawn(
+            async move {
+                let work = handler.handle(context, payload);
+                let result = match timeout {
+                    Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                        Err(Status::deadline_exceeded(format!(
+                            "not finished within the request's {limit:?}"
+                        )))
+                    }),
+                    None => work.await,
+                };
+                Outcome {
+                    peer: task_peer,
+                    id: task_id,
+                    result,
+                }
+            }
+            .instrument(span),
+        );
+        self.running.insert(abort.id(), (peer, id));
+    }
+
+    /// A handler task ended: send its result, or an error if it panicked or was aborted.
+    fn finish(&mut self, joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
+        match joined {
+            Ok((task, outcome)) => {
+                self.running.remove(&task);
+                self.reply(outcome.peer, outcome.id, outcome.result);
+            }
+            Err(error) => {
+                let Some((peer, id)) = self.running.remove(&error.id()) else {
+                    return;
+                };
+                let status = if error.is_panic() {
+                    tracing::error!(%id, "handler panicked");
+                    Status::internal("the handler failed unexpectedly (panic); this is a bug in the service")
+                } else {
+                    Status::unavailable("server shut down before the request finished")
+                };
+                self.reply(peer, id, Err(status));
+            }
+        }
+    }
+
+    /// Encodes and queues a reply. A reply too large to send becomes `RESOURCE_EXHAUSTED`.
+    fn reply(&mut self, peer: Vec<u8>, id: String, result: Result<Payload, Status>) {
+        let is_error = result.is_err();
+        let payload = result.unwrap_or_else(Status::into_payload);
+        let mut envelope = Envelope {
+            id,
+            traceparent: String::new(),
+            timeout_ms: 0,
+            payload: Some(payload),
+        };
+        let key = self.config.key.as_ref();
+        let max = self.config.max_message_size;
+        let frames = match wire::encode(&envelope, key, max) {
+            Ok(frames) => frames,
+            Err(too_large) => {
+                let status = Status::resource_exhausted(format!(
+                    "the reply was not sent: {too_large}; ask for less (e.g. a byte range)"
+                ));
+                envelope.payload = Some(status.into_payload());
+                match wire::encode(&envelope, key, max) {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode even an error reply");
+                        return;
+                    }
+                }
+            }
+        };
+        bump(&self.counters.replies);
+        if is_error || matches!(envelope.payload, Some(Payload::Error(_))) {
+            bump(&self.counters.errors);
+        }
+        let mut message = Vec::with_capacity(4);
+        message.push(peer);
+        message.extend(frames);
+        self.outbox.push_back(message);
+    }
+
+    /// Hands queued replies to libzmq without blocking.
+    fn flush(&mut self) -> Result<(), Error> {
+        while let Some(message) = self.outbox.front() {
+            match self.socket.try_send(message)? {
+                Sent::Yes => {}
+                Sent::WouldBlock | Sent::Unroutable => {
+                    // The client is gone or not reading; never let it stall the server.
+                    bump(&self.counters.undeliverable);
+                }
+            }
+            self.outbox.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM: the usual `shutdown` argument of [`Server::run`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,165 @@
+//! The only module that touches libzmq: DEALER/ROUTER sockets with the options HOOT/1
+//! wants, driven from tokio through the socket's `ZMQ_FD`.
+//!
+//! `ZMQ_FD` is edge-triggered and only says "`ZMQ_EVENTS` may have changed", so the
+//! owner must drain with non-blocking calls and re-check [`AsyncSocket::has_input`]
+//! before every [`AsyncSocket::wait`]. One task owns each socket; nobody else touches it.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::Error;
+
+/// The context shared by all clients in a process (one libzmq I/O thread).
+pub(crate) fn shared_context() -> zmq::Context {
+    static CONTEXT: OnceLock<zmq::Context> = OnceLock::new();
+    CONTEXT.get_or_init(zmq::Context::new).clone()
+}
+
+/// A new context, for a server that must wait for its last replies to leave on shutdown.
+pub(crate) fn own_context() -> zmq::Context {
+    zmq::Context::new()
+}
+
+struct ZmqFd(RawFd);
+
+impl AsRawFd for ZmqFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Settings common to both socket kinds.
+#[derive(Debug, Clone)]
+pub(crate) struct SocketOptions {
+    pub max_message_size: usize,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub linger: Duration,
+    pub high_water_mark: i32,
+}
+
+/// What happened to a non-blocking send.
+pub(crate) enum Sent {
+    /// Queued in libzmq.
+    Yes,
+    /// The socket's queue is full; try again once [`AsyncSocket::wait`] returns.
+    WouldBlock,
+    /// A ROUTER has no peer with this routing id (it disconnected).
+    Unroutable,
+}
+
+pub(crate) struct AsyncSocket {
+    // Declared before `socket` so the fd is deregistered before libzmq closes it.
+    fd: AsyncFd<ZmqFd>,
+    socket: zmq::Socket,
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+impl AsyncSocket {
+    fn new(context: &zmq::Context, kind: zmq::SocketType, options: &SocketOptions) -> Result<Self, Error> {
+        let socket = context.socket(kind)?;
+        socket.set_linger(millis(options.linger))?;
+        socket.set_maxmsgsize(i64::try_from(options.max_message_size).unwrap_or(i64::MAX))?;
+        socket.set_heartbeat_ivl(millis(options.heartbeat_interval))?;
+        socket.set_heartbeat_timeout(millis(options.heartbeat_timeout))?;
+        socket.set_heartbeat_ttl(millis(options.heartbeat_timeout))?;
+        socket.set_sndhwm(options.high_water_mark)?;
+        socket.set_rcvhwm(options.high_water_mark)?;
+        let raw = ZmqFd(socket.get_fd()?);
+        // SAFETY: `ZMQ_FD` is a valid descriptor owned by `socket`, which lives in the
+        // same struct and is dropped after `fd` (field order), and libzmq never swaps it.
+        let fd = unsafe { AsyncFd::register_with_interest(raw, Interest::READABLE) }
+            .map_err(|e| Error::Transport(format!("cannot watch the socket: {e}")))?;
+        Ok(Self { fd, socket })
+    }
+
+    /// A DEALER that connects to `endpoint`. Never blocks and does not need the peer to be up.
+    pub fn dealer(
+        context: &zmq::Context,
+        endpoint: &str,
+        routing_id: &str,
+        options: &SocketOptions,
+        reconnect_max: Duration,
+    ) -> Result<Self, Error> {
+        let this = Self::new(context, zmq::DEALER, options)?;
+        this.socket.set_identity(routing_id.as_bytes())?;
+        this.socket.set_reconnect_ivl(100)?;
+        this.socket.set_reconnect_ivl_max(millis(reconnect_max))?;
+        this.socket
+            .connect(endpoint)
+            .map_err(|e| Error::Config(format!("cannot connect to {endpoint:?}: {e}")))?;
+        Ok(this)
+    }
+
+    /// A ROUTER bound to `endpoint`; returns it with the endpoint actually bound
+    /// (`tcp://127.0.0.1:*` picks a free port).
+    pub fn router(context: &zmq::Context, endpoint: &str, options: &SocketOptions) -> Result<(Self, String), Error> {
+        let this = Self::new(context, zmq::ROUTER, options)?;
+        this.socket.set_router_mandatory(true)?;
+        // A client that reconnects with its old routing id before we noticed the old
+        // connection died takes the id over instead of being refused.
+        this.socket.set_router_handover(true)?;
+        this.socket
+            .bind(endpoint)
+            .map_err(|e| Error::Transport(format!("cannot bind {endpoint:?}: {e}")))?;
+        let bound = this
+            .socket
+            .get_last_endpoint()?
+            .map_err(|raw| Error::Transport(format!("bound endpoint is not UTF-8: {raw:?}")))?;
+        Ok((this, bound))
+    }
+
+    /// The next whole message, if one is queued.
+    pub fn try_recv(&self) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        match self.socket.recv_multipart(zmq::DONTWAIT) {
+            Ok(frames) => Ok(Some(frames)),
+            Err(zmq::Error::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Queues a whole message without blocking.
+    pub fn try_send(&self, frames: &[Vec<u8>]) -> Result<Sent, Error> {
+        match self.socket.send_multipart(frames, zmq::DONTWAIT) {
+            Ok(()) => Ok(Sent::Yes),
+            Err(zmq::Error::EAGAIN) => Ok(Sent::WouldBlock),
+            Err(zmq::Error::EHOSTUNREACH) => Ok(Sent::Unroutable),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a message is waiting (also processes libzmq's pending commands).
+    pub fn has_input(&self) -> bool {
+        self.socket
+            .get_events()
+            .map(|e| e.contains(zmq::POLLIN))
+            .unwrap_or(false)
+    }
+
+    /// Waits until the socket's events may have changed. The future borrows only the
+    /// fd (the libzmq socket is not `Sync`), so the owning task stays `Send`.
+    pub fn wait(&self) -> impl std::future::Future<Output = Result<(), Error>> + Send + '_ {
+        let fd = &self.fd;
+        async move {
+            let mut guard = fd
+                .readable()
+                .await
+                .map_err(|e| Error::Transport(format!("waiting on the socket failed: {e}")))?;
+            guard.clear_ready();
+            Ok(())
+        }
+    }
+
+    /// Changes how long unsent messages are kept when the socket closes.
+    pub fn set_linger(&self, linger: Duration) -> Result<(), Error> {
+        Ok(self.socket.set_linger(millis(linger))?)
+    }
+}
