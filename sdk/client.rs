@@ -51,20 +51,22 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults: 10 s deadline, 2.5 s per idempotent attempt, 3 attempts.
+    /// Defaults: 10 s deadline; idempotent requests wait 1 s per attempt, up to 4 attempts;
+    /// libzmq retries a lost connection every 100 ms, backing off to 500 ms. Together these
+    /// bring a client back within about a second of its server's restart.
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
             name: "hoot-client".to_string(),
             key: None,
             timeout: Duration::from_secs(10),
-            attempt_timeout: Duration::from_millis(2500),
-            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(1),
+            max_attempts: 4,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             rebuild_after_timeouts: 2,
             max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
-            reconnect_max: Duration::from_secs(1),
+            reconnect_max: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(1),
         }
     }
