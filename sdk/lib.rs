@@ -64,3 +64,8 @@ pub trait Request: Sized + Send + 'static {
     /// Unwraps the typed reply, or gives back a payload of another kind.
     fn reply_from(payload: v1::envelope::Payload) -> Result<Self::Reply, v1::envelope::Payload>;
 }
+
+/// Compiles the README's Rust example as a doctest, so the README cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -43,9 +43,11 @@ fn well_known(descriptor: &MessageDescriptor) -> Option<DynamicMessage> {
     let bytes = match descriptor.full_name() {
         "google.protobuf.Struct" => structure.encode_to_vec(),
         "google.protobuf.Value" => value(K::StructValue(structure)).encode_to_vec(),
-        "google.protobuf.Timestamp" => {
-            prost_types::Timestamp { seconds: 1_764_000_000, nanos: 250_000_000 }.encode_to_vec()
+        "google.protobuf.Timestamp" => prost_types::Timestamp {
+            seconds: 1_764_000_000,
+            nanos: 250_000_000,
         }
+        .encode_to_vec(),
         _ => return None,
     };
     DynamicMessage::decode(descriptor.clone(), bytes.as_slice()).ok()
@@ -73,7 +75,9 @@ fn sample_message(descriptor: &MessageDescriptor, depth: u32) -> DynamicMessage 
 
 fn sample_field(field: &FieldDescriptor, depth: u32) -> Value {
     if field.is_map() {
-        let Kind::Message(entry) = field.kind() else { unreachable!("map fields are entry messages") };
+        let Kind::Message(entry) = field.kind() else {
+            unreachable!("map fields are entry messages")
+        };
         let value_field = entry.map_entry_value_field();
         let entries: HashMap<MapKey, Value> = ["alpha", "beta"]
             .into_iter()
@@ -114,7 +118,9 @@ fn cases(top: &str, oneof: &str, header: impl Fn(&mut DynamicMessage, &str)) -> 
         .map(|field| {
             let mut message = DynamicMessage::new(descriptor.clone());
             header(&mut message, field.name());
-            let Kind::Message(payload) = field.kind() else { unreachable!("payload cases are messages") };
+            let Kind::Message(payload) = field.kind() else {
+                unreachable!("payload cases are messages")
+            };
             message.set_field(&field, Value::Message(sample_message(&payload, 1)));
             (field.name().to_string(), message.encode_to_vec())
         })
@@ -146,7 +152,11 @@ fn check_dir<M: prost::Message + Default>(dir: &str, full_name: &str, vectors: V
         let json_value = json::bytes_to_json(full_name, &bytes).expect("to JSON");
         // JSON -> bytes -> typed must land on the same canonical bytes.
         let back = json::json_to_bytes(full_name, &json_value.to_string()).expect("from JSON");
-        assert_eq!(canonical::<M>(&back), bytes, "{dir}/{name}: JSON round trip changed the message");
+        assert_eq!(
+            canonical::<M>(&back),
+            bytes,
+            "{dir}/{name}: JSON round trip changed the message"
+        );
         let json_text = serde_json::to_string_pretty(&json_value).expect("pretty") + "\n";
         let (bin_path, json_path) = (root.join(format!("{name}.binpb")), root.join(format!("{name}.json")));
         expected_files.insert(bin_path.clone());
@@ -192,7 +202,11 @@ fn envelope_vectors_match_byte_for_byte() {
         set(message, "traceparent", Value::String(TRACEPARENT.into()));
         set(message, "timeout_ms", Value::U32(2500));
     });
-    assert!(vectors.len() >= 60, "every payload case has a vector ({} found)", vectors.len());
+    assert!(
+        vectors.len() >= 60,
+        "every payload case has a vector ({} found)",
+        vectors.len()
+    );
     check_dir::<Envelope>("envelope", "hooteproto.v1.Envelope", vectors);
 }
 
@@ -211,7 +225,10 @@ fn every_payload_case_round_trips_through_the_typed_api() {
         set(m, "id", Value::String(n.into()));
     }) {
         let envelope = Envelope::decode(bytes.as_slice()).expect("decode");
-        let payload = envelope.payload.as_ref().unwrap_or_else(|| panic!("{name}: payload lost in decoding"));
+        let payload = envelope
+            .payload
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: payload lost in decoding"));
         assert_eq!(payload.name(), name, "generated name() agrees with the schema");
         let again = Envelope::decode(envelope.encode_to_vec().as_slice()).expect("re-decode");
         assert_eq!(again, envelope, "{name}: typed round trip");
