@@ -372,9 +372,6 @@ async fn io_loop(
     };
     loop {
         io.pump();
-        if io.link.socket.has_input() {
-            continue;
-        }
         tokio::select! {
             command = commands.recv() => {
                 let Some(command) = command else { break };
@@ -395,8 +392,22 @@ async fn io_loop(
 }
 
 impl Io {
-    /// Everything libzmq has for us, then everything we have for libzmq.
+    /// Everything we have for libzmq, then everything libzmq has for us. Ends with a
+    /// receive that found nothing, which is what makes waiting on `ZMQ_FD` safe.
     fn pump(&mut self) {
+        while let Some(frames) = self.outbox.front() {
+            match self.link.socket.try_send(frames) {
+                Ok(Sent::Yes) => {
+                    self.outbox.pop_front();
+                    bump(&self.counters.sent);
+                }
+                Ok(Sent::WouldBlock) => break,
+                Ok(Sent::Unroutable) | Err(_) => {
+                    // The caller's deadline answers for it.
+                    self.outbox.pop_front();
+                }
+            }
+        }
         loop {
             match self.link.socket.try_recv() {
                 Ok(Some(frames)) => {
@@ -411,19 +422,6 @@ impl Io {
                 Err(e) => {
                     tracing::warn!(error = %e, "receive failed");
                     break;
-                }
-            }
-        }
-        while let Some(frames) = self.outbox.front() {
-            match self.link.socket.try_send(frames) {
-                Ok(Sent::Yes) => {
-                    self.outbox.pop_front();
-                    bump(&self.counters.sent);
-                }
-                Ok(Sent::WouldBlock) => break,
-                Ok(Sent::Unroutable) | Err(_) => {
-                    // The caller's deadline answers for it.
-                    self.outbox.pop_front();
                 }
             }
         }

@@ -241,6 +241,10 @@ impl Server {
     }
 }
 
+fn panicked() -> Status {
+    Status::internal("the handler failed unexpectedly (panic); this is a bug in the service")
+}
+
 /// What a finished handler task yields.
 struct Outcome {
     peer: Vec<u8>,
@@ -266,20 +270,17 @@ impl<H: Handler> State<H> {
         let mut drain_deadline: Option<Instant> = None;
         let mut aborted = false;
         loop {
+            // Sends first, then receives until libzmq has nothing: ending on an empty
+            // receive is what makes waiting on `ZMQ_FD` safe (see socket.rs).
+            self.flush()?;
             while let Some(frames) = self.socket.try_recv()? {
                 self.accept(frames);
             }
-            self.flush()?;
-            if self.draining && self.tasks.is_empty() && self.outbox.is_empty() {
-                // Answer whatever arrived during the last moments, then stop.
-                while let Some(frames) = self.socket.try_recv()? {
-                    self.accept(frames);
-                }
-                self.flush()?;
-                return Ok(());
-            }
-            if self.socket.has_input() {
+            if !self.outbox.is_empty() {
                 continue;
+            }
+            if self.draining && self.tasks.is_empty() {
+                return Ok(());
             }
             let deadline = drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -362,28 +363,41 @@ impl<H: Handler> State<H> {
             peer: peer.clone(),
         };
         let handler = self.handler.clone();
-        let task_peer = peer.clone();
-        let task_id = id.clone();
-        let abort = self.tasks.spawn(
-            async move {
-                let work = handler.handle(context, payload);
-                let result = match timeout {
-                    Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-                        Err(Status::deadline_exceeded(format!(
-                            "not finished within the request's {limit:?}"
-                        )))
-                    }),
-                    None => work.await,
-                };
-                Outcome {
-                    peer: task_peer,
-                    id: task_id,
-                    result,
-                }
+        let work = async move {
+            let work = handler.handle(context, payload);
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded(format!(
+                        "not finished within the request's {limit:?}"
+                    )))
+                }),
+                None => work.await,
             }
-            .instrument(span),
-        );
-        self.running.insert(abort.id(), (peer, id));
+        }
+        .instrument(span);
+        // Fast path: most handlers of cheap requests finish on their first poll; answer
+        // those here without a task. The Future contract makes this sound: a future must
+        // wake the waker of its most recent poll, so a pending one can move into a task.
+        let mut work = Box::pin(work);
+        let mut noop = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(&mut noop))) {
+            Ok(std::task::Poll::Ready(result)) => self.reply(peer, id, result),
+            Ok(std::task::Poll::Pending) => {
+                let (task_peer, task_id) = (peer.clone(), id.clone());
+                let abort = self.tasks.spawn(async move {
+                    Outcome {
+                        peer: task_peer,
+                        id: task_id,
+                        result: work.await,
+                    }
+                });
+                self.running.insert(abort.id(), (peer, id));
+            }
+            Err(_panic) => {
+                tracing::error!(%id, "handler panicked");
+                self.reply(peer, id, Err(panicked()));
+            }
+        }
     }
 
     /// A handler task ended: send its result, or an error if it panicked or was aborted.
@@ -399,7 +413,7 @@ impl<H: Handler> State<H> {
                 };
                 let status = if error.is_panic() {
                     tracing::error!(%id, "handler panicked");
-                    Status::internal("the handler failed unexpectedly (panic); this is a bug in the service")
+                    panicked()
                 } else {
                     Status::unavailable("server shut down before the request finished")
                 };

@@ -1,9 +1,11 @@
 //! The only module that touches libzmq: DEALER/ROUTER sockets with the options HOOT/1
 //! wants, driven from tokio through the socket's `ZMQ_FD`.
 //!
-//! `ZMQ_FD` is edge-triggered and only says "`ZMQ_EVENTS` may have changed", so the
-//! owner must drain with non-blocking calls and re-check [`AsyncSocket::has_input`]
-//! before every [`AsyncSocket::wait`]. One task owns each socket; nobody else touches it.
+//! `ZMQ_FD` is edge-triggered and only says "`ZMQ_EVENTS` may have changed". Any libzmq
+//! call may consume that signal, so the owner's last call before [`AsyncSocket::wait`]
+//! must be a [`AsyncSocket::try_recv`] that found nothing: it processes libzmq's pending
+//! commands unthrottled, so anything arriving later raises a fresh edge. (Checking
+//! `ZMQ_EVENTS` instead costs a `poll()` syscall each time.) One task owns each socket.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
@@ -134,14 +136,6 @@ impl AsyncSocket {
             Err(zmq::Error::EHOSTUNREACH) => Ok(Sent::Unroutable),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Whether a message is waiting (also processes libzmq's pending commands).
-    pub fn has_input(&self) -> bool {
-        self.socket
-            .get_events()
-            .map(|e| e.contains(zmq::POLLIN))
-            .unwrap_or(false)
     }
 
     /// Waits until the socket's events may have changed. The future borrows only the

@@ -111,6 +111,10 @@ async fn handler_panic_is_answered_internal_and_server_keeps_serving() {
     let server = start(config(), TestService::default());
     let client = client(&server.endpoint);
     assert_eq!(remote_code(client.request(eval("panic")).await), ErrorCode::Internal);
+    assert_eq!(
+        remote_code(client.request(eval("panic-later")).await),
+        ErrorCode::Internal
+    );
     client.call(PingRequest {}).await.expect("still serving after a panic");
     server.shutdown().await;
 }

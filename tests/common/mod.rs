@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A service whose behaviour the test chooses through `lua_eval` code:
-/// `sleep:MS` answers after MS ms, `panic` panics, `big:N` returns an N-byte string,
+/// `sleep:MS` answers after MS ms, `panic` panics (`panic-later` after an await), `big:N` returns an N-byte string,
 /// anything else is echoed. `cas_inspect` stalls the first attempt of each request id
 /// for `stall_first_ms`, to exercise client retries.
 #[derive(Default)]
@@ -62,6 +62,9 @@ impl Handler for TestService {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 } else if code == "panic" {
                     panic!("test handler asked to panic");
+                } else if code == "panic-later" {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    panic!("test handler asked to panic after an await");
                 } else if let Some(n) = code.strip_prefix("big:") {
                     let n: usize = n.parse().map_err(|_| Status::invalid_argument("big:N"))?;
                     return Ok(Payload::Success(Success {
