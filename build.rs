@@ -39,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = prost_build::Config::new();
     config.btree_map(["."]);
+    // Free-form JSON objects stay encoded until read (see sdk/wkt.rs).
+    config.extern_path(".google.protobuf.Struct", "crate::wkt::Struct");
     config.compile_fds(fds)?;
     Ok(())
 }

@@ -15,7 +15,7 @@ pub struct Status {
     /// What went wrong, for a person.
     pub message: String,
     /// Optional structured detail.
-    pub details: Option<prost_types::Struct>,
+    pub details: Option<crate::wkt::Struct>,
 }
 
 macro_rules! constructors {
@@ -40,8 +40,8 @@ impl Status {
     }
 
     /// Attach structured details.
-    pub fn with_details(mut self, details: prost_types::Struct) -> Self {
-        self.details = Some(details);
+    pub fn with_details(mut self, details: impl Into<crate::wkt::Struct>) -> Self {
+        self.details = Some(details.into());
         self
     }
 

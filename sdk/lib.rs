@@ -16,6 +16,8 @@
 //!   concurrency and drains gracefully on shutdown.
 //! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
 //! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
+//! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
+//!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
 //! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
 //!
 //! Only the private `socket` module touches libzmq; nothing else in the project should.
@@ -38,6 +40,7 @@ pub mod server;
 mod socket;
 pub mod trace;
 pub mod wire;
+pub mod wkt;
 
 /// Generated types of package `hooteproto.v1`.
 #[allow(missing_docs, clippy::all)]

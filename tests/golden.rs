@@ -24,22 +24,24 @@ fn testdata() -> PathBuf {
 fn well_known(descriptor: &MessageDescriptor) -> Option<DynamicMessage> {
     use prost_types::value::Kind as K;
     let value = |kind| prost_types::Value { kind: Some(kind) };
-    let structure = prost_types::Struct {
-        fields: [
-            ("tempo".to_string(), value(K::NumberValue(120.5))),
-            ("key".to_string(), value(K::StringValue("Dm".into()))),
-            ("loop".to_string(), value(K::BoolValue(true))),
-            ("nothing".to_string(), value(K::NullValue(0))),
-            (
-                "sections".to_string(),
-                value(K::ListValue(prost_types::ListValue {
-                    values: vec![value(K::StringValue("verse".into())), value(K::NumberValue(2.0))],
-                })),
-            ),
-        ]
-        .into_iter()
-        .collect(),
+    // One key per object, at every depth: Structs are carried as encoded (sdk/wkt.rs), so
+    // their entry order is the producer's, and prost-reflect's map order is random.
+    // The one list still holds every kind of Value, a nested object included.
+    let object = |key: &str, v| prost_types::Struct {
+        fields: [(key.to_string(), v)].into_iter().collect(),
     };
+    let structure = object(
+        "song",
+        value(K::ListValue(prost_types::ListValue {
+            values: vec![
+                value(K::StringValue("verse".into())),
+                value(K::NumberValue(120.5)),
+                value(K::BoolValue(true)),
+                value(K::NullValue(0)),
+                value(K::StructValue(object("key", value(K::StringValue("Dm".into()))))),
+            ],
+        })),
+    );
     let bytes = match descriptor.full_name() {
         "google.protobuf.Struct" => structure.encode_to_vec(),
         "google.protobuf.Value" => value(K::StructValue(structure)).encode_to_vec(),
