@@ -41,6 +41,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.btree_map(["."]);
     // Free-form JSON objects stay encoded until read (see sdk/wkt.rs).
     config.extern_path(".google.protobuf.Struct", "crate::wkt::Struct");
+    // Box the few large records inside replies, so a Payload (moved on every request)
+    // is 144 bytes instead of 336.
+    config.boxed(".hooteproto.v1.JobStatusReply.job");
+    config.boxed(".hooteproto.v1.ArtifactGetReply.artifact");
+    config.boxed(".hooteproto.v1.ArtifactCreateReply.artifact");
+    config.boxed(".hooteproto.v1.ScriptStoreReply.script");
+    config.boxed(".hooteproto.v1.LuaDescribeReply.script");
     config.compile_fds(fds)?;
     Ok(())
 }
