@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{TestService, config, start, success_text};
 use hooteproto::v1::envelope::Payload;
-use hooteproto::v1::{CasInspectRequest, ErrorCode, LuaEvalRequest, PingRequest, TransportStatusRequest};
+use hooteproto::v1::{CasInspectRequest, Envelope, ErrorCode, LuaEvalRequest, PingRequest, TransportStatusRequest};
+use hooteproto::wire;
 use hooteproto::{Client, ClientConfig, Error, Key, RequestOptions, Server, ServerConfig};
 
 fn eval(code: impl Into<String>) -> Payload {
@@ -121,22 +122,57 @@ async fn handler_panic_is_answered_internal_and_server_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_deadline_reaches_the_server() {
-    let server = start(config(), TestService::default());
-    let client = client(&server.endpoint);
+async fn client_deadline_ends_a_request_nobody_answers() {
+    // Nothing listens here: the request is queued, never answered, and not retried.
+    let client = client(&format!("tcp://127.0.0.1:{}", common::free_port()));
     let options = RequestOptions {
         timeout: Some(Duration::from_millis(300)),
         ..Default::default()
     };
     let started = Instant::now();
-    let result = client.request_with(eval("sleep:2000"), options).await;
+    let result = client.request_with(eval("anything"), options).await;
     assert!(
         matches!(result, Err(Error::DeadlineExceeded { attempts: 1, .. })),
         "{result:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(1000));
-    // The server stopped the handler at the envelope's timeout_ms and answered DEADLINE_EXCEEDED.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1000),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stops_work_at_the_envelopes_timeout() {
+    let server = start(config(), TestService::default());
+    let endpoint = server.endpoint.clone();
+    let (code, waited) = tokio::task::spawn_blocking(move || {
+        let raw = common::raw_dealer(&endpoint);
+        let envelope = Envelope {
+            id: "slow".into(),
+            timeout_ms: 200,
+            payload: Some(eval("sleep:2000")),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let reply = common::raw_exchange(
+            &raw,
+            &wire::encode(&envelope, None, wire::DEFAULT_MAX_MESSAGE_SIZE).expect("encode"),
+        )
+        .expect("a reply");
+        let reply = wire::decode(&reply, None, wire::DEFAULT_MAX_MESSAGE_SIZE).expect("decode");
+        match reply.payload {
+            Some(Payload::Error(e)) => (e.code, started.elapsed()),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    })
+    .await
+    .expect("raw peer");
+    assert_eq!(code, ErrorCode::DeadlineExceeded as i32);
+    assert!(
+        waited < Duration::from_millis(1500),
+        "answered after {waited:?}, not at timeout_ms"
+    );
     let stats = server.shutdown().await;
     assert_eq!(stats.errors, 1, "{stats:?}");
 }
