@@ -14,6 +14,7 @@
 //!   retries of idempotent requests, reconnection after a server restart.
 //! - [`server`]: [`Server`], a ROUTER that runs a [`Handler`] per request with bounded
 //!   concurrency and drains gracefully on shutdown.
+//! - [`broadcast`]: [`broadcast::Publisher`] and [`broadcast::Subscriber`] for `Broadcast`s over PUB/SUB.
 //! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
 //! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod auth;
+pub mod broadcast;
 pub mod client;
 pub mod error;
 pub mod json;

@@ -119,6 +119,38 @@ impl AsyncSocket {
         Ok((this, bound))
     }
 
+    /// A PUB socket bound to `endpoint`; returns it with the endpoint actually bound.
+    pub fn publisher(context: &zmq::Context, endpoint: &str, options: &SocketOptions) -> Result<(Self, String), Error> {
+        let this = Self::new(context, zmq::PUB, options)?;
+        this.socket
+            .bind(endpoint)
+            .map_err(|e| Error::Transport(format!("cannot bind {endpoint:?}: {e}")))?;
+        let bound = this
+            .socket
+            .get_last_endpoint()?
+            .map_err(|raw| Error::Transport(format!("bound endpoint is not UTF-8: {raw:?}")))?;
+        Ok((this, bound))
+    }
+
+    /// A SUB socket connected to `endpoint`, subscribed to each topic prefix.
+    pub fn subscriber(
+        context: &zmq::Context,
+        endpoint: &str,
+        topics: &[&str],
+        options: &SocketOptions,
+    ) -> Result<Self, Error> {
+        let this = Self::new(context, zmq::SUB, options)?;
+        this.socket.set_reconnect_ivl(100)?;
+        this.socket.set_reconnect_ivl_max(500)?;
+        for topic in topics {
+            this.socket.set_subscribe(topic.as_bytes())?;
+        }
+        this.socket
+            .connect(endpoint)
+            .map_err(|e| Error::Config(format!("cannot connect to {endpoint:?}: {e}")))?;
+        Ok(this)
+    }
+
     /// The next whole message, if one is queued.
     pub fn try_recv(&self) -> Result<Option<Vec<Vec<u8>>>, Error> {
         match self.socket.recv_multipart(zmq::DONTWAIT) {
