@@ -17,14 +17,8 @@ use crate::socket::{self, AsyncSocket, Sent, SocketOptions};
 use crate::v1::{Broadcast, broadcast};
 use crate::wire::{DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL};
 
-fn options(max_message_size: usize) -> SocketOptions {
-    SocketOptions {
-        max_message_size,
-        heartbeat_interval: Duration::from_secs(1),
-        heartbeat_timeout: Duration::from_secs(3),
-        linger: Duration::ZERO,
-        high_water_mark: 10_000,
-    }
+fn options() -> SocketOptions {
+    SocketOptions::new(DEFAULT_MAX_MESSAGE_SIZE, Duration::from_secs(1))
 }
 
 fn now() -> prost_types::Timestamp {
@@ -45,13 +39,8 @@ impl Publisher {
     /// Binds a PUB socket. `source` names the publishing service in every broadcast.
     /// Like a server, it refuses a non-loopback address without a key unless `insecure`.
     pub fn bind(endpoint: &str, source: &str, key: Option<Key>, insecure: bool) -> Result<Self, Error> {
-        if key.is_none() && !insecure && !crate::server::is_local_endpoint(endpoint) {
-            return Err(Error::Config(format!(
-                "refusing to publish on {endpoint} without a shared key (or --insecure)"
-            )));
-        }
-        let (socket, endpoint) =
-            AsyncSocket::publisher(&socket::shared_context(), endpoint, &options(DEFAULT_MAX_MESSAGE_SIZE))?;
+        crate::server::check_bind_allowed(endpoint, key.as_ref(), insecure)?;
+        let (socket, endpoint) = AsyncSocket::publisher(&socket::shared_context(), endpoint, &options())?;
         Ok(Self {
             socket: Mutex::new(socket),
             source: source.to_string(),
@@ -113,12 +102,7 @@ impl Subscriber {
     /// Connects to `endpoint` (the publisher need not be up yet) and subscribes to the given
     /// topic prefixes (`&[""]` for everything, or e.g. `&["job_"]`).
     pub fn connect(endpoint: &str, topics: &[&str], key: Option<Key>) -> Result<Self, Error> {
-        let socket = AsyncSocket::subscriber(
-            &socket::shared_context(),
-            endpoint,
-            topics,
-            &options(DEFAULT_MAX_MESSAGE_SIZE),
-        )?;
+        let socket = AsyncSocket::subscriber(&socket::shared_context(), endpoint, topics, &options())?;
         Ok(Self {
             socket,
             key,

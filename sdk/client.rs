@@ -319,13 +319,7 @@ struct Link {
 
 impl Link {
     fn open(config: &ClientConfig, instance: &str, generation: u64) -> Result<Self, Error> {
-        let options = SocketOptions {
-            max_message_size: config.max_message_size,
-            heartbeat_interval: config.heartbeat_interval,
-            heartbeat_timeout: config.heartbeat_interval * 3,
-            linger: Duration::ZERO,
-            high_water_mark: 10_000,
-        };
+        let options = SocketOptions::new(config.max_message_size, config.heartbeat_interval);
         let routing_id = format!("{instance}-g{generation}");
         let socket = AsyncSocket::dealer(
             &socket::shared_context(),

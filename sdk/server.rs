@@ -156,6 +156,17 @@ pub fn is_local_endpoint(endpoint: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Refuses a non-loopback endpoint without a shared key unless the operator said `insecure`.
+pub(crate) fn check_bind_allowed(endpoint: &str, key: Option<&Key>, insecure: bool) -> Result<(), Error> {
+    if key.is_none() && !insecure && !is_local_endpoint(endpoint) {
+        return Err(Error::Config(format!(
+            "refusing to bind {endpoint} without a shared key: anyone who can reach it could run code. \
+             Configure a key (HOOT_KEY_FILE) or pass --insecure"
+        )));
+    }
+    Ok(())
+}
+
 /// A bound HOOT/1 server, ready to [`run`](Server::run).
 pub struct Server {
     config: ServerConfig,
@@ -170,20 +181,8 @@ impl Server {
     /// Binds the ROUTER. Refuses a non-loopback address without a key unless `insecure`.
     /// Must be called inside a tokio runtime.
     pub fn bind(config: ServerConfig) -> Result<Self, Error> {
-        if config.key.is_none() && !config.insecure && !is_local_endpoint(&config.bind) {
-            return Err(Error::Config(format!(
-                "refusing to bind {} without a shared key: anyone who can reach it could run code. \
-                 Configure a key (HOOT_KEY_FILE) or pass --insecure",
-                config.bind
-            )));
-        }
-        let options = SocketOptions {
-            max_message_size: config.max_message_size,
-            heartbeat_interval: config.heartbeat_interval,
-            heartbeat_timeout: config.heartbeat_interval * 3,
-            linger: Duration::ZERO,
-            high_water_mark: 10_000,
-        };
+        check_bind_allowed(&config.bind, config.key.as_ref(), config.insecure)?;
+        let options = SocketOptions::new(config.max_message_size, config.heartbeat_interval);
         let context = socket::own_context();
         let (socket, endpoint) = AsyncSocket::router(&context, &config.bind, &options)?;
         Ok(Self {

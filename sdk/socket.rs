@@ -45,6 +45,20 @@ pub(crate) struct SocketOptions {
     pub high_water_mark: i32,
 }
 
+impl SocketOptions {
+    /// The options HOOT/1 recommends (PROTOCOL.md §10): heartbeat timeout of three
+    /// intervals, no linger, a 10,000-message queue each way.
+    pub fn new(max_message_size: usize, heartbeat_interval: Duration) -> Self {
+        Self {
+            max_message_size,
+            heartbeat_interval,
+            heartbeat_timeout: heartbeat_interval * 3,
+            linger: Duration::ZERO,
+            high_water_mark: 10_000,
+        }
+    }
+}
+
 /// What happened to a non-blocking send.
 pub(crate) enum Sent {
     /// Queued in libzmq.
@@ -67,6 +81,9 @@ fn millis(d: Duration) -> i32 {
 
 impl AsyncSocket {
     fn new(context: &zmq::Context, kind: zmq::SocketType, options: &SocketOptions) -> Result<Self, Error> {
+        // Registering the fd (and spawning I/O tasks) needs a reactor: say so instead of panicking.
+        tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Config("HOOT/1 sockets must be created inside a tokio runtime".into()))?;
         let socket = context.socket(kind)?;
         socket.set_linger(millis(options.linger))?;
         socket.set_maxmsgsize(i64::try_from(options.max_message_size).unwrap_or(i64::MAX))?;
@@ -109,27 +126,25 @@ impl AsyncSocket {
         // A client that reconnects with its old routing id before we noticed the old
         // connection died takes the id over instead of being refused.
         this.socket.set_router_handover(true)?;
-        this.socket
-            .bind(endpoint)
-            .map_err(|e| Error::Transport(format!("cannot bind {endpoint:?}: {e}")))?;
-        let bound = this
-            .socket
-            .get_last_endpoint()?
-            .map_err(|raw| Error::Transport(format!("bound endpoint is not UTF-8: {raw:?}")))?;
+        let bound = this.bind(endpoint)?;
         Ok((this, bound))
     }
 
     /// A PUB socket bound to `endpoint`; returns it with the endpoint actually bound.
     pub fn publisher(context: &zmq::Context, endpoint: &str, options: &SocketOptions) -> Result<(Self, String), Error> {
         let this = Self::new(context, zmq::PUB, options)?;
-        this.socket
+        let bound = this.bind(endpoint)?;
+        Ok((this, bound))
+    }
+
+    /// Binds and returns the endpoint actually bound (the real port for `*`).
+    fn bind(&self, endpoint: &str) -> Result<String, Error> {
+        self.socket
             .bind(endpoint)
             .map_err(|e| Error::Transport(format!("cannot bind {endpoint:?}: {e}")))?;
-        let bound = this
-            .socket
+        self.socket
             .get_last_endpoint()?
-            .map_err(|raw| Error::Transport(format!("bound endpoint is not UTF-8: {raw:?}")))?;
-        Ok((this, bound))
+            .map_err(|raw| Error::Transport(format!("bound endpoint is not UTF-8: {raw:?}")))
     }
 
     /// A SUB socket connected to `endpoint`, subscribed to each topic prefix.

@@ -402,3 +402,14 @@ async fn drain_deadline_answers_stragglers_unavailable() {
     let stats = running.join().await;
     assert_eq!((stats.replies, stats.errors), (1, 1), "{stats:?}");
 }
+
+#[test]
+fn outside_a_runtime_is_a_clear_error_not_a_panic() {
+    let client = Client::connect(ClientConfig::new("tcp://127.0.0.1:5599"));
+    assert!(
+        matches!(client, Err(Error::Config(ref m)) if m.contains("tokio runtime")),
+        "{client:?}"
+    );
+    let server = Server::bind(ServerConfig::new("tcp://127.0.0.1:*"));
+    assert!(matches!(server, Err(Error::Config(_))));
+}
