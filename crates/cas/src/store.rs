@@ -1,0 +1,301 @@
+//! [`Cas`]: the store, its staging area, and the atomic, durable commit of an object.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::IoContext as _;
+use crate::{CasError, Hash};
+
+/// MIME type recorded when the caller gives none.
+pub const DEFAULT_MIME: &str = "application/octet-stream";
+/// Staging files untouched for this long belong to a writer that died; they are removed.
+const STALE_STAGING: Duration = Duration::from_secs(3600);
+
+/// What the store knows about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its name.
+    pub hash: Hash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The MIME type given when it was first stored.
+    pub mime_type: String,
+    /// When it was first stored.
+    pub created_at: SystemTime,
+}
+
+/// The result of a store or import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The object.
+    pub info: ObjectInfo,
+    /// True when the content was already in the store (nothing was written).
+    pub already_existed: bool,
+}
+
+/// The sidecar file's content.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    size: u64,
+    mime_type: String,
+    created_at_unix_ms: u64,
+}
+
+/// A content-addressed store rooted at a directory. Cheap to clone; share it freely.
+#[derive(Debug, Clone)]
+pub struct Cas {
+    root: PathBuf,
+}
+
+/// A staging file that is removed unless it was committed.
+pub(crate) struct Staged {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    committed: bool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Makes a rename or a new entry in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), CasError> {
+    File::open(dir).and_then(|d| d.sync_all()).at("syncing directory", dir)
+}
+
+impl Cas {
+    /// Opens (creating if needed) a store at `root`, and removes staging files left by
+    /// writers that died more than an hour ago.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, CasError> {
+        let cas = Self { root: root.into() };
+        for dir in [cas.objects_dir(), cas.staging_dir()] {
+            fs::create_dir_all(&dir).at("creating", &dir)?;
+        }
+        cas.remove_stale_staging();
+        Ok(cas)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    pub(crate) fn staging_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where an object's content lives (it may not exist).
+    pub fn object_path(&self, hash: &Hash) -> PathBuf {
+        let (dir, file) = hash.split();
+        self.objects_dir().join(dir).join(file)
+    }
+
+    fn meta_path(&self, hash: &Hash) -> PathBuf {
+        self.object_path(hash).with_extension("meta")
+    }
+
+    pub(crate) fn fanout_dir(&self, two_hex: &str) -> PathBuf {
+        self.objects_dir().join(two_hex)
+    }
+
+    /// Whether an object exists.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    /// A fresh name in the staging area, unique across processes and threads.
+    pub(crate) fn staging_name(&self) -> PathBuf {
+        let random: u64 = rand::random();
+        self.staging_dir()
+            .join(format!("{}-{random:016x}.part", std::process::id()))
+    }
+
+    /// A new, empty staging file.
+    pub(crate) fn stage(&self) -> Result<Staged, CasError> {
+        let path = self.staging_name();
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .at("creating", &path)?;
+        Ok(Staged {
+            path,
+            file,
+            committed: false,
+        })
+    }
+
+    /// Adopts an existing file in the staging area (after a move import).
+    pub(crate) fn adopt(&self, path: PathBuf) -> Result<Staged, CasError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .at("opening", &path)?;
+        Ok(Staged {
+            path,
+            file,
+            committed: false,
+        })
+    }
+
+    /// Stores bytes held in memory.
+    pub fn store(&self, bytes: &[u8], mime_type: &str) -> Result<Stored, CasError> {
+        let hash = Hash::of(bytes);
+        if let Some(existing) = self.existing(&hash)? {
+            return Ok(existing);
+        }
+        let mut staged = self.stage()?;
+        staged.file.write_all(bytes).at("writing", &staged.path)?;
+        self.commit(staged, hash, bytes.len() as u64, mime_type)
+    }
+
+    fn existing(&self, hash: &Hash) -> Result<Option<Stored>, CasError> {
+        if !self.contains(hash) {
+            return Ok(None);
+        }
+        Ok(Some(Stored {
+            info: self.inspect(hash)?,
+            already_existed: true,
+        }))
+    }
+
+    /// Makes a fully written, hashed staging file the object `hash`: fsync it, rename it
+    /// into place, fsync the directory, then write the metadata the same way.
+    pub(crate) fn commit(
+        &self,
+        mut staged: Staged,
+        hash: Hash,
+        size: u64,
+        mime_type: &str,
+    ) -> Result<Stored, CasError> {
+        if let Some(existing) = self.existing(&hash)? {
+            return Ok(existing); // dropping `staged` removes it
+        }
+        staged.file.sync_all().at("syncing", &staged.path)?;
+        let target = self.object_path(&hash);
+        let dir = target
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.objects_dir());
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at("creating", &dir)?;
+            sync_dir(&self.objects_dir())?;
+        }
+        fs::rename(&staged.path, &target).at("renaming into the store", &target)?;
+        staged.committed = true;
+        sync_dir(&dir)?;
+        let now = SystemTime::now();
+        let mime_type = if mime_type.is_empty() { DEFAULT_MIME } else { mime_type };
+        self.write_meta(
+            &hash,
+            &Meta {
+                size,
+                mime_type: mime_type.to_string(),
+                created_at_unix_ms: unix_ms(now),
+            },
+        )?;
+        let info = ObjectInfo {
+            hash,
+            size,
+            mime_type: mime_type.to_string(),
+            created_at: now,
+        };
+        Ok(Stored {
+            info,
+            already_existed: false,
+        })
+    }
+
+    fn write_meta(&self, hash: &Hash, meta: &Meta) -> Result<(), CasError> {
+        let target = self.meta_path(hash);
+        let mut staged = self.stage()?;
+        let json = serde_json::to_vec(meta).map_err(|e| CasError::Io {
+            context: "encoding metadata for",
+            path: target.clone(),
+            source: e.into(),
+        })?;
+        staged.file.write_all(&json).at("writing", &staged.path)?;
+        staged.file.sync_all().at("syncing", &staged.path)?;
+        fs::rename(&staged.path, &target).at("renaming into the store", &target)?;
+        staged.committed = true;
+        if let Some(dir) = target.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// An object's metadata. An object whose metadata was lost in a crash (content is
+    /// committed first) gets it rebuilt from the file.
+    pub fn inspect(&self, hash: &Hash) -> Result<ObjectInfo, CasError> {
+        let object = self.object_path(hash);
+        let stat = match fs::metadata(&object) {
+            Ok(stat) => stat,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CasError::NotFound(hash.to_string())),
+            Err(e) => {
+                return Err(CasError::Io {
+                    context: "inspecting",
+                    path: object,
+                    source: e,
+                });
+            }
+        };
+        let meta_path = self.meta_path(hash);
+        let meta = fs::read(&meta_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Meta>(&bytes).ok());
+        let meta = match meta {
+            Some(meta) => meta,
+            None => {
+                let rebuilt = Meta {
+                    size: stat.len(),
+                    mime_type: DEFAULT_MIME.to_string(),
+                    created_at_unix_ms: stat.modified().map(unix_ms).unwrap_or(0),
+                };
+                self.write_meta(hash, &rebuilt)?;
+                rebuilt
+            }
+        };
+        Ok(ObjectInfo {
+            hash: *hash,
+            size: stat.len(),
+            mime_type: meta.mime_type,
+            created_at: UNIX_EPOCH + Duration::from_millis(meta.created_at_unix_ms),
+        })
+    }
+
+    fn remove_stale_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.staging_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_STAGING);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
