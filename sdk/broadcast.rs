@@ -136,11 +136,11 @@ impl Subscriber {
         if protocol.as_slice() != PROTOCOL || body.len() > self.max_message_size {
             return None;
         }
-        if let Some(key) = &self.key {
-            if signature.len() != SIGNATURE_LEN || !key.verify(body, signature) {
-                tracing::warn!("dropping a broadcast with a missing or wrong signature");
-                return None;
-            }
+        if let Some(key) = &self.key
+            && (signature.len() != SIGNATURE_LEN || !key.verify(body, signature))
+        {
+            tracing::warn!("dropping a broadcast with a missing or wrong signature");
+            return None;
         }
         let broadcast = Broadcast::decode(body.as_slice()).ok()?;
         // The topic must say what the body is, or prefix filtering would be a lie.

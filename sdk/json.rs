@@ -93,3 +93,69 @@ pub fn envelope_from_json(json: &str) -> Result<Envelope, JsonError> {
         source,
     })
 }
+
+/// A JSON Schema (draft 2020-12) for the proto3 JSON form of a message, derived from the
+/// schema itself so a tool's `input_schema` never drifts from the request it describes.
+/// Properties use the proto field names (proto3 JSON parsers accept them and camelCase).
+pub fn json_schema(full_name: &str) -> Result<serde_json::Value, JsonError> {
+    let descriptor = message_descriptor(full_name)?;
+    let mut schema = message_schema(&descriptor, 0);
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("$schema".into(), "https://json-schema.org/draft/2020-12/schema".into());
+    }
+    Ok(schema)
+}
+
+fn message_schema(descriptor: &MessageDescriptor, depth: usize) -> serde_json::Value {
+    use serde_json::json;
+    match descriptor.full_name() {
+        "google.protobuf.Struct" => return json!({"type": "object"}),
+        "google.protobuf.Value" => return json!({}),
+        "google.protobuf.ListValue" => return json!({"type": "array"}),
+        "google.protobuf.Timestamp" => return json!({"type": "string", "format": "date-time"}),
+        "google.protobuf.Duration" => return json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"}),
+        _ => {}
+    }
+    if depth > 8 {
+        return json!({"type": "object"});
+    }
+    let properties: serde_json::Map<String, serde_json::Value> = descriptor
+        .fields()
+        .map(|field| (field.name().to_string(), field_schema(&field, depth)))
+        .collect();
+    json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+fn field_schema(field: &prost_reflect::FieldDescriptor, depth: usize) -> serde_json::Value {
+    use serde_json::json;
+    if field.is_map()
+        && let prost_reflect::Kind::Message(entry) = field.kind()
+    {
+        let value = kind_schema(&entry.map_entry_value_field().kind(), depth);
+        return json!({"type": "object", "additionalProperties": value});
+    }
+    let single = kind_schema(&field.kind(), depth);
+    if field.is_list() {
+        json!({"type": "array", "items": single})
+    } else {
+        single
+    }
+}
+
+fn kind_schema(kind: &prost_reflect::Kind, depth: usize) -> serde_json::Value {
+    use prost_reflect::Kind as K;
+    use serde_json::json;
+    match kind {
+        K::Double | K::Float => json!({"type": "number"}),
+        K::Int32 | K::Sint32 | K::Sfixed32 => json!({"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}),
+        K::Uint32 | K::Fixed32 => json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+        // proto3 JSON writes 64-bit integers as strings and reads either form.
+        K::Int64 | K::Sint64 | K::Sfixed64 => json!({"type": ["integer", "string"]}),
+        K::Uint64 | K::Fixed64 => json!({"type": ["integer", "string"]}),
+        K::Bool => json!({"type": "boolean"}),
+        K::String => json!({"type": "string"}),
+        K::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+        K::Enum(e) => json!({"type": "string", "enum": e.values().map(|v| v.name().to_string()).collect::<Vec<_>>()}),
+        K::Message(m) => message_schema(m, depth + 1),
+    }
+}

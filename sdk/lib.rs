@@ -19,6 +19,7 @@
 //! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
 //!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
+//! - [`dirs`]: the shared data directory and CAS root conventions.
 //! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
 //!
 //! Only the private `socket` module touches libzmq; nothing else in the project should.
@@ -36,6 +37,7 @@
 pub mod auth;
 pub mod broadcast;
 pub mod client;
+pub mod dirs;
 pub mod error;
 pub mod json;
 pub mod server;

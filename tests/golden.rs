@@ -62,10 +62,10 @@ fn sample_message(descriptor: &MessageDescriptor, depth: u32) -> DynamicMessage 
     let mut message = DynamicMessage::new(descriptor.clone());
     for field in descriptor.fields() {
         // Of each oneof, fill its first field only.
-        if let Some(oneof) = field.containing_oneof() {
-            if oneof.fields().next().map(|f| f.number()) != Some(field.number()) {
-                continue;
-            }
+        if let Some(oneof) = field.containing_oneof()
+            && oneof.fields().next().map(|f| f.number()) != Some(field.number())
+        {
+            continue;
         }
         if depth > 5 && matches!(field.kind(), Kind::Message(_)) {
             continue;

@@ -1,0 +1,305 @@
+//! Artifacts and device bindings in sled.
+//!
+//! Records are stored as their wire messages (`hooteproto.v1.Artifact`, `Binding`), so
+//! what is on disk is exactly what the schema describes. Ids are time-ordered
+//! (`art-<13 hex ms><8 hex random>`), so listing newest first is a reverse scan. Every
+//! write is flushed before it is acknowledged: sled alone flushes only every 500 ms.
+
+use std::time::SystemTime;
+
+use hooteproto::Status;
+use hooteproto::v1::{Artifact, ArtifactCreateRequest, Binding, DeviceHints};
+use prost::Message as _;
+use sled::Transactional as _;
+
+/// Limits on untrusted input.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag, creator or identity.
+pub const MAX_LABEL: usize = 128;
+/// Longest artifact name.
+pub const MAX_NAME: usize = 512;
+/// Most parents of one artifact.
+pub const MAX_PARENTS: usize = 64;
+/// Largest encoded metadata object.
+pub const MAX_METADATA: usize = 64 * 1024;
+/// Default and largest page of a listing.
+pub const DEFAULT_PAGE: usize = 50;
+/// Largest page of a listing.
+pub const MAX_PAGE: usize = 500;
+
+/// The sled trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    artifacts: sled::Tree,
+    by_tag: sled::Tree,
+    by_creator: sled::Tree,
+    children: sled::Tree,
+    bindings: sled::Tree,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("artifact store: {e}"))
+}
+
+/// `a\0b`: index keys that sort by the first part, then the second.
+fn index_key(first: &str, second: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(first.len() + 1 + second.len());
+    key.extend_from_slice(first.as_bytes());
+    key.push(0);
+    key.extend_from_slice(second.as_bytes());
+    key
+}
+
+fn check_label(what: &str, value: &str) -> Result<(), Status> {
+    if value.len() > MAX_LABEL || value.contains('\0') {
+        return Err(Status::invalid_argument(format!(
+            "{what} must be at most {MAX_LABEL} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn new_id() -> String {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("art-{ms:013x}{:08x}", rand::random::<u32>())
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self, sled::Error> {
+        let db = sled::open(dir)?;
+        Ok(Self {
+            artifacts: db.open_tree("artifacts")?,
+            by_tag: db.open_tree("by_tag")?,
+            by_creator: db.open_tree("by_creator")?,
+            children: db.open_tree("children")?,
+            bindings: db.open_tree("bindings")?,
+            db,
+        })
+    }
+
+    /// Makes every acknowledged write durable.
+    pub async fn flush(&self) -> Result<(), Status> {
+        self.db.flush_async().await.map(|_| ()).map_err(internal)
+    }
+
+    /// Validates and stores a new artifact. The CAS object must exist (checked by the caller).
+    pub async fn create(&self, request: ArtifactCreateRequest) -> Result<Artifact, Status> {
+        if request.tags.len() > MAX_TAGS || request.parent_ids.len() > MAX_PARENTS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_TAGS} tags and {MAX_PARENTS} parents per artifact"
+            )));
+        }
+        for tag in &request.tags {
+            check_label("a tag", tag)?;
+        }
+        check_label("creator", &request.creator)?;
+        if request.name.len() > MAX_NAME {
+            return Err(Status::invalid_argument(format!(
+                "name must be at most {MAX_NAME} bytes"
+            )));
+        }
+        if request
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.as_encoded().len() > MAX_METADATA)
+        {
+            return Err(Status::invalid_argument(format!(
+                "metadata must encode to at most {MAX_METADATA} bytes"
+            )));
+        }
+        if let Some(metadata) = &request.metadata {
+            metadata
+                .to_prost()
+                .map_err(|e| Status::invalid_argument(format!("metadata is malformed: {e}")))?;
+        }
+        for parent in &request.parent_ids {
+            if !self.artifacts.contains_key(parent.as_bytes()).map_err(internal)? {
+                return Err(Status::not_found(format!("parent artifact {parent:?} does not exist")));
+            }
+        }
+        let mut tags = request.tags;
+        tags.sort();
+        tags.dedup();
+        let artifact = Artifact {
+            artifact_id: new_id(),
+            cas_hash: request.cas_hash,
+            name: request.name,
+            tags,
+            creator: request.creator,
+            metadata: request.metadata,
+            parent_ids: request.parent_ids,
+            created_at: Some(SystemTime::now().into()),
+        };
+        let id = artifact.artifact_id.as_str();
+        let encoded = artifact.encode_to_vec();
+        (&self.artifacts, &self.by_tag, &self.by_creator, &self.children)
+            .transaction(|(artifacts, by_tag, by_creator, children)| {
+                artifacts.insert(id.as_bytes(), encoded.as_slice())?;
+                for tag in &artifact.tags {
+                    by_tag.insert(index_key(tag, id), &[])?;
+                }
+                by_creator.insert(index_key(&artifact.creator, id), &[])?;
+                for parent in &artifact.parent_ids {
+                    children.insert(index_key(parent, id), &[])?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| internal(format!("{e:?}")))?;
+        self.flush().await?;
+        Ok(artifact)
+    }
+
+    /// One artifact, if it exists.
+    pub fn get(&self, id: &str) -> Result<Option<Artifact>, Status> {
+        match self.artifacts.get(id.as_bytes()).map_err(internal)? {
+            Some(bytes) => Artifact::decode(bytes.as_ref()).map(Some).map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    /// Artifacts newest first, filtered by tag and creator, after `page_token` (an id).
+    pub fn list(
+        &self,
+        tag: &str,
+        creator: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<Artifact>, String), Status> {
+        let page_size = if page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            page_size.min(MAX_PAGE)
+        };
+        let ids: Box<dyn Iterator<Item = sled::Result<Vec<u8>>>> = if !tag.is_empty() {
+            Box::new(self.index_ids(&self.by_tag, tag, page_token))
+        } else if !creator.is_empty() {
+            Box::new(self.index_ids(&self.by_creator, creator, page_token))
+        } else {
+            let range = if page_token.is_empty() {
+                self.artifacts.iter()
+            } else {
+                self.artifacts.range(..page_token.as_bytes())
+            };
+            Box::new(range.rev().map(|item| item.map(|(k, _)| k.to_vec())))
+        };
+        let mut page = Vec::new();
+        for id in ids {
+            let id = String::from_utf8_lossy(&id.map_err(internal)?).into_owned();
+            let Some(artifact) = self.get(&id)? else { continue };
+            if !creator.is_empty() && artifact.creator != creator {
+                continue;
+            }
+            page.push(artifact);
+            if page.len() == page_size {
+                break;
+            }
+        }
+        let next = if page.len() == page_size {
+            page.last().map(|a| a.artifact_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((page, next))
+    }
+
+    /// Ids under `value` in an index, newest first, before `before` if given.
+    fn index_ids(&self, index: &sled::Tree, value: &str, before: &str) -> impl Iterator<Item = sled::Result<Vec<u8>>> {
+        let start = index_key(value, "");
+        let end = if before.is_empty() {
+            index_key(value, "\u{10FFFF}")
+        } else {
+            index_key(value, before)
+        };
+        let skip = start.len();
+        index
+            .range(start..end)
+            .rev()
+            .map(move |item| item.map(|(k, _)| k[skip..].to_vec()))
+    }
+
+    /// Ids of artifacts that name `id` as a parent.
+    pub fn children_of(&self, id: &str) -> Result<Vec<String>, Status> {
+        let prefix = index_key(id, "");
+        self.children
+            .scan_prefix(&prefix)
+            .map(|item| {
+                item.map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+                    .map_err(internal)
+            })
+            .collect()
+    }
+
+    /// Every distinct value of an index (tags or creators).
+    pub fn index_values(&self, tags: bool) -> Result<Vec<String>, Status> {
+        let index = if tags { &self.by_tag } else { &self.by_creator };
+        let mut values: Vec<String> = Vec::new();
+        for item in index.iter() {
+            let (key, _) = item.map_err(internal)?;
+            let value = key.split(|b| *b == 0).next().unwrap_or_default();
+            let value = String::from_utf8_lossy(value).into_owned();
+            if values.last() != Some(&value) {
+                values.push(value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Binds (or rebinds) an identity to device hints.
+    pub async fn bind(&self, identity: &str, hints: DeviceHints) -> Result<Binding, Status> {
+        let valid = !identity.is_empty()
+            && identity.len() <= MAX_LABEL
+            && identity
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(Status::invalid_argument(format!(
+                "identity must be 1 to {MAX_LABEL} characters of [A-Za-z0-9._-], e.g. \"bass-synth\""
+            )));
+        }
+        let count = hints.midi_port_patterns.len() + hints.usb_ids.len() + hints.audio_device_names.len();
+        if count > MAX_TAGS
+            || hints
+                .extra
+                .as_ref()
+                .is_some_and(|e| e.as_encoded().len() > MAX_METADATA)
+        {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_TAGS} hints and {MAX_METADATA} bytes of extra"
+            )));
+        }
+        let binding = Binding {
+            identity: identity.to_string(),
+            hints: Some(hints),
+            updated_at: Some(SystemTime::now().into()),
+        };
+        self.bindings
+            .insert(identity.as_bytes(), binding.encode_to_vec())
+            .map_err(internal)?;
+        self.flush().await?;
+        Ok(binding)
+    }
+
+    /// One binding, if it exists.
+    pub fn binding(&self, identity: &str) -> Result<Option<Binding>, Status> {
+        match self.bindings.get(identity.as_bytes()).map_err(internal)? {
+            Some(bytes) => Binding::decode(bytes.as_ref()).map(Some).map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    /// Every binding, by identity.
+    pub fn bindings(&self) -> Result<Vec<Binding>, Status> {
+        self.bindings
+            .iter()
+            .map(|item| {
+                let (_, bytes) = item.map_err(internal)?;
+                Binding::decode(bytes.as_ref()).map_err(internal)
+            })
+            .collect()
+    }
+}

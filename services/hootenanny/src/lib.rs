@@ -1,0 +1,142 @@
+//! # hootenanny — the system's memory
+//!
+//! A HOOT/1 service (ROUTER, default `tcp://127.0.0.1:5580`) over:
+//! - the shared content-addressed store (crate `cas`): `cas_store`, `cas_inspect`, `cas_get`;
+//! - artifacts with tags, creators, metadata and lineage, in sled: `artifact_*`;
+//! - a GraphQL graph over all of it, and device bindings: `graph_query`, `graph_bind`.
+//!
+//! ## Map
+//! - [`run`]: open the stores, serve HOOT/1 and gRPC health until `shutdown`, drain, flush.
+//! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL.
+//! - `tools`: tool list (schemas from `schema/`) and the GraphQL SDL resource.
+
+mod artifacts;
+mod graph;
+mod service;
+mod tools;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hooteproto::{Key, Server, ServerConfig, ServerStats};
+use tonic_health::ServingStatus;
+
+pub use tools::GRAPH_SCHEMA_URI;
+
+/// Name under which gRPC health reports this service (the empty name reports it too).
+pub const HEALTH_SERVICE: &str = "hootenanny";
+
+/// How to run. `Config::new` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HOOT/1 ROUTER endpoint.
+    pub bind: String,
+    /// The shared CAS root.
+    pub cas_root: PathBuf,
+    /// The data directory; hootenanny keeps its sled database in `<data_dir>/hootenanny/`.
+    pub data_dir: PathBuf,
+    /// Where to serve grpc.health.v1 (None: not at all).
+    pub health_bind: Option<SocketAddr>,
+    /// Shared HMAC key.
+    pub key: Option<Key>,
+    /// Allow a non-loopback bind without a key.
+    pub insecure: bool,
+    /// How long shutdown waits for accepted requests.
+    pub drain_timeout: Duration,
+    /// Largest envelope accepted or sent.
+    pub max_message_size: usize,
+}
+
+impl Config {
+    /// Defaults from the project conventions.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            bind: "tcp://127.0.0.1:5580".into(),
+            cas_root: data_dir.join("cas"),
+            data_dir,
+            health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6580))),
+            key: None,
+            insecure: false,
+            drain_timeout: Duration::from_secs(10),
+            max_message_size: hooteproto::wire::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// Serves until `shutdown` completes (or a `shutdown` request arrives), then stops taking
+/// requests, answers the accepted ones, flushes the database and returns the counters.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+    let cas = cas::Cas::open(&config.cas_root)
+        .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
+    let db_dir = config.data_dir.join("hootenanny").join("db");
+    let store = artifacts::Store::open(&db_dir).with_context(|| format!("opening sled at {}", db_dir.display()))?;
+
+    let mut server_config = ServerConfig::new(config.bind.clone());
+    server_config.key = config.key.clone();
+    server_config.insecure = config.insecure;
+    server_config.drain_timeout = config.drain_timeout;
+    server_config.max_message_size = config.max_message_size;
+    let server = Server::bind(server_config)?;
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health_task = match config.health_bind {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding gRPC health on {address}"))?;
+            for name in ["", HEALTH_SERVICE] {
+                reporter.set_service_status(name, ServingStatus::Serving).await;
+            }
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = health_stopped.await;
+                    }),
+            ))
+        }
+        None => None,
+    };
+
+    let requested = Arc::new(tokio::sync::Notify::new());
+    let service = Arc::new(service::Service {
+        schema: graph::schema(store.clone(), cas.clone()),
+        cas,
+        store: store.clone(),
+        started: Instant::now(),
+        instance: format!("hootenanny-{}", std::process::id()),
+        // Room for the envelope around the bytes.
+        max_reply_bytes: config.max_message_size.saturating_sub(64 * 1024) as u64,
+        drain_deadline_ms: u32::try_from(config.drain_timeout.as_millis()).unwrap_or(u32::MAX),
+        shutdown: requested.clone(),
+    });
+    tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), "hootenanny ready");
+    let stop = {
+        let reporter = reporter.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = requested.notified() => {}
+            }
+            for name in ["", HEALTH_SERVICE] {
+                reporter.set_service_status(name, ServingStatus::NotServing).await;
+            }
+        }
+    };
+    let stats = server.run(service, stop).await?;
+    store
+        .flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("final flush failed: {e}"))?;
+    let _ = health_stop.send(());
+    if let Some(task) = health_task {
+        let _ = task.await;
+    }
+    Ok(stats)
+}

@@ -1,0 +1,210 @@
+//! The HOOT/1 handler: one function per payload family, with CAS and sled work off the
+//! async threads (both fsync).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hooteproto::v1::envelope::Payload;
+use hooteproto::v1::{self as pb, ErrorCode};
+use hooteproto::{Handler, RequestContext, Status};
+use tokio::sync::Notify;
+
+use crate::artifacts::Store;
+use crate::graph::GraphSchema;
+use crate::tools;
+
+/// Everything a request may touch.
+pub struct Service {
+    pub(crate) cas: cas::Cas,
+    pub(crate) store: Store,
+    pub(crate) schema: GraphSchema,
+    pub(crate) started: Instant,
+    pub(crate) instance: String,
+    /// Largest reply payload we build (kept under the max message size).
+    pub(crate) max_reply_bytes: u64,
+    pub(crate) drain_deadline_ms: u32,
+    /// Notified by a `shutdown` request.
+    pub(crate) shutdown: Arc<Notify>,
+}
+
+/// A CAS error as a canonical status.
+fn cas_status(error: cas::CasError) -> Status {
+    let code = match error.kind() {
+        cas::ErrorKind::InvalidArgument => ErrorCode::InvalidArgument,
+        cas::ErrorKind::NotFound => ErrorCode::NotFound,
+        cas::ErrorKind::DataLoss => ErrorCode::DataLoss,
+        cas::ErrorKind::ResourceExhausted => ErrorCode::ResourceExhausted,
+        cas::ErrorKind::Io => ErrorCode::Internal,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// Runs blocking CAS work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, cas::CasError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("CAS task failed: {e}")))?
+        .map_err(cas_status)
+}
+
+fn object(info: cas::ObjectInfo) -> pb::CasObject {
+    pb::CasObject {
+        hash: info.hash.to_string(),
+        size: info.size,
+        mime_type: info.mime_type,
+        created_at: Some(info.created_at.into()),
+    }
+}
+
+impl Handler for Service {
+    async fn handle(&self, _context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+        match payload {
+            Payload::Ping(_) => Ok(Payload::PingReply(pb::PingReply {
+                worker_id: self.instance.clone(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                service: "hootenanny".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            })),
+            Payload::Shutdown(request) => {
+                tracing::info!(reason = %request.reason, "shutdown requested");
+                self.shutdown.notify_one();
+                Ok(Payload::ShutdownReply(pb::ShutdownReply {
+                    drain_deadline_ms: self.drain_deadline_ms,
+                }))
+            }
+            Payload::CasStore(request) => self.cas_store(request).await,
+            Payload::CasInspect(request) => {
+                let cas = self.cas.clone();
+                let info = blocking(move || cas.resolve(&request.hash).and_then(|hash| cas.inspect(&hash))).await?;
+                Ok(Payload::CasInspectReply(pb::CasInspectReply {
+                    object: Some(object(info)),
+                }))
+            }
+            Payload::CasGet(request) => self.cas_get(request).await,
+            Payload::ArtifactCreate(request) => {
+                let hash = cas::Hash::parse(&request.cas_hash).map_err(cas_status)?;
+                if !self.cas.contains(&hash) {
+                    return Err(Status::not_found(format!(
+                        "CAS object {hash} does not exist; store it first (cas_store)"
+                    )));
+                }
+                let artifact = self.store.create(request).await?;
+                Ok(Payload::ArtifactCreateReply(pb::ArtifactCreateReply {
+                    artifact: Some(Box::new(artifact)),
+                }))
+            }
+            Payload::ArtifactGet(request) => match self.store.get(&request.artifact_id)? {
+                Some(artifact) => Ok(Payload::ArtifactGetReply(pb::ArtifactGetReply {
+                    artifact: Some(Box::new(artifact)),
+                })),
+                None => Err(Status::not_found(format!("no artifact {:?}", request.artifact_id))),
+            },
+            Payload::ArtifactList(request) => {
+                let (artifacts, next_page_token) = self.store.list(
+                    &request.tag,
+                    &request.creator,
+                    request.page_size as usize,
+                    &request.page_token,
+                )?;
+                Ok(Payload::ArtifactListReply(pb::ArtifactListReply {
+                    artifacts,
+                    next_page_token,
+                }))
+            }
+            Payload::GraphQuery(request) => self.graph_query(request).await,
+            Payload::GraphBind(request) => {
+                let binding = self
+                    .store
+                    .bind(&request.identity, request.hints.unwrap_or_default())
+                    .await?;
+                Ok(Payload::GraphBindReply(pb::GraphBindReply { binding: Some(binding) }))
+            }
+            Payload::ListTools(_) => Ok(Payload::ListToolsReply(pb::ListToolsReply { tools: tools::tools()? })),
+            Payload::ListResources(_) => Ok(Payload::ListResourcesReply(tools::resources())),
+            Payload::ReadResource(request) => {
+                tools::read_resource(&request.uri, &self.schema).map(Payload::ReadResourceReply)
+            }
+            other => Err(Status::unimplemented(format!(
+                "hootenanny does not serve `{}`",
+                other.name()
+            ))),
+        }
+    }
+}
+
+impl Service {
+    async fn cas_store(&self, request: pb::CasStoreRequest) -> Result<Payload, Status> {
+        if request.mime_type.len() > crate::artifacts::MAX_LABEL {
+            return Err(Status::invalid_argument("mime_type must be at most 128 bytes"));
+        }
+        let cas = self.cas.clone();
+        let stored = blocking(move || cas.store(&request.data, &request.mime_type)).await?;
+        Ok(Payload::CasStoreReply(pb::CasStoreReply {
+            hash: stored.info.hash.to_string(),
+            size: stored.info.size,
+            already_existed: stored.already_existed,
+        }))
+    }
+
+    async fn cas_get(&self, request: pb::CasGetRequest) -> Result<Payload, Status> {
+        let cas = self.cas.clone();
+        let limit = self.max_reply_bytes;
+        let (info, data) = blocking(move || {
+            let hash = cas.resolve(&request.hash)?;
+            let info = cas.inspect(&hash)?;
+            let data = cas.read_range(&hash, request.offset, request.length, limit)?;
+            Ok((info, data))
+        })
+        .await
+        .map_err(|status| match status.code {
+            ErrorCode::ResourceExhausted => Status::resource_exhausted(format!(
+                "{}; ask for a byte range (offset, length <= {limit}) or read the CAS directly on this host",
+                status.message
+            )),
+            _ => status,
+        })?;
+        Ok(Payload::CasGetReply(pb::CasGetReply {
+            object: Some(object(info)),
+            data,
+            offset: request.offset,
+        }))
+    }
+
+    async fn graph_query(&self, request: pb::GraphQueryRequest) -> Result<Payload, Status> {
+        let variables = match request.variables {
+            Some(variables) => variables
+                .to_json()
+                .map_err(|e| Status::invalid_argument(format!("variables are malformed: {e}")))?,
+            None => serde_json::Map::new(),
+        };
+        let mut graphql = async_graphql::Request::new(request.query).variables(async_graphql::Variables::from_json(
+            serde_json::Value::Object(variables),
+        ));
+        if !request.operation_name.is_empty() {
+            graphql = graphql.operation_name(request.operation_name);
+        }
+        let response = self.schema.execute(graphql).await;
+        let data = serde_json::to_value(&response.data).map_err(|e| Status::internal(e.to_string()))?;
+        let errors = response
+            .errors
+            .into_iter()
+            .map(|e| pb::GraphQueryError {
+                message: e.message,
+                path: e
+                    .path
+                    .iter()
+                    .map(|segment| match segment {
+                        async_graphql::PathSegment::Field(name) => name.clone(),
+                        async_graphql::PathSegment::Index(i) => i.to_string(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Payload::GraphQueryReply(pb::GraphQueryReply {
+            data: Some(hooteproto::wkt::json_to_value(data)),
+            errors,
+        }))
+    }
+}
