@@ -32,7 +32,8 @@ pub struct ClientConfig {
     pub key: Option<Key>,
     /// Default deadline of a request, retries included.
     pub timeout: Duration,
-    /// How long one attempt of an idempotent request waits before it is sent again.
+    /// How long one attempt of an idempotent request waits before it is sent again
+    /// (plus one second per 8 MiB of request, so large uploads are not re-sent in flight).
     pub attempt_timeout: Duration,
     /// How many times an idempotent request is sent at most.
     pub max_attempts: u32,
@@ -237,13 +238,20 @@ impl Client {
             attempt += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let last_attempt = !idempotent || attempt >= config.max_attempts;
+            let frames = wire::encode(&envelope, config.key.as_ref(), config.max_message_size)?;
             let wait = if last_attempt {
                 remaining
             } else {
-                remaining.min(options.attempt_timeout.unwrap_or(config.attempt_timeout))
+                remaining.min(options.attempt_timeout.unwrap_or(config.attempt_timeout) + transfer_allowance(&frames))
             };
-            envelope.timeout_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
-            let frames = wire::encode(&envelope, config.key.as_ref(), config.max_message_size)?;
+            // The wait goes into the envelope that is actually sent.
+            let frames = match u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1) {
+                ms if ms == envelope.timeout_ms => frames,
+                ms => {
+                    envelope.timeout_ms = ms;
+                    wire::encode(&envelope, config.key.as_ref(), config.max_message_size)?
+                }
+            };
             let (reply_tx, reply_rx) = oneshot::channel();
             self.shared
                 .commands
@@ -295,6 +303,13 @@ impl Client {
             dropped_replies: c.dropped_replies.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Extra patience per attempt for large requests: one second per 8 MiB, so a big upload is
+/// not sent again while the first copy is still being transferred and stored.
+fn transfer_allowance(frames: &[Vec<u8>]) -> Duration {
+    let bytes: usize = frames.iter().map(Vec::len).sum();
+    Duration::from_secs((bytes / (8 << 20)) as u64)
 }
 
 /// Forgets the pending request if the caller's future is dropped mid-wait.
