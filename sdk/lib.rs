@@ -15,6 +15,7 @@
 //! - [`server`]: [`Server`], a ROUTER that runs a [`Handler`] per request with bounded
 //!   concurrency and drains gracefully on shutdown.
 //! - [`broadcast`]: [`broadcast::Publisher`] and [`broadcast::Subscriber`] for `Broadcast`s over PUB/SUB.
+//! - `telemetry` (feature `telemetry`): logging + OpenTelemetry (OTLP/HTTP) setup for service binaries.
 //! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
 //! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
@@ -42,6 +43,8 @@ pub mod error;
 pub mod json;
 pub mod server;
 mod socket;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod trace;
 pub mod wire;
 pub mod wkt;

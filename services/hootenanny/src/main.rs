@@ -29,6 +29,9 @@ struct Args {
     /// Allow binding a non-loopback address without a key.
     #[arg(long)]
     insecure: bool,
+    /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (none: spans are not exported).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -37,12 +40,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let _telemetry = hooteproto::telemetry::init("hootenanny", args.otlp_endpoint.as_deref(), args.log_json)?;
     let data_dir = hooteproto::dirs::data_dir(args.data_dir);
     let mut config = hootenanny::Config::new(data_dir.clone());
     config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
