@@ -109,7 +109,10 @@ pub enum Error {
         attempts: u32,
     },
     /// The encoded message is larger than the configured maximum; it was not sent.
-    #[error("message of {size} bytes exceeds the maximum message size of {max} bytes")]
+    #[error(
+        "message of {size} bytes exceeds the maximum message size of {max} bytes; bulk data belongs in the \
+         CAS: import the file on the service's host (e.g. `holler cas put FILE`) and send its hash"
+    )]
     MessageTooLarge {
         /// The encoded envelope's size.
         size: usize,

@@ -182,7 +182,12 @@ async fn cas_payloads_and_their_errors() {
             mime_type: String::new(),
         })
         .await;
-    assert!(matches!(oversize, Err(Error::MessageTooLarge { .. })), "{oversize:?}");
+    let error = oversize.expect_err("refused");
+    assert!(matches!(error, Error::MessageTooLarge { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("import the file"),
+        "points to direct CAS import: {error}"
+    );
     // Something hootenanny does not serve.
     assert_eq!(
         code(client.request(Payload::LuaEval(LuaEvalRequest::default())).await),
