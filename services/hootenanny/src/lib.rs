@@ -30,6 +30,9 @@ pub use tools::GRAPH_SCHEMA_URI;
 /// Name under which gRPC health reports this service (the empty name reports it too).
 pub const HEALTH_SERVICE: &str = "hootenanny";
 
+/// How long health watchers get to see NOT_SERVING before the health server stops.
+const HEALTH_GRACE: Duration = Duration::from_secs(1);
+
 /// How to run. `Config::new` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -135,8 +138,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         .await
         .map_err(|e| anyhow::anyhow!("final flush failed: {e}"))?;
     let _ = health_stop.send(());
-    if let Some(task) = health_task {
-        let _ = task.await;
+    if let Some(mut task) = health_task {
+        // A graceful gRPC shutdown waits for open streams, and a health Watch never ends by
+        // itself: give watchers a moment to see NOT_SERVING, then stop regardless.
+        if tokio::time::timeout(HEALTH_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
     }
     Ok(stats)
 }

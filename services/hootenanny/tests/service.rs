@@ -634,3 +634,49 @@ async fn grpc_health_reports_serving_then_not_found_for_strangers() {
     assert_eq!(stranger.expect_err("unknown service").code(), tonic::Code::NotFound);
     hoot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_watchers_see_not_serving_on_shutdown_and_do_not_hold_it_up() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = config(dir.path());
+    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    config.health_bind = Some(health);
+    let hoot = start(config).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{health}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("health connect");
+    let mut probe = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut watch = probe
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: hootenanny::HEALTH_SERVICE.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("a status");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    // Shut down over HOOT/1 while the watch stream is open.
+    let reply = hoot
+        .client
+        .call(ShutdownRequest { reason: "test".into() })
+        .await
+        .expect("shutdown accepted");
+    assert!(reply.drain_deadline_ms > 0);
+    let next = watch.message().await.expect("stream").expect("a status");
+    assert_eq!(
+        next.status,
+        ServingStatus::NotServing as i32,
+        "watchers learn about the drain"
+    );
+    let started = Instant::now();
+    let stats = tokio::time::timeout(Duration::from_secs(10), hoot.task)
+        .await
+        .expect("exits despite the open watch");
+    stats.expect("task").expect("run");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    drop(hoot.stop);
+}
