@@ -1,0 +1,202 @@
+//! The sandbox against hostile scripts: escapes denied, limits that really stop the VM
+//! (also when the script catches errors), cancel, output capture and value conversion.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use luanette::sandbox::{EvalError, EvalOutput, Limits, eval};
+use prost_types::value::Kind;
+
+fn run(code: &str) -> Result<EvalOutput, EvalError> {
+    eval(code, None, Limits::default(), Arc::new(AtomicBool::new(false)))
+}
+
+fn quick(code: &str, wall_ms: u64) -> (Result<EvalOutput, EvalError>, Duration) {
+    let limits = Limits {
+        wall: Duration::from_millis(wall_ms),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    (
+        eval(code, None, limits, Arc::new(AtomicBool::new(false))),
+        started.elapsed(),
+    )
+}
+
+fn json(output: &EvalOutput) -> serde_json::Value {
+    hooteproto::wkt::value_to_json(output.result.clone())
+}
+
+#[test]
+fn escapes_are_denied() {
+    let attempts = [
+        ("io", "return io.open('/etc/passwd')"),
+        ("os.execute", "return os.execute('true')"),
+        ("os.remove", "return os.remove('/tmp/x')"),
+        ("require", "return require('os')"),
+        ("package", "return package.loadlib('libc.so.6', 'system')"),
+        ("load", "return load('return 1')()"),
+        ("bytecode", "return load(string.dump(function() return 1 end))()"),
+        ("string.dump", "return string.dump(print)"),
+        ("dofile", "return dofile('/etc/passwd')"),
+        ("loadfile", "return loadfile('/etc/passwd')"),
+        ("debug", "return debug.getregistry()"),
+        ("collectgarbage", "return collectgarbage('count')"),
+        (
+            "metatable trick",
+            "local mt = getmetatable('') ; return mt.__index.dump(print)",
+        ),
+    ];
+    for (name, code) in attempts {
+        match run(code) {
+            Err(EvalError::Runtime { .. }) => {}
+            other => panic!("{name}: expected a runtime error, got {other:?}"),
+        }
+    }
+    // What is allowed still works.
+    let ok = run("return {os.time() > 0, type(os.clock()), os.date('%Y') ~= nil, string.upper('ok'), math.floor(2.5)}")
+        .expect("safe libs");
+    assert_eq!(json(&ok), serde_json::json!([true, "number", true, "OK", 2.0]));
+}
+
+#[test]
+fn a_busy_loop_is_stopped_at_its_time_limit() {
+    let (result, took) = quick("while true do end", 200);
+    assert!(matches!(result, Err(EvalError::TimeLimit(_))), "{result:?}");
+    assert!(
+        took < Duration::from_millis(400),
+        "stopped within ~100 ms of the limit: {took:?}"
+    );
+}
+
+#[test]
+fn catching_the_limit_error_does_not_keep_a_script_alive() {
+    for evasion in [
+        "while true do pcall(function() while true do end end) end",
+        "while true do xpcall(function() while true do end end, function() return 1 end) end",
+        "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+        "local function f() while true do pcall(f) end end f()",
+    ] {
+        let (result, took) = quick(evasion, 150);
+        assert!(matches!(result, Err(EvalError::TimeLimit(_))), "{evasion}: {result:?}");
+        assert!(took < Duration::from_millis(400), "{evasion}: took {took:?}");
+    }
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let limits = Limits {
+        memory: 16 << 20,
+        wall: Duration::from_secs(10),
+    };
+    for bomb in [
+        "local t = {} ; while true do t[#t + 1] = string.rep('x', 1024) .. #t end",
+        "return string.rep('x', 1 << 30)",
+        "local s = 'x' ; while true do s = s .. s end",
+    ] {
+        let started = Instant::now();
+        let result = eval(bomb, None, limits, Arc::new(AtomicBool::new(false)));
+        assert!(matches!(result, Err(EvalError::MemoryLimit(_))), "{bomb}: {result:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // Caught with pcall, the bomb cannot exceed the limit either; the time limit ends it.
+    let limits = Limits {
+        memory: 16 << 20,
+        wall: Duration::from_millis(300),
+    };
+    let caught = "local t = {} ; while true do pcall(function() t[#t + 1] = string.rep('x', 4096) .. #t end) end";
+    let result = eval(caught, None, limits, Arc::new(AtomicBool::new(false)));
+    assert!(matches!(result, Err(EvalError::TimeLimit(_))), "{result:?}");
+}
+
+#[test]
+fn cancel_from_another_thread_stops_the_script() {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        Instant::now()
+    });
+    let result = eval("while true do end", None, Limits::default(), cancel);
+    let stopped = Instant::now();
+    let cancelled_at = canceller.join().expect("canceller");
+    assert!(matches!(result, Err(EvalError::Cancelled)), "{result:?}");
+    assert!(
+        stopped - cancelled_at < Duration::from_millis(100),
+        "stopped {:?} after the cancel",
+        stopped - cancelled_at
+    );
+}
+
+#[test]
+fn errors_say_what_and_where() {
+    match run("local x = 1\nlocal y = nil\nreturn y.field") {
+        Err(EvalError::Runtime {
+            message,
+            line,
+            traceback,
+        }) => {
+            assert_eq!(line, Some(3), "{message}");
+            assert!(message.contains("attempt to index a nil value"), "{message}");
+            assert!(traceback.contains("stack traceback"), "{traceback}");
+        }
+        other => panic!("expected a runtime error, got {other:?}"),
+    }
+    match run("return 1 +") {
+        Err(EvalError::Syntax { line, .. }) => assert_eq!(line, Some(1)),
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+    match run("error('custom failure')") {
+        Err(EvalError::Runtime { message, .. }) => assert!(message.contains("custom failure"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn output_is_captured_and_bounded() {
+    let output = run("print('hello', 42, nil) ; log.warn('careful') ; return true").expect("run");
+    let lines: Vec<_> = output.output.iter().map(|l| (l.level, l.message.as_str())).collect();
+    assert_eq!(lines, [(2, "hello\t42\tnil"), (3, "careful")]);
+    let flood = run("for i = 1, 20000 do print(i) end").expect("run");
+    assert_eq!(flood.output.len(), 10_001, "10,000 lines and one truncation notice");
+    assert!(flood.output.last().is_some_and(|l| l.message.contains("truncated")));
+}
+
+#[test]
+fn values_cross_both_ways() {
+    let params = hooteproto::wkt::Struct::from_json(
+        serde_json::json!({"tempo": 120, "swing": 0.5, "key": "Dm", "sections": ["a", "b"], "nested": {"on": true}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    )
+    .to_prost()
+    .expect("struct");
+    let code = "return {tempo = params.tempo * 2, swing = params.swing, key = params.key, n = #params.sections, \
+                first = params.sections[1], on = params.nested.on, list = {1, 2, 3}, empty = {}}";
+    let output = eval(code, Some(&params), Limits::default(), Arc::new(AtomicBool::new(false))).expect("run");
+    assert_eq!(
+        json(&output),
+        serde_json::json!({"tempo": 240.0, "swing": 0.5, "key": "Dm", "n": 2.0, "first": "a", "on": true,
+                           "list": [1.0, 2.0, 3.0], "empty": {}})
+    );
+    assert!(matches!(
+        run("return nil").expect("nil").result.kind,
+        Some(Kind::NullValue(_))
+    ));
+    for (bad, why) in [
+        ("return print", "function"),
+        ("return {f = function() end}", "f: a function"),
+        ("local t = {} ; t.self = t ; return t", "deeper"),
+        ("return {[true] = 1}", "boolean"),
+        ("return 0/0", "not a JSON number"),
+        ("return '\\xff'", "UTF-8"),
+    ] {
+        match run(bad) {
+            Err(EvalError::Conversion(message)) => assert!(message.contains(why), "{bad}: {message}"),
+            other => panic!("{bad}: expected a conversion error, got {other:?}"),
+        }
+    }
+}
