@@ -20,6 +20,7 @@
 //! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
 //!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
+//! - `health` (feature `health`): grpc.health.v1 for service binaries.
 //! - [`dirs`]: the shared data directory and CAS root conventions.
 //! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
 //!
@@ -40,6 +41,8 @@ pub mod broadcast;
 pub mod client;
 pub mod dirs;
 pub mod error;
+#[cfg(feature = "health")]
+pub mod health;
 pub mod json;
 pub mod server;
 mod socket;

@@ -22,16 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use hooteproto::health::HealthServer;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
-use tonic_health::ServingStatus;
 
 pub use tools::GRAPH_SCHEMA_URI;
 
 /// Name under which gRPC health reports this service (the empty name reports it too).
 pub const HEALTH_SERVICE: &str = "hootenanny";
-
-/// How long health watchers get to see NOT_SERVING before the health server stops.
-const HEALTH_GRACE: Duration = Duration::from_secs(1);
 
 /// How to run. `Config::new` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -85,25 +82,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     server_config.max_message_size = config.max_message_size;
     let server = Server::bind(server_config)?;
 
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
-    let health_task = match config.health_bind {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("binding gRPC health on {address}"))?;
-            for name in ["", HEALTH_SERVICE] {
-                reporter.set_service_status(name, ServingStatus::Serving).await;
-            }
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            Some(tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(health_service)
-                    .serve_with_incoming_shutdown(incoming, async {
-                        let _ = health_stopped.await;
-                    }),
-            ))
-        }
+    let health = match config.health_bind {
+        Some(address) => Some(HealthServer::start(address, HEALTH_SERVICE).await?),
         None => None,
     };
 
@@ -120,16 +100,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         shutdown: requested.clone(),
     });
     tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), "hootenanny ready");
-    let stop = {
-        let reporter = reporter.clone();
-        async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = requested.notified() => {}
-            }
-            for name in ["", HEALTH_SERVICE] {
-                reporter.set_service_status(name, ServingStatus::NotServing).await;
-            }
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            () = requested.notified() => {}
+        }
+        if let Some(health) = &health {
+            health.not_serving().await;
         }
     };
     let stats = server.run(service, stop).await?;
@@ -137,13 +114,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         .flush()
         .await
         .map_err(|e| anyhow::anyhow!("final flush failed: {e}"))?;
-    let _ = health_stop.send(());
-    if let Some(mut task) = health_task {
-        // A graceful gRPC shutdown waits for open streams, and a health Watch never ends by
-        // itself: give watchers a moment to see NOT_SERVING, then stop regardless.
-        if tokio::time::timeout(HEALTH_GRACE, &mut task).await.is_err() {
-            task.abort();
-        }
+    if let Some(health) = health {
+        health.stop().await;
     }
     Ok(stats)
 }
