@@ -1,1 +1,107 @@
+//! # luanette — Lua orchestration
+//!
+//! A HOOT/1 service (ROUTER, default `tcp://127.0.0.1:5570`) that runs Lua safely.
+//! This first part serves `ping`, `shutdown`, `list_tools` and `lua_eval`; stored scripts,
+//! jobs, resources, prompts and broadcasts come next (issue 4).
+//!
+//! ## Map
+//! - [`sandbox`]: a fresh restricted Lua 5.4 VM per evaluation, limits that really stop it,
+//!   captured output, Lua ⇄ `google.protobuf.Value`.
+//! - `runner`: the thread pool scripts run on (never the async runtime).
+//! - `service`: the request handler. - [`run`]: serve until shutdown, then drain.
+
+mod runner;
 pub mod sandbox;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hooteproto::health::HealthServer;
+use hooteproto::{Key, Server, ServerConfig, ServerStats};
+
+/// Name under which gRPC health reports this service.
+pub const HEALTH_SERVICE: &str = "luanette";
+
+/// How to run. `Config::new` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HOOT/1 ROUTER endpoint.
+    pub bind: String,
+    /// Where to serve grpc.health.v1 (None: not at all).
+    pub health_bind: Option<SocketAddr>,
+    /// Shared HMAC key.
+    pub key: Option<Key>,
+    /// Allow a non-loopback bind without a key.
+    pub insecure: bool,
+    /// Scripts that run at once.
+    pub max_scripts: usize,
+    /// Scripts that may wait for a free runner.
+    pub max_queued: usize,
+    /// Limits of one evaluation (a request's own deadline can only shorten the time).
+    pub limits: sandbox::Limits,
+    /// How long shutdown waits for accepted requests.
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults from the project conventions.
+    pub fn new() -> Self {
+        Self {
+            bind: "tcp://127.0.0.1:5570".into(),
+            health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6570))),
+            key: None,
+            insecure: false,
+            max_scripts: 16,
+            max_queued: 1024,
+            limits: sandbox::Limits::default(),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves until `shutdown` completes (or a `shutdown` request arrives), then drains:
+/// scripts still running at the drain deadline are cancelled and answered UNAVAILABLE.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+    let mut server_config = ServerConfig::new(config.bind.clone());
+    server_config.key = config.key.clone();
+    server_config.insecure = config.insecure;
+    server_config.drain_timeout = config.drain_timeout;
+    let server = Server::bind(server_config)?;
+    let health = match config.health_bind {
+        Some(address) => Some(HealthServer::start(address, HEALTH_SERVICE).await?),
+        None => None,
+    };
+    let requested = Arc::new(tokio::sync::Notify::new());
+    let service = Arc::new(service::Service {
+        runner: runner::Runner::new(config.max_scripts, config.max_queued)?,
+        limits: config.limits,
+        started: Instant::now(),
+        instance: format!("luanette-{}", std::process::id()),
+        drain_deadline_ms: u32::try_from(config.drain_timeout.as_millis()).unwrap_or(u32::MAX),
+        shutdown: requested.clone(),
+    });
+    tracing::info!(endpoint = %server.local_endpoint(), scripts = config.max_scripts, "luanette ready");
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            () = requested.notified() => {}
+        }
+        if let Some(health) = &health {
+            health.not_serving().await;
+        }
+    };
+    let stats = server.run(service, stop).await?;
+    if let Some(health) = health {
+        health.stop().await;
+    }
+    Ok(stats)
+}

@@ -1,0 +1,63 @@
+//! `luanette`: sandboxed Lua orchestration over HOOT/1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(version, about = "Luanette: sandboxed Lua orchestration over HOOT/1")]
+struct Args {
+    /// HOOT/1 ROUTER endpoint.
+    #[arg(long, env = "LUANETTE_BIND", default_value = "tcp://127.0.0.1:5570")]
+    bind: String,
+    /// grpc.health.v1 address, or "none".
+    #[arg(long, env = "LUANETTE_HEALTH_BIND", default_value = "127.0.0.1:6570")]
+    health_bind: String,
+    /// File holding the shared HMAC key.
+    #[arg(long, env = "HOOT_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Allow binding a non-loopback address without a key.
+    #[arg(long)]
+    insecure: bool,
+    /// Scripts that run at once.
+    #[arg(long, env = "LUANETTE_MAX_SCRIPTS", default_value_t = 16)]
+    max_scripts: usize,
+    /// Wall-clock limit of one evaluation, in seconds (a request's own deadline can shorten it).
+    #[arg(long, env = "LUANETTE_SCRIPT_TIMEOUT_SECS", default_value_t = 30)]
+    script_timeout_secs: u64,
+    /// Memory limit of one Lua VM, in MiB.
+    #[arg(long, env = "LUANETTE_MEMORY_LIMIT_MIB", default_value_t = 256)]
+    memory_limit_mib: usize,
+    /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _telemetry = hooteproto::telemetry::init("luanette", args.otlp_endpoint.as_deref(), args.log_json)?;
+    let mut config = luanette::Config::new();
+    config.bind = args.bind;
+    config.health_bind = match args.health_bind.as_str() {
+        "none" | "" => None,
+        address => Some(
+            address
+                .parse::<SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("--health-bind {address}: {e}"))?,
+        ),
+    };
+    config.key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref())?;
+    config.insecure = args.insecure;
+    config.max_scripts = args.max_scripts;
+    config.limits.wall = Duration::from_secs(args.script_timeout_secs);
+    config.limits.memory = args.memory_limit_mib << 20;
+    let stats = luanette::run(config, hooteproto::server::shutdown_signal()).await?;
+    tracing::info!(?stats, "luanette stopped");
+    Ok(())
+}

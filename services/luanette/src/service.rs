@@ -1,0 +1,124 @@
+//! The HOOT/1 handler.
+
+use std::time::Instant;
+
+use hooteproto::v1::envelope::Payload;
+use hooteproto::v1::{self as pb, ErrorCode};
+use hooteproto::{Handler, RequestContext, Status};
+
+use crate::runner::Runner;
+use crate::sandbox::{EvalError, Limits};
+
+/// Everything a request may touch.
+pub struct Service {
+    pub(crate) runner: Runner,
+    /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
+    pub(crate) limits: Limits,
+    pub(crate) started: Instant,
+    pub(crate) instance: String,
+    pub(crate) drain_deadline_ms: u32,
+    pub(crate) shutdown: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// (tool name, request message, description)
+const TOOLS: &[(&str, &str, &str)] = &[(
+    "lua_eval",
+    "LuaEvalRequest",
+    "Run Lua 5.4 code now in a fresh sandbox (no files, no network except the music stdlib) and return its \
+     result as JSON with what it printed. `params` is visible as the global table `params`. Limits: wall time \
+     (default 30 s) and memory (default 256 MiB) per evaluation.",
+)];
+
+fn details(json: serde_json::Value) -> hooteproto::wkt::Struct {
+    hooteproto::wkt::Struct::from_json(json.as_object().cloned().unwrap_or_default())
+}
+
+/// A script's failure as a canonical status with structured details.
+fn eval_status(error: EvalError) -> Status {
+    let message = error.to_string();
+    match error {
+        EvalError::TimeLimit(_) => {
+            Status::deadline_exceeded(message).with_details(details(serde_json::json!({"kind": "time_limit"})))
+        }
+        EvalError::Cancelled => {
+            Status::cancelled(message).with_details(details(serde_json::json!({"kind": "cancelled"})))
+        }
+        EvalError::MemoryLimit(_) => {
+            Status::resource_exhausted(message).with_details(details(serde_json::json!({"kind": "memory_limit"})))
+        }
+        EvalError::Syntax { line, .. } => {
+            Status::invalid_argument(message).with_details(details(serde_json::json!({"kind": "syntax", "line": line})))
+        }
+        EvalError::Runtime { line, traceback, .. } => Status::invalid_argument(message).with_details(details(
+            serde_json::json!({"kind": "runtime", "line": line, "traceback": traceback}),
+        )),
+        EvalError::Conversion(_) => {
+            Status::invalid_argument(message).with_details(details(serde_json::json!({"kind": "conversion"})))
+        }
+        EvalError::Setup(_) => Status::internal(message),
+    }
+}
+
+impl Handler for Service {
+    async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+        match payload {
+            Payload::Ping(_) => Ok(Payload::PingReply(pb::PingReply {
+                worker_id: self.instance.clone(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                service: "luanette".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            })),
+            Payload::Shutdown(request) => {
+                tracing::info!(reason = %request.reason, "shutdown requested");
+                self.shutdown.notify_one();
+                Ok(Payload::ShutdownReply(pb::ShutdownReply {
+                    drain_deadline_ms: self.drain_deadline_ms,
+                }))
+            }
+            Payload::LuaEval(request) => {
+                let params = match request.params {
+                    Some(params) => Some(
+                        params
+                            .to_prost()
+                            .map_err(|e| Status::invalid_argument(format!("params are malformed: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let mut limits = self.limits;
+                if let Some(deadline) = context.deadline {
+                    limits.wall = limits
+                        .wall
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                }
+                let (result, took) = self.runner.eval(request.code, params, limits).await?;
+                let output = result.map_err(eval_status)?;
+                Ok(Payload::LuaEvalReply(pb::LuaEvalReply {
+                    result: Some(output.result),
+                    output: output.output,
+                    duration_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                }))
+            }
+            Payload::ListTools(_) => {
+                let tools = TOOLS
+                    .iter()
+                    .map(|(name, message, description)| {
+                        let schema = hooteproto::json::json_schema(&format!("hooteproto.v1.{message}"))
+                            .map_err(|e| Status::internal(e.to_string()))?;
+                        Ok(pb::ToolInfo {
+                            name: (*name).into(),
+                            description: (*description).into(),
+                            input_schema: Some(hooteproto::wkt::Struct::from_json(
+                                schema.as_object().cloned().unwrap_or_default(),
+                            )),
+                        })
+                    })
+                    .collect::<Result<_, Status>>()?;
+                Ok(Payload::ListToolsReply(pb::ListToolsReply { tools }))
+            }
+            other => Err(Status::new(
+                ErrorCode::Unimplemented,
+                format!("luanette does not serve `{}` yet", other.name()),
+            )),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Luanette over HOOT/1: lua_eval results and errors, limits that free the worker, and
+//! pings that stay fast while runaway scripts are being stopped.
+
+use std::time::{Duration, Instant};
+
+use hooteproto::v1::{ErrorCode, ListToolsRequest, LuaEvalRequest, PingRequest};
+use hooteproto::{Client, ClientConfig, Error, RequestOptions};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn start(max_scripts: usize) -> (Client, tokio::sync::oneshot::Sender<()>) {
+    let mut config = luanette::Config::new();
+    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.health_bind = None;
+    config.max_scripts = max_scripts;
+    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(luanette::run(config, async move {
+        let _ = stopped.await;
+    }));
+    client.call(PingRequest {}).await.expect("luanette answers ping");
+    (client, stop)
+}
+
+fn eval(code: &str) -> LuaEvalRequest {
+    LuaEvalRequest {
+        code: code.into(),
+        params: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lua_eval_returns_result_and_output() {
+    let (client, _stop) = start(2).await;
+    let params =
+        hooteproto::wkt::Struct::from_json(serde_json::json!({"n": 20}).as_object().cloned().unwrap_or_default());
+    let reply = client
+        .call(LuaEvalRequest {
+            code: "print('adding') return {sum = params.n + 1, ok = true}".into(),
+            params: Some(params),
+        })
+        .await
+        .expect("eval");
+    let result = hooteproto::wkt::value_to_json(reply.result.expect("result"));
+    assert_eq!(result, serde_json::json!({"sum": 21.0, "ok": true}));
+    assert_eq!(reply.output[0].message, "adding");
+    let tools = client.call(ListToolsRequest {}).await.expect("tools").tools;
+    assert_eq!(tools[0].name, "lua_eval");
+    let schema = tools[0].input_schema.as_ref().expect("schema").to_json().expect("json");
+    assert_eq!(schema["properties"]["code"]["type"], "string");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_errors_carry_kind_line_and_code() {
+    let (client, _stop) = start(2).await;
+    for (code, expected, kind) in [
+        ("return 1 +", ErrorCode::InvalidArgument, "syntax"),
+        ("local x = nil\nreturn x.y", ErrorCode::InvalidArgument, "runtime"),
+        ("return io.open('/etc/passwd')", ErrorCode::InvalidArgument, "runtime"),
+        ("return function() end", ErrorCode::InvalidArgument, "conversion"),
+    ] {
+        match client.call(eval(code)).await {
+            Err(Error::Remote(status)) => {
+                assert_eq!(status.code, expected, "{code}: {}", status.message);
+                let details = status.details.expect("details").to_json().expect("json");
+                assert_eq!(details["kind"], kind, "{code}");
+            }
+            other => panic!("{code}: expected an error, got {other:?}"),
+        }
+    }
+    match client.call(eval("local x = nil\nreturn x.y")).await {
+        Err(Error::Remote(status)) => {
+            let details = status.details.expect("details").to_json().expect("json");
+            assert_eq!(details["line"], 2.0);
+            assert!(
+                details["traceback"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("stack traceback"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_script_frees_its_worker() {
+    let (client, _stop) = start(1).await; // one runner: a stuck VM would block everything
+    let options = RequestOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let runaway = client.call_with(eval("while true do end"), options).await;
+    assert_eq!(runaway.map_err(|e| e.code()).err(), Some(ErrorCode::DeadlineExceeded));
+    let started = Instant::now();
+    let reply = client.call(eval("return 42")).await.expect("the worker is free again");
+    assert_eq!(
+        hooteproto::wkt::value_to_json(reply.result.expect("result")),
+        serde_json::json!(42.0)
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "next script waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_stay_fast_while_runaway_scripts_are_stopped() {
+    let (client, _stop) = start(4).await;
+    let runaways: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let options = RequestOptions {
+                    timeout: Some(Duration::from_millis(1500)),
+                    ..Default::default()
+                };
+                client.call_with(eval("while true do end"), options).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        client.call(PingRequest {}).await.expect("ping");
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest ping {slowest:?} while 4 scripts spin"
+    );
+    for runaway in runaways {
+        let code = runaway.await.expect("task").map_err(|e| e.code()).err();
+        assert_eq!(code, Some(ErrorCode::DeadlineExceeded));
+    }
+}
