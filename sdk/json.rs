@@ -159,3 +159,18 @@ fn kind_schema(kind: &prost_reflect::Kind, depth: usize) -> serde_json::Value {
         K::Message(m) => message_schema(m, depth + 1),
     }
 }
+
+/// A tool description whose `input_schema` is the JSON Schema of a request message
+/// (e.g. `("lua_eval", "LuaEvalRequest", "...")`), so it never drifts from `schema/`.
+pub fn tool_info(name: &str, request_message: &str, description: &str) -> Result<crate::v1::ToolInfo, JsonError> {
+    let schema = json_schema(&format!("hooteproto.v1.{request_message}"))?;
+    let object = match schema {
+        serde_json::Value::Object(object) => object,
+        _ => serde_json::Map::new(),
+    };
+    Ok(crate::v1::ToolInfo {
+        name: name.to_string(),
+        description: description.to_string(),
+        input_schema: Some(crate::wkt::Struct::from_json(object)),
+    })
+}

@@ -499,3 +499,53 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// What every service answers the same way: `ping` (who and how long up) and `shutdown`
+/// (start a graceful stop). Pass [`Lifecycle::requested`] into the shutdown future.
+#[derive(Debug)]
+pub struct Lifecycle {
+    service: &'static str,
+    version: &'static str,
+    instance: String,
+    started: std::time::Instant,
+    drain_deadline_ms: u32,
+    requested: tokio::sync::Notify,
+}
+
+impl Lifecycle {
+    /// For `service` (e.g. "hootenanny") at `version`, draining for up to `drain_timeout`.
+    pub fn new(service: &'static str, version: &'static str, drain_timeout: Duration) -> Self {
+        Self {
+            service,
+            version,
+            instance: format!("{service}-{}", std::process::id()),
+            started: std::time::Instant::now(),
+            drain_deadline_ms: u32::try_from(drain_timeout.as_millis()).unwrap_or(u32::MAX),
+            requested: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The reply to `ping`.
+    pub fn ping_reply(&self) -> Payload {
+        Payload::PingReply(crate::v1::PingReply {
+            worker_id: self.instance.clone(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            service: self.service.into(),
+            version: self.version.into(),
+        })
+    }
+
+    /// Handles `shutdown`: wakes [`Lifecycle::requested`] and says how long the drain may take.
+    pub fn shutdown_reply(&self, reason: &str) -> Payload {
+        tracing::info!(%reason, "shutdown requested");
+        self.requested.notify_one();
+        Payload::ShutdownReply(crate::v1::ShutdownReply {
+            drain_deadline_ms: self.drain_deadline_ms,
+        })
+    }
+
+    /// Completes when a `shutdown` request has arrived.
+    pub async fn requested(&self) {
+        self.requested.notified().await;
+    }
+}

@@ -19,10 +19,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hooteproto::health::HealthServer;
+use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
 pub use tools::GRAPH_SCHEMA_URI;
@@ -87,23 +88,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         None => None,
     };
 
-    let requested = Arc::new(tokio::sync::Notify::new());
+    let lifecycle = Arc::new(Lifecycle::new(
+        "hootenanny",
+        env!("CARGO_PKG_VERSION"),
+        config.drain_timeout,
+    ));
     let service = Arc::new(service::Service {
         schema: graph::schema(store.clone(), cas.clone()),
         cas,
         store: store.clone(),
-        started: Instant::now(),
-        instance: format!("hootenanny-{}", std::process::id()),
+        lifecycle: lifecycle.clone(),
         // Room for the envelope around the bytes.
         max_reply_bytes: config.max_message_size.saturating_sub(64 * 1024) as u64,
-        drain_deadline_ms: u32::try_from(config.drain_timeout.as_millis()).unwrap_or(u32::MAX),
-        shutdown: requested.clone(),
     });
     tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), "hootenanny ready");
     let stop = async {
         tokio::select! {
             () = shutdown => {}
-            () = requested.notified() => {}
+            () = lifecycle.requested() => {}
         }
         if let Some(health) = &health {
             health.not_serving().await;

@@ -2,12 +2,11 @@
 //! async threads (both fsync).
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use hooteproto::server::Lifecycle;
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, ErrorCode};
 use hooteproto::{Handler, RequestContext, Status};
-use tokio::sync::Notify;
 
 use crate::artifacts::Store;
 use crate::graph::GraphSchema;
@@ -18,13 +17,9 @@ pub struct Service {
     pub(crate) cas: cas::Cas,
     pub(crate) store: Store,
     pub(crate) schema: GraphSchema,
-    pub(crate) started: Instant,
-    pub(crate) instance: String,
+    pub(crate) lifecycle: Arc<Lifecycle>,
     /// Largest reply payload we build (kept under the max message size).
     pub(crate) max_reply_bytes: u64,
-    pub(crate) drain_deadline_ms: u32,
-    /// Notified by a `shutdown` request.
-    pub(crate) shutdown: Arc<Notify>,
 }
 
 /// A CAS error as a canonical status.
@@ -61,19 +56,8 @@ fn object(info: cas::ObjectInfo) -> pb::CasObject {
 impl Handler for Service {
     async fn handle(&self, _context: RequestContext, payload: Payload) -> Result<Payload, Status> {
         match payload {
-            Payload::Ping(_) => Ok(Payload::PingReply(pb::PingReply {
-                worker_id: self.instance.clone(),
-                uptime_secs: self.started.elapsed().as_secs(),
-                service: "hootenanny".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            })),
-            Payload::Shutdown(request) => {
-                tracing::info!(reason = %request.reason, "shutdown requested");
-                self.shutdown.notify_one();
-                Ok(Payload::ShutdownReply(pb::ShutdownReply {
-                    drain_deadline_ms: self.drain_deadline_ms,
-                }))
-            }
+            Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
+            Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
             Payload::CasStore(request) => self.cas_store(request).await,
             Payload::CasInspect(request) => {
                 let cas = self.cas.clone();

@@ -54,16 +54,7 @@ pub fn tools() -> Result<Vec<pb::ToolInfo>, Status> {
     TOOLS
         .iter()
         .map(|(name, message, description)| {
-            let schema = hooteproto::json::json_schema(&format!("hooteproto.v1.{message}"))
-                .map_err(|e| Status::internal(e.to_string()))?;
-            let serde_json::Value::Object(schema) = schema else {
-                return Err(Status::internal("a message schema is not an object"));
-            };
-            Ok(pb::ToolInfo {
-                name: (*name).to_string(),
-                description: (*description).to_string(),
-                input_schema: Some(hooteproto::wkt::Struct::from_json(schema)),
-            })
+            hooteproto::json::tool_info(name, message, description).map_err(|e| Status::internal(e.to_string()))
         })
         .collect()
 }

@@ -17,9 +17,10 @@ mod service;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hooteproto::health::HealthServer;
+use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
 /// Name under which gRPC health reports this service.
@@ -80,20 +81,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         Some(address) => Some(HealthServer::start(address, HEALTH_SERVICE).await?),
         None => None,
     };
-    let requested = Arc::new(tokio::sync::Notify::new());
+    let lifecycle = Arc::new(Lifecycle::new(
+        "luanette",
+        env!("CARGO_PKG_VERSION"),
+        config.drain_timeout,
+    ));
     let service = Arc::new(service::Service {
         runner: runner::Runner::new(config.max_scripts, config.max_queued)?,
         limits: config.limits,
-        started: Instant::now(),
-        instance: format!("luanette-{}", std::process::id()),
-        drain_deadline_ms: u32::try_from(config.drain_timeout.as_millis()).unwrap_or(u32::MAX),
-        shutdown: requested.clone(),
+        lifecycle: lifecycle.clone(),
     });
     tracing::info!(endpoint = %server.local_endpoint(), scripts = config.max_scripts, "luanette ready");
     let stop = async {
         tokio::select! {
             () = shutdown => {}
-            () = requested.notified() => {}
+            () = lifecycle.requested() => {}
         }
         if let Some(health) = &health {
             health.not_serving().await;

@@ -1,7 +1,6 @@
 //! The HOOT/1 handler.
 
-use std::time::Instant;
-
+use hooteproto::server::Lifecycle;
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, ErrorCode};
 use hooteproto::{Handler, RequestContext, Status};
@@ -14,10 +13,7 @@ pub struct Service {
     pub(crate) runner: Runner,
     /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
     pub(crate) limits: Limits,
-    pub(crate) started: Instant,
-    pub(crate) instance: String,
-    pub(crate) drain_deadline_ms: u32,
-    pub(crate) shutdown: std::sync::Arc<tokio::sync::Notify>,
+    pub(crate) lifecycle: std::sync::Arc<Lifecycle>,
 }
 
 /// (tool name, request message, description)
@@ -62,19 +58,8 @@ fn eval_status(error: EvalError) -> Status {
 impl Handler for Service {
     async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
         match payload {
-            Payload::Ping(_) => Ok(Payload::PingReply(pb::PingReply {
-                worker_id: self.instance.clone(),
-                uptime_secs: self.started.elapsed().as_secs(),
-                service: "luanette".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            })),
-            Payload::Shutdown(request) => {
-                tracing::info!(reason = %request.reason, "shutdown requested");
-                self.shutdown.notify_one();
-                Ok(Payload::ShutdownReply(pb::ShutdownReply {
-                    drain_deadline_ms: self.drain_deadline_ms,
-                }))
-            }
+            Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
+            Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
             Payload::LuaEval(request) => {
                 let params = match request.params {
                     Some(params) => Some(
@@ -102,15 +87,8 @@ impl Handler for Service {
                 let tools = TOOLS
                     .iter()
                     .map(|(name, message, description)| {
-                        let schema = hooteproto::json::json_schema(&format!("hooteproto.v1.{message}"))
-                            .map_err(|e| Status::internal(e.to_string()))?;
-                        Ok(pb::ToolInfo {
-                            name: (*name).into(),
-                            description: (*description).into(),
-                            input_schema: Some(hooteproto::wkt::Struct::from_json(
-                                schema.as_object().cloned().unwrap_or_default(),
-                            )),
-                        })
+                        hooteproto::json::tool_info(name, message, description)
+                            .map_err(|e| Status::internal(e.to_string()))
                     })
                     .collect::<Result<_, Status>>()?;
                 Ok(Payload::ListToolsReply(pb::ListToolsReply { tools }))
