@@ -80,7 +80,7 @@ fn catching_the_limit_error_does_not_keep_a_script_alive() {
     ] {
         let (result, took) = quick(evasion, 150);
         assert!(matches!(result, Err(EvalError::TimeLimit(_))), "{evasion}: {result:?}");
-        assert!(took < Duration::from_millis(400), "{evasion}: took {took:?}");
+        assert!(took < Duration::from_millis(1500), "{evasion}: took {took:?}");
     }
 }
 
