@@ -12,6 +12,12 @@ struct Args {
     /// HOOT/1 ROUTER endpoint.
     #[arg(long, env = "LUANETTE_BIND", default_value = "tcp://127.0.0.1:5570")]
     bind: String,
+    /// The shared CAS root [default: <data dir>/cas].
+    #[arg(long, env = "HOOT_CAS_ROOT")]
+    cas_root: Option<PathBuf>,
+    /// Data directory [default: $XDG_DATA_HOME/hootenanny].
+    #[arg(long, env = "HOOT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// grpc.health.v1 address, or "none".
     #[arg(long, env = "LUANETTE_HEALTH_BIND", default_value = "127.0.0.1:6570")]
     health_bind: String,
@@ -42,7 +48,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = hooteproto::telemetry::init("luanette", args.otlp_endpoint.as_deref(), args.log_json)?;
-    let mut config = luanette::Config::new();
+    let data_dir = hooteproto::dirs::data_dir(args.data_dir);
+    let mut config = luanette::Config::new(data_dir.clone());
+    config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
     config.bind = args.bind;
     config.health_bind = match args.health_bind.as_str() {
         "none" | "" => None,

@@ -141,44 +141,96 @@ pub fn eval(
     limits: Limits,
     cancel: Arc<AtomicBool>,
 ) -> Result<EvalOutput, EvalError> {
-    let lua = Lua::new_with(
-        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS,
-        LuaOptions::default(),
-    )
-    .map_err(setup)?;
-    restrict(&lua).map_err(setup)?;
-    let output = Arc::new(Mutex::new(Output::default()));
-    install_output(&lua, &output).map_err(setup)?;
-    lua.set_memory_limit(limits.memory).map_err(setup)?;
-    let tripped = Arc::new(Mutex::new(None::<Trip>));
-    install_limits(&lua, Instant::now() + limits.wall, cancel, tripped.clone()).map_err(setup)?;
-
+    let vm = Vm::new(limits, cancel)?;
     let params = match params {
-        Some(params) => struct_to_lua(&lua, params, 0)?,
-        None => LuaValue::Table(lua.create_table().map_err(setup)?),
+        Some(params) => struct_to_lua(&vm.lua, params, 0)?,
+        None => LuaValue::Table(vm.lua.create_table().map_err(setup)?),
     };
-    lua.globals().set("params", params).map_err(setup)?;
-
-    let chunk = lua
+    vm.lua.globals().set("params", params).map_err(setup)?;
+    let chunk = vm
+        .lua
         .load(code)
         .set_name("script")
         .set_mode(mlua::prelude::LuaChunkMode::Text);
-    let result = chunk.eval::<LuaValue>();
-    let trip = tripped.lock().map(|t| *t).unwrap_or(None);
-    let result = match (result, trip) {
-        (_, Some(Trip::Time)) => return Err(EvalError::TimeLimit(limits.wall)),
-        (_, Some(Trip::Cancel)) => return Err(EvalError::Cancelled),
-        (Ok(value), None) => value,
-        (Err(error), None) => return Err(classify(error, limits.memory)),
-    };
+    let result = vm.finish(chunk.eval::<LuaValue>())?;
     let result = from_lua(&result, 0)?;
-    let output = std::mem::take(
-        &mut output
+    Ok(EvalOutput {
+        result,
+        output: vm.take_output()?,
+    })
+}
+
+/// Runs a stored script's top level, then its `describe()` if it defines one, and returns
+/// what that returned (JSON), or `None` when there is no `describe`. Syntax errors surface here.
+pub fn describe(code: &str, limits: Limits) -> Result<Option<prost_types::Value>, EvalError> {
+    let vm = Vm::new(limits, Arc::new(AtomicBool::new(false)))?;
+    let chunk = vm
+        .lua
+        .load(code)
+        .set_name("script")
+        .set_mode(mlua::prelude::LuaChunkMode::Text);
+    vm.finish(chunk.exec())?;
+    let describe = match vm.lua.globals().get::<LuaValue>("describe").map_err(setup)? {
+        LuaValue::Function(describe) => describe,
+        LuaValue::Nil => return Ok(None),
+        other => {
+            return Err(EvalError::Conversion(format!(
+                "`describe` is a {}, not a function",
+                other.type_name()
+            )));
+        }
+    };
+    let described = vm.finish(describe.call::<LuaValue>(()))?;
+    Ok(Some(from_lua(&described, 0)?))
+}
+
+/// A sandboxed VM with its limits and captured output.
+struct Vm {
+    lua: Lua,
+    output: Arc<Mutex<Output>>,
+    tripped: Arc<Mutex<Option<Trip>>>,
+    limits: Limits,
+}
+
+impl Vm {
+    fn new(limits: Limits, cancel: Arc<AtomicBool>) -> Result<Self, EvalError> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS,
+            LuaOptions::default(),
+        )
+        .map_err(setup)?;
+        restrict(&lua).map_err(setup)?;
+        let output = Arc::new(Mutex::new(Output::default()));
+        install_output(&lua, &output).map_err(setup)?;
+        lua.set_memory_limit(limits.memory).map_err(setup)?;
+        let tripped = Arc::new(Mutex::new(None::<Trip>));
+        install_limits(&lua, Instant::now() + limits.wall, cancel, tripped.clone()).map_err(setup)?;
+        Ok(Self {
+            lua,
+            output,
+            tripped,
+            limits,
+        })
+    }
+
+    /// A limit that tripped wins over whatever error the unwinding produced.
+    fn finish<T>(&self, result: mlua::Result<T>) -> Result<T, EvalError> {
+        let trip = self.tripped.lock().map(|t| *t).unwrap_or(None);
+        match (result, trip) {
+            (_, Some(Trip::Time)) => Err(EvalError::TimeLimit(self.limits.wall)),
+            (_, Some(Trip::Cancel)) => Err(EvalError::Cancelled),
+            (Ok(value), None) => Ok(value),
+            (Err(error), None) => Err(classify(error, self.limits.memory)),
+        }
+    }
+
+    fn take_output(&self) -> Result<Vec<LogEntry>, EvalError> {
+        let mut output = self
+            .output
             .lock()
-            .map_err(|_| EvalError::Setup("output lock poisoned".into()))?
-            .lines,
-    );
-    Ok(EvalOutput { result, output })
+            .map_err(|_| EvalError::Setup("output lock poisoned".into()))?;
+        Ok(std::mem::take(&mut output.lines))
+    }
 }
 
 /// Removes everything a script must not reach.

@@ -11,19 +11,39 @@ use crate::sandbox::{EvalError, Limits};
 /// Everything a request may touch.
 pub struct Service {
     pub(crate) runner: Runner,
+    pub(crate) scripts: crate::scripts::Scripts,
     /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
     pub(crate) limits: Limits,
     pub(crate) lifecycle: std::sync::Arc<Lifecycle>,
 }
 
 /// (tool name, request message, description)
-const TOOLS: &[(&str, &str, &str)] = &[(
-    "lua_eval",
-    "LuaEvalRequest",
-    "Run Lua 5.4 code now in a fresh sandbox (no files, no network except the music stdlib) and return its \
-     result as JSON with what it printed. `params` is visible as the global table `params`. Limits: wall time \
-     (default 30 s) and memory (default 256 MiB) per evaluation.",
-)];
+const TOOLS: &[(&str, &str, &str)] = &[
+    (
+        "lua_eval",
+        "LuaEvalRequest",
+        "Run Lua 5.4 code now in a fresh sandbox (no files, no network except the music stdlib) and return its \
+         result as JSON with what it printed. `params` is visible as the global table `params`. Limits: wall time \
+         (default 30 s) and memory (default 256 MiB) per evaluation.",
+    ),
+    (
+        "script_store",
+        "ScriptStoreRequest",
+        "Store a Lua script by the hash of its source, with tags and a creator. Its syntax is checked and its \
+         describe() (returning {name, description, params = JSON Schema}) is recorded. Storing the same source again \
+         merges the tags.",
+    ),
+    (
+        "lua_describe",
+        "LuaDescribeRequest",
+        "A stored script's description, tags and creator, by hash or unique prefix.",
+    ),
+    (
+        "script_search",
+        "ScriptSearchRequest",
+        "Find stored scripts by tag, creator and/or vibe (words matched in name, description and tags), newest first.",
+    ),
+];
 
 fn details(json: serde_json::Value) -> hooteproto::wkt::Struct {
     hooteproto::wkt::Struct::from_json(json.as_object().cloned().unwrap_or_default())
@@ -83,6 +103,15 @@ impl Handler for Service {
                     duration_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
                 }))
             }
+            Payload::ScriptStore(request) => Ok(Payload::ScriptStoreReply(self.scripts.store(request).await?)),
+            Payload::LuaDescribe(request) => Ok(Payload::LuaDescribeReply(pb::LuaDescribeReply {
+                script: Some(Box::new(self.scripts.describe(&request.script_hash)?)),
+            })),
+            Payload::ScriptSearch(request) => Ok(Payload::ScriptSearchReply(pb::ScriptSearchReply {
+                scripts: self
+                    .scripts
+                    .search(&request.tag, &request.creator, &request.vibe, request.limit as usize)?,
+            })),
             Payload::ListTools(_) => {
                 let tools = TOOLS
                     .iter()

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use hooteproto::v1::{ErrorCode, ListToolsRequest, LuaEvalRequest, PingRequest};
+use hooteproto::v1::{
+    ErrorCode, ListToolsRequest, LuaDescribeRequest, LuaEvalRequest, PingRequest, ScriptSearchRequest,
+    ScriptStoreRequest,
+};
 use hooteproto::{Client, ClientConfig, Error, RequestOptions};
 
 fn free_port() -> u16 {
@@ -14,18 +17,31 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(max_scripts: usize) -> (Client, tokio::sync::oneshot::Sender<()>) {
-    let mut config = luanette::Config::new();
+type Running = (
+    Client,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<hooteproto::ServerStats>>,
+);
+
+/// A server on its own temporary data directory (removed when the returned guard drops).
+async fn start(max_scripts: usize) -> (Client, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (client, stop, _task) = start_in(dir.path(), max_scripts).await;
+    (client, stop, dir)
+}
+
+async fn start_in(dir: &std::path::Path, max_scripts: usize) -> Running {
+    let mut config = luanette::Config::new(dir.to_path_buf());
     config.bind = format!("tcp://127.0.0.1:{}", free_port());
     config.health_bind = None;
     config.max_scripts = max_scripts;
     let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(luanette::run(config, async move {
+    let task = tokio::spawn(luanette::run(config, async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("luanette answers ping");
-    (client, stop)
+    (client, stop, task)
 }
 
 fn eval(code: &str) -> LuaEvalRequest {
@@ -37,7 +53,7 @@ fn eval(code: &str) -> LuaEvalRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lua_eval_returns_result_and_output() {
-    let (client, _stop) = start(2).await;
+    let (client, _stop, _dir) = start(2).await;
     let params =
         hooteproto::wkt::Struct::from_json(serde_json::json!({"n": 20}).as_object().cloned().unwrap_or_default());
     let reply = client
@@ -58,7 +74,7 @@ async fn lua_eval_returns_result_and_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_errors_carry_kind_line_and_code() {
-    let (client, _stop) = start(2).await;
+    let (client, _stop, _dir) = start(2).await;
     for (code, expected, kind) in [
         ("return 1 +", ErrorCode::InvalidArgument, "syntax"),
         ("local x = nil\nreturn x.y", ErrorCode::InvalidArgument, "runtime"),
@@ -90,7 +106,7 @@ async fn script_errors_carry_kind_line_and_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_script_frees_its_worker() {
-    let (client, _stop) = start(1).await; // one runner: a stuck VM would block everything
+    let (client, _stop, _dir) = start(1).await; // one runner: a stuck VM would block everything
     let options = RequestOptions {
         timeout: Some(Duration::from_millis(300)),
         ..Default::default()
@@ -112,7 +128,7 @@ async fn a_timed_out_script_frees_its_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_stay_fast_while_runaway_scripts_are_stopped() {
-    let (client, _stop) = start(4).await;
+    let (client, _stop, _dir) = start(4).await;
     let runaways: Vec<_> = (0..8)
         .map(|_| {
             let client = client.clone();
@@ -141,4 +157,130 @@ async fn pings_stay_fast_while_runaway_scripts_are_stopped() {
         let code = runaway.await.expect("task").map_err(|e| e.code()).err();
         assert_eq!(code, Some(ErrorCode::DeadlineExceeded));
     }
+}
+
+const TRANSPOSE: &str = r#"
+function describe()
+  return {
+    name = "transpose",
+    description = "Moves a section up by some semitones",
+    params = { type = "object", properties = { semitones = { type = "integer" } } },
+  }
+end
+function main(params) return params.semitones end
+"#;
+
+fn store(content: &str, tags: &[&str], creator: &str) -> ScriptStoreRequest {
+    ScriptStoreRequest {
+        content: content.into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        creator: creator.into(),
+    }
+}
+
+fn search(tag: &str, creator: &str, vibe: &str) -> ScriptSearchRequest {
+    ScriptSearchRequest {
+        tag: tag.into(),
+        creator: creator.into(),
+        vibe: vibe.into(),
+        limit: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_are_stored_by_hash_described_searched_and_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (client, stop, task) = start_in(dir.path(), 2).await;
+
+    let reply = client
+        .call(store(TRANSPOSE, &["midi", "jazz"], "alice"))
+        .await
+        .expect("store");
+    let script = reply.script.expect("script");
+    assert!(!reply.already_existed);
+    assert_eq!(
+        script.script_hash,
+        blake3::hash(TRANSPOSE.as_bytes()).to_hex().to_string()
+    );
+    let description = script.description.clone().expect("described");
+    assert_eq!(
+        (description.name.as_str(), script.creator.as_str()),
+        ("transpose", "alice")
+    );
+    let schema = description.params_schema.expect("schema").to_json().expect("json");
+    assert_eq!(schema["properties"]["semitones"]["type"], "integer");
+    // The source is in the shared CAS under that hash.
+    let cas = cas::Cas::open(dir.path().join("cas")).expect("cas");
+    let hash = cas::Hash::parse(&script.script_hash).expect("hash");
+    assert_eq!(cas.read(&hash, 1 << 20, true).expect("source"), TRANSPOSE.as_bytes());
+
+    let again = client
+        .call(store(TRANSPOSE, &["bridge"], "bob"))
+        .await
+        .expect("store again");
+    assert!(again.already_existed);
+    let merged = again.script.expect("script");
+    assert_eq!(
+        (merged.tags.as_slice(), merged.creator.as_str()),
+        (&["bridge".to_string(), "jazz".into(), "midi".into()][..], "alice")
+    );
+
+    for (bad, why) in [
+        ("function describe( return 1 end", "syntax"),
+        ("function describe() return 42 end", "describe() must return a table"),
+        ("while true do end", "time limit"),
+    ] {
+        match client.call(store(bad, &[], "mallory")).await {
+            Err(Error::Remote(status)) => {
+                assert_eq!(status.code, ErrorCode::InvalidArgument, "{bad}");
+                assert!(status.message.contains(why), "{bad}: {}", status.message);
+            }
+            other => panic!("{bad}: expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    let described = client
+        .call(LuaDescribeRequest {
+            script_hash: script.script_hash[..10].into(),
+        })
+        .await
+        .expect("by prefix");
+    assert_eq!(described.script.expect("script").script_hash, script.script_hash);
+    let missing = client
+        .call(LuaDescribeRequest {
+            script_hash: "0".repeat(64),
+        })
+        .await;
+    assert_eq!(missing.map_err(|e| e.code()).err(), Some(ErrorCode::NotFound));
+    let invalid = client
+        .call(LuaDescribeRequest {
+            script_hash: "../x".into(),
+        })
+        .await;
+    assert_eq!(invalid.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidArgument));
+
+    let count = |reply: hooteproto::v1::ScriptSearchReply| reply.scripts.len();
+    assert_eq!(
+        count(client.call(search("", "", "")).await.expect("all")),
+        1,
+        "rejected scripts are not indexed"
+    );
+    assert_eq!(count(client.call(search("jazz", "", "")).await.expect("tag")), 1);
+    assert_eq!(
+        count(client.call(search("", "", "SEMITONES please")).await.expect("vibe")),
+        1
+    );
+    assert_eq!(count(client.call(search("", "", "polka")).await.expect("vibe")), 0);
+    assert_eq!(count(client.call(search("jazz", "bob", "")).await.expect("creator")), 0);
+
+    let _ = stop.send(());
+    task.await.expect("task").expect("run");
+    let (client, _stop, _task) = start_in(dir.path(), 2).await;
+    let kept = client
+        .call(LuaDescribeRequest {
+            script_hash: script.script_hash.clone(),
+        })
+        .await
+        .expect("after restart");
+    assert_eq!(kept.script.expect("script").tags.len(), 3);
 }
