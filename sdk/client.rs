@@ -238,19 +238,14 @@ impl Client {
             attempt += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let last_attempt = !idempotent || attempt >= config.max_attempts;
+            // The server may work until the caller's overall deadline: a retry of an idempotent
+            // request carries the same id, and the reply to any attempt completes it.
+            envelope.timeout_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX).max(1);
             let frames = wire::encode(&envelope, config.key.as_ref(), config.max_message_size)?;
             let wait = if last_attempt {
                 remaining
             } else {
                 remaining.min(options.attempt_timeout.unwrap_or(config.attempt_timeout) + transfer_allowance(&frames))
-            };
-            // The wait goes into the envelope that is actually sent.
-            let frames = match u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1) {
-                ms if ms == envelope.timeout_ms => frames,
-                ms => {
-                    envelope.timeout_ms = ms;
-                    wire::encode(&envelope, config.key.as_ref(), config.max_message_size)?
-                }
             };
             let (reply_tx, reply_rx) = oneshot::channel();
             self.shared
