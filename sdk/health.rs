@@ -69,3 +69,53 @@ impl HealthServer {
         }
     }
 }
+
+/// Parses a `--health-bind` value: an address, or `none` (or empty) for no endpoint.
+pub fn parse_bind(value: &str) -> Result<Option<SocketAddr>, Error> {
+    match value {
+        "none" | "" => Ok(None),
+        address => address
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::Config(format!("--health-bind {address}: {e}"))),
+    }
+}
+
+/// Starts an endpoint if an address is configured.
+pub async fn start_if(address: Option<SocketAddr>, service: &str) -> Result<Option<HealthServer>, Error> {
+    match address {
+        Some(address) => HealthServer::start(address, service).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The usual `shutdown` future of a service's [`Server::run`](crate::Server::run): completes when
+/// `signal` does or a `shutdown` request arrives, after reporting NOT_SERVING.
+pub async fn drain_trigger(
+    signal: impl std::future::Future<Output = ()>,
+    lifecycle: &crate::server::Lifecycle,
+    health: Option<&HealthServer>,
+) {
+    tokio::select! {
+        () = signal => {}
+        () = lifecycle.requested() => {}
+    }
+    if let Some(health) = health {
+        health.not_serving().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_bind_is_an_address_or_none() {
+        assert_eq!(super::parse_bind("none").ok(), Some(None));
+        assert_eq!(super::parse_bind("").ok(), Some(None));
+        assert_eq!(
+            super::parse_bind("127.0.0.1:6580").ok(),
+            Some(Some(([127, 0, 0, 1], 6580).into()))
+        );
+        let error = super::parse_bind("localhost").expect_err("not an address");
+        assert!(error.to_string().contains("--health-bind localhost"), "{error}");
+    }
+}

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hooteproto::health::HealthServer;
+use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
@@ -83,10 +83,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     server_config.max_message_size = config.max_message_size;
     let server = Server::bind(server_config)?;
 
-    let health = match config.health_bind {
-        Some(address) => Some(HealthServer::start(address, HEALTH_SERVICE).await?),
-        None => None,
-    };
+    let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
 
     let lifecycle = Arc::new(Lifecycle::new(
         "hootenanny",
@@ -102,15 +99,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         max_reply_bytes: config.max_message_size.saturating_sub(64 * 1024) as u64,
     });
     tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), "hootenanny ready");
-    let stop = async {
-        tokio::select! {
-            () = shutdown => {}
-            () = lifecycle.requested() => {}
-        }
-        if let Some(health) = &health {
-            health.not_serving().await;
-        }
-    };
+    let stop = health::drain_trigger(shutdown, &lifecycle, health.as_ref());
     let stats = server.run(service, stop).await?;
     store
         .flush()

@@ -1,6 +1,5 @@
 //! `hootenanny`: content-addressed storage, artifacts and graph queries over HOOT/1.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -45,14 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = hootenanny::Config::new(data_dir.clone());
     config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
     config.bind = args.bind;
-    config.health_bind = match args.health_bind.as_str() {
-        "none" | "" => None,
-        address => Some(
-            address
-                .parse::<SocketAddr>()
-                .map_err(|e| anyhow::anyhow!("--health-bind {address}: {e}"))?,
-        ),
-    };
+    config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
     config.key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref())?;
     config.insecure = args.insecure;
     let stats = hootenanny::run(config, hooteproto::server::shutdown_signal()).await?;

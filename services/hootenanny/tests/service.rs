@@ -601,6 +601,16 @@ async fn kill_9_during_writes_keeps_every_acknowledged_artifact() {
     let _ = child.wait();
 }
 
+/// A real gRPC health client.
+async fn health_probe(address: SocketAddr) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("health connect");
+    tonic_health::pb::health_client::HealthClient::new(channel)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_health_reports_serving_then_not_found_for_strangers() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -608,12 +618,7 @@ async fn grpc_health_reports_serving_then_not_found_for_strangers() {
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     config.health_bind = Some(health);
     let hoot = start(config).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{health}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("health connect");
-    let mut probe = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut probe = health_probe(health).await;
     for service in ["", hootenanny::HEALTH_SERVICE] {
         let reply = probe
             .check(tonic_health::pb::HealthCheckRequest {
@@ -643,12 +648,7 @@ async fn health_watchers_see_not_serving_on_shutdown_and_do_not_hold_it_up() {
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     config.health_bind = Some(health);
     let hoot = start(config).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{health}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("health connect");
-    let mut probe = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut probe = health_probe(health).await;
     let mut watch = probe
         .watch(tonic_health::pb::HealthCheckRequest {
             service: hootenanny::HEALTH_SERVICE.into(),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hooteproto::health::HealthServer;
+use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
@@ -87,10 +87,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
     let server = Server::bind(server_config)?;
-    let health = match config.health_bind {
-        Some(address) => Some(HealthServer::start(address, HEALTH_SERVICE).await?),
-        None => None,
-    };
+    let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
     let lifecycle = Arc::new(Lifecycle::new(
         "luanette",
         env!("CARGO_PKG_VERSION"),
@@ -103,15 +100,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         lifecycle: lifecycle.clone(),
     });
     tracing::info!(endpoint = %server.local_endpoint(), scripts = config.max_scripts, "luanette ready");
-    let stop = async {
-        tokio::select! {
-            () = shutdown => {}
-            () = lifecycle.requested() => {}
-        }
-        if let Some(health) = &health {
-            health.not_serving().await;
-        }
-    };
+    let stop = health::drain_trigger(shutdown, &lifecycle, health.as_ref());
     let stats = server.run(service, stop).await?;
     if let Some(health) = health {
         health.stop().await;
