@@ -525,6 +525,12 @@ impl Lifecycle {
         }
     }
 
+    /// Answers `ping` with `name` as the worker id (e.g. a `--name` flag) instead of `<service>-<pid>`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.instance = name.into();
+        self
+    }
+
     /// The reply to `ping`.
     pub fn ping_reply(&self) -> Payload {
         Payload::PingReply(crate::v1::PingReply {

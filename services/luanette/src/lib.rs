@@ -1,21 +1,28 @@
 //! # luanette — Lua orchestration
 //!
-//! A HOOT/1 service (ROUTER, default `tcp://127.0.0.1:5570`) that runs Lua safely.
-//! So far it serves `ping`, `shutdown`, `list_tools`, `lua_eval` and stored scripts
-//! (`script_store`, `lua_describe`, `script_search`); jobs, resources, prompts and broadcasts
-//! come next (issue 4).
+//! A HOOT/1 service (ROUTER, default `tcp://127.0.0.1:5570`) that runs Lua safely: quick
+//! evaluations, stored scripts, background jobs, and what an agent needs to discover them
+//! (tools, resources, prompts, completions). Broadcasts go out on a PUB socket (default
+//! `tcp://127.0.0.1:5572`).
 //!
 //! ## Map
-//! - [`sandbox`]: a fresh restricted Lua 5.4 VM per evaluation, limits that really stop it,
-//!   captured output, Lua ⇄ `google.protobuf.Value`.
-//! - `runner`: the thread pool scripts run on (never the async runtime).
+//! - [`sandbox`]: a restricted Lua 5.4 VM with limits that really stop it, captured output,
+//!   Lua ⇄ `google.protobuf.Value`, and a reset that makes a VM reusable.
+//! - [`stdlib`]: what scripts can call beyond standard Lua, with its generated reference.
+//! - `runner`: the thread pools scripts run on (never the async runtime).
 //! - `scripts`: stored scripts (source in the CAS, index in sled).
+//! - `jobs`: background runs of stored scripts, persisted in sled, long-polled.
+//! - `workers`: who registered. - `catalog`: resources, prompts, completions.
 //! - `service`: the request handler. - [`run`]: serve until shutdown, then drain.
 
+mod catalog;
+mod jobs;
 mod runner;
 pub mod sandbox;
 mod scripts;
 mod service;
+pub mod stdlib;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,8 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hooteproto::broadcast::Publisher;
 use hooteproto::health;
 use hooteproto::server::Lifecycle;
+use hooteproto::v1::{ShutdownNotice, broadcast};
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
 /// Name under which gRPC health reports this service.
@@ -36,6 +45,10 @@ pub const HEALTH_SERVICE: &str = "luanette";
 pub struct Config {
     /// HOOT/1 ROUTER endpoint.
     pub bind: String,
+    /// The name `ping` answers with (the worker id).
+    pub name: String,
+    /// PUB endpoint for broadcasts (None: no broadcasts).
+    pub pub_bind: Option<String>,
     /// The shared CAS root.
     pub cas_root: PathBuf,
     /// The data directory; luanette keeps its index in `<data_dir>/luanette/`.
@@ -52,6 +65,14 @@ pub struct Config {
     pub max_queued: usize,
     /// Limits of one evaluation (a request's own deadline can only shorten the time).
     pub limits: sandbox::Limits,
+    /// Jobs that run at once.
+    pub max_jobs: usize,
+    /// Jobs that may be unfinished at once.
+    pub max_unfinished_jobs: usize,
+    /// Limits of one job.
+    pub job_limits: sandbox::Limits,
+    /// How long finished jobs are kept.
+    pub job_retention: Duration,
     /// How long shutdown waits for accepted requests.
     pub drain_timeout: Duration,
 }
@@ -61,6 +82,8 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             bind: "tcp://127.0.0.1:5570".into(),
+            name: "lua-orchestrator".into(),
+            pub_bind: Some("tcp://127.0.0.1:5572".into()),
             cas_root: data_dir.join("cas"),
             data_dir,
             health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6570))),
@@ -69,13 +92,18 @@ impl Config {
             max_scripts: 16,
             max_queued: 1024,
             limits: sandbox::Limits::default(),
+            max_jobs: 8,
+            max_unfinished_jobs: 10_000,
+            job_limits: sandbox::Limits::default(),
+            job_retention: Duration::from_secs(7 * 24 * 3600),
             drain_timeout: Duration::from_secs(10),
         }
     }
 }
 
 /// Serves until `shutdown` completes (or a `shutdown` request arrives), then drains:
-/// scripts still running at the drain deadline are cancelled and answered UNAVAILABLE.
+/// broadcasts a shutdown notice, stops running jobs (recorded as interrupted), and waits
+/// for accepted requests; scripts still running at the drain deadline are cancelled.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
     let mut server_config = ServerConfig::new(config.bind.clone());
     server_config.key = config.key.clone();
@@ -87,20 +115,54 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
     let server = Server::bind(server_config)?;
+    let publisher = match &config.pub_bind {
+        Some(endpoint) => Some(Arc::new(
+            Publisher::bind(endpoint, "luanette", config.key.clone(), config.insecure)
+                .with_context(|| format!("binding the broadcast socket {endpoint}"))?,
+        )),
+        None => None,
+    };
+    let jobs = jobs::Jobs::open(
+        scripts.db(),
+        jobs::JobsConfig {
+            concurrency: config.max_jobs,
+            max_unfinished: config.max_unfinished_jobs,
+            limits: config.job_limits,
+            retention: config.job_retention,
+        },
+        publisher.clone(),
+    )?;
+    jobs.spawn_garbage_collector();
     let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
-    let lifecycle = Arc::new(Lifecycle::new(
-        "luanette",
-        env!("CARGO_PKG_VERSION"),
-        config.drain_timeout,
-    ));
+    let lifecycle = Arc::new(
+        Lifecycle::new("luanette", env!("CARGO_PKG_VERSION"), config.drain_timeout).with_name(config.name.clone()),
+    );
     let service = Arc::new(service::Service {
-        runner: runner::Runner::new(config.max_scripts, config.max_queued)?,
+        runner: runner::Runner::new("lua", config.max_scripts, config.max_queued)?,
         scripts,
+        jobs: jobs.clone(),
+        workers: workers::Workers::default(),
+        publisher: publisher.clone(),
         limits: config.limits,
         lifecycle: lifecycle.clone(),
     });
-    tracing::info!(endpoint = %server.local_endpoint(), scripts = config.max_scripts, "luanette ready");
-    let stop = health::drain_trigger(shutdown, &lifecycle, health.as_ref());
+    tracing::info!(
+        endpoint = %server.local_endpoint(),
+        broadcasts = publisher.as_ref().map(|p| p.local_endpoint()).unwrap_or("off"),
+        scripts = config.max_scripts,
+        jobs = config.max_jobs,
+        "luanette ready"
+    );
+    let drain_timeout = config.drain_timeout;
+    let stop = async {
+        health::drain_trigger(shutdown, &lifecycle, health.as_ref()).await;
+        if let Some(publisher) = &publisher {
+            let _ = publisher.publish(broadcast::Event::Shutdown(ShutdownNotice {
+                reason: "luanette is shutting down".into(),
+            }));
+        }
+        jobs.shutdown(drain_timeout).await;
+    };
     let stats = server.run(service, stop).await?;
     if let Some(health) = health {
         health.stop().await;

@@ -11,6 +11,12 @@ struct Args {
     /// HOOT/1 ROUTER endpoint.
     #[arg(long, env = "LUANETTE_BIND", default_value = "tcp://127.0.0.1:5570")]
     bind: String,
+    /// The name this instance answers `ping` with.
+    #[arg(long, env = "LUANETTE_NAME", default_value = "lua-orchestrator")]
+    name: String,
+    /// PUB endpoint for broadcasts (script invalidation, job state and progress, shutdown), or "none".
+    #[arg(long, env = "LUANETTE_PUB_BIND", default_value = "tcp://127.0.0.1:5572")]
+    pub_bind: String,
     /// The shared CAS root [default: <data dir>/cas].
     #[arg(long, env = "HOOT_CAS_ROOT")]
     cas_root: Option<PathBuf>,
@@ -35,6 +41,15 @@ struct Args {
     /// Memory limit of one Lua VM, in MiB.
     #[arg(long, env = "LUANETTE_MEMORY_LIMIT_MIB", default_value_t = 256)]
     memory_limit_mib: usize,
+    /// Jobs that run at once.
+    #[arg(long, env = "LUANETTE_MAX_JOBS", default_value_t = 8)]
+    max_jobs: usize,
+    /// Wall-clock limit of one job, in seconds.
+    #[arg(long, env = "LUANETTE_JOB_TIMEOUT_SECS", default_value_t = 30)]
+    job_timeout_secs: u64,
+    /// How long finished jobs are kept, in seconds (default: 7 days).
+    #[arg(long, env = "LUANETTE_JOB_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    job_retention_secs: u64,
     /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
@@ -51,12 +66,21 @@ async fn main() -> anyhow::Result<()> {
     let mut config = luanette::Config::new(data_dir.clone());
     config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
     config.bind = args.bind;
+    config.name = args.name;
+    config.pub_bind = match args.pub_bind.as_str() {
+        "" | "none" => None,
+        endpoint => Some(endpoint.to_string()),
+    };
     config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
     config.key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref())?;
     config.insecure = args.insecure;
     config.max_scripts = args.max_scripts;
     config.limits.wall = Duration::from_secs(args.script_timeout_secs);
     config.limits.memory = args.memory_limit_mib << 20;
+    config.max_jobs = args.max_jobs;
+    config.job_limits.wall = Duration::from_secs(args.job_timeout_secs);
+    config.job_limits.memory = args.memory_limit_mib << 20;
+    config.job_retention = Duration::from_secs(args.job_retention_secs);
     let stats = luanette::run(config, hooteproto::server::shutdown_signal()).await?;
     tracing::info!(?stats, "luanette stopped");
     Ok(())

@@ -1,5 +1,8 @@
 //! A pool of OS threads that run Lua. Scripts spin the CPU until a limit stops them, so
 //! they never run on the async runtime that answers pings; a full queue is refused.
+//!
+//! Each thread keeps one sandboxed VM for quick evaluations and resets it between runs
+//! ([`crate::sandbox::Vm::reset`]); a VM that tripped a limit is dropped and rebuilt.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -8,19 +11,38 @@ use std::time::{Duration, Instant};
 
 use hooteproto::Status;
 
-use crate::sandbox::{self, EvalError, EvalOutput, Limits};
+use hooteproto::v1::LogEntry;
 
-struct Job {
-    code: String,
-    params: Option<prost_types::Struct>,
-    limits: Limits,
-    cancel: Arc<AtomicBool>,
-    reply: tokio::sync::oneshot::Sender<(Result<EvalOutput, EvalError>, Duration)>,
+use crate::sandbox::{EvalError, Limits, RunContext, Vm};
+
+/// How a run ended: its value or error, what it printed (also when it failed), and how long it took.
+pub struct Outcome {
+    pub result: Result<prost_types::Value, EvalError>,
+    pub output: Vec<LogEntry>,
+    pub took: Duration,
+}
+
+type Work = Box<dyn FnOnce(&mut Option<Vm>) + Send>;
+
+/// What to run.
+pub enum Task {
+    /// `lua_eval`: code with params, on the thread's reused VM.
+    Eval {
+        code: String,
+        params: Option<prost_types::Struct>,
+        context: RunContext,
+    },
+    /// A job: a stored script's `main(params)`, on a VM of its own.
+    Main {
+        code: String,
+        params: Option<prost_types::Struct>,
+        context: RunContext,
+    },
 }
 
 /// The pool. Dropping it lets the threads finish their current script and exit.
 pub struct Runner {
-    queue: mpsc::SyncSender<Job>,
+    queue: mpsc::SyncSender<Work>,
 }
 
 /// Sets the cancel flag when the waiting request goes away (deadline, shutdown, disconnect).
@@ -32,50 +54,78 @@ impl Drop for CancelOnDrop {
     }
 }
 
+fn run_task(
+    slot: &mut Option<Vm>,
+    task: Task,
+    limits: Limits,
+    cancel: Arc<AtomicBool>,
+) -> (Result<prost_types::Value, EvalError>, Vec<LogEntry>) {
+    let vm = match (slot.take(), &task) {
+        (Some(vm), Task::Eval { .. }) => vm,
+        _ => match Vm::new() {
+            Ok(vm) => vm,
+            Err(error) => return (Err(error), Vec::new()),
+        },
+    };
+    let result = match task {
+        Task::Eval { code, params, context } => vm.eval(&code, params.as_ref(), limits, cancel, context),
+        Task::Main { code, params, context } => vm.run_main(&code, params.as_ref(), limits, cancel, context),
+    };
+    let (result, output) = match result {
+        Ok(output) => (Ok(output.result), output.output),
+        Err(error) => (Err(error), vm.take_output().unwrap_or_default()),
+    };
+    if vm.reset() {
+        *slot = Some(vm);
+    }
+    (result, output)
+}
+
 impl Runner {
     /// `threads` scripts run at once; up to `queue` more wait.
-    pub fn new(threads: usize, queue: usize) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::sync_channel::<Job>(queue);
+    pub fn new(name: &str, threads: usize, queue: usize) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::sync_channel::<Work>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads.max(1) {
             let receiver = receiver.clone();
-            std::thread::Builder::new().name(format!("lua-{i}")).spawn(move || {
+            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                let mut slot = None;
                 loop {
-                    let job = match receiver.lock() {
+                    let work = match receiver.lock() {
                         Ok(receiver) => receiver.recv(),
                         Err(_) => return,
                     };
-                    let Ok(job) = job else { return };
-                    if job.cancel.load(Ordering::Relaxed) {
-                        let _ = job.reply.send((Err(EvalError::Cancelled), Duration::ZERO));
-                        continue;
-                    }
-                    let started = Instant::now();
-                    let result = sandbox::eval(&job.code, job.params.as_ref(), job.limits, job.cancel);
-                    let _ = job.reply.send((result, started.elapsed()));
+                    let Ok(work) = work else { return };
+                    work(&mut slot);
                 }
             })?;
         }
         Ok(Self { queue: sender })
     }
 
-    /// Runs a script and waits for it. If this future is dropped, the script is cancelled.
-    pub async fn eval(
-        &self,
-        code: String,
-        params: Option<prost_types::Struct>,
-        limits: Limits,
-    ) -> Result<(Result<EvalOutput, EvalError>, Duration), Status> {
-        let cancel = Arc::new(AtomicBool::new(false));
+    /// Runs a task and waits for it. If this future is dropped, `cancel` is set and the
+    /// script stops within its hook interval.
+    pub async fn run(&self, task: Task, limits: Limits, cancel: Arc<AtomicBool>) -> Result<Outcome, Status> {
         let _guard = CancelOnDrop(cancel.clone());
         let (reply, done) = tokio::sync::oneshot::channel();
-        match self.queue.try_send(Job {
-            code,
-            params,
-            limits,
-            cancel,
-            reply,
-        }) {
+        let work: Work = Box::new(move |slot| {
+            if cancel.load(Ordering::Relaxed) {
+                let _ = reply.send(Outcome {
+                    result: Err(EvalError::Cancelled),
+                    output: Vec::new(),
+                    took: Duration::ZERO,
+                });
+                return;
+            }
+            let started = Instant::now();
+            let (result, output) = run_task(slot, task, limits, cancel);
+            let _ = reply.send(Outcome {
+                result,
+                output,
+                took: started.elapsed(),
+            });
+        });
+        match self.queue.try_send(work) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(_)) => {
                 return Err(Status::resource_exhausted(
@@ -84,6 +134,19 @@ impl Runner {
             }
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(Status::unavailable("the Lua runner has stopped")),
         }
+        done.await.map_err(|_| Status::internal("a Lua worker thread died"))
+    }
+
+    /// Runs any blocking closure on the pool (for `describe()` at store time).
+    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let work: Work = Box::new(move |_| {
+            let _ = reply.send(f());
+        });
+        self.queue.try_send(work).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Status::resource_exhausted("too many scripts are waiting to run"),
+            mpsc::TrySendError::Disconnected(_) => Status::unavailable("the Lua runner has stopped"),
+        })?;
         done.await.map_err(|_| Status::internal("a Lua worker thread died"))
     }
 }

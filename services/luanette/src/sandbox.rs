@@ -19,6 +19,8 @@ use hooteproto::v1::{LogEntry, LogLevel};
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Value as LuaValue, VmState};
 use prost_types::value::Kind;
 
+use crate::stdlib;
+
 /// Instructions between two limit checks while running normally.
 const CHECK_EVERY: u32 = 10_000;
 /// Most output lines kept per evaluation, and most bytes in all.
@@ -141,101 +143,315 @@ pub fn eval(
     limits: Limits,
     cancel: Arc<AtomicBool>,
 ) -> Result<EvalOutput, EvalError> {
-    let vm = Vm::new(limits, cancel)?;
-    let params = match params {
-        Some(params) => struct_to_lua(&vm.lua, params, 0)?,
-        None => LuaValue::Table(vm.lua.create_table().map_err(setup)?),
-    };
-    vm.lua.globals().set("params", params).map_err(setup)?;
-    let chunk = vm
-        .lua
-        .load(code)
-        .set_name("script")
-        .set_mode(mlua::prelude::LuaChunkMode::Text);
-    let result = vm.finish(chunk.eval::<LuaValue>())?;
-    let result = from_lua(&result, 0)?;
-    Ok(EvalOutput {
-        result,
-        output: vm.take_output()?,
-    })
+    Vm::new()?.eval(code, params, limits, cancel, RunContext::default())
 }
 
 /// Runs a stored script's top level, then its `describe()` if it defines one, and returns
 /// what that returned (JSON), or `None` when there is no `describe`. Syntax errors surface here.
 pub fn describe(code: &str, limits: Limits) -> Result<Option<prost_types::Value>, EvalError> {
-    let vm = Vm::new(limits, Arc::new(AtomicBool::new(false)))?;
-    let chunk = vm
-        .lua
-        .load(code)
-        .set_name("script")
-        .set_mode(mlua::prelude::LuaChunkMode::Text);
-    vm.finish(chunk.exec())?;
-    let describe = match vm.lua.globals().get::<LuaValue>("describe").map_err(setup)? {
-        LuaValue::Function(describe) => describe,
-        LuaValue::Nil => return Ok(None),
-        other => {
-            return Err(EvalError::Conversion(format!(
-                "`describe` is a {}, not a function",
-                other.type_name()
-            )));
-        }
-    };
-    let described = vm.finish(describe.call::<LuaValue>(()))?;
-    Ok(Some(from_lua(&described, 0)?))
+    Vm::new()?.describe(code, limits)
 }
 
-/// A sandboxed VM with its limits and captured output.
-struct Vm {
-    lua: Lua,
-    output: Arc<Mutex<Output>>,
-    tripped: Arc<Mutex<Option<Trip>>>,
+/// Called with (fraction, message) when a job reports progress.
+pub type ProgressFn = Arc<dyn Fn(f64, &str) + Send + Sync>;
+
+/// What a run may tell the script about itself.
+#[derive(Clone, Default)]
+pub struct RunContext {
+    /// W3C traceparent of the span the script runs under (`otel.traceparent()`).
+    pub traceparent: String,
+    /// Where `job.progress(fraction, message)` goes (None: progress is ignored).
+    pub progress: Option<ProgressFn>,
+}
+
+/// Per-run state shared with the hook and the captured functions.
+struct RunState {
     limits: Limits,
+    deadline: Instant,
+    cancel: Arc<AtomicBool>,
+    tripped: Option<Trip>,
+    output: Output,
+    context: RunContext,
+}
+
+/// One table the sandbox shares between runs, as it was when the VM was built.
+struct Pristine {
+    table: mlua::Table,
+    entries: Vec<(LuaValue, LuaValue)>,
+    metatable: Option<mlua::Table>,
+}
+
+/// A sandboxed VM. It can run many scripts one after another: [`Vm::reset`] puts every
+/// table a script can reach without help (globals, the library tables, the string
+/// metatable) back exactly as built, reseeds `math.random`, and collects garbage; scripts
+/// cannot register finalizers (`__gc`), so nothing of one run executes during the next.
+/// A VM whose run tripped a limit is never reused.
+pub struct Vm {
+    lua: Lua,
+    state: Arc<Mutex<RunState>>,
+    pristine: Vec<Pristine>,
+    baseline_memory: usize,
+    api: Vec<stdlib::Module>,
 }
 
 impl Vm {
-    fn new(limits: Limits, cancel: Arc<AtomicBool>) -> Result<Self, EvalError> {
+    /// Builds a sandboxed VM with the stdlib installed.
+    pub fn new() -> Result<Self, EvalError> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS,
             LuaOptions::default(),
         )
         .map_err(setup)?;
         restrict(&lua).map_err(setup)?;
-        let output = Arc::new(Mutex::new(Output::default()));
-        install_output(&lua, &output).map_err(setup)?;
-        lua.set_memory_limit(limits.memory).map_err(setup)?;
-        let tripped = Arc::new(Mutex::new(None::<Trip>));
-        install_limits(&lua, Instant::now() + limits.wall, cancel, tripped.clone()).map_err(setup)?;
+        let state = Arc::new(Mutex::new(RunState {
+            limits: Limits::default(),
+            deadline: Instant::now(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            tripped: None,
+            output: Output::default(),
+            context: RunContext::default(),
+        }));
+        let mut api = stdlib::Registrar::new(&lua);
+        install_output(&mut api, &state).map_err(setup)?;
+        install_context(&mut api, &state).map_err(setup)?;
+        let api = api.finish();
+        let pristine = snapshot(&lua).map_err(setup)?;
+        install_limits(&lua, state.clone()).map_err(setup)?;
+        lua.gc_collect().map_err(setup)?;
+        let baseline_memory = lua.used_memory();
         Ok(Self {
             lua,
-            output,
-            tripped,
-            limits,
+            state,
+            pristine,
+            baseline_memory,
+            api,
         })
+    }
+
+    /// The documented functions this VM has beyond standard Lua.
+    pub fn api(&self) -> &[stdlib::Module] {
+        &self.api
+    }
+
+    /// The Lua state, for installing more of the stdlib.
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// Starts a run: fresh limits, empty output, the run's context.
+    fn arm(&self, limits: Limits, cancel: Arc<AtomicBool>, context: RunContext) -> Result<(), EvalError> {
+        let mut state = self.lock()?;
+        state.limits = limits;
+        state.deadline = Instant::now() + limits.wall;
+        state.cancel = cancel;
+        state.tripped = None;
+        state.output = Output::default();
+        state.context = context;
+        drop(state);
+        self.lua.set_memory_limit(limits.memory).map_err(setup)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunState>, EvalError> {
+        self.state
+            .lock()
+            .map_err(|_| EvalError::Setup("run state lock poisoned".into()))
+    }
+
+    fn load<'a>(&'a self, code: &'a str) -> mlua::chunk::Chunk<'a> {
+        self.lua
+            .load(code)
+            .set_name("script")
+            .set_mode(mlua::prelude::LuaChunkMode::Text)
+    }
+
+    /// Runs `code` with `params` as the global `params` and returns its first value.
+    pub fn eval(
+        &self,
+        code: &str,
+        params: Option<&prost_types::Struct>,
+        limits: Limits,
+        cancel: Arc<AtomicBool>,
+        context: RunContext,
+    ) -> Result<EvalOutput, EvalError> {
+        self.arm(limits, cancel, context)?;
+        self.set_params(params)?;
+        let result = self.finish(self.load(code).eval::<LuaValue>())?;
+        let result = from_lua(&result, 0)?;
+        Ok(EvalOutput {
+            result,
+            output: self.take_output()?,
+        })
+    }
+
+    /// Runs a stored script as a job: its top level, then `main(params)` if it defines
+    /// `main` (otherwise the top level's first value is the result).
+    pub fn run_main(
+        &self,
+        code: &str,
+        params: Option<&prost_types::Struct>,
+        limits: Limits,
+        cancel: Arc<AtomicBool>,
+        context: RunContext,
+    ) -> Result<EvalOutput, EvalError> {
+        self.arm(limits, cancel, context)?;
+        self.set_params(params)?;
+        let top = self.finish(self.load(code).eval::<LuaValue>())?;
+        let result = match self.lua.globals().get::<LuaValue>("main").map_err(setup)? {
+            LuaValue::Function(main) => {
+                let params: LuaValue = self.lua.globals().get("params").map_err(setup)?;
+                self.finish(main.call::<LuaValue>(params))?
+            }
+            LuaValue::Nil => top,
+            other => {
+                return Err(EvalError::Conversion(format!(
+                    "`main` is a {}, not a function",
+                    other.type_name()
+                )));
+            }
+        };
+        let result = from_lua(&result, 0)?;
+        Ok(EvalOutput {
+            result,
+            output: self.take_output()?,
+        })
+    }
+
+    /// See [`describe`].
+    pub fn describe(&self, code: &str, limits: Limits) -> Result<Option<prost_types::Value>, EvalError> {
+        self.arm(limits, Arc::new(AtomicBool::new(false)), RunContext::default())?;
+        self.finish(self.load(code).exec())?;
+        let describe = match self.lua.globals().get::<LuaValue>("describe").map_err(setup)? {
+            LuaValue::Function(describe) => describe,
+            LuaValue::Nil => return Ok(None),
+            other => {
+                return Err(EvalError::Conversion(format!(
+                    "`describe` is a {}, not a function",
+                    other.type_name()
+                )));
+            }
+        };
+        let described = self.finish(describe.call::<LuaValue>(()))?;
+        Ok(Some(from_lua(&described, 0)?))
+    }
+
+    fn set_params(&self, params: Option<&prost_types::Struct>) -> Result<(), EvalError> {
+        let params = match params {
+            Some(params) => struct_to_lua(&self.lua, params, 0)?,
+            None => LuaValue::Table(self.lua.create_table().map_err(setup)?),
+        };
+        self.lua.globals().set("params", params).map_err(setup)
+    }
+
+    /// Makes the VM as it was when built, for the next run. Returns false when it must not
+    /// be reused: a limit tripped (the VM is poisoned), or memory stays above the baseline.
+    pub fn reset(&self) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        if state.tripped.is_some() {
+            return false;
+        }
+        state.output = Output::default();
+        state.context = RunContext::default();
+        drop(state);
+        for pristine in &self.pristine {
+            if pristine.table.clear().is_err() || pristine.table.set_metatable(pristine.metatable.clone()).is_err() {
+                return false;
+            }
+            for (key, value) in &pristine.entries {
+                if pristine.table.raw_set(key.clone(), value.clone()).is_err() {
+                    return false;
+                }
+            }
+        }
+        let reseeded = self
+            .lua
+            .globals()
+            .get::<mlua::Table>("math")
+            .and_then(|math| math.get::<mlua::Function>("randomseed"))
+            .and_then(|seed| seed.call::<()>(()));
+        if reseeded.is_err() {
+            return false;
+        }
+        // Collecting here keeps each run's memory limit about its own allocations.
+        if self.lua.used_memory() > self.baseline_memory + RESET_SLACK && self.lua.gc_collect().is_err() {
+            return false;
+        }
+        self.lua.used_memory() <= self.baseline_memory + RESET_SLACK
     }
 
     /// A limit that tripped wins over whatever error the unwinding produced.
     fn finish<T>(&self, result: mlua::Result<T>) -> Result<T, EvalError> {
-        let trip = self.tripped.lock().map(|t| *t).unwrap_or(None);
+        let (trip, limits) = {
+            let state = self.lock()?;
+            (state.tripped, state.limits)
+        };
         match (result, trip) {
-            (_, Some(Trip::Time)) => Err(EvalError::TimeLimit(self.limits.wall)),
+            (_, Some(Trip::Time)) => Err(EvalError::TimeLimit(limits.wall)),
             (_, Some(Trip::Cancel)) => Err(EvalError::Cancelled),
             (Ok(value), None) => Ok(value),
-            (Err(error), None) => Err(classify(error, self.limits.memory)),
+            (Err(error), None) => Err(classify(error, limits.memory)),
         }
     }
 
-    fn take_output(&self) -> Result<Vec<LogEntry>, EvalError> {
-        let mut output = self
-            .output
-            .lock()
-            .map_err(|_| EvalError::Setup("output lock poisoned".into()))?;
-        Ok(std::mem::take(&mut output.lines))
+    /// Takes what the current run printed (after an error too).
+    pub fn take_output(&self) -> Result<Vec<LogEntry>, EvalError> {
+        Ok(std::mem::take(&mut self.lock()?.output.lines))
     }
+}
+
+/// Memory a reused VM may keep above its baseline before it is collected (and, if that
+/// does not help, replaced).
+const RESET_SLACK: usize = 256 << 10;
+
+/// Records every table a script can reach without help, as it is now.
+fn snapshot(lua: &Lua) -> mlua::Result<Vec<Pristine>> {
+    let globals = lua.globals();
+    let mut tables = vec![globals.clone()];
+    globals.for_each(|_: LuaValue, value: LuaValue| {
+        if let LuaValue::Table(table) = value {
+            tables.push(table);
+        }
+        Ok(())
+    })?;
+    if let Some(string_meta) = lua.load("return getmetatable('')").eval::<Option<mlua::Table>>()? {
+        tables.push(string_meta);
+    }
+    tables
+        .into_iter()
+        .map(|table| {
+            let mut entries = Vec::new();
+            table.for_each(|key: LuaValue, value: LuaValue| {
+                entries.push((key, value));
+                Ok(())
+            })?;
+            Ok(Pristine {
+                metatable: table.metatable(),
+                table,
+                entries,
+            })
+        })
+        .collect()
 }
 
 /// Removes everything a script must not reach.
 fn restrict(lua: &Lua) -> mlua::Result<()> {
     let globals = lua.globals();
+    // Finalizers would let one run's code execute during a later run of a reused VM.
+    let guarded: mlua::Function = lua
+        .load(
+            "local rawget, setmetatable, error, type = rawget, setmetatable, error, type\n\
+             return function(t, mt)\n\
+               if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then\n\
+                 error('finalizers (__gc) are not allowed in the sandbox', 2)\n\
+               end\n\
+               return setmetatable(t, mt)\n\
+             end",
+        )
+        .set_name("sandbox")
+        .eval()?;
+    globals.set("setmetatable", guarded)?;
     for name in [
         "load",
         "loadfile",
@@ -260,64 +476,105 @@ fn restrict(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// `print(...)` and `log.*(...)` append to the captured output.
-fn install_output(lua: &Lua, output: &Arc<Mutex<Output>>) -> mlua::Result<()> {
+fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<RunState>>) -> mlua::Result<()> {
     let capture = |level: LogLevel| {
-        let output = output.clone();
+        let state = state.clone();
         move |lua: &Lua, args: mlua::MultiValue| {
             let tostring: mlua::Function = lua.globals().get("tostring")?;
             let mut parts = Vec::with_capacity(args.len());
             for arg in args {
                 parts.push(tostring.call::<mlua::LuaString>(arg)?.to_string_lossy());
             }
-            if let Ok(mut output) = output.lock() {
-                output.push(level, parts.join("\t"));
+            if let Ok(mut state) = state.lock() {
+                state.output.push(level, parts.join("\t"));
             }
             Ok(())
         }
     };
-    lua.globals()
-        .set("print", lua.create_function(capture(LogLevel::Info))?)?;
-    let log = lua.create_table()?;
-    for (name, level) in [
-        ("debug", LogLevel::Debug),
-        ("info", LogLevel::Info),
-        ("warn", LogLevel::Warn),
-        ("error", LogLevel::Error),
+    let print = api.lua().create_function(capture(LogLevel::Info))?;
+    api.function(
+        "",
+        "print",
+        "print(...)",
+        "Appends its arguments (tab-separated) to the output at level info.",
+        print,
+    )?;
+    api.module(
+        "log",
+        "Leveled output, captured with the result (a job keeps it in its record).",
+    );
+    for (name, level, signature) in [
+        ("debug", LogLevel::Debug, "log.debug(...)"),
+        ("info", LogLevel::Info, "log.info(...)"),
+        ("warn", LogLevel::Warn, "log.warn(...)"),
+        ("error", LogLevel::Error, "log.error(...)"),
     ] {
-        log.set(name, lua.create_function(capture(level))?)?;
+        let function = api.lua().create_function(capture(level))?;
+        api.function("log", name, signature, "Appends a line at this level.", function)?;
     }
-    lua.globals().set("log", log)
+    Ok(())
+}
+
+/// `otel.traceparent()` and `job.progress(fraction, message)`.
+fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<RunState>>) -> mlua::Result<()> {
+    api.module("otel", "The trace the script runs under.");
+    let traceparent = {
+        let state = state.clone();
+        api.lua()
+            .create_function(move |_, ()| Ok(state.lock().map(|s| s.context.traceparent.clone()).unwrap_or_default()))?
+    };
+    api.function(
+        "otel",
+        "traceparent",
+        "otel.traceparent() -> string",
+        "The W3C traceparent of the request or job span running this script (\"\" when tracing is off). Pass it \
+         on to model services so their work joins the same trace.",
+        traceparent,
+    )?;
+    api.module("job", "Reporting from a script that runs as a job.");
+    let progress = {
+        let state = state.clone();
+        api.lua()
+            .create_function(move |_, (fraction, message): (f64, Option<String>)| {
+                if !(0.0..=1.0).contains(&fraction) {
+                    return Err(mlua::Error::runtime("job.progress: fraction must be between 0 and 1"));
+                }
+                let report = state.lock().ok().and_then(|s| s.context.progress.clone());
+                if let Some(report) = report {
+                    report(fraction, message.as_deref().unwrap_or_default());
+                }
+                Ok(())
+            })?
+    };
+    api.function(
+        "job",
+        "progress",
+        "job.progress(fraction, message?)",
+        "Reports progress between 0 and 1 with an optional message; subscribers see a JobProgress broadcast. \
+         Outside a job it does nothing.",
+        progress,
+    )
 }
 
 /// The hook that enforces the deadline and the cancel flag, and poisons the VM once tripped.
-fn install_limits(
-    lua: &Lua,
-    deadline: Instant,
-    cancel: Arc<AtomicBool>,
-    tripped: Arc<Mutex<Option<Trip>>>,
-) -> mlua::Result<()> {
+fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Result<()> {
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(CHECK_EVERY),
         move |lua, _debug| {
-            let mut trip = tripped
-                .lock()
-                .map_err(|_| mlua::Error::runtime("limit state poisoned"))?;
-            if trip.is_none() {
-                if cancel.load(Ordering::Relaxed) {
-                    *trip = Some(Trip::Cancel);
-                } else if Instant::now() >= deadline {
-                    *trip = Some(Trip::Time);
+            let mut state = state.lock().map_err(|_| mlua::Error::runtime("limit state poisoned"))?;
+            if state.tripped.is_none() {
+                if state.cancel.load(Ordering::Relaxed) {
+                    state.tripped = Some(Trip::Cancel);
+                } else if Instant::now() >= state.deadline {
+                    state.tripped = Some(Trip::Time);
                 } else {
                     return Ok(VmState::Continue);
                 }
+                drop(state);
                 // From now on, fail at every instruction, so pcall cannot resume the script.
-                let tripped = tripped.clone();
-                drop(trip);
                 lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
-                    let _ = &tripped;
                     Err(mlua::Error::runtime("stopped by a limit"))
                 })?;
-                return Err(mlua::Error::runtime("stopped by a limit"));
             }
             Err(mlua::Error::runtime("stopped by a limit"))
         },

@@ -53,7 +53,11 @@ fn description_of(value: prost_types::Value) -> Result<ScriptDescription, Status
         Some(_) => Err(Status::invalid_argument(format!("{shape}: `{key}` must be a string"))),
     };
     let params_schema = match field(&object, "params") {
-        Some(Kind::StructValue(schema)) => Some(hooteproto::wkt::Struct::from(schema.clone())),
+        Some(Kind::StructValue(schema)) => {
+            let schema = hooteproto::wkt::Struct::from(schema.clone());
+            params_validator(&schema)?;
+            Some(schema)
+        }
         None => None,
         Some(_) => return Err(Status::invalid_argument(format!("{shape}: `params` must be a table"))),
     };
@@ -62,6 +66,65 @@ fn description_of(value: prost_types::Value) -> Result<ScriptDescription, Status
         description: text("description")?,
         params_schema,
     })
+}
+
+/// Compiles a script's params JSON Schema. Remote `$ref`s are not fetched.
+pub fn params_validator(schema: &hooteproto::wkt::Struct) -> Result<jsonschema::Validator, Status> {
+    let json = schema
+        .to_json()
+        .map_err(|e| Status::invalid_argument(format!("params schema is malformed: {e}")))?;
+    jsonschema::validator_for(&serde_json::Value::Object(json))
+        .map_err(|e| Status::invalid_argument(format!("describe().params is not a valid JSON Schema: {e}")))
+}
+
+/// Checks `params` against a script's declared schema; the error names every failing field.
+pub fn validate_params(script: &ScriptInfo, params: Option<&hooteproto::wkt::Struct>) -> Result<(), Status> {
+    let Some(schema) = script.description.as_ref().and_then(|d| d.params_schema.as_ref()) else {
+        return Ok(());
+    };
+    let validator = params_validator(schema).map_err(|e| Status::failed_precondition(e.message))?;
+    let instance = match params {
+        Some(params) => params
+            .to_json()
+            .map_err(|e| Status::invalid_argument(format!("params are malformed: {e}")))?,
+        None => serde_json::Map::new(),
+    };
+    let instance = serde_json::Value::Object(instance);
+    let errors: Vec<(String, String)> = validator
+        .iter_errors(&instance)
+        .take(20)
+        .map(|error| {
+            let path = error.instance_path().to_string();
+            let field = if path.is_empty() {
+                "params".to_string()
+            } else {
+                format!("params{}", path.replace('/', "."))
+            };
+            (field, error.to_string())
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let message = errors
+        .iter()
+        .map(|(field, why)| format!("{field}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let list: Vec<_> = errors
+        .iter()
+        .map(|(field, why)| serde_json::json!({"field": field, "message": why}))
+        .collect();
+    Err(
+        Status::invalid_argument(format!("params do not match the script's schema: {message}")).with_details(
+            hooteproto::wkt::Struct::from_json(
+                serde_json::json!({"kind": "params", "errors": list})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        ),
+    )
 }
 
 fn check_label(what: &str, value: &str) -> Result<(), Status> {
@@ -86,7 +149,13 @@ impl Scripts {
 
     /// Checks, describes, stores and indexes a script. Storing the same source again merges
     /// its tags into the existing entry.
-    pub async fn store(&self, request: ScriptStoreRequest) -> Result<ScriptStoreReply, Status> {
+    ///
+    /// Returns the reply and whether the index entry changed (new script or new tags).
+    pub async fn store(
+        &self,
+        request: ScriptStoreRequest,
+        runner: &crate::runner::Runner,
+    ) -> Result<(ScriptStoreReply, bool), Status> {
         if request.content.len() > MAX_SOURCE {
             return Err(Status::invalid_argument(format!(
                 "scripts are at most {MAX_SOURCE} bytes"
@@ -102,16 +171,16 @@ impl Scripts {
         let content = request.content;
         let (described, stored) = {
             let cas = self.cas.clone();
-            tokio::task::spawn_blocking(move || {
-                let described = sandbox::describe(&content, DESCRIBE_LIMITS);
-                let stored = described
-                    .as_ref()
-                    .ok()
-                    .map(|_| cas.store(content.as_bytes(), "text/x-lua"));
-                (described, stored)
-            })
-            .await
-            .map_err(internal)?
+            runner
+                .call(move || {
+                    let described = sandbox::describe(&content, DESCRIBE_LIMITS);
+                    let stored = described
+                        .as_ref()
+                        .ok()
+                        .map(|_| cas.store(content.as_bytes(), "text/x-lua"));
+                    (described, stored)
+                })
+                .await?
         };
         let description = match described {
             Ok(Some(value)) => Some(description_of(value)?),
@@ -131,6 +200,7 @@ impl Scripts {
         let hash = stored.info.hash.to_string();
         let existing = self.get(&hash)?;
         let already_existed = existing.is_some();
+        let before = existing.clone();
         let script = match existing {
             Some(mut script) => {
                 script.tags.extend(request.tags);
@@ -151,14 +221,87 @@ impl Scripts {
                 }
             }
         };
-        self.index
-            .insert(hash.as_bytes(), script.encode_to_vec())
-            .map_err(internal)?;
-        self.db.flush_async().await.map_err(internal)?;
-        Ok(ScriptStoreReply {
-            script: Some(Box::new(script)),
-            already_existed,
-        })
+        let changed = before.as_ref() != Some(&script);
+        if changed {
+            self.index
+                .insert(hash.as_bytes(), script.encode_to_vec())
+                .map_err(internal)?;
+            self.db.flush_async().await.map_err(internal)?;
+        }
+        Ok((
+            ScriptStoreReply {
+                script: Some(Box::new(script)),
+                already_existed,
+            },
+            changed,
+        ))
+    }
+
+    /// A stored script's entry and source, by full hash or unique prefix.
+    pub fn source(&self, hash_or_prefix: &str) -> Result<(ScriptInfo, String), Status> {
+        let info = self.describe(hash_or_prefix)?;
+        let hash = cas::Hash::parse(&info.script_hash).map_err(internal)?;
+        let bytes = self
+            .cas
+            .read(&hash, MAX_SOURCE as u64, true)
+            .map_err(|e| match e.kind() {
+                cas::ErrorKind::NotFound => Status::failed_precondition(format!(
+                    "script {} is indexed but its source is missing from the CAS",
+                    info.script_hash
+                )),
+                _ => Status::internal(format!("reading script {}: {e}", info.script_hash)),
+            })?;
+        let source = String::from_utf8(bytes).map_err(|_| internal("a stored script is not UTF-8"))?;
+        Ok((info, source))
+    }
+
+    /// The scripts' database (jobs share it).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
+    /// Up to `limit` scripts after `cursor` (a hash) in hash order, and the next cursor.
+    pub fn page(&self, cursor: &str, limit: usize) -> Result<(Vec<ScriptInfo>, String), Status> {
+        let mut scripts = Vec::new();
+        let mut range = self
+            .index
+            .range::<&[u8], _>((std::ops::Bound::Excluded(cursor.as_bytes()), std::ops::Bound::Unbounded));
+        for item in range.by_ref() {
+            let (_, bytes) = item.map_err(internal)?;
+            scripts.push(ScriptInfo::decode(bytes.as_ref()).map_err(internal)?);
+            if scripts.len() == limit {
+                break;
+            }
+        }
+        let next = match (scripts.len() == limit, range.next()) {
+            (true, Some(_)) => scripts.last().map(|s| s.script_hash.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        Ok((scripts, next))
+    }
+
+    /// Hashes starting with `prefix` (for completion), and how many there are.
+    pub fn hashes_with_prefix(&self, prefix: &str, limit: usize) -> Result<(Vec<String>, usize), Status> {
+        let mut hashes = Vec::new();
+        let mut total = 0;
+        for key in self.index.scan_prefix(prefix.as_bytes()).keys() {
+            let key = key.map_err(internal)?;
+            total += 1;
+            if hashes.len() < limit {
+                hashes.push(String::from_utf8_lossy(&key).into_owned());
+            }
+        }
+        Ok((hashes, total))
+    }
+
+    /// Every tag in use (for completion).
+    pub fn tags(&self) -> Result<Vec<String>, Status> {
+        let mut tags = std::collections::BTreeSet::new();
+        for item in self.index.iter().values() {
+            let script = ScriptInfo::decode(item.map_err(internal)?.as_ref()).map_err(internal)?;
+            tags.extend(script.tags);
+        }
+        Ok(tags.into_iter().collect())
     }
 
     fn get(&self, hash: &str) -> Result<Option<ScriptInfo>, Status> {

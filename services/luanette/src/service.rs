@@ -1,20 +1,31 @@
-//! The HOOT/1 handler.
+//! The HOOT/1 handler: one arm per payload, delegating to the module that owns it.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hooteproto::broadcast::Publisher;
 use hooteproto::server::Lifecycle;
 use hooteproto::v1::envelope::Payload;
-use hooteproto::v1::{self as pb, ErrorCode};
+use hooteproto::v1::{self as pb, ErrorCode, JobState, PollMode, broadcast};
 use hooteproto::{Handler, RequestContext, Status};
 
-use crate::runner::Runner;
-use crate::sandbox::{EvalError, Limits};
+use crate::jobs::{Jobs, eval_status};
+use crate::runner::{Runner, Task};
+use crate::sandbox::{Limits, RunContext};
+use crate::scripts::Scripts;
+use crate::workers::Workers;
 
 /// Everything a request may touch.
 pub struct Service {
     pub(crate) runner: Runner,
-    pub(crate) scripts: crate::scripts::Scripts,
+    pub(crate) scripts: Scripts,
+    pub(crate) jobs: Arc<Jobs>,
+    pub(crate) workers: Workers,
+    pub(crate) publisher: Option<Arc<Publisher>>,
     /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
     pub(crate) limits: Limits,
-    pub(crate) lifecycle: std::sync::Arc<Lifecycle>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
 }
 
 /// (tool name, request message, description)
@@ -43,67 +54,181 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "ScriptSearchRequest",
         "Find stored scripts by tag, creator and/or vibe (words matched in name, description and tags), newest first.",
     ),
+    (
+        "job_execute",
+        "JobExecuteRequest",
+        "Run a stored script as a background job: its main(params) runs on a fresh VM. params are validated against \
+         the script's describe().params JSON Schema first. Returns the job id at once; wait with job_poll.",
+    ),
+    (
+        "job_status",
+        "JobStatusRequest",
+        "A job's state, result or error, logs and progress.",
+    ),
+    (
+        "job_poll",
+        "JobPollRequest",
+        "Wait until any (or all) of the given jobs finish, up to timeout_ms (at most 300 s). Returns the finished \
+         jobs and the ids still pending.",
+    ),
+    (
+        "job_cancel",
+        "JobCancelRequest",
+        "Cancel a pending or running job; a running script is stopped within ~100 ms. Returns the job's state after.",
+    ),
+    (
+        "job_list",
+        "JobListRequest",
+        "List jobs newest first, optionally only those in one state; paged. Logs are left out (see job_status).",
+    ),
 ];
 
-fn details(json: serde_json::Value) -> hooteproto::wkt::Struct {
-    hooteproto::wkt::Struct::from_json(json.as_object().cloned().unwrap_or_default())
+/// The traceparent to hand on: the current span's when tracing is on, else the caller's.
+fn traceparent(context: &RequestContext) -> String {
+    let current = hooteproto::trace::current_traceparent();
+    if current.is_empty() {
+        context.traceparent.clone()
+    } else {
+        current
+    }
 }
 
-/// A script's failure as a canonical status with structured details.
-fn eval_status(error: EvalError) -> Status {
-    let message = error.to_string();
-    match error {
-        EvalError::TimeLimit(_) => {
-            Status::deadline_exceeded(message).with_details(details(serde_json::json!({"kind": "time_limit"})))
+fn request_params(params: Option<&hooteproto::wkt::Struct>) -> Result<Option<prost_types::Struct>, Status> {
+    params
+        .map(|params| {
+            params
+                .to_prost()
+                .map_err(|e| Status::invalid_argument(format!("params are malformed: {e}")))
+        })
+        .transpose()
+}
+
+impl Service {
+    fn publish(&self, event: broadcast::Event) {
+        if let Some(publisher) = &self.publisher
+            && let Err(error) = publisher.publish(event)
+        {
+            tracing::debug!(%error, "broadcast not sent");
         }
-        EvalError::Cancelled => {
-            Status::cancelled(message).with_details(details(serde_json::json!({"kind": "cancelled"})))
+    }
+
+    async fn lua_eval(&self, context: &RequestContext, request: pb::LuaEvalRequest) -> Result<Payload, Status> {
+        let params = request_params(request.params.as_ref())?;
+        let mut limits = self.limits;
+        if let Some(deadline) = context.deadline {
+            limits.wall = limits
+                .wall
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         }
-        EvalError::MemoryLimit(_) => {
-            Status::resource_exhausted(message).with_details(details(serde_json::json!({"kind": "memory_limit"})))
+        let task = Task::Eval {
+            code: request.code,
+            params,
+            context: RunContext {
+                traceparent: traceparent(context),
+                progress: None,
+            },
+        };
+        let outcome = self.runner.run(task, limits, Arc::new(AtomicBool::new(false))).await?;
+        let result = outcome.result.map_err(eval_status)?;
+        Ok(Payload::LuaEvalReply(pb::LuaEvalReply {
+            result: Some(result),
+            output: outcome.output,
+            duration_us: u64::try_from(outcome.took.as_micros()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    async fn script_store(&self, request: pb::ScriptStoreRequest) -> Result<Payload, Status> {
+        let (reply, changed) = self.scripts.store(request, &self.runner).await?;
+        if changed && let Some(script) = &reply.script {
+            self.publish(broadcast::Event::ScriptInvalidate(pb::ScriptInvalidate {
+                script_hash: script.script_hash.clone(),
+                reason: if reply.already_existed {
+                    "tags changed"
+                } else {
+                    "stored"
+                }
+                .into(),
+            }));
         }
-        EvalError::Syntax { line, .. } => {
-            Status::invalid_argument(message).with_details(details(serde_json::json!({"kind": "syntax", "line": line})))
+        Ok(Payload::ScriptStoreReply(reply))
+    }
+
+    /// Starts a job for a stored script after checking its params.
+    async fn execute(
+        &self,
+        context: &RequestContext,
+        script_hash: &str,
+        params: Option<hooteproto::wkt::Struct>,
+        tags: Vec<String>,
+    ) -> Result<pb::JobInfo, Status> {
+        if script_hash.is_empty() {
+            return Err(Status::invalid_argument("script_hash is required"));
         }
-        EvalError::Runtime { line, traceback, .. } => Status::invalid_argument(message).with_details(details(
-            serde_json::json!({"kind": "runtime", "line": line, "traceback": traceback}),
-        )),
-        EvalError::Conversion(_) => {
-            Status::invalid_argument(message).with_details(details(serde_json::json!({"kind": "conversion"})))
+        if tags.len() > 64 || tags.iter().any(|t| t.len() > 128) {
+            return Err(Status::invalid_argument("at most 64 tags of at most 128 bytes"));
         }
-        EvalError::Setup(_) => Status::internal(message),
+        let (info, source) = self.scripts.source(script_hash)?;
+        crate::scripts::validate_params(&info, params.as_ref())?;
+        self.jobs
+            .start(info.script_hash, source, params, tags, traceparent(context))
+            .await
+    }
+
+    /// A marker the playhead crossed: runs the script its metadata names, with the event as params.
+    async fn timeline_event(
+        &self,
+        context: &RequestContext,
+        request: pb::TimelineEventRequest,
+    ) -> Result<Payload, Status> {
+        let event_type = pb::TimelineEventType::try_from(request.event_type)
+            .ok()
+            .filter(|t| *t != pb::TimelineEventType::Unspecified)
+            .ok_or_else(|| Status::invalid_argument("event_type must be set to a known TimelineEventType"))?;
+        let mut fields = match &request.metadata {
+            Some(metadata) => metadata
+                .to_json()
+                .map_err(|e| Status::invalid_argument(format!("metadata is malformed: {e}")))?,
+            None => serde_json::Map::new(),
+        };
+        let script_hash = match fields.remove("script_hash") {
+            None => {
+                return Ok(Payload::TimelineEventReply(pb::TimelineEventReply {
+                    job_id: String::new(),
+                    state: JobState::Unspecified as i32,
+                }));
+            }
+            Some(serde_json::Value::String(hash)) => hash,
+            Some(_) => return Err(Status::invalid_argument("metadata.script_hash must be a string")),
+        };
+        let event_name = event_type
+            .as_str_name()
+            .trim_start_matches("TIMELINE_EVENT_TYPE_")
+            .to_lowercase();
+        fields.insert("event_type".into(), event_name.clone().into());
+        fields.insert("position_beats".into(), request.position_beats.into());
+        fields.insert("tempo".into(), request.tempo.into());
+        let params = hooteproto::wkt::Struct::from_json(fields);
+        let job = self
+            .execute(context, &script_hash, Some(params), vec!["timeline".into(), event_name])
+            .await?;
+        Ok(Payload::TimelineEventReply(pb::TimelineEventReply {
+            job_id: job.job_id,
+            state: job.state,
+        }))
     }
 }
 
 impl Handler for Service {
     async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+        self.workers.seen(&context.peer);
         match payload {
             Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
             Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
-            Payload::LuaEval(request) => {
-                let params = match request.params {
-                    Some(params) => Some(
-                        params
-                            .to_prost()
-                            .map_err(|e| Status::invalid_argument(format!("params are malformed: {e}")))?,
-                    ),
-                    None => None,
-                };
-                let mut limits = self.limits;
-                if let Some(deadline) = context.deadline {
-                    limits.wall = limits
-                        .wall
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                }
-                let (result, took) = self.runner.eval(request.code, params, limits).await?;
-                let output = result.map_err(eval_status)?;
-                Ok(Payload::LuaEvalReply(pb::LuaEvalReply {
-                    result: Some(output.result),
-                    output: output.output,
-                    duration_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-                }))
-            }
-            Payload::ScriptStore(request) => Ok(Payload::ScriptStoreReply(self.scripts.store(request).await?)),
+            Payload::Register(request) => Ok(Payload::RegisterReply(
+                self.workers.register(request.registration, &context.peer)?,
+            )),
+            Payload::LuaEval(request) => self.lua_eval(&context, request).await,
+            Payload::ScriptStore(request) => self.script_store(request).await,
             Payload::LuaDescribe(request) => Ok(Payload::LuaDescribeReply(pb::LuaDescribeReply {
                 script: Some(Box::new(self.scripts.describe(&request.script_hash)?)),
             })),
@@ -112,6 +237,46 @@ impl Handler for Service {
                     .scripts
                     .search(&request.tag, &request.creator, &request.vibe, request.limit as usize)?,
             })),
+            Payload::JobExecute(request) => {
+                let job = self
+                    .execute(&context, &request.script_hash, request.params, request.tags)
+                    .await?;
+                Ok(Payload::JobExecuteReply(pb::JobExecuteReply {
+                    job_id: job.job_id,
+                    state: job.state,
+                }))
+            }
+            Payload::JobStatus(request) => Ok(Payload::JobStatusReply(pb::JobStatusReply {
+                job: Some(Box::new(self.jobs.status(&request.job_id)?)),
+            })),
+            Payload::JobPoll(request) => {
+                let mut timeout = Duration::from_millis(u64::from(request.timeout_ms));
+                // Answer before the caller gives up, so it sees "timed out" rather than an error.
+                if let Some(deadline) = context.deadline {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    timeout = timeout.min(left.saturating_sub(left / 10 + Duration::from_millis(20)));
+                }
+                let mode = PollMode::try_from(request.mode).unwrap_or(PollMode::Any);
+                Ok(Payload::JobPollReply(
+                    self.jobs.poll(&request.job_ids, timeout, mode).await?,
+                ))
+            }
+            Payload::JobCancel(request) => Ok(Payload::JobCancelReply(self.jobs.cancel(&request.job_id).await?)),
+            Payload::JobList(request) => {
+                let status = JobState::try_from(request.status)
+                    .map_err(|_| Status::invalid_argument(format!("unknown job state {}", request.status)))?;
+                Ok(Payload::JobListReply(self.jobs.list(
+                    status,
+                    request.page_size as usize,
+                    &request.page_token,
+                )?))
+            }
+            Payload::TimelineEvent(request) => self.timeline_event(&context, request).await,
+            Payload::ListResources(request) => Ok(Payload::ListResourcesReply(self.list_resources(&request.cursor)?)),
+            Payload::ReadResource(request) => Ok(Payload::ReadResourceReply(self.read_resource(&request.uri)?)),
+            Payload::ListPrompts(_) => Ok(Payload::ListPromptsReply(self.list_prompts())),
+            Payload::GetPrompt(request) => Ok(Payload::GetPromptReply(self.get_prompt(request)?)),
+            Payload::Complete(request) => Ok(Payload::CompleteReply(self.complete(&request)?)),
             Payload::ListTools(_) => {
                 let tools = TOOLS
                     .iter()
@@ -124,7 +289,7 @@ impl Handler for Service {
             }
             other => Err(Status::new(
                 ErrorCode::Unimplemented,
-                format!("luanette does not serve `{}` yet", other.name()),
+                format!("luanette does not serve `{}`", other.name()),
             )),
         }
     }

@@ -34,6 +34,7 @@ async fn start_in(dir: &std::path::Path, max_scripts: usize) -> Running {
     let mut config = luanette::Config::new(dir.to_path_buf());
     config.bind = format!("tcp://127.0.0.1:{}", free_port());
     config.health_bind = None;
+    config.pub_bind = None;
     config.max_scripts = max_scripts;
     let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

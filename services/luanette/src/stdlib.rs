@@ -1,0 +1,176 @@
+//! What scripts can call beyond standard Lua, registered with its documentation so that
+//! the reference (`lua://stdlib`, the prompts) is generated from what is installed and
+//! cannot drift from it.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use mlua::{Lua, Value as LuaValue};
+
+/// One documented function.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// Its name within the module.
+    pub name: &'static str,
+    /// How to call it, e.g. `job.progress(fraction, message?)`.
+    pub signature: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+/// A documented module (a global table), or the globals themselves (name "").
+#[derive(Debug, Clone)]
+pub struct Module {
+    /// The global name ("" for plain globals such as `print`).
+    pub name: &'static str,
+    /// What the module is for.
+    pub doc: &'static str,
+    /// Its documented functions, in registration order.
+    pub functions: Vec<Function>,
+}
+
+/// Installs functions into a VM and records their documentation.
+pub struct Registrar<'a> {
+    lua: &'a Lua,
+    modules: Vec<Module>,
+}
+
+impl<'a> Registrar<'a> {
+    /// For the VM `lua`.
+    pub fn new(lua: &'a Lua) -> Self {
+        Self {
+            lua,
+            modules: vec![Module {
+                name: "",
+                doc: "Globals.",
+                functions: Vec::new(),
+            }],
+        }
+    }
+
+    /// The VM being set up.
+    pub fn lua(&self) -> &'a Lua {
+        self.lua
+    }
+
+    /// Declares a module (a global table) before its functions are registered.
+    pub fn module(&mut self, name: &'static str, doc: &'static str) {
+        self.modules.push(Module {
+            name,
+            doc,
+            functions: Vec::new(),
+        });
+    }
+
+    /// Installs `function` as `module.name` (or the global `name` when `module` is "").
+    pub fn function(
+        &mut self,
+        module: &'static str,
+        name: &'static str,
+        signature: &'static str,
+        doc: &'static str,
+        function: mlua::Function,
+    ) -> mlua::Result<()> {
+        let globals = self.lua.globals();
+        if module.is_empty() {
+            globals.set(name, function)?;
+        } else {
+            let table = match globals.get::<LuaValue>(module)? {
+                LuaValue::Table(table) => table,
+                _ => {
+                    let table = self.lua.create_table()?;
+                    globals.set(module, table.clone())?;
+                    table
+                }
+            };
+            table.set(name, function)?;
+        }
+        let entry = Function { name, signature, doc };
+        match self.modules.iter_mut().find(|m| m.name == module) {
+            Some(existing) => existing.functions.push(entry),
+            None => self.modules.push(Module {
+                name: module,
+                doc: "",
+                functions: vec![entry],
+            }),
+        }
+        Ok(())
+    }
+
+    /// The documentation of everything registered.
+    pub fn finish(self) -> Vec<Module> {
+        self.modules
+    }
+}
+
+/// Standard Lua libraries the sandbox keeps, and what it removed from them.
+const STANDARD: &[(&str, &str)] = &[
+    ("string", "without `string.dump`"),
+    ("table", ""),
+    ("math", "`math.random` is reseeded for every run"),
+    ("utf8", ""),
+    ("coroutine", ""),
+    ("os", "only `clock`, `time` and `date`"),
+];
+
+/// The Lua API reference as Markdown: the standard functions actually present in a fresh
+/// sandbox, then every registered function with its signature and documentation.
+pub fn reference() -> &'static str {
+    static REFERENCE: OnceLock<String> = OnceLock::new();
+    REFERENCE.get_or_init(|| match crate::sandbox::Vm::new() {
+        Ok(vm) => render(&vm),
+        Err(error) => format!("The sandbox could not be built: {error}"),
+    })
+}
+
+fn names_in(table: &mlua::Table) -> Vec<String> {
+    let mut names: Vec<String> = table
+        .pairs::<String, LuaValue>()
+        .filter_map(Result::ok)
+        .filter(|(_, v)| matches!(v, LuaValue::Function(_)))
+        .map(|(k, _)| k)
+        .collect();
+    names.sort();
+    names
+}
+
+fn render(vm: &crate::sandbox::Vm) -> String {
+    let globals = vm.lua().globals();
+    let mut out = String::from(
+        "# Luanette Lua API (Lua 5.4 sandbox)\n\n\
+         Scripts run in a sandbox: no files, no processes, no `require`, no `load` of code or bytecode, no \
+         `debug`, no finalizers (`__gc`). Each run has a wall-clock and a memory limit; when one trips, the \
+         script stops at once (pcall cannot catch it). The global `params` holds the request's parameters.\n\n\
+         A stored script may define `describe()` returning `{name = ..., description = ..., params = <JSON \
+         Schema>}` and `main(params)` returning the result; as a job, `main(params)` runs after the top level.\n\n\
+         ## Standard Lua\n\n",
+    );
+    let documented: Vec<&str> = vm.api()[0].functions.iter().map(|f| f.name).collect();
+    let base: Vec<String> = names_in(&globals)
+        .into_iter()
+        .filter(|n| !documented.contains(&n.as_str()))
+        .collect();
+    let _ = writeln!(out, "- base: {}", base.join(", "));
+    for (name, note) in STANDARD {
+        if let Ok(table) = globals.get::<mlua::Table>(*name) {
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({note})")
+            };
+            let _ = writeln!(out, "- `{name}`{note}: {}", names_in(&table).join(", "));
+        }
+    }
+    out.push_str("\n## Luanette\n");
+    for module in vm.api() {
+        let title = if module.name.is_empty() { "globals" } else { module.name };
+        let _ = write!(out, "\n### {title}\n\n");
+        if !module.doc.is_empty() && !module.name.is_empty() {
+            let _ = write!(out, "{}\n\n", module.doc);
+        }
+        for function in &module.functions {
+            let _ = writeln!(out, "- `{}`: {}", function.signature, function.doc);
+        }
+    }
+    out
+}
