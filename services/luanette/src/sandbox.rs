@@ -499,6 +499,26 @@ fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<RunState>>)
         "Appends its arguments (tab-separated) to the output at level info.",
         print,
     )?;
+    // Lua's own `warn` writes to the server's stderr once a script turns it "@on".
+    let warn = {
+        let state = state.clone();
+        api.lua().create_function(move |_, parts: mlua::Variadic<String>| {
+            let message = parts.concat();
+            if !message.starts_with('@')
+                && let Ok(mut state) = state.lock()
+            {
+                state.output.push(LogLevel::Warn, message);
+            }
+            Ok(())
+        })?
+    };
+    api.function(
+        "",
+        "warn",
+        "warn(msg1, ...)",
+        "Appends the concatenated strings to the output at level warn (control messages like \"@on\" are ignored).",
+        warn,
+    )?;
     api.module(
         "log",
         "Leveled output, captured with the result (a job keeps it in its record).",

@@ -200,3 +200,185 @@ fn values_cross_both_ways() {
         }
     }
 }
+
+fn run_on(vm: &luanette::sandbox::Vm, code: &str) -> Result<EvalOutput, EvalError> {
+    vm.eval(
+        code,
+        None,
+        Limits::default(),
+        Arc::new(AtomicBool::new(false)),
+        luanette::sandbox::RunContext::default(),
+    )
+}
+
+#[test]
+fn a_reused_vm_forgets_everything_a_script_did() {
+    let vm = luanette::sandbox::Vm::new().expect("vm");
+    let pristine = json(
+        &run_on(
+            &vm,
+            "return {type(string.upper), type(leaked), tostring(('x'):upper())}",
+        )
+        .expect("run"),
+    );
+    let tampering = [
+        "leaked = 'secret'",
+        "_G.leaked = 'secret' ; rawset(_G, 'other', 1)",
+        "string.upper = function() return 'pwned' end",
+        "getmetatable('').__index = {upper = function() return 'pwned' end}",
+        "setmetatable(_G, {__index = function() return 'pwned' end})",
+        "table.insert = nil ; math.floor = print ; os.time = nil",
+        "string = nil ; print = nil ; setmetatable = nil",
+        "log.info = function() leaked = 1 end",
+    ];
+    for code in tampering {
+        run_on(&vm, &format!("{code} ; return true")).unwrap_or_else(|e| panic!("{code}: {e}"));
+        assert!(vm.reset(), "{code}: the VM stays reusable");
+        assert_eq!(
+            json(
+                &run_on(
+                    &vm,
+                    "return {type(string.upper), type(leaked), tostring(('x'):upper())}"
+                )
+                .expect("run")
+            ),
+            pristine,
+            "after `{code}`"
+        );
+        assert!(vm.reset());
+        let after = run_on(
+            &vm,
+            "return {type(table.insert), type(math.floor), type(os.time), type(print), leaked, other}",
+        )
+        .expect("run");
+        assert_eq!(
+            json(&after),
+            serde_json::json!(["function", "function", "function", "function"]),
+            "after `{code}`"
+        );
+        assert!(vm.reset());
+    }
+    // Escapes stay closed on a reused VM.
+    for code in [
+        "return io",
+        "return load",
+        "return require",
+        "return debug",
+        "return string.dump",
+    ] {
+        assert_eq!(
+            json(&run_on(&vm, code).expect("run")),
+            serde_json::Value::Null,
+            "{code}"
+        );
+        assert!(vm.reset());
+    }
+}
+
+#[test]
+fn finalizers_and_random_state_cannot_cross_runs() {
+    let vm = luanette::sandbox::Vm::new().expect("vm");
+    match run_on(&vm, "setmetatable({}, {__gc = function() leaked = 1 end})") {
+        Err(EvalError::Runtime { message, .. }) => assert!(message.contains("__gc"), "{message}"),
+        other => panic!("finalizers must be refused: {other:?}"),
+    }
+    assert!(vm.reset());
+    let seeded = "math.randomseed(42) ; return math.random(1, 1000000)";
+    let first = json(&run_on(&vm, seeded).expect("run"));
+    assert!(vm.reset());
+    let after_seed = json(&run_on(&vm, "return math.random(1, 1000000)").expect("run"));
+    assert!(vm.reset());
+    assert_eq!(
+        json(&run_on(&vm, seeded).expect("run")),
+        first,
+        "seeding still works within a run"
+    );
+    assert!(vm.reset());
+    // Had the seed leaked, the next run's first number would repeat the seeded sequence's second.
+    let second_of_seeded = json(
+        &run_on(
+            &vm,
+            "math.randomseed(42) ; math.random(1, 1000000) ; return math.random(1, 1000000)",
+        )
+        .expect("run"),
+    );
+    assert_ne!(after_seed, second_of_seeded, "math.random is reseeded between runs");
+}
+
+#[test]
+fn a_vm_that_tripped_a_limit_is_not_reused() {
+    let vm = luanette::sandbox::Vm::new().expect("vm");
+    let limits = Limits {
+        wall: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let result = vm.eval(
+        "while true do end",
+        None,
+        limits,
+        Arc::new(AtomicBool::new(false)),
+        luanette::sandbox::RunContext::default(),
+    );
+    assert!(matches!(result, Err(EvalError::TimeLimit(_))), "{result:?}");
+    assert!(!vm.reset(), "a poisoned VM must be dropped");
+    let vm = luanette::sandbox::Vm::new().expect("vm");
+    run_on(&vm, "big = string.rep('x', 8 << 20)").expect("run");
+    assert!(vm.reset(), "garbage is collected on reset");
+}
+
+#[test]
+fn the_reference_documents_exactly_what_is_installed() {
+    let reference = luanette::stdlib::reference();
+    let vm = luanette::sandbox::Vm::new().expect("vm");
+    for module in vm.api() {
+        for function in &module.functions {
+            let path = if module.name.is_empty() {
+                function.name.to_string()
+            } else {
+                format!("{}.{}", module.name, function.name)
+            };
+            assert!(reference.contains(function.signature), "{path} is documented");
+            let kind = run_on(&vm, &format!("return type({path})")).expect("run");
+            assert_eq!(json(&kind), "function", "{path} is installed");
+            assert!(!function.doc.is_empty(), "{path} has a description");
+        }
+    }
+    // Every global table of functions a script can reach is either standard Lua or documented.
+    let modules = json(
+        &run_on(
+            &vm,
+            "local out = {} for k, v in pairs(_G) do if type(v) == 'table' and k ~= '_G' and k ~= 'params' then out[#out + 1] = k end end table.sort(out) return out",
+        )
+        .expect("run"),
+    );
+    for module in modules.as_array().expect("list") {
+        let name = module.as_str().expect("name");
+        assert!(
+            reference.contains(&format!("`{name}`")) || reference.contains(&format!("### {name}")),
+            "{name} appears in the reference"
+        );
+    }
+    let base = reference
+        .lines()
+        .find(|l| l.starts_with("- base:"))
+        .expect("a list of base functions");
+    for escape in ["require", "load", "dofile", "collectgarbage"] {
+        assert!(
+            !base.split([' ', ',']).any(|name| name == escape),
+            "{escape} is not advertised: {base}"
+        );
+    }
+    for module in ["io", "debug", "package"] {
+        assert!(
+            !reference.contains(&format!("- `{module}`")),
+            "{module} is not advertised"
+        );
+    }
+}
+
+#[test]
+fn warn_is_captured_not_written_to_the_server() {
+    let output = run("warn('@on') ; warn('low ', 'battery') ; return 1").expect("run");
+    let lines: Vec<_> = output.output.iter().map(|l| (l.level, l.message.as_str())).collect();
+    assert_eq!(lines, [(3, "low battery")]);
+}
