@@ -181,7 +181,7 @@ async fn tools_resources_prompts_and_completions_describe_the_service() {
         async move { client.call(request).await.expect("complete") }
     };
     let hashes = complete("script_hash", &script.script_hash[..4]).await;
-    assert_eq!(hashes.values, [script.script_hash.clone()]);
+    assert_eq!(hashes.values, std::slice::from_ref(&script.script_hash));
     let ids = complete("resource:lua://jobs/{id}/id", &job_id[..6]).await;
     assert!(ids.values.contains(&job_id));
     let tags = complete("tag", "t").await;

@@ -231,7 +231,7 @@ async fn poll_waits_for_any_or_all_and_times_out() {
     let any = poll(&lua.client, &[&fast, &slow], 20_000, PollMode::Any).await;
     assert_eq!(any.completed.len(), 1, "any returns when the first finishes");
     assert_eq!(any.completed[0].job_id, fast);
-    assert_eq!(any.pending_job_ids, [slow.clone()]);
+    assert_eq!(any.pending_job_ids, std::slice::from_ref(&slow));
     assert!(
         started.elapsed() < Duration::from_millis(1000),
         "woke at the finish, not the timeout"
