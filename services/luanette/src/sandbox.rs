@@ -174,22 +174,24 @@ struct RunState {
     context: RunContext,
 }
 
-/// One table the sandbox shares between runs, as it was when the VM was built.
-struct Pristine {
-    table: mlua::Table,
-    entries: Vec<(LuaValue, LuaValue)>,
-    metatable: Option<mlua::Table>,
-}
-
-/// A sandboxed VM. It can run many scripts one after another: [`Vm::reset`] puts every
-/// table a script can reach without help (globals, the library tables, the string
-/// metatable) back exactly as built, reseeds `math.random`, and collects garbage; scripts
-/// cannot register finalizers (`__gc`), so nothing of one run executes during the next.
-/// A VM whose run tripped a limit is never reused.
+/// A sandboxed VM that can run many scripts one after another without one seeing another.
+///
+/// How runs are kept apart:
+/// - Each run gets a fresh global table (`_ENV`, also its `_G`) whose protected metatable
+///   reads through to the shared globals. Writes land in the fresh table and die with it.
+/// - Library tables (`string`, `math`, ...) are reached through empty proxies with protected
+///   metatables; a `rawset` on a proxy is the only write possible, and [`Vm::reset`] empties
+///   every proxy. The string metatable is protected too, so `getmetatable('')` gives nothing.
+/// - `math.random` is reseeded, finalizers (`__gc`) cannot be registered (so no code of one
+///   run executes during another), and garbage beyond a small slack is collected.
+/// - A VM whose run tripped a limit is poisoned and never reused.
 pub struct Vm {
     lua: Lua,
     state: Arc<Mutex<RunState>>,
-    pristine: Vec<Pristine>,
+    /// Metatable of every run's fresh globals: reads go to the shared (proxied) globals.
+    env_meta: mlua::Table,
+    proxies: Vec<mlua::Table>,
+    reseed: mlua::Function,
     baseline_memory: usize,
     api: Vec<stdlib::Module>,
 }
@@ -215,14 +217,21 @@ impl Vm {
         install_output(&mut api, &state).map_err(setup)?;
         install_context(&mut api, &state).map_err(setup)?;
         let api = api.finish();
-        let pristine = snapshot(&lua).map_err(setup)?;
+        let (env_meta, proxies) = shield(&lua).map_err(setup)?;
+        let reseed = lua
+            .globals()
+            .get::<mlua::Table>("math")
+            .and_then(|math| math.get::<mlua::Function>("randomseed"))
+            .map_err(setup)?;
         install_limits(&lua, state.clone()).map_err(setup)?;
         lua.gc_collect().map_err(setup)?;
         let baseline_memory = lua.used_memory();
         Ok(Self {
             lua,
             state,
-            pristine,
+            env_meta,
+            proxies,
+            reseed,
             baseline_memory,
             api,
         })
@@ -258,11 +267,26 @@ impl Vm {
             .map_err(|_| EvalError::Setup("run state lock poisoned".into()))
     }
 
-    fn load<'a>(&'a self, code: &'a str) -> mlua::chunk::Chunk<'a> {
+    /// `code` as a text chunk whose globals are `env`.
+    fn load<'a>(&'a self, code: &'a str, env: &mlua::Table) -> mlua::chunk::Chunk<'a> {
         self.lua
             .load(code)
             .set_name("script")
             .set_mode(mlua::prelude::LuaChunkMode::Text)
+            .set_environment(env.clone())
+    }
+
+    /// A run's own global table, holding `params`.
+    fn new_env(&self, params: Option<&prost_types::Struct>) -> Result<mlua::Table, EvalError> {
+        let env = self.lua.create_table().map_err(setup)?;
+        env.raw_set("_G", env.clone()).map_err(setup)?;
+        let params = match params {
+            Some(params) => struct_to_lua(&self.lua, params, 0)?,
+            None => LuaValue::Table(self.lua.create_table().map_err(setup)?),
+        };
+        env.raw_set("params", params).map_err(setup)?;
+        env.set_metatable(Some(self.env_meta.clone())).map_err(setup)?;
+        Ok(env)
     }
 
     /// Runs `code` with `params` as the global `params` and returns its first value.
@@ -275,8 +299,8 @@ impl Vm {
         context: RunContext,
     ) -> Result<EvalOutput, EvalError> {
         self.arm(limits, cancel, context)?;
-        self.set_params(params)?;
-        let result = self.finish(self.load(code).eval::<LuaValue>())?;
+        let env = self.new_env(params)?;
+        let result = self.finish(self.load(code, &env).eval::<LuaValue>())?;
         let result = from_lua(&result, 0)?;
         Ok(EvalOutput {
             result,
@@ -295,11 +319,11 @@ impl Vm {
         context: RunContext,
     ) -> Result<EvalOutput, EvalError> {
         self.arm(limits, cancel, context)?;
-        self.set_params(params)?;
-        let top = self.finish(self.load(code).eval::<LuaValue>())?;
-        let result = match self.lua.globals().get::<LuaValue>("main").map_err(setup)? {
+        let env = self.new_env(params)?;
+        let top = self.finish(self.load(code, &env).eval::<LuaValue>())?;
+        let result = match env.raw_get::<LuaValue>("main").map_err(setup)? {
             LuaValue::Function(main) => {
-                let params: LuaValue = self.lua.globals().get("params").map_err(setup)?;
+                let params: LuaValue = env.raw_get("params").map_err(setup)?;
                 self.finish(main.call::<LuaValue>(params))?
             }
             LuaValue::Nil => top,
@@ -320,8 +344,9 @@ impl Vm {
     /// See [`describe`].
     pub fn describe(&self, code: &str, limits: Limits) -> Result<Option<prost_types::Value>, EvalError> {
         self.arm(limits, Arc::new(AtomicBool::new(false)), RunContext::default())?;
-        self.finish(self.load(code).exec())?;
-        let describe = match self.lua.globals().get::<LuaValue>("describe").map_err(setup)? {
+        let env = self.new_env(None)?;
+        self.finish(self.load(code, &env).exec())?;
+        let describe = match env.raw_get::<LuaValue>("describe").map_err(setup)? {
             LuaValue::Function(describe) => describe,
             LuaValue::Nil => return Ok(None),
             other => {
@@ -333,14 +358,6 @@ impl Vm {
         };
         let described = self.finish(describe.call::<LuaValue>(()))?;
         Ok(Some(from_lua(&described, 0)?))
-    }
-
-    fn set_params(&self, params: Option<&prost_types::Struct>) -> Result<(), EvalError> {
-        let params = match params {
-            Some(params) => struct_to_lua(&self.lua, params, 0)?,
-            None => LuaValue::Table(self.lua.create_table().map_err(setup)?),
-        };
-        self.lua.globals().set("params", params).map_err(setup)
     }
 
     /// Makes the VM as it was when built, for the next run. Returns false when it must not
@@ -355,23 +372,12 @@ impl Vm {
         state.output = Output::default();
         state.context = RunContext::default();
         drop(state);
-        for pristine in &self.pristine {
-            if pristine.table.clear().is_err() || pristine.table.set_metatable(pristine.metatable.clone()).is_err() {
+        for proxy in &self.proxies {
+            if !proxy.is_empty() && proxy.clear().is_err() {
                 return false;
             }
-            for (key, value) in &pristine.entries {
-                if pristine.table.raw_set(key.clone(), value.clone()).is_err() {
-                    return false;
-                }
-            }
         }
-        let reseeded = self
-            .lua
-            .globals()
-            .get::<mlua::Table>("math")
-            .and_then(|math| math.get::<mlua::Function>("randomseed"))
-            .and_then(|seed| seed.call::<()>(()));
-        if reseeded.is_err() {
+        if self.reseed.call::<()>(()).is_err() {
             return false;
         }
         // Collecting here keeps each run's memory limit about its own allocations.
@@ -405,34 +411,34 @@ impl Vm {
 /// does not help, replaced).
 const RESET_SLACK: usize = 256 << 10;
 
-/// Records every table a script can reach without help, as it is now.
-fn snapshot(lua: &Lua) -> mlua::Result<Vec<Pristine>> {
-    let globals = lua.globals();
-    let mut tables = vec![globals.clone()];
-    globals.for_each(|_: LuaValue, value: LuaValue| {
-        if let LuaValue::Table(table) = value {
-            tables.push(table);
-        }
-        Ok(())
-    })?;
+/// Puts the shared globals behind read-through views: returns the metatable for each
+/// run's fresh globals and the library proxies (which [`Vm::reset`] empties).
+fn shield(lua: &Lua) -> mlua::Result<(mlua::Table, Vec<mlua::Table>)> {
+    let protected = |index: mlua::Table| -> mlua::Result<mlua::Table> {
+        let meta = lua.create_table()?;
+        meta.raw_set("__index", index)?;
+        meta.raw_set("__metatable", false)?;
+        Ok(meta)
+    };
     if let Some(string_meta) = lua.load("return getmetatable('')").eval::<Option<mlua::Table>>()? {
-        tables.push(string_meta);
+        string_meta.raw_set("__metatable", false)?;
     }
-    tables
-        .into_iter()
-        .map(|table| {
-            let mut entries = Vec::new();
-            table.for_each(|key: LuaValue, value: LuaValue| {
-                entries.push((key, value));
-                Ok(())
-            })?;
-            Ok(Pristine {
-                metatable: table.metatable(),
-                table,
-                entries,
-            })
-        })
-        .collect()
+    let view = lua.create_table()?;
+    let mut proxies = Vec::new();
+    for pair in lua.globals().pairs::<LuaValue, LuaValue>() {
+        let (name, value) = pair?;
+        match value {
+            LuaValue::Table(_) if matches!(&name, LuaValue::String(s) if s.as_bytes() == b"_G") => {}
+            LuaValue::Table(library) => {
+                let proxy = lua.create_table()?;
+                proxy.set_metatable(Some(protected(library)?))?;
+                view.raw_set(name, proxy.clone())?;
+                proxies.push(proxy);
+            }
+            other => view.raw_set(name, other)?,
+        }
+    }
+    Ok((protected(view)?, proxies))
 }
 
 /// Removes everything a script must not reach.

@@ -1,0 +1,279 @@
+//! `cargo bench -p luanette --bench eval`: `lua_eval "return 1+1"` round trips per second
+//! at 1 and 50 concurrent clients, measured in the same run as its peers:
+//!
+//! - Redis: `redis-benchmark EVAL "return 1+1" 0` against a local `redis-server` (Debian
+//!   package; skipped with a note when absent).
+//! - Raw libzmq: a DEALER/ROUTER echo of the same frames, no Lua, no SDK.
+//!
+//! Goals (issue 4): 1 client ≥ 0.9× raw libzmq; 50 clients ≥ 1.0× Redis.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hooteproto::v1::{LuaEvalRequest, PingRequest};
+use hooteproto::{Client, ClientConfig};
+
+const SEQUENTIAL: usize = 20_000;
+const CLIENTS: usize = 50;
+const PER_CLIENT: usize = 2_000;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Round trips per second and median latency (µs).
+struct Rate {
+    per_second: f64,
+    p50_us: f64,
+}
+
+fn median_us(mut latencies: Vec<Duration>) -> f64 {
+    latencies.sort();
+    latencies
+        .get(latencies.len() / 2)
+        .map(|d| d.as_secs_f64() * 1e6)
+        .unwrap_or(f64::NAN)
+}
+
+// ------------------------------------------------------------------ raw libzmq
+
+fn raw_server() -> (String, zmq::Context) {
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER).expect("router");
+    router.bind("tcp://127.0.0.1:*").expect("bind");
+    let endpoint = router.get_last_endpoint().expect("endpoint").expect("utf8");
+    std::thread::spawn(move || {
+        while let Ok(frames) = router.recv_multipart(0) {
+            if router.send_multipart(frames, 0).is_err() {
+                break;
+            }
+        }
+    });
+    (endpoint, context)
+}
+
+/// Frames the size of an encoded lua_eval request.
+fn raw_frames() -> Vec<Vec<u8>> {
+    vec![b"HOOT/1".to_vec(), Vec::new(), vec![0x2a; 60]]
+}
+
+fn raw_client(context: &zmq::Context, endpoint: &str) -> zmq::Socket {
+    let dealer = context.socket(zmq::DEALER).expect("dealer");
+    dealer.connect(endpoint).expect("connect");
+    dealer
+}
+
+fn raw_round_trips(dealer: &zmq::Socket, n: usize) -> Vec<Duration> {
+    let frames = raw_frames();
+    (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            dealer.send_multipart(&frames, 0).expect("send");
+            dealer.recv_multipart(0).expect("recv");
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn raw(clients: usize, per_client: usize) -> Rate {
+    let (endpoint, context) = raw_server();
+    let warm = raw_client(&context, &endpoint);
+    raw_round_trips(&warm, 1000);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let dealer = raw_client(&context, &endpoint);
+            std::thread::spawn(move || raw_round_trips(&dealer, per_client))
+        })
+        .collect();
+    let latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+    Rate {
+        per_second: (clients * per_client) as f64 / started.elapsed().as_secs_f64(),
+        p50_us: median_us(latencies),
+    }
+}
+
+// ---------------------------------------------------------------------- Redis
+
+struct Redis(Child, u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis() -> Option<Redis> {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let redis = Redis(child, port);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(redis);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn redis_benchmark(port: u16, clients: usize, requests: usize) -> Option<Rate> {
+    let output = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            &clients.to_string(),
+            "-n",
+            &requests.to_string(),
+            "--csv",
+        ])
+        .args(["EVAL", "return 1+1", "0"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let row = text.lines().find(|l| l.starts_with("\"EVAL"))?;
+    let fields: Vec<f64> = row
+        .split("\",\"")
+        .skip(1)
+        .filter_map(|f| f.trim_matches('"').parse().ok())
+        .collect();
+    // rps, avg, min, p50, ...
+    Some(Rate {
+        per_second: *fields.first()?,
+        p50_us: fields.get(3)? * 1000.0,
+    })
+}
+
+// ------------------------------------------------------------------- luanette
+
+/// `ping` measures the same path without Lua (SDK client, server and dispatch only).
+async fn luanette_rate(endpoint: &str, clients: usize, per_client: usize, ping: bool) -> Rate {
+    let mut handles = Vec::new();
+    let started = Instant::now();
+    for _ in 0..clients {
+        let client = Client::connect(ClientConfig::new(endpoint)).expect("connect");
+        client.call(PingRequest {}).await.expect("ping");
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let sent = Instant::now();
+                if ping {
+                    client.call(PingRequest {}).await.expect("ping");
+                } else {
+                    let request = LuaEvalRequest {
+                        code: "return 1+1".into(),
+                        params: None,
+                    };
+                    let reply = client.call(request).await.expect("eval");
+                    assert!(reply.result.is_some());
+                }
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for handle in handles {
+        latencies.extend(handle.await.expect("client"));
+    }
+    Rate {
+        per_second: (clients * per_client) as f64 / started.elapsed().as_secs_f64(),
+        p50_us: median_us(latencies),
+    }
+}
+
+fn row(name: &str, clients: usize, rate: &Rate) {
+    println!(
+        "{name:<28} {clients:>3} clients  {:>9.0} req/s  p50 {:>7.1} µs",
+        rate.per_second, rate.p50_us
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = luanette::Config::new(dir.path().to_path_buf());
+    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.pub_bind = None;
+    config.health_bind = None;
+    let endpoint = config.bind.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(luanette::run(config, async move {
+        let _ = stopped.await;
+    }));
+
+    println!("lua_eval \"return 1+1\" round trips (same run, same machine)\n");
+    let raw1 = raw(1, SEQUENTIAL);
+    let raw50 = raw(CLIENTS, PER_CLIENT);
+    let lua1 = runtime.block_on(async {
+        luanette_rate(&endpoint, 1, 1000, false).await; // warm up
+        luanette_rate(&endpoint, 1, SEQUENTIAL, false).await
+    });
+    let ping1 = runtime.block_on(luanette_rate(&endpoint, 1, SEQUENTIAL, true));
+    let lua50 = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, false));
+    let ping50 = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, true));
+    let redis_server = redis();
+    let redis1 = redis_server.as_ref().and_then(|r| redis_benchmark(r.1, 1, SEQUENTIAL));
+    let redis50 = redis_server
+        .as_ref()
+        .and_then(|r| redis_benchmark(r.1, CLIENTS, CLIENTS * PER_CLIENT));
+    drop(redis_server);
+
+    row("raw libzmq echo", 1, &raw1);
+    row("raw libzmq echo", CLIENTS, &raw50);
+    row("luanette lua_eval", 1, &lua1);
+    row("luanette lua_eval", CLIENTS, &lua50);
+    row("luanette ping (no Lua)", 1, &ping1);
+    row("luanette ping (no Lua)", CLIENTS, &ping50);
+    match (&redis1, &redis50) {
+        (Some(r1), Some(r50)) => {
+            row("redis EVAL", 1, r1);
+            row("redis EVAL", CLIENTS, r50);
+        }
+        _ => println!("redis-server/redis-benchmark not found: install the Debian package redis-server"),
+    }
+    println!();
+    println!(
+        "1 client:   luanette / raw libzmq = {:.2}x (goal >= 0.9x)",
+        lua1.per_second / raw1.per_second
+    );
+    if let (Some(r1), Some(r50)) = (&redis1, &redis50) {
+        println!(
+            "1 client:   luanette / redis      = {:.2}x",
+            lua1.per_second / r1.per_second
+        );
+        println!(
+            "50 clients: luanette / redis      = {:.2}x (goal >= 1.0x)",
+            lua50.per_second / r50.per_second
+        );
+    }
+    println!(
+        "50 clients: luanette / raw libzmq = {:.2}x",
+        lua50.per_second / raw50.per_second
+    );
+    let _ = stop.send(());
+    let _ = runtime.block_on(server);
+}
