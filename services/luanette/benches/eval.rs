@@ -79,6 +79,46 @@ fn raw_round_trips(dealer: &zmq::Socket, n: usize) -> Vec<Duration> {
         .collect()
 }
 
+/// `clients` DEALERs driven by one thread with zmq_poll, one request outstanding on each
+/// (the shape of redis-benchmark's event loop).
+fn raw_polled(clients: usize, per_client: usize) -> Rate {
+    let (endpoint, context) = raw_server();
+    let sockets: Vec<zmq::Socket> = (0..clients).map(|_| raw_client(&context, &endpoint)).collect();
+    raw_round_trips(&sockets[0], 1000);
+    let frames = raw_frames();
+    let mut remaining = vec![per_client; clients];
+    let mut sent_at = vec![Instant::now(); clients];
+    let mut latencies = Vec::with_capacity(clients * per_client);
+    let started = Instant::now();
+    for (i, socket) in sockets.iter().enumerate() {
+        sent_at[i] = Instant::now();
+        socket.send_multipart(&frames, 0).expect("send");
+    }
+    let mut outstanding = clients;
+    while outstanding > 0 {
+        let mut items: Vec<zmq::PollItem> = sockets.iter().map(|s| s.as_poll_item(zmq::POLLIN)).collect();
+        zmq::poll(&mut items, -1).expect("poll");
+        let ready: Vec<usize> = (0..clients).filter(|&i| items[i].is_readable()).collect();
+        drop(items);
+        for i in ready {
+            while sockets[i].recv_multipart(zmq::DONTWAIT).is_ok() {
+                latencies.push(sent_at[i].elapsed());
+                remaining[i] -= 1;
+                if remaining[i] == 0 {
+                    outstanding -= 1;
+                } else {
+                    sent_at[i] = Instant::now();
+                    sockets[i].send_multipart(&frames, 0).expect("send");
+                }
+            }
+        }
+    }
+    Rate {
+        per_second: (clients * per_client) as f64 / started.elapsed().as_secs_f64(),
+        p50_us: median_us(latencies),
+    }
+}
+
 fn raw(clients: usize, per_client: usize) -> Rate {
     let (endpoint, context) = raw_server();
     let warm = raw_client(&context, &endpoint);
@@ -166,12 +206,20 @@ fn redis_benchmark(port: u16, clients: usize, requests: usize) -> Option<Rate> {
 // ------------------------------------------------------------------- luanette
 
 /// `ping` measures the same path without Lua (SDK client, server and dispatch only).
-async fn luanette_rate(endpoint: &str, clients: usize, per_client: usize, ping: bool) -> Rate {
+/// `shared`: all callers use one client (one socket, requests multiplexed), as Holler does.
+async fn luanette_rate(endpoint: &str, clients: usize, per_client: usize, ping: bool, shared: bool) -> Rate {
     let mut handles = Vec::new();
+    let one = Client::connect(ClientConfig::new(endpoint)).expect("connect");
+    one.call(PingRequest {}).await.expect("ping");
     let started = Instant::now();
     for _ in 0..clients {
-        let client = Client::connect(ClientConfig::new(endpoint)).expect("connect");
-        client.call(PingRequest {}).await.expect("ping");
+        let client = if shared {
+            one.clone()
+        } else {
+            let client = Client::connect(ClientConfig::new(endpoint)).expect("connect");
+            client.call(PingRequest {}).await.expect("ping");
+            client
+        };
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_client);
             for _ in 0..per_client {
@@ -228,13 +276,15 @@ fn main() {
     println!("lua_eval \"return 1+1\" round trips (same run, same machine)\n");
     let raw1 = raw(1, SEQUENTIAL);
     let raw50 = raw(CLIENTS, PER_CLIENT);
+    let raw50_polled = raw_polled(CLIENTS, PER_CLIENT);
     let lua1 = runtime.block_on(async {
-        luanette_rate(&endpoint, 1, 1000, false).await; // warm up
-        luanette_rate(&endpoint, 1, SEQUENTIAL, false).await
+        luanette_rate(&endpoint, 1, 1000, false, false).await; // warm up
+        luanette_rate(&endpoint, 1, SEQUENTIAL, false, false).await
     });
-    let ping1 = runtime.block_on(luanette_rate(&endpoint, 1, SEQUENTIAL, true));
-    let lua50 = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, false));
-    let ping50 = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, true));
+    let ping1 = runtime.block_on(luanette_rate(&endpoint, 1, SEQUENTIAL, true, false));
+    let lua50 = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, false, false));
+    let lua50_shared = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, false, true));
+    let ping50 = runtime.block_on(luanette_rate(&endpoint, CLIENTS, PER_CLIENT, true, false));
     let redis_server = redis();
     let redis1 = redis_server.as_ref().and_then(|r| redis_benchmark(r.1, 1, SEQUENTIAL));
     let redis50 = redis_server
@@ -243,9 +293,11 @@ fn main() {
     drop(redis_server);
 
     row("raw libzmq echo", 1, &raw1);
-    row("raw libzmq echo", CLIENTS, &raw50);
+    row("raw libzmq echo (threads)", CLIENTS, &raw50);
+    row("raw libzmq echo (1 poller)", CLIENTS, &raw50_polled);
     row("luanette lua_eval", 1, &lua1);
     row("luanette lua_eval", CLIENTS, &lua50);
+    row("luanette lua_eval 1 socket", CLIENTS, &lua50_shared);
     row("luanette ping (no Lua)", 1, &ping1);
     row("luanette ping (no Lua)", CLIENTS, &ping50);
     match (&redis1, &redis50) {

@@ -106,7 +106,7 @@ pub fn eval_status(error: EvalError) -> Status {
             serde_json::json!({"kind": "runtime", "line": line, "traceback": traceback}),
         )),
         EvalError::Conversion(_) => Status::invalid_argument(message).with_details(kind("conversion")),
-        EvalError::Setup(_) => Status::internal(message),
+        EvalError::Setup(_) | EvalError::SliceExhausted => Status::internal(message),
     }
 }
 

@@ -145,6 +145,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         publisher: publisher.clone(),
         limits: config.limits,
         lifecycle: lifecycle.clone(),
+        inline: service::Inline::default(),
     });
     tracing::info!(
         endpoint = %server.local_endpoint(),

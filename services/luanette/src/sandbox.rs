@@ -80,6 +80,10 @@ pub enum EvalError {
     /// The result (or params) cannot be represented as JSON.
     #[error("cannot convert value: {0}")]
     Conversion(String),
+    /// Only from [`Vm::eval_slice`]: the script needs more than the slice; run it again
+    /// with [`Vm::eval`] (nothing it did is visible anywhere).
+    #[error("the script needs more than a slice; run it on a worker")]
+    SliceExhausted,
     /// The VM could not be set up (a bug).
     #[error("sandbox setup failed: {0}")]
     Setup(String),
@@ -88,6 +92,8 @@ pub enum EvalError {
 /// What tripped, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trip {
+    /// A speculative slice ran out (see [`Vm::eval_slice`]); not the script's fault.
+    Slice,
     Time,
     Cancel,
 }
@@ -170,6 +176,8 @@ struct RunState {
     deadline: Instant,
     cancel: Arc<AtomicBool>,
     tripped: Option<Trip>,
+    /// Set while running speculatively: the time and memory the slice may use.
+    slice: Option<(Instant, usize)>,
     output: Output,
     context: RunContext,
 }
@@ -210,6 +218,7 @@ impl Vm {
             deadline: Instant::now(),
             cancel: Arc::new(AtomicBool::new(false)),
             tripped: None,
+            slice: None,
             output: Output::default(),
             context: RunContext::default(),
         }));
@@ -254,6 +263,7 @@ impl Vm {
         state.deadline = Instant::now() + limits.wall;
         state.cancel = cancel;
         state.tripped = None;
+        state.slice = None;
         state.output = Output::default();
         state.context = context;
         drop(state);
@@ -301,6 +311,35 @@ impl Vm {
         self.arm(limits, cancel, context)?;
         let env = self.new_env(params)?;
         let result = self.finish(self.load(code, &env).eval::<LuaValue>())?;
+        let result = from_lua(&result, 0)?;
+        Ok(EvalOutput {
+            result,
+            output: self.take_output()?,
+        })
+    }
+
+    /// Runs `code` like [`Vm::eval`] but only for a slice: if it would run longer than
+    /// `slice` or hold more than `slice_memory`, it is stopped and `SliceExhausted` returned.
+    /// A script can neither observe nor survive the stop (pcall cannot catch it), and
+    /// nothing it did outlives the run, so running it again from the start is exact. This
+    /// lets quick scripts run where the request arrived, without a thread hand-off.
+    pub fn eval_slice(
+        &self,
+        code: &str,
+        params: Option<&prost_types::Struct>,
+        limits: Limits,
+        (slice, slice_memory): (Duration, usize),
+        context: RunContext,
+    ) -> Result<EvalOutput, EvalError> {
+        self.arm(limits, Arc::new(AtomicBool::new(false)), context)?;
+        self.lock()?.slice = Some((Instant::now() + slice, slice_memory));
+        let env = self.new_env(params)?;
+        let result = self.finish(self.load(code, &env).eval::<LuaValue>());
+        let result = match result {
+            // Out of memory within a slice is decided again by the real limit.
+            Err(EvalError::MemoryLimit(_)) => Err(EvalError::SliceExhausted),
+            other => other,
+        }?;
         let result = from_lua(&result, 0)?;
         Ok(EvalOutput {
             result,
@@ -366,9 +405,20 @@ impl Vm {
         let Ok(mut state) = self.state.lock() else {
             return false;
         };
-        if state.tripped.is_some() {
-            return false;
+        match state.tripped {
+            None => {}
+            // A slice stop poisons nothing the next run can see; only the hook must be rearmed.
+            Some(Trip::Slice) => {
+                state.tripped = None;
+                drop(state);
+                if install_limits(&self.lua, self.state.clone()).is_err() {
+                    return false;
+                }
+                return self.reset();
+            }
+            Some(_) => return false,
         }
+        state.slice = None;
         state.output = Output::default();
         state.context = RunContext::default();
         drop(state);
@@ -396,6 +446,7 @@ impl Vm {
         match (result, trip) {
             (_, Some(Trip::Time)) => Err(EvalError::TimeLimit(limits.wall)),
             (_, Some(Trip::Cancel)) => Err(EvalError::Cancelled),
+            (_, Some(Trip::Slice)) => Err(EvalError::SliceExhausted),
             (Ok(value), None) => Ok(value),
             (Err(error), None) => Err(classify(error, limits.memory)),
         }
@@ -593,6 +644,11 @@ fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Result<()> {
                     state.tripped = Some(Trip::Cancel);
                 } else if Instant::now() >= state.deadline {
                     state.tripped = Some(Trip::Time);
+                } else if state
+                    .slice
+                    .is_some_and(|(until, memory)| Instant::now() >= until || lua.used_memory() > memory)
+                {
+                    state.tripped = Some(Trip::Slice);
                 } else {
                     return Ok(VmState::Continue);
                 }
