@@ -321,6 +321,10 @@ fn main() {
             "50 clients: luanette / redis      = {:.2}x (goal >= 1.0x)",
             lua50.per_second / r50.per_second
         );
+        println!(
+            "50 in flight on 1 socket: luanette / redis = {:.2}x",
+            lua50_shared.per_second / r50.per_second
+        );
     }
     println!(
         "50 clients: luanette / raw libzmq = {:.2}x",
