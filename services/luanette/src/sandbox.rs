@@ -1,5 +1,5 @@
-//! The Lua sandbox: a fresh, restricted Lua 5.4 VM per evaluation, with limits that really
-//! stop it.
+//! The Lua sandbox: a restricted Lua 5.4 VM with limits that really stop it, reusable
+//! between runs without one run seeing another ([`Vm`] says how).
 //!
 //! - Libraries: `table`, `string` (without `dump`), `math`, `utf8`, `coroutine`, and an `os`
 //!   with only `clock`, `time` and `date`. No `io`, `package`/`require`, `debug`, `load`,
@@ -8,7 +8,9 @@
 //!   cancel flag checked by a global hook (it covers coroutines too). Once a limit trips, the
 //!   VM is poisoned: the hook fires on every instruction and fails each time, so a script's
 //!   own `pcall` can only delay the unwinding by one frame at a time, never continue.
-//! - `print` and `log.debug/info/warn/error` are captured (bounded), not written anywhere.
+//! - `print`, `warn` and `log.debug/info/warn/error` are captured (bounded), not written anywhere.
+//! - [`Vm::eval_slice`] runs a script speculatively for a short slice; one that needs longer
+//!   is stopped as if by a limit and can be run again exactly.
 //! - Values cross as `google.protobuf.Value`: [`to_lua`] and [`from_lua`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
