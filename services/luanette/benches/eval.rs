@@ -257,6 +257,11 @@ fn row(name: &str, clients: usize, rate: &Rate) {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` passes nothing: skip.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("eval bench: run with `cargo bench -p luanette --bench eval`");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
