@@ -113,7 +113,12 @@ pub fn eval_status(error: EvalError) -> Status {
 impl Jobs {
     /// Opens the job table in `db`, marks jobs a previous process left unfinished as
     /// interrupted, and deletes finished jobs past the retention.
-    pub fn open(db: sled::Db, config: JobsConfig, publisher: Option<Arc<Publisher>>) -> anyhow::Result<Arc<Self>> {
+    pub fn open(
+        db: sled::Db,
+        config: JobsConfig,
+        publisher: Option<Arc<Publisher>>,
+        services: crate::stdlib::Services,
+    ) -> anyhow::Result<Arc<Self>> {
         let tree = db.open_tree("jobs")?;
         let now = SystemTime::now();
         let mut marked = 0usize;
@@ -136,7 +141,7 @@ impl Jobs {
             );
         }
         let jobs = Arc::new(Self {
-            runner: Runner::new("job", config.concurrency, config.max_unfinished)?,
+            runner: Runner::new("job", config.concurrency, config.max_unfinished, services)?,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             db,
             tree,

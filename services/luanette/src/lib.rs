@@ -112,6 +112,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let index_dir = config.data_dir.join("luanette").join("db");
+    let services = stdlib::Services { cas: Some(cas.clone()) };
     let scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
     let server = Server::bind(server_config)?;
@@ -131,6 +132,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
             retention: config.job_retention,
         },
         publisher.clone(),
+        services.clone(),
     )?;
     jobs.spawn_garbage_collector();
     let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
@@ -138,14 +140,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         Lifecycle::new("luanette", env!("CARGO_PKG_VERSION"), config.drain_timeout).with_name(config.name.clone()),
     );
     let service = Arc::new(service::Service {
-        runner: runner::Runner::new("lua", config.max_scripts, config.max_queued)?,
+        runner: runner::Runner::new("lua", config.max_scripts, config.max_queued, services.clone())?,
         scripts,
         jobs: jobs.clone(),
         workers: workers::Workers::default(),
         publisher: publisher.clone(),
         limits: config.limits,
         lifecycle: lifecycle.clone(),
-        inline: service::Inline::default(),
+        inline: service::Inline::new(services),
     });
     tracing::info!(
         endpoint = %server.local_endpoint(),

@@ -22,7 +22,7 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-type Work = Box<dyn FnOnce(&mut Option<Vm>) + Send>;
+type Work = Box<dyn FnOnce(&crate::stdlib::Services, &mut Option<Vm>) + Send>;
 
 /// What to run.
 pub enum Task {
@@ -55,6 +55,7 @@ impl Drop for CancelOnDrop {
 }
 
 fn run_task(
+    services: &crate::stdlib::Services,
     slot: &mut Option<Vm>,
     task: Task,
     limits: Limits,
@@ -62,7 +63,7 @@ fn run_task(
 ) -> (Result<prost_types::Value, EvalError>, Vec<LogEntry>) {
     let vm = match (slot.take(), &task) {
         (Some(vm), Task::Eval { .. }) => vm,
-        _ => match Vm::new() {
+        _ => match Vm::with_services(services) {
             Ok(vm) => vm,
             Err(error) => return (Err(error), Vec::new()),
         },
@@ -83,11 +84,12 @@ fn run_task(
 
 impl Runner {
     /// `threads` scripts run at once; up to `queue` more wait.
-    pub fn new(name: &str, threads: usize, queue: usize) -> std::io::Result<Self> {
+    pub fn new(name: &str, threads: usize, queue: usize, services: crate::stdlib::Services) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::sync_channel::<Work>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads.max(1) {
             let receiver = receiver.clone();
+            let services = services.clone();
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
                 let mut slot = None;
                 loop {
@@ -96,7 +98,7 @@ impl Runner {
                         Err(_) => return,
                     };
                     let Ok(work) = work else { return };
-                    work(&mut slot);
+                    work(&services, &mut slot);
                 }
             })?;
         }
@@ -108,7 +110,7 @@ impl Runner {
     pub async fn run(&self, task: Task, limits: Limits, cancel: Arc<AtomicBool>) -> Result<Outcome, Status> {
         let _guard = CancelOnDrop(cancel.clone());
         let (reply, done) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |slot| {
+        let work: Work = Box::new(move |services, slot| {
             if cancel.load(Ordering::Relaxed) {
                 let _ = reply.send(Outcome {
                     result: Err(EvalError::Cancelled),
@@ -118,7 +120,7 @@ impl Runner {
                 return;
             }
             let started = Instant::now();
-            let (result, output) = run_task(slot, task, limits, cancel);
+            let (result, output) = run_task(services, slot, task, limits, cancel);
             let _ = reply.send(Outcome {
                 result,
                 output,
@@ -140,7 +142,7 @@ impl Runner {
     /// Runs any blocking closure on the pool (for `describe()` at store time).
     pub async fn call<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |_| {
+        let work: Work = Box::new(move |_, _| {
             let _ = reply.send(f());
         });
         self.queue.try_send(work).map_err(|e| match e {

@@ -184,6 +184,31 @@ struct RunState {
     context: RunContext,
 }
 
+/// What a stdlib function may ask about the run that called it.
+#[derive(Clone)]
+pub struct RunHandle(Arc<Mutex<RunState>>);
+
+impl RunHandle {
+    /// The run's memory limit (e.g. the most a read may bring into the VM).
+    pub fn memory_limit(&self) -> usize {
+        self.0.lock().map(|s| s.limits.memory).unwrap_or(0)
+    }
+
+    /// Call before anything that blocks, waits or has effects beyond the run: a speculative
+    /// slice ([`Vm::eval_slice`]) is stopped here, so the script runs again on a worker
+    /// thread, where such calls belong. Outside a slice it does nothing.
+    pub fn settle(&self, lua: &Lua) -> mlua::Result<()> {
+        let mut state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
+        if state.slice.is_none() {
+            return Ok(());
+        }
+        state.tripped = Some(Trip::Slice);
+        drop(state);
+        poison(lua)?;
+        Err(mlua::Error::runtime("stopped by a limit"))
+    }
+}
+
 /// A sandboxed VM that can run many scripts one after another without one seeing another.
 ///
 /// How runs are kept apart:
@@ -207,8 +232,14 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Builds a sandboxed VM with the stdlib installed.
+    /// Builds a sandboxed VM with the stdlib installed and no services (so `cas.*` raises
+    /// an error when called).
     pub fn new() -> Result<Self, EvalError> {
+        Self::with_services(&stdlib::Services::default())
+    }
+
+    /// Builds a sandboxed VM whose stdlib uses `services`.
+    pub fn with_services(services: &stdlib::Services) -> Result<Self, EvalError> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS,
             LuaOptions::default(),
@@ -227,6 +258,7 @@ impl Vm {
         let mut api = stdlib::Registrar::new(&lua);
         install_output(&mut api, &state).map_err(setup)?;
         install_context(&mut api, &state).map_err(setup)?;
+        stdlib::install(&mut api, services, &RunHandle(state.clone())).map_err(setup)?;
         let api = api.finish();
         let (env_meta, proxies) = shield(&lua).map_err(setup)?;
         let reseed = lua
@@ -655,14 +687,18 @@ fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Result<()> {
                     return Ok(VmState::Continue);
                 }
                 drop(state);
-                // From now on, fail at every instruction, so pcall cannot resume the script.
-                lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
-                    Err(mlua::Error::runtime("stopped by a limit"))
-                })?;
+                poison(lua)?;
             }
             Err(mlua::Error::runtime("stopped by a limit"))
         },
     )
+}
+
+/// From now on, fail at every instruction, so pcall cannot resume the script.
+fn poison(lua: &Lua) -> mlua::Result<()> {
+    lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
+        Err(mlua::Error::runtime("stopped by a limit"))
+    })
 }
 
 /// `[string "script"]:12: message` -> 12.

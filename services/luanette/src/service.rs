@@ -41,14 +41,22 @@ const SLICE_SHARE: Duration = Duration::from_millis(20);
 /// Quick evaluations without a thread hand-off: one reused VM that runs each `lua_eval`
 /// for a short slice where the request arrived; a script that needs longer is stopped
 /// (invisibly, see [`crate::sandbox::Vm::eval_slice`]) and run again on the pool.
-#[derive(Default)]
 pub struct Inline {
+    services: crate::stdlib::Services,
     vm: std::sync::Mutex<Option<crate::sandbox::Vm>>,
     /// (window start, slice time spent in it)
     spent: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
 }
 
 impl Inline {
+    pub fn new(services: crate::stdlib::Services) -> Self {
+        Self {
+            services,
+            vm: std::sync::Mutex::new(None),
+            spent: std::sync::Mutex::new((None, Duration::ZERO)),
+        }
+    }
+
     /// Runs `code` for a slice if a VM and slice time are free; None means "use the pool".
     fn try_eval(
         &self,
@@ -71,7 +79,7 @@ impl Inline {
         let vm = match slot.take() {
             Some(vm) => vm,
             // Built here once, then reused; a VM that tripped a limit is rebuilt.
-            None => crate::sandbox::Vm::new().ok()?,
+            None => crate::sandbox::Vm::with_services(&self.services).ok()?,
         };
         let started = std::time::Instant::now();
         let result = vm.eval_slice(code, params, limits, (SLICE, SLICE_MEMORY), context.clone());

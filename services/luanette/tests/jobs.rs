@@ -563,3 +563,67 @@ async fn a_timeline_event_runs_the_script_it_names() {
         Some(ErrorCode::InvalidArgument)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reads_transforms_and_stores_midi_in_the_shared_cas() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lua = start_with(dir.path(), |_| {}).await;
+    let eval = |code: &str| {
+        let client = lua.client.clone();
+        let request = hooteproto::v1::LuaEvalRequest {
+            code: code.into(),
+            params: None,
+        };
+        async move {
+            let reply = client.call(request).await.expect("eval");
+            hooteproto::wkt::value_to_json(reply.result.expect("result"))
+        }
+    };
+    // Storing moves a speculative eval to a worker first (it has an effect); the result is the same.
+    let section = eval(
+        "return midi.save(midi.from_notes({{pitch = 60, start = 0, duration = 1}, {pitch = 67, start = 1, duration = 1}}))",
+    )
+    .await;
+    let section = section.as_str().expect("hash").to_string();
+    let stored = cas::Cas::open(dir.path().join("cas"))
+        .expect("cas")
+        .inspect(&cas::Hash::parse(&section).expect("hash"))
+        .expect("in the shared CAS");
+    assert_eq!(stored.mime_type, "audio/midi");
+
+    let script = store(
+        &lua.client,
+        r#"
+        function describe()
+          return {name = "transpose section", params = {type = "object", required = {"section", "semitones"},
+            properties = {section = {type = "string"}, semitones = {type = "integer"}}}}
+        end
+        function main(p)
+          local up = midi.transpose(midi.load(p.section), p.semitones)
+          job.progress(1, "stored")
+          return {hash = midi.save(up), notes = #midi.notes(up)}
+        end
+        "#,
+    )
+    .await;
+    let job_id = execute(
+        &lua.client,
+        &script,
+        serde_json::json!({"section": section, "semitones": 2}),
+    )
+    .await
+    .expect("execute");
+    let job = poll(&lua.client, &[&job_id], 10_000, PollMode::Any)
+        .await
+        .completed
+        .remove(0);
+    assert_eq!(state(&job), JobState::Succeeded, "{:?}", job.error);
+    let result = hooteproto::wkt::value_to_json(job.result.expect("result"));
+    assert_eq!(result["notes"], 2.0);
+    let pitches = eval(&format!(
+        "local n = midi.notes(midi.load('{}')) return {{n[1].pitch, n[2].pitch}}",
+        result["hash"].as_str().expect("hash")
+    ))
+    .await;
+    assert_eq!(pitches, serde_json::json!([62.0, 69.0]));
+}

@@ -2,10 +2,36 @@
 //! the reference (`lua://stdlib`, the prompts) is generated from what is installed and
 //! cannot drift from it.
 
+mod cas;
+mod json;
+mod midi;
+
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use mlua::{Lua, Value as LuaValue};
+
+use crate::sandbox::RunHandle;
+
+/// What the stdlib reaches outside the VM. `Default` has nothing: functions that need a
+/// service raise an error saying so (the reference is generated from such a VM).
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The shared CAS, for `cas.*`.
+    pub cas: Option<::cas::Cas>,
+}
+
+/// Installs the modules that need more than the run itself.
+pub(crate) fn install(api: &mut Registrar<'_>, services: &Services, run: &RunHandle) -> mlua::Result<()> {
+    json::install(api)?;
+    cas::install(api, services.cas.clone(), run)?;
+    midi::install(api, services.cas.clone(), run)
+}
+
+/// A Lua error naming the function that raised it.
+pub(crate) fn fail(function: &str, message: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("{function}: {message}"))
+}
 
 /// One documented function.
 #[derive(Debug, Clone)]
