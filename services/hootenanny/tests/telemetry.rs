@@ -90,6 +90,7 @@ fn request_spans_reach_the_collector_as_children_of_the_callers_span() {
     let context = zmq::Context::new();
     let dealer = context.socket(zmq::DEALER).expect("dealer");
     dealer.set_rcvtimeo(10_000).expect("timeout");
+    dealer.set_sndtimeo(10_000).expect("timeout");
     dealer.connect(&bind).expect("connect");
     let envelope = Envelope {
         id: "traced".into(),

@@ -73,6 +73,8 @@ pub struct Config {
     pub job_limits: sandbox::Limits,
     /// How long finished jobs are kept.
     pub job_retention: Duration,
+    /// The model services scripts can call.
+    pub models: stdlib::Models,
     /// How long shutdown waits for accepted requests.
     pub drain_timeout: Duration,
 }
@@ -96,6 +98,7 @@ impl Config {
             max_unfinished_jobs: 10_000,
             job_limits: sandbox::Limits::default(),
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            models: stdlib::Models::default(),
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -112,7 +115,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let index_dir = config.data_dir.join("luanette").join("db");
-    let services = stdlib::Services { cas: Some(cas.clone()) };
+    let services = stdlib::Services {
+        cas: Some(cas.clone()),
+        models: Arc::new(config.models.clone()),
+        http: None,
+    };
     let scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
     let server = Server::bind(server_config)?;

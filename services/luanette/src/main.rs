@@ -50,6 +50,21 @@ struct Args {
     /// How long finished jobs are kept, in seconds (default: 7 days).
     #[arg(long, env = "LUANETTE_JOB_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
     job_retention_secs: u64,
+    /// Orpheus (MIDI models) base URL, e.g. http://gpu-box:8000.
+    #[arg(long, env = "ORPHEUS_URL")]
+    orpheus_url: Option<String>,
+    /// MusicGen (text to audio) base URL.
+    #[arg(long, env = "MUSICGEN_URL")]
+    musicgen_url: Option<String>,
+    /// OpenAI-compatible chat API base URL (the key comes from DEEPSEEK_API_KEY).
+    #[arg(long, env = "DEEPSEEK_URL", default_value = "https://api.deepseek.com")]
+    deepseek_url: String,
+    /// How long one model call attempt may take, in seconds (a script can shorten or lengthen it per call).
+    #[arg(long, env = "LUANETTE_MODEL_TIMEOUT_SECS", default_value_t = 120)]
+    model_timeout_secs: u64,
+    /// Extra attempts of a model call after a connection failure or HTTP 429/502/503/504.
+    #[arg(long, env = "LUANETTE_MODEL_RETRIES", default_value_t = 2)]
+    model_retries: u32,
     /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
@@ -81,6 +96,15 @@ async fn main() -> anyhow::Result<()> {
     config.job_limits.wall = Duration::from_secs(args.job_timeout_secs);
     config.job_limits.memory = args.memory_limit_mib << 20;
     config.job_retention = Duration::from_secs(args.job_retention_secs);
+    let backend = |url: Option<String>| luanette::stdlib::Backend {
+        url,
+        timeout: Duration::from_secs(args.model_timeout_secs),
+        retries: args.model_retries,
+    };
+    config.models.orpheus = backend(args.orpheus_url.clone());
+    config.models.musicgen = backend(args.musicgen_url.clone());
+    config.models.deepseek = backend(Some(args.deepseek_url.clone()));
+    config.models.deepseek_key = std::env::var("DEEPSEEK_API_KEY").ok().filter(|k| !k.is_empty());
     let stats = luanette::run(config, hooteproto::server::shutdown_signal()).await?;
     tracing::info!(?stats, "luanette stopped");
     Ok(())

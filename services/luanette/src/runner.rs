@@ -22,7 +22,14 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-type Work = Box<dyn FnOnce(&crate::stdlib::Services, &mut Option<Vm>) + Send>;
+/// What a worker thread owns: its runtime (for scripts that wait on HTTP), its services and its VM.
+struct Worker {
+    runtime: tokio::runtime::Runtime,
+    services: crate::stdlib::Services,
+    slot: Option<Vm>,
+}
+
+type Work = Box<dyn FnOnce(&mut Worker) + Send>;
 
 /// What to run.
 pub enum Task {
@@ -55,6 +62,7 @@ impl Drop for CancelOnDrop {
 }
 
 fn run_task(
+    runtime: &tokio::runtime::Runtime,
     services: &crate::stdlib::Services,
     slot: &mut Option<Vm>,
     task: Task,
@@ -68,10 +76,16 @@ fn run_task(
             Err(error) => return (Err(error), Vec::new()),
         },
     };
-    let result = match task {
-        Task::Eval { code, params, context } => vm.eval(&code, params.as_ref(), limits, cancel, context),
-        Task::Main { code, params, context } => vm.run_main(&code, params.as_ref(), limits, cancel, context),
-    };
+    let result = runtime.block_on(async {
+        match task {
+            Task::Eval { code, params, context } => {
+                vm.eval_async(&code, params.as_ref(), limits, cancel, context).await
+            }
+            Task::Main { code, params, context } => {
+                vm.run_main_async(&code, params.as_ref(), limits, cancel, context).await
+            }
+        }
+    });
     let (result, output) = match result {
         Ok(output) => (Ok(output.result), output.output),
         Err(error) => (Err(error), vm.take_output().unwrap_or_default()),
@@ -90,15 +104,22 @@ impl Runner {
         for i in 0..threads.max(1) {
             let receiver = receiver.clone();
             let services = services.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                let mut slot = None;
+                // Each thread has its own HTTP client: pooled connections are driven by the
+                // runtime that opened them, and this thread's runtime only runs while it works.
+                let mut worker = Worker {
+                    services: services.for_this_thread(),
+                    runtime,
+                    slot: None,
+                };
                 loop {
                     let work = match receiver.lock() {
                         Ok(receiver) => receiver.recv(),
                         Err(_) => return,
                     };
                     let Ok(work) = work else { return };
-                    work(&services, &mut slot);
+                    work(&mut worker);
                 }
             })?;
         }
@@ -110,7 +131,7 @@ impl Runner {
     pub async fn run(&self, task: Task, limits: Limits, cancel: Arc<AtomicBool>) -> Result<Outcome, Status> {
         let _guard = CancelOnDrop(cancel.clone());
         let (reply, done) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |services, slot| {
+        let work: Work = Box::new(move |worker| {
             if cancel.load(Ordering::Relaxed) {
                 let _ = reply.send(Outcome {
                     result: Err(EvalError::Cancelled),
@@ -120,7 +141,14 @@ impl Runner {
                 return;
             }
             let started = Instant::now();
-            let (result, output) = run_task(services, slot, task, limits, cancel);
+            let (result, output) = run_task(
+                &worker.runtime,
+                &worker.services,
+                &mut worker.slot,
+                task,
+                limits,
+                cancel,
+            );
             let _ = reply.send(Outcome {
                 result,
                 output,
@@ -142,7 +170,7 @@ impl Runner {
     /// Runs any blocking closure on the pool (for `describe()` at store time).
     pub async fn call<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |_, _| {
+        let work: Work = Box::new(move |_| {
             let _ = reply.send(f());
         });
         self.queue.try_send(work).map_err(|e| match e {

@@ -194,6 +194,43 @@ impl RunHandle {
         self.0.lock().map(|s| s.limits.memory).unwrap_or(0)
     }
 
+    /// The traceparent the run was given (its job or request span).
+    pub fn traceparent(&self) -> String {
+        self.0.lock().map(|s| s.context.traceparent.clone()).unwrap_or_default()
+    }
+
+    /// Awaits `work` unless the run is cancelled or its time runs out first; then the VM is
+    /// stopped exactly as the hook would stop it (no Lua runs while a call waits, so the hook
+    /// cannot see it).
+    pub async fn guard<T>(&self, lua: &Lua, work: impl std::future::Future<Output = T>) -> mlua::Result<T> {
+        let (deadline, cancel) = {
+            let state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
+            (state.deadline, state.cancel.clone())
+        };
+        let stopped = async {
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Trip::Cancel;
+                }
+                if Instant::now() >= deadline {
+                    return Trip::Time;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(left.min(Duration::from_millis(20))).await;
+            }
+        };
+        tokio::select! {
+            done = work => Ok(done),
+            trip = stopped => {
+                if let Ok(mut state) = self.0.lock() {
+                    state.tripped = Some(trip);
+                }
+                poison(lua)?;
+                Err(mlua::Error::runtime("stopped by a limit"))
+            }
+        }
+    }
+
     /// Call before anything that blocks, waits or has effects beyond the run: a speculative
     /// slice ([`Vm::eval_slice`]) is stopped here, so the script runs again on a worker
     /// thread, where such calls belong. Outside a slice it does nothing.
@@ -398,6 +435,58 @@ impl Vm {
             LuaValue::Function(main) => {
                 let params: LuaValue = env.raw_get("params").map_err(setup)?;
                 self.finish(main.call::<LuaValue>(params))?
+            }
+            LuaValue::Nil => top,
+            other => {
+                return Err(EvalError::Conversion(format!(
+                    "`main` is a {}, not a function",
+                    other.type_name()
+                )));
+            }
+        };
+        let result = from_lua(&result, 0)?;
+        Ok(EvalOutput {
+            result,
+            output: self.take_output()?,
+        })
+    }
+
+    /// [`Vm::eval`] on an async runtime: stdlib functions that wait (HTTP) yield to it
+    /// instead of blocking the thread. The limits and cancel still apply while they wait.
+    pub async fn eval_async(
+        &self,
+        code: &str,
+        params: Option<&prost_types::Struct>,
+        limits: Limits,
+        cancel: Arc<AtomicBool>,
+        context: RunContext,
+    ) -> Result<EvalOutput, EvalError> {
+        self.arm(limits, cancel, context)?;
+        let env = self.new_env(params)?;
+        let result = self.finish(self.load(code, &env).eval_async::<LuaValue>().await)?;
+        let result = from_lua(&result, 0)?;
+        Ok(EvalOutput {
+            result,
+            output: self.take_output()?,
+        })
+    }
+
+    /// [`Vm::run_main`] on an async runtime (see [`Vm::eval_async`]).
+    pub async fn run_main_async(
+        &self,
+        code: &str,
+        params: Option<&prost_types::Struct>,
+        limits: Limits,
+        cancel: Arc<AtomicBool>,
+        context: RunContext,
+    ) -> Result<EvalOutput, EvalError> {
+        self.arm(limits, cancel, context)?;
+        let env = self.new_env(params)?;
+        let top = self.finish(self.load(code, &env).eval_async::<LuaValue>().await)?;
+        let result = match env.raw_get::<LuaValue>("main").map_err(setup)? {
+            LuaValue::Function(main) => {
+                let params: LuaValue = env.raw_get("params").map_err(setup)?;
+                self.finish(main.call_async::<LuaValue>(params).await)?
             }
             LuaValue::Nil => top,
             other => {

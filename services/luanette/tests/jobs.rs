@@ -96,6 +96,15 @@ async fn status(client: &Client, job_id: &str) -> JobInfo {
         .expect("job")
 }
 
+/// Waits (on a loaded machine too) until a job has started.
+async fn running(client: &Client, job_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(&status(client, job_id).await) != JobState::Running {
+        assert!(Instant::now() < deadline, "job {job_id} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn state(job: &JobInfo) -> JobState {
     JobState::try_from(job.state).expect("state")
 }
@@ -269,8 +278,7 @@ async fn cancel_stops_a_running_job_and_frees_its_slot() {
     let queued = execute(&lua.client, &spin, serde_json::json!({"ms": 10}))
         .await
         .expect("execute");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(state(&status(&lua.client, &stuck).await), JobState::Running);
+    running(&lua.client, &stuck).await;
     assert_eq!(
         state(&status(&lua.client, &queued).await),
         JobState::Pending,

@@ -15,7 +15,11 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tmp");
     let cas = cas::Cas::open(dir.path().join("cas")).expect("cas");
-    let vm = Vm::with_services(&Services { cas: Some(cas.clone()) }).expect("vm");
+    let services = Services {
+        cas: Some(cas.clone()),
+        ..Services::default()
+    };
+    let vm = Vm::with_services(&services).expect("vm");
     Fixture { vm, cas, _dir: dir }
 }
 

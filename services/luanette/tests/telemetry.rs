@@ -123,6 +123,7 @@ fn eval_and_job_spans_join_the_callers_trace() {
     let context = zmq::Context::new();
     let dealer = context.socket(zmq::DEALER).expect("dealer");
     dealer.set_rcvtimeo(10_000).expect("timeout");
+    dealer.set_sndtimeo(10_000).expect("timeout");
     dealer.connect(&bind).expect("connect");
     let raw = Raw {
         dealer,

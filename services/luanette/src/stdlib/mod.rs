@@ -5,6 +5,7 @@
 mod cas;
 mod json;
 mod midi;
+mod models;
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -13,19 +14,46 @@ use mlua::{Lua, Value as LuaValue};
 
 use crate::sandbox::RunHandle;
 
+pub use models::{Backend, Models};
+
 /// What the stdlib reaches outside the VM. `Default` has nothing: functions that need a
 /// service raise an error saying so (the reference is generated from such a VM).
 #[derive(Clone, Default)]
 pub struct Services {
-    /// The shared CAS, for `cas.*`.
+    /// The shared CAS, for `cas.*`, `midi.load/save` and model results.
     pub cas: Option<::cas::Cas>,
+    /// The model services.
+    pub models: std::sync::Arc<Models>,
+    /// The HTTP client of the thread the VM runs on (see [`Services::for_this_thread`]).
+    pub http: Option<reqwest::Client>,
+}
+
+impl Services {
+    /// A copy with an HTTP client of its own, for one worker thread: a client's pooled
+    /// connections are driven by the runtime that opened them.
+    pub fn for_this_thread(&self) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("luanette/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|error| tracing::error!(%error, "no HTTP client: model calls will fail"))
+            .ok();
+        Self { http, ..self.clone() }
+    }
 }
 
 /// Installs the modules that need more than the run itself.
 pub(crate) fn install(api: &mut Registrar<'_>, services: &Services, run: &RunHandle) -> mlua::Result<()> {
     json::install(api)?;
     cas::install(api, services.cas.clone(), run)?;
-    midi::install(api, services.cas.clone(), run)
+    midi::install(api, services.cas.clone(), run)?;
+    models::install(
+        api,
+        services.http.clone(),
+        services.models.clone(),
+        services.cas.clone(),
+        run,
+    )
 }
 
 /// A Lua error naming the function that raised it.
