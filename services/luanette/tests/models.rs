@@ -123,7 +123,11 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 struct Luanette {
@@ -138,7 +142,11 @@ async fn start(url: &str, configure: impl FnOnce(&mut luanette::Config)) -> Luan
     config.bind = format!("tcp://127.0.0.1:{}", free_port());
     config.pub_bind = None;
     config.health_bind = None;
-    for backend in [&mut config.models.orpheus, &mut config.models.musicgen, &mut config.models.deepseek] {
+    for backend in [
+        &mut config.models.orpheus,
+        &mut config.models.musicgen,
+        &mut config.models.deepseek,
+    ] {
         backend.url = Some(url.to_string());
         backend.timeout = Duration::from_secs(5);
         backend.retries = 2;
@@ -151,7 +159,11 @@ async fn start(url: &str, configure: impl FnOnce(&mut luanette::Config)) -> Luan
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("ping");
-    Luanette { client, dir, _stop: stop }
+    Luanette {
+        client,
+        dir,
+        _stop: stop,
+    }
 }
 
 impl Luanette {
@@ -231,7 +243,9 @@ async fn orpheus_results_are_stored_in_the_cas_and_returned_as_hashes() {
     let (url, seen) = backend(Box::new(|request, _| match request.body["task"].as_str() {
         Some("classify") => (
             200,
-            json(serde_json::json!({"labels": [{"label": "machine", "confidence": 0.2}, {"label": "human", "confidence": 0.8}]})),
+            json(
+                serde_json::json!({"labels": [{"label": "machine", "confidence": 0.2}, {"label": "human", "confidence": 0.8}]}),
+            ),
             Duration::ZERO,
         ),
         _ => (
@@ -241,32 +255,82 @@ async fn orpheus_results_are_stored_in_the_cas_and_returned_as_hashes() {
         ),
     }));
     let lua = start(&url, |_| {}).await;
-    let hashes = lua.eval("return orpheus.generate{variations = 2, temperature = 1.2}").await.expect("generate");
-    let hashes: Vec<&str> = hashes.as_array().expect("list").iter().map(|h| h.as_str().expect("hash")).collect();
+    let hashes = lua
+        .eval("return orpheus.generate{variations = 2, temperature = 1.2}")
+        .await
+        .expect("generate");
+    let hashes: Vec<&str> = hashes
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|h| h.as_str().expect("hash"))
+        .collect();
     assert_eq!(hashes.len(), 2);
     let (bytes, mime) = lua.read(hashes[1]);
     assert_eq!((bytes, mime.as_str()), (midi_bytes(64), "audio/midi"));
     let request = seen.lock().expect("seen")[0].clone();
     assert_eq!(request.path, "/predict");
     assert_eq!(
-        (&request.body["task"], &request.body["model"], &request.body["num_variations"], &request.body["temperature"], &request.body["top_p"], &request.body["max_tokens"]),
-        (&serde_json::json!("generate"), &serde_json::json!("base"), &serde_json::json!(2), &serde_json::json!(1.2), &serde_json::json!(0.95), &serde_json::json!(1024))
+        (
+            &request.body["task"],
+            &request.body["model"],
+            &request.body["num_variations"],
+            &request.body["temperature"],
+            &request.body["top_p"],
+            &request.body["max_tokens"]
+        ),
+        (
+            &serde_json::json!("generate"),
+            &serde_json::json!("base"),
+            &serde_json::json!(2),
+            &serde_json::json!(1.2),
+            &serde_json::json!(0.95),
+            &serde_json::json!(1024)
+        )
     );
 
     // Inputs travel as base64 of the CAS objects they name.
-    let a = lua.cas().store(&midi_bytes(50), "audio/midi").expect("a").info.hash.to_string();
-    let b = lua.cas().store(&midi_bytes(55), "audio/midi").expect("b").info.hash.to_string();
-    lua.eval(&format!("return orpheus.bridge{{a = '{a}', b = '{b}'}}")).await.expect("bridge");
+    let a = lua
+        .cas()
+        .store(&midi_bytes(50), "audio/midi")
+        .expect("a")
+        .info
+        .hash
+        .to_string();
+    let b = lua
+        .cas()
+        .store(&midi_bytes(55), "audio/midi")
+        .expect("b")
+        .info
+        .hash
+        .to_string();
+    lua.eval(&format!("return orpheus.bridge{{a = '{a}', b = '{b}'}}"))
+        .await
+        .expect("bridge");
     let request = seen.lock().expect("seen")[1].clone();
-    assert_eq!((&request.body["task"], &request.body["model"]), (&serde_json::json!("bridge"), &serde_json::json!("bridge")));
+    assert_eq!(
+        (&request.body["task"], &request.body["model"]),
+        (&serde_json::json!("bridge"), &serde_json::json!("bridge"))
+    );
     assert_eq!(request.body["midi_a"], b64(&midi_bytes(50)));
     assert_eq!(request.body["midi_b"], b64(&midi_bytes(55)));
 
-    let labels = lua.eval(&format!("return orpheus.classify{{midi = '{a}'}}")).await.expect("classify");
+    let labels = lua
+        .eval(&format!("return orpheus.classify{{midi = '{a}'}}"))
+        .await
+        .expect("classify");
     assert_eq!(labels[0]["label"], "human", "most confident first");
     assert_eq!(seen.lock().expect("seen")[2].body["midi_input"], b64(&midi_bytes(50)));
-    assert!(lua.error("return orpheus.generate{model = 'gpt'}").await.contains("is not one of"));
-    assert!(lua.error("return orpheus.generate{temperature = 3}").await.contains("temperature"));
+    assert!(
+        lua.error("return orpheus.generate{model = 'gpt'}")
+            .await
+            .contains("is not one of")
+    );
+    assert!(
+        lua.error("return orpheus.generate{temperature = 3}")
+            .await
+            .contains("temperature")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +340,11 @@ async fn backend_failures_become_clear_lua_errors() {
         match (task.as_str(), count) {
             ("children", _) => (500, b"CUDA out of memory on device 0".to_vec(), Duration::ZERO),
             ("mono_melodies", _) => (200, b"{\"variations\": [".to_vec(), Duration::ZERO),
-            ("loops", _) => (200, json(serde_json::json!({"variations": [{"midi": b64(b"not midi")}]})), Duration::ZERO),
+            ("loops", _) => (
+                200,
+                json(serde_json::json!({"variations": [{"midi": b64(b"not midi")}]})),
+                Duration::ZERO,
+            ),
             ("bridge", _) => (200, vec![b' '; 3 << 20], Duration::ZERO),
             ("classifier", _) => (200, json(serde_json::json!({})), Duration::from_secs(3)),
             _ => (200, json(serde_json::json!({"variations": []})), Duration::ZERO),
@@ -295,12 +363,20 @@ async fn backend_failures_become_clear_lua_errors() {
         assert!(message.contains(expected), "{code}: {message}");
     }
     let before = seen.lock().expect("seen").len();
-    let unreachable = lua.error("return orpheus.generate{url = 'http://127.0.0.1:9', retries = 1}").await;
+    let unreachable = lua
+        .error("return orpheus.generate{url = 'http://127.0.0.1:9', retries = 1}")
+        .await;
     assert!(unreachable.contains("cannot reach"), "{unreachable}");
     assert_eq!(seen.lock().expect("seen").len(), before, "the other URL was used");
-    let job = lua.job("function main() return pcall(orpheus.generate, {model = 'children'}) end").await;
+    let job = lua
+        .job("function main() return pcall(orpheus.generate, {model = 'children'}) end")
+        .await;
     let done = lua.wait(&job).await;
-    assert_eq!(done.state, JobState::Succeeded as i32, "a script can catch a backend failure");
+    assert_eq!(
+        done.state,
+        JobState::Succeeded as i32,
+        "a script can catch a backend failure"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +385,11 @@ async fn overloaded_backends_are_retried() {
         if count < 2 {
             (503, b"busy".to_vec(), Duration::ZERO)
         } else {
-            (200, json(serde_json::json!({"variations": [{"midi": b64(&midi_bytes(70))}]})), Duration::ZERO)
+            (
+                200,
+                json(serde_json::json!({"variations": [{"midi": b64(&midi_bytes(70))}]})),
+                Duration::ZERO,
+            )
         }
     }));
     let lua = start(&url, |_| {}).await;
@@ -317,17 +397,27 @@ async fn overloaded_backends_are_retried() {
     assert_eq!(hashes.as_array().map(Vec::len), Some(1));
     assert_eq!(seen.lock().expect("seen").len(), 3);
     let (busy, busy_seen) = backend(Box::new(|_, _| (503, b"busy".to_vec(), Duration::ZERO)));
-    let message = lua.error(&format!("return orpheus.generate{{url = '{busy}', retries = 0}}")).await;
+    let message = lua
+        .error(&format!("return orpheus.generate{{url = '{busy}', retries = 0}}"))
+        .await;
     assert!(message.contains("HTTP 503"), "{message}");
     assert_eq!(busy_seen.lock().expect("seen").len(), 1, "no retry when told so");
-    let message = lua.error(&format!("return orpheus.generate{{url = '{busy}', retries = 1}}")).await;
+    let message = lua
+        .error(&format!("return orpheus.generate{{url = '{busy}', retries = 1}}"))
+        .await;
     assert!(message.contains("HTTP 503"), "{message}");
     assert_eq!(busy_seen.lock().expect("seen").len(), 3, "one retry, then the error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_on_a_model_honours_cancel_and_limits_and_blocks_nobody() {
-    let (url, _seen) = backend(Box::new(|_, _| (200, json(serde_json::json!({"variations": []})), Duration::from_secs(20))));
+    let (url, _seen) = backend(Box::new(|_, _| {
+        (
+            200,
+            json(serde_json::json!({"variations": []})),
+            Duration::from_secs(20),
+        )
+    }));
     let lua = start(&url, |c| {
         c.max_jobs = 2;
         c.models.orpheus.timeout = Duration::from_secs(60);
@@ -343,9 +433,19 @@ async fn waiting_on_a_model_honours_cancel_and_limits_and_blocks_nobody() {
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let cancelled_at = Instant::now();
-    let reply = lua.client.call(JobCancelRequest { job_id: waiting.clone() }).await.expect("cancel");
+    let reply = lua
+        .client
+        .call(JobCancelRequest {
+            job_id: waiting.clone(),
+        })
+        .await
+        .expect("cancel");
     assert_eq!(reply.state, JobState::Cancelled as i32);
-    assert!(cancelled_at.elapsed() < Duration::from_secs(1), "took {:?}", cancelled_at.elapsed());
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        cancelled_at.elapsed()
+    );
 
     let limited = start(&url, |c| c.job_limits.wall = Duration::from_millis(500)).await;
     let job = limited.job("function main() return orpheus.generate{} end").await;
@@ -357,10 +457,16 @@ async fn waiting_on_a_model_honours_cancel_and_limits_and_blocks_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn musicgen_and_deepseek_speak_their_contracts() {
     let (url, seen) = backend(Box::new(|request, _| match request.path.as_str() {
-        "/generate" if request.body["prompt"] == "broken" => {
-            (200, json(serde_json::json!({"audio": b64(b"RIFF nonsense")})), Duration::ZERO)
-        }
-        "/generate" => (200, json(serde_json::json!({"audio": b64(&wav_bytes()), "sample_rate": 32000})), Duration::ZERO),
+        "/generate" if request.body["prompt"] == "broken" => (
+            200,
+            json(serde_json::json!({"audio": b64(b"RIFF nonsense")})),
+            Duration::ZERO,
+        ),
+        "/generate" => (
+            200,
+            json(serde_json::json!({"audio": b64(&wav_bytes()), "sample_rate": 32000})),
+            Duration::ZERO,
+        ),
         "/chat/completions" => (
             200,
             json(serde_json::json!({
@@ -373,16 +479,28 @@ async fn musicgen_and_deepseek_speak_their_contracts() {
         _ => (404, b"no such path".to_vec(), Duration::ZERO),
     }));
     let lua = start(&url, |_| {}).await;
-    let hash = lua.eval("return musicgen.generate{prompt = 'lofi piano', duration = 8}").await.expect("musicgen");
+    let hash = lua
+        .eval("return musicgen.generate{prompt = 'lofi piano', duration = 8}")
+        .await
+        .expect("musicgen");
     let (bytes, mime) = lua.read(hash.as_str().expect("hash"));
     assert_eq!((bytes, mime.as_str()), (wav_bytes(), "audio/wav"));
     let request = seen.lock().expect("seen")[0].clone();
-    assert_eq!((&request.body["prompt"], &request.body["duration"]), (&serde_json::json!("lofi piano"), &serde_json::json!(8.0)));
-    assert!(lua.error("return musicgen.generate{prompt = 'broken'}").await.contains("not WAV"));
+    assert_eq!(
+        (&request.body["prompt"], &request.body["duration"]),
+        (&serde_json::json!("lofi piano"), &serde_json::json!(8.0))
+    );
+    assert!(
+        lua.error("return musicgen.generate{prompt = 'broken'}")
+            .await
+            .contains("not WAV")
+    );
     assert!(lua.error("return musicgen.generate{}").await.contains("prompt"));
 
     let answer = lua
-        .eval("return deepseek.chat{messages = {{role = 'user', content = 'What comes after Dm7?'}}, temperature = 0.2}")
+        .eval(
+            "return deepseek.chat{messages = {{role = 'user', content = 'What comes after Dm7?'}}, temperature = 0.2}",
+        )
         .await
         .expect("chat");
     assert_eq!(answer["text"], "G7");
@@ -390,5 +508,135 @@ async fn musicgen_and_deepseek_speak_their_contracts() {
     let request = seen.lock().expect("seen").last().cloned().expect("request");
     assert_eq!(request.path, "/chat/completions");
     assert_eq!(request.body["messages"][0]["content"], "What comes after Dm7?");
-    assert!(request.headers.contains(&("authorization".into(), "Bearer test-key".into())));
+    assert!(
+        request
+            .headers
+            .contains(&("authorization".into(), "Bearer test-key".into()))
+    );
+}
+
+/// The pitch of a one-note file from [`midi_bytes`].
+fn pitch_of(encoded: &str) -> u8 {
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64")[24]
+}
+
+/// The repository's example scripts (services/luanette/lua/) run end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_scripts_run() {
+    let (url, seen) = backend(Box::new(|request, _| match request.body["task"].as_str() {
+        Some("bridge") => {
+            // A bridge built from both sections' pitches, so the test can tell it used them.
+            let pitch = pitch_of(request.body["midi_a"].as_str().unwrap_or_default()) + 1;
+            (
+                200,
+                json(serde_json::json!({"variations": [{"midi": b64(&midi_bytes(pitch))}]})),
+                Duration::ZERO,
+            )
+        }
+        Some("generate") => (
+            200,
+            {
+                let variations: Vec<_> = [60u8, 67, 62, 64]
+                    .iter()
+                    .map(|p| serde_json::json!({"midi": b64(&midi_bytes(*p))}))
+                    .collect();
+                json(serde_json::json!({ "variations": variations }))
+            },
+            Duration::ZERO,
+        ),
+        Some("classify") => {
+            let human = f64::from(pitch_of(request.body["midi_input"].as_str().unwrap_or_default())) / 100.0;
+            (
+                200,
+                json(
+                    serde_json::json!({"labels": [{"label": "human", "confidence": human}, {"label": "machine", "confidence": 1.0 - human}]}),
+                ),
+                Duration::ZERO,
+            )
+        }
+        _ => (400, b"unknown task".to_vec(), Duration::ZERO),
+    }));
+    let lua = start(&url, |_| {}).await;
+    let store = |content: &'static str| {
+        let client = lua.client.clone();
+        async move {
+            client
+                .call(ScriptStoreRequest {
+                    content: content.into(),
+                    tags: vec!["example".into()],
+                    creator: "repo".into(),
+                })
+                .await
+                .expect("store")
+                .script
+                .expect("script")
+                .script_hash
+        }
+    };
+    let run = |hash: String, params: serde_json::Value| {
+        let client = lua.client.clone();
+        async move {
+            client
+                .call(JobExecuteRequest {
+                    script_hash: hash,
+                    params: Some(hooteproto::wkt::Struct::from_json(
+                        params.as_object().cloned().unwrap_or_default(),
+                    )),
+                    tags: vec![],
+                })
+                .await
+                .expect("execute")
+                .job_id
+        }
+    };
+
+    let current = lua
+        .cas()
+        .store(&midi_bytes(48), "audio/midi")
+        .expect("a")
+        .info
+        .hash
+        .to_string();
+    let next = lua
+        .cas()
+        .store(&midi_bytes(53), "audio/midi")
+        .expect("b")
+        .info
+        .hash
+        .to_string();
+    let transition = store(include_str!("../lua/transition.lua")).await;
+    let job = run(
+        transition,
+        serde_json::json!({"current_section": current, "next_section": next, "beats_available": 0.5, "tempo": 90}),
+    )
+    .await;
+    let done = lua.wait(&job).await;
+    assert_eq!(done.state, JobState::Succeeded as i32, "{:?}", done.error);
+    let result = hooteproto::wkt::value_to_json(done.result.expect("result"));
+    assert_eq!(result["beats"], 0.5, "fitted to the beats available");
+    let notes = lua
+        .eval(&format!(
+            "local s = midi.load('{}') return {{midi.notes(s)[1].pitch, math.floor(s.bpm + 0.5)}}",
+            result["bridge"].as_str().expect("hash")
+        ))
+        .await
+        .expect("inspect the bridge");
+    assert_eq!(notes, serde_json::json!([49.0, 90.0]));
+    assert_eq!(seen.lock().expect("seen")[0].body["midi_b"], b64(&midi_bytes(53)));
+
+    let best_of_four = store(include_str!("../lua/best_of_four.lua")).await;
+    let job = run(best_of_four, serde_json::json!({"temperature": 1.1})).await;
+    let done = lua.wait(&job).await;
+    assert_eq!(done.state, JobState::Succeeded as i32, "{:?}", done.error);
+    let result = hooteproto::wkt::value_to_json(done.result.expect("result"));
+    assert_eq!(result["candidates"].as_array().map(Vec::len), Some(4));
+    assert_eq!(result["human"], 0.67);
+    assert_eq!(
+        lua.read(result["best"].as_str().expect("hash")).0,
+        midi_bytes(67),
+        "the most human one"
+    );
+    assert_eq!(done.logs.len(), 4, "one log line per rating");
 }
