@@ -87,6 +87,23 @@ struct Caller {
     run: RunHandle,
 }
 
+/// Which backend a call goes to, and its bearer token if it needs one.
+struct Target<'a> {
+    name: &'static str,
+    backend: &'a Backend,
+    bearer: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    fn new(name: &'static str, backend: &'a Backend) -> Self {
+        Self {
+            name,
+            backend,
+            bearer: None,
+        }
+    }
+}
+
 /// Per-call overrides from the options table.
 struct Overrides {
     url: Option<String>,
@@ -119,13 +136,16 @@ impl Caller {
     async fn post(
         &self,
         lua: &Lua,
-        backend_name: &'static str,
-        backend: &Backend,
+        target: Target<'_>,
         path: &str,
         body: serde_json::Value,
         overrides: &Overrides,
-        bearer: Option<&str>,
     ) -> mlua::Result<serde_json::Value> {
+        let Target {
+            name: backend_name,
+            backend,
+            bearer,
+        } = target;
         let http = self
             .http
             .clone()
@@ -398,12 +418,10 @@ pub(super) fn install(
                 let answer = caller
                     .post(
                         &lua,
-                        "orpheus",
-                        &caller.models.orpheus,
+                        Target::new("orpheus", &caller.models.orpheus),
                         "/predict",
                         body,
                         &overrides(&options)?,
-                        None,
                     )
                     .await?;
                 let variations = answer["variations"]
@@ -435,12 +453,10 @@ pub(super) fn install(
                 let answer = caller
                     .post(
                         &lua,
-                        "orpheus",
-                        &caller.models.orpheus,
+                        Target::new("orpheus", &caller.models.orpheus),
                         "/predict",
                         body,
                         &overrides(&options)?,
-                        None,
                     )
                     .await?;
                 let labels = answer["labels"]
@@ -491,12 +507,10 @@ pub(super) fn install(
                 let answer = caller
                     .post(
                         &lua,
-                        "musicgen",
-                        &caller.models.musicgen,
+                        Target::new("musicgen", &caller.models.musicgen),
                         "/generate",
                         body,
                         &overrides(&options)?,
-                        None,
                     )
                     .await?;
                 let audio = answer["audio"]
@@ -551,12 +565,13 @@ pub(super) fn install(
                 let answer = caller
                     .post(
                         &lua,
-                        "deepseek",
-                        &caller.models.deepseek,
+                        Target {
+                            bearer: key.as_deref(),
+                            ..Target::new("deepseek", &caller.models.deepseek)
+                        },
                         "/chat/completions",
                         body,
                         &overrides(&options)?,
-                        key.as_deref(),
                     )
                     .await?;
                 let text = answer["choices"][0]["message"]["content"]
