@@ -385,3 +385,15 @@ fn warn_is_captured_not_written_to_the_server() {
     let lines: Vec<_> = output.output.iter().map(|l| (l.level, l.message.as_str())).collect();
     assert_eq!(lines, [(3, "low battery")]);
 }
+
+#[test]
+fn runaways_inside_c_boundaries_and_deep_recursion_are_stopped() {
+    // A sort comparator cannot yield: the stop must still unwind it.
+    let (result, took) = quick("table.sort({3, 2, 1, 5, 4}, function(a, b) while true do end end)", 150);
+    assert!(matches!(result, Err(EvalError::TimeLimit(_))), "{result:?}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    match run("local function f(n) return f(n + 1) + 1 end return f(1)") {
+        Err(EvalError::Runtime { message, .. }) => assert!(message.contains("nested calls"), "{message}"),
+        other => panic!("expected a stack overflow error, got {other:?}"),
+    }
+}

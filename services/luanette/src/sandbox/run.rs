@@ -1,0 +1,185 @@
+//! The state of one run: its limits, what tripped, its captured output and context, and
+//! the hook that enforces the limits. [`RunHandle`] is what stdlib functions see of it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hooteproto::v1::{LogEntry, LogLevel};
+use mlua::{HookTriggers, Lua, VmState};
+
+use super::{Limits, RunContext};
+
+/// Instructions between two limit checks while running normally.
+const CHECK_EVERY: u32 = 10_000;
+/// Deepest call nesting allowed. Lua's own limit inside a coroutine (where async runs
+/// happen) is about 200,000 frames; unwinding that many after a limit trips took 21 s.
+const MAX_CALL_DEPTH: usize = 1000;
+/// Most output lines kept per evaluation, and most bytes in all.
+const MAX_OUTPUT_LINES: usize = 10_000;
+const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// What tripped, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trip {
+    /// A speculative slice ran out (see [`Vm::eval_slice`]); not the script's fault.
+    Slice,
+    Time,
+    Cancel,
+}
+
+/// Captured output, bounded.
+#[derive(Default)]
+pub(super) struct Output {
+    pub(super) lines: Vec<LogEntry>,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl Output {
+    pub(super) fn push(&mut self, level: LogLevel, message: String) {
+        if self.lines.len() >= MAX_OUTPUT_LINES || self.bytes + message.len() > MAX_OUTPUT_BYTES {
+            if !self.truncated {
+                self.truncated = true;
+                self.lines.push(LogEntry {
+                    level: LogLevel::Warn as i32,
+                    message: "output truncated: more than 10,000 lines or 1 MiB".into(),
+                    time: Some(SystemTime::now().into()),
+                });
+            }
+            return;
+        }
+        self.bytes += message.len();
+        self.lines.push(LogEntry {
+            level: level as i32,
+            message,
+            time: Some(SystemTime::now().into()),
+        });
+    }
+}
+
+/// Per-run state shared with the hook and the captured functions.
+pub(super) struct RunState {
+    pub(super) limits: Limits,
+    pub(super) deadline: Instant,
+    pub(super) cancel: Arc<AtomicBool>,
+    pub(super) tripped: Option<Trip>,
+    /// Set while running speculatively: the time and memory the slice may use.
+    pub(super) slice: Option<(Instant, usize)>,
+    pub(super) output: Output,
+    pub(super) context: RunContext,
+}
+
+/// What a stdlib function may ask about the run that called it.
+#[derive(Clone)]
+pub struct RunHandle(pub(super) Arc<Mutex<RunState>>);
+
+impl RunHandle {
+    /// The run's memory limit (e.g. the most a read may bring into the VM).
+    pub fn memory_limit(&self) -> usize {
+        self.0.lock().map(|s| s.limits.memory).unwrap_or(0)
+    }
+
+    /// The traceparent the run was given (its job or request span).
+    pub fn traceparent(&self) -> String {
+        self.0.lock().map(|s| s.context.traceparent.clone()).unwrap_or_default()
+    }
+
+    /// Awaits `work` unless the run is cancelled or its time runs out first; then the VM is
+    /// stopped exactly as the hook would stop it (no Lua runs while a call waits, so the hook
+    /// cannot see it).
+    pub async fn guard<T>(&self, lua: &Lua, work: impl std::future::Future<Output = T>) -> mlua::Result<T> {
+        let (deadline, cancel) = {
+            let state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
+            (state.deadline, state.cancel.clone())
+        };
+        let stopped = async {
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Trip::Cancel;
+                }
+                if Instant::now() >= deadline {
+                    return Trip::Time;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(left.min(Duration::from_millis(20))).await;
+            }
+        };
+        tokio::select! {
+            done = work => Ok(done),
+            trip = stopped => {
+                if let Ok(mut state) = self.0.lock() {
+                    state.tripped = Some(trip);
+                }
+                poison(lua)?;
+                Err(mlua::Error::runtime("stopped by a limit"))
+            }
+        }
+    }
+
+    /// Call before anything that blocks, waits or has effects beyond the run: a speculative
+    /// slice ([`Vm::eval_slice`]) is stopped here, so the script runs again on a worker
+    /// thread, where such calls belong. Outside a slice it does nothing.
+    pub fn settle(&self, lua: &Lua) -> mlua::Result<()> {
+        let mut state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
+        if state.slice.is_none() {
+            return Ok(());
+        }
+        state.tripped = Some(Trip::Slice);
+        drop(state);
+        poison(lua)?;
+        Err(mlua::Error::runtime("stopped by a limit"))
+    }
+}
+
+/// The hook that enforces the deadline and the cancel flag, and poisons the VM once tripped.
+pub(super) fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Result<()> {
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(CHECK_EVERY),
+        move |lua, _debug| {
+            let mut state = state.lock().map_err(|_| mlua::Error::runtime("limit state poisoned"))?;
+            if state.tripped.is_none() {
+                if state.cancel.load(Ordering::Relaxed) {
+                    state.tripped = Some(Trip::Cancel);
+                } else if Instant::now() >= state.deadline {
+                    state.tripped = Some(Trip::Time);
+                } else if state
+                    .slice
+                    .is_some_and(|(until, memory)| Instant::now() >= until || lua.used_memory() > memory)
+                {
+                    state.tripped = Some(Trip::Slice);
+                } else if lua.inspect_stack(MAX_CALL_DEPTH, |_| ()).is_some() {
+                    // Not a limit trip: an ordinary error the script may catch, raised before
+                    // the stack grows so deep that unwinding it would take seconds.
+                    return Err(mlua::Error::runtime(format!(
+                        "stack overflow: more than {MAX_CALL_DEPTH} nested calls"
+                    )));
+                } else {
+                    return Ok(VmState::Continue);
+                }
+                drop(state);
+                poison(lua)?;
+            }
+            Err(mlua::Error::runtime("stopped by a limit"))
+        },
+    )
+}
+
+/// From now on, fail at every instruction, so pcall cannot resume the script.
+pub(super) fn poison(lua: &Lua) -> mlua::Result<()> {
+    // Ask to yield first: where the running coroutine can yield, the run's future sees the
+    // trip and abandons the coroutine at once (see `Vm::until_tripped`). Unwinding by errors
+    // costs a stack reallocation per caught level inside a coroutine (Lua shrinks the stack
+    // after each pcall), which a recursive pcall loop turned into 20 s. Where it cannot
+    // yield (inside a C boundary such as a sort comparator), mlua ignores the request and
+    // the hook is called again at the next instruction: then fail that instruction.
+    let asked = AtomicBool::new(false);
+    lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), move |_, _| {
+        if asked.swap(true, Ordering::Relaxed) {
+            asked.store(false, Ordering::Relaxed);
+            Err(mlua::Error::runtime("stopped by a limit"))
+        } else {
+            Ok(VmState::Yield)
+        }
+    })
+}

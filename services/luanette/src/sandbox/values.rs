@@ -1,0 +1,108 @@
+//! Lua values ⇄ `google.protobuf.Value` (JSON), in both directions, with clear errors.
+
+use mlua::{Lua, Value as LuaValue};
+use prost_types::value::Kind;
+
+use super::{EvalError, setup};
+
+/// Deepest value converted in either direction (also what stops cycles).
+const MAX_DEPTH: usize = 64;
+
+/// A JSON object as a Lua table.
+pub fn struct_to_lua(lua: &Lua, object: &prost_types::Struct, depth: usize) -> Result<LuaValue, EvalError> {
+    let table = lua.create_table().map_err(setup)?;
+    for (key, value) in &object.fields {
+        table.set(key.as_str(), to_lua(lua, value, depth + 1)?).map_err(setup)?;
+    }
+    Ok(LuaValue::Table(table))
+}
+
+/// A JSON value as a Lua value (null becomes nil; arrays are 1-based sequences).
+pub fn to_lua(lua: &Lua, value: &prost_types::Value, depth: usize) -> Result<LuaValue, EvalError> {
+    if depth > MAX_DEPTH {
+        return Err(EvalError::Conversion(format!(
+            "params nest deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(match &value.kind {
+        None | Some(Kind::NullValue(_)) => LuaValue::Nil,
+        Some(Kind::BoolValue(b)) => LuaValue::Boolean(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => LuaValue::Integer(*n as i64),
+        Some(Kind::NumberValue(n)) => LuaValue::Number(*n),
+        Some(Kind::StringValue(s)) => LuaValue::String(lua.create_string(s).map_err(setup)?),
+        Some(Kind::StructValue(s)) => struct_to_lua(lua, s, depth)?,
+        Some(Kind::ListValue(list)) => {
+            let table = lua.create_table().map_err(setup)?;
+            for (i, item) in list.values.iter().enumerate() {
+                table.set(i + 1, to_lua(lua, item, depth + 1)?).map_err(setup)?;
+            }
+            LuaValue::Table(table)
+        }
+    })
+}
+
+/// A Lua value as JSON. A table whose keys are exactly 1..n is an array; any other table
+/// needs string (or integer) keys and becomes an object; `{}` is an empty object.
+/// Functions, userdata, threads, NaN and non-UTF-8 strings are refused with the path.
+pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, EvalError> {
+    let kind = match value {
+        LuaValue::Nil => Kind::NullValue(0),
+        LuaValue::Boolean(b) => Kind::BoolValue(*b),
+        LuaValue::Integer(i) => Kind::NumberValue(*i as f64),
+        LuaValue::Number(n) if n.is_finite() => Kind::NumberValue(*n),
+        LuaValue::Number(n) => return Err(EvalError::Conversion(format!("{n} is not a JSON number"))),
+        LuaValue::String(s) => Kind::StringValue(
+            s.to_str()
+                .map(|s| s.to_string())
+                .map_err(|_| EvalError::Conversion("a string is not valid UTF-8".into()))?,
+        ),
+        LuaValue::Table(table) => {
+            if depth >= MAX_DEPTH {
+                return Err(EvalError::Conversion(format!(
+                    "a table nests deeper than {MAX_DEPTH} levels (a cycle?)"
+                )));
+            }
+            table_to_json(table, depth)?
+        }
+        other => {
+            return Err(EvalError::Conversion(format!(
+                "a {} cannot be returned as JSON",
+                other.type_name()
+            )));
+        }
+    };
+    Ok(prost_types::Value { kind: Some(kind) })
+}
+
+fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Kind, EvalError> {
+    let length = table.raw_len();
+    let mut count = 0usize;
+    let mut fields = std::collections::BTreeMap::new();
+    for pair in table.pairs::<LuaValue, LuaValue>() {
+        let (key, value) = pair.map_err(|e| EvalError::Conversion(e.to_string()))?;
+        count += 1;
+        let key = match &key {
+            LuaValue::String(s) => s
+                .to_str()
+                .map(|s| s.to_string())
+                .map_err(|_| EvalError::Conversion("a key is not valid UTF-8".into()))?,
+            LuaValue::Integer(i) => i.to_string(),
+            other => {
+                return Err(EvalError::Conversion(format!(
+                    "a table key of type {} cannot be JSON",
+                    other.type_name()
+                )));
+            }
+        };
+        let value = from_lua(&value, depth + 1).map_err(|e| match e {
+            EvalError::Conversion(m) => EvalError::Conversion(format!("{key}: {m}")),
+            other => other,
+        })?;
+        fields.insert(key, value);
+    }
+    if length > 0 && count == length {
+        let values = (1..=length).filter_map(|i| fields.remove(&i.to_string())).collect();
+        return Ok(Kind::ListValue(prost_types::ListValue { values }));
+    }
+    Ok(Kind::StructValue(prost_types::Struct { fields }))
+}
