@@ -2,6 +2,7 @@
 
 mod ops;
 mod song;
+mod table;
 
 use mlua::{Lua, Table};
 
@@ -10,7 +11,7 @@ use crate::sandbox::RunHandle;
 use song::Song;
 
 fn read_song(function: &'static str, table: &Table) -> mlua::Result<Song> {
-    song::from_table(table).map_err(|e| fail(function, e))
+    table::from_table(table).map_err(|e| fail(function, e))
 }
 
 fn beats(song: &Song, ticks: u64) -> f64 {
@@ -27,9 +28,9 @@ fn transform<A: mlua::FromLuaMulti>(
 ) -> mlua::Result<()> {
     let function = api.lua().create_function(move |lua: &Lua, (table, args): (Table, A)| {
         let full = format!("midi.{name}");
-        let song = song::from_table(&table).map_err(|e| fail(&full, e))?;
+        let song = table::from_table(&table).map_err(|e| fail(&full, e))?;
         let out = op(&song, args).map_err(|e| fail(&full, e))?;
-        song::to_table(lua, &out)
+        table::to_table(lua, &out)
     })?;
     api.function("midi", name, signature, doc, function)
 }
@@ -46,7 +47,7 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
     );
     let read = api.lua().create_function(|lua, bytes: mlua::LuaString| {
         let song = song::parse(&bytes.as_bytes()).map_err(|e| fail("midi.read", e))?;
-        song::to_table(lua, &song)
+        table::to_table(lua, &song)
     })?;
     api.function(
         "midi",
@@ -79,7 +80,7 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
                 .read(&resolved, run.memory_limit() as u64, true)
                 .map_err(|e| fail("midi.load", e))?;
             let song = song::parse(&bytes).map_err(|e| fail("midi.load", format!("{hash}: {e}")))?;
-            song::to_table(lua, &song)
+            table::to_table(lua, &song)
         })?
     };
     api.function(
@@ -182,7 +183,7 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
             }
             let ppq = u16::try_from(ppq).map_err(|_| fail("midi.from_notes", "ppq must be 1-32767"))?;
             let song = ops::from_notes(&notes, ppq, bpm).map_err(|e| fail("midi.from_notes", e))?;
-            song::to_table(lua, &song)
+            table::to_table(lua, &song)
         })?;
     api.function(
         "midi",
@@ -273,7 +274,7 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
         "merge",
         "midi.merge(a, b) -> song",
         "A format-1 song with b's tracks after a's (b rescaled to a's ppq).",
-        |song, other: Table| Ok(ops::merge(song, &song::from_table(&other).map_err(|e| e.to_string())?)),
+        |song, other: Table| Ok(ops::merge(song, &table::from_table(&other).map_err(|e| e.to_string())?)),
     )?;
     transform(
         api,
