@@ -397,3 +397,16 @@ fn runaways_inside_c_boundaries_and_deep_recursion_are_stopped() {
         other => panic!("expected a stack overflow error, got {other:?}"),
     }
 }
+
+#[test]
+fn otel_event_checks_its_input() {
+    assert!(run("otel.event('bridge.chosen', {score = 0.8}) return true").is_ok());
+    match run("otel.event('')") {
+        Err(EvalError::Runtime { message, .. }) => assert!(message.contains("otel.event"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    match run("otel.event('x', {f = print})") {
+        Err(EvalError::Runtime { message, .. }) => assert!(message.contains("function"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -132,7 +132,7 @@ fn eval_and_job_spans_join_the_callers_trace() {
     raw.call(Payload::Ping(PingRequest {}));
 
     let Payload::LuaEvalReply(reply) = raw.call(Payload::LuaEval(LuaEvalRequest {
-        code: "return otel.traceparent()".into(),
+        code: "otel.event('marker.hit', {beat = 4}) return otel.traceparent()".into(),
         params: None,
     })) else {
         panic!("lua_eval failed");
@@ -190,4 +190,5 @@ fn eval_and_job_spans_join_the_callers_trace() {
     );
     assert!(contains(&hex(&job_span)), "the job span was exported");
     assert!(contains(b"luanette"), "the resource names the service");
+    assert!(contains(b"marker.hit"), "otel.event reached the trace");
 }

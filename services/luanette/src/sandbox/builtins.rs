@@ -85,6 +85,37 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
          on to model services so their work joins the same trace.",
         traceparent,
     )?;
+    let event = {
+        let state = state.clone();
+        api.lua()
+            .create_function(move |_, (name, attributes): (String, Option<mlua::Table>)| {
+                if name.is_empty() || name.len() > 128 {
+                    return Err(mlua::Error::runtime("otel.event: the name must be 1-128 bytes"));
+                }
+                let attributes = match attributes {
+                    Some(table) => {
+                        let value = super::from_lua(&mlua::Value::Table(table), 0)
+                            .map_err(|e| mlua::Error::runtime(format!("otel.event: {e}")))?;
+                        let json = hooteproto::wkt::value_to_json(value).to_string();
+                        json.chars().take(4096).collect()
+                    }
+                    None => String::new(),
+                };
+                let traceparent = state.lock().map(|s| s.context.traceparent.clone()).unwrap_or_default();
+                let span = tracing::info_span!("lua.event", otel.name = %name);
+                hooteproto::trace::set_remote_parent(&span, &traceparent);
+                span.in_scope(|| tracing::info!(event = %name, %attributes, "script event"));
+                Ok(())
+            })?
+    };
+    api.function(
+        "otel",
+        "event",
+        "otel.event(name, attributes?)",
+        "Records a named event (attributes as JSON, at most 4 KiB) in the trace the script runs under. Example: \
+         `otel.event(\"bridge.chosen\", {hash = h, score = 0.8})`.",
+        event,
+    )?;
     api.module("job", "Reporting from a script that runs as a job.");
     let progress = {
         let state = state.clone();
