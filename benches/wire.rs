@@ -158,22 +158,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// A blocking libzmq ROUTER that echoes every message, on its own thread.
-fn raw_echo_server() -> (String, zmq::Context) {
-    let context = zmq::Context::new();
-    let router = context.socket(zmq::ROUTER).expect("router");
-    router.bind("tcp://127.0.0.1:*").expect("bind");
-    let endpoint = router.get_last_endpoint().expect("endpoint").expect("utf8");
-    std::thread::spawn(move || {
-        while let Ok(frames) = router.recv_multipart(0) {
-            if router.send_multipart(frames, 0).is_err() {
-                break;
-            }
-        }
-    });
-    (endpoint, context)
-}
-
 fn ping_frames() -> Vec<Vec<u8>> {
     let envelope = Envelope {
         id: "raw-1".into(),
@@ -257,7 +241,7 @@ fn p2_transport() {
     const TOTAL: usize = 100_000;
     const IN_FLIGHT: usize = 256;
     // The raw client gets its own context (its own I/O thread), as a separate process would.
-    let (raw_endpoint, _raw_server_context) = raw_echo_server();
+    let (raw_endpoint, _raw_server_context) = testkit::raw_echo_server();
     let raw_client_context = zmq::Context::new();
     let dealer = raw_client_context.socket(zmq::DEALER).expect("dealer");
     dealer.connect(&raw_endpoint).expect("connect");

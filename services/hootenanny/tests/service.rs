@@ -10,14 +10,6 @@ use hooteproto::v1::*;
 use hooteproto::{Client, ClientConfig, Error};
 use prost_types::value::Kind;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Running {
     client: Client,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -33,7 +25,7 @@ impl Running {
 
 fn config(dir: &std::path::Path) -> hootenanny::Config {
     let mut config = hootenanny::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.health_bind = None;
     config
 }
@@ -546,7 +538,7 @@ fn spawn_binary(dir: &std::path::Path, bind: &str, health: &str) -> std::process
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_keeps_every_acknowledged_artifact() {
     let dir = tempfile::tempdir().expect("tmp");
-    let bind = format!("tcp://127.0.0.1:{}", free_port());
+    let bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     let mut child = spawn_binary(dir.path(), &bind, "none");
     let client = Client::connect(ClientConfig::new(&bind)).expect("connect");
     client.call(PingRequest {}).await.expect("up");
@@ -615,7 +607,7 @@ async fn health_probe(address: SocketAddr) -> tonic_health::pb::health_client::H
 async fn grpc_health_reports_serving_then_not_found_for_strangers() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = config(dir.path());
-    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let health: SocketAddr = format!("127.0.0.1:{}", testkit::free_port()).parse().expect("addr");
     config.health_bind = Some(health);
     let hoot = start(config).await;
     let mut probe = health_probe(health).await;
@@ -645,7 +637,7 @@ async fn health_watchers_see_not_serving_on_shutdown_and_do_not_hold_it_up() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = config(dir.path());
-    let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let health: SocketAddr = format!("127.0.0.1:{}", testkit::free_port()).parse().expect("addr");
     config.health_bind = Some(health);
     let hoot = start(config).await;
     let mut probe = health_probe(health).await;

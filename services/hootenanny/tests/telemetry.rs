@@ -1,10 +1,7 @@
 //! The real binary exports its request spans over OTLP/HTTP, as children of the caller's
 //! traceparent, to a collector (a small local HTTP server standing in for one).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use hooteproto::v1::envelope::Payload;
@@ -13,47 +10,6 @@ use hooteproto::wire;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT_SPAN: &str = "b7ad6b7169203331";
-
-/// Accepts HTTP requests, sends each (path, body) down the channel, answers 200.
-fn collector() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
-                    let mut length = 0usize;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                            break;
-                        }
-                        if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let _ = tx.send((path, body));
-                    let _ = reader
-                        .get_mut()
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-            });
-        }
-    });
-    (port, rx)
-}
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -64,13 +20,9 @@ fn hex(text: &str) -> Vec<u8> {
 
 #[test]
 fn request_spans_reach_the_collector_as_children_of_the_callers_span() {
-    let (collector_port, requests) = collector();
+    let collector = testkit::HttpServer::accepting();
     let data = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("p")
-        .local_addr()
-        .expect("a")
-        .port();
+    let port = testkit::free_port();
     let bind = format!("tcp://127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hootenanny"))
         .args([
@@ -81,7 +33,7 @@ fn request_spans_reach_the_collector_as_children_of_the_callers_span() {
             "--data-dir",
             data.path().to_str().expect("utf8"),
         ])
-        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{collector_port}")])
+        .args(["--otlp-endpoint", &collector.url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -116,10 +68,10 @@ fn request_spans_reach_the_collector_as_children_of_the_callers_span() {
         "hootenanny exits cleanly on SIGTERM"
     );
 
-    let (path, body) = requests
-        .recv_timeout(Duration::from_secs(10))
-        .expect("an OTLP export arrived");
-    assert_eq!(path, "/v1/traces");
+    let exports = collector.wait_for(1, Duration::from_secs(10));
+    let export = exports.first().expect("an OTLP export arrived");
+    assert_eq!(export.path, "/v1/traces");
+    let body = &export.body;
     let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
     assert!(contains(&hex(TRACE_ID)), "the exported span is in the caller's trace");
     assert!(contains(&hex(PARENT_SPAN)), "and its parent is the caller's span");

@@ -7,7 +7,6 @@
 //!
 //! Goals (issue 4): 1 client ≥ 0.9× raw libzmq; 50 clients ≥ 1.0× Redis.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,13 +16,6 @@ use hooteproto::{Client, ClientConfig};
 const SEQUENTIAL: usize = 20_000;
 const CLIENTS: usize = 50;
 const PER_CLIENT: usize = 2_000;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Round trips per second and median latency (µs).
 struct Rate {
@@ -40,21 +32,6 @@ fn median_us(mut latencies: Vec<Duration>) -> f64 {
 }
 
 // ------------------------------------------------------------------ raw libzmq
-
-fn raw_server() -> (String, zmq::Context) {
-    let context = zmq::Context::new();
-    let router = context.socket(zmq::ROUTER).expect("router");
-    router.bind("tcp://127.0.0.1:*").expect("bind");
-    let endpoint = router.get_last_endpoint().expect("endpoint").expect("utf8");
-    std::thread::spawn(move || {
-        while let Ok(frames) = router.recv_multipart(0) {
-            if router.send_multipart(frames, 0).is_err() {
-                break;
-            }
-        }
-    });
-    (endpoint, context)
-}
 
 /// Frames the size of an encoded lua_eval request.
 fn raw_frames() -> Vec<Vec<u8>> {
@@ -82,7 +59,7 @@ fn raw_round_trips(dealer: &zmq::Socket, n: usize) -> Vec<Duration> {
 /// `clients` DEALERs driven by one thread with zmq_poll, one request outstanding on each
 /// (the shape of redis-benchmark's event loop).
 fn raw_polled(clients: usize, per_client: usize) -> Rate {
-    let (endpoint, context) = raw_server();
+    let (endpoint, context) = testkit::raw_echo_server();
     let sockets: Vec<zmq::Socket> = (0..clients).map(|_| raw_client(&context, &endpoint)).collect();
     raw_round_trips(&sockets[0], 1000);
     let frames = raw_frames();
@@ -120,7 +97,7 @@ fn raw_polled(clients: usize, per_client: usize) -> Rate {
 }
 
 fn raw(clients: usize, per_client: usize) -> Rate {
-    let (endpoint, context) = raw_server();
+    let (endpoint, context) = testkit::raw_echo_server();
     let warm = raw_client(&context, &endpoint);
     raw_round_trips(&warm, 1000);
     let started = Instant::now();
@@ -149,7 +126,7 @@ impl Drop for Redis {
 }
 
 fn redis() -> Option<Redis> {
-    let port = free_port();
+    let port = testkit::free_port();
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -269,7 +246,7 @@ fn main() {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(dir.path().to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.pub_bind = None;
     config.health_bind = None;
     let endpoint = config.bind.clone();

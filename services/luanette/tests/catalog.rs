@@ -7,17 +7,9 @@ use hooteproto::v1::{
 };
 use hooteproto::{Client, ClientConfig};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn start(dir: &std::path::Path) -> (Client, tokio::sync::oneshot::Sender<()>) {
     let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.pub_bind = None;
     config.health_bind = None;
     config.name = "lua-test".into();

@@ -10,14 +10,6 @@ use hooteproto::v1::{
 };
 use hooteproto::{Client, ClientConfig, Error, RequestOptions};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Running {
     client: Client,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -27,8 +19,8 @@ struct Running {
 
 async fn start_with(dir: &std::path::Path, configure: impl FnOnce(&mut luanette::Config)) -> Running {
     let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", free_port());
-    config.pub_bind = Some(format!("tcp://127.0.0.1:{}", free_port()));
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.pub_bind = Some(format!("tcp://127.0.0.1:{}", testkit::free_port()));
     config.health_bind = None;
     config.max_jobs = 2;
     configure(&mut config);
@@ -418,7 +410,7 @@ async fn a_restart_keeps_finished_jobs_and_marks_running_ones_interrupted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_luanette_does_not_forget_its_jobs() {
     let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
+    let port = testkit::free_port();
     let bind = format!("tcp://127.0.0.1:{port}");
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_luanette"))

@@ -2,9 +2,7 @@
 //! results land in the CAS, failures become clear Lua errors, and waits honour cancel and
 //! time limits without blocking other scripts.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -13,77 +11,12 @@ use hooteproto::v1::{
     ScriptStoreRequest,
 };
 use hooteproto::{Client, ClientConfig, Error};
+use testkit::{HttpServer, Reply};
 
-/// A request the fake backend received.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: serde_json::Value,
-}
-
-/// What the fake backend answers: (status, body, delay before answering).
-type Reply = Box<dyn Fn(&Seen, usize) -> (u16, Vec<u8>, Duration) + Send + Sync>;
-
-/// A small HTTP/1.1 server; `reply` gets each request and how many came before it.
-fn backend(reply: Reply) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let reply = Arc::new(reply);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (log, reply) = (log.clone(), reply.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-                let mut headers = Vec::new();
-                let mut length = 0usize;
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = header.trim_end().split_once(':') {
-                        let (name, value) = (name.to_ascii_lowercase(), value.trim().to_string());
-                        if name == "content-length" {
-                            length = value.parse().unwrap_or(0);
-                        }
-                        headers.push((name, value));
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let request = Seen {
-                    path,
-                    headers,
-                    body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-                };
-                let count = {
-                    let mut log = log.lock().expect("log");
-                    log.push(request.clone());
-                    log.len() - 1
-                };
-                let (status, body, delay) = reply(&request, count);
-                std::thread::sleep(delay);
-                let stream = reader.get_mut();
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-            });
-        }
-    });
-    (url, seen)
+/// A fake backend: answers each request as `reply` says.
+fn backend(reply: Reply) -> (String, Arc<HttpServer>) {
+    let server = Arc::new(HttpServer::start(reply));
+    (server.url.clone(), server)
 }
 
 fn json(value: serde_json::Value) -> Vec<u8> {
@@ -122,14 +55,6 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 struct Luanette {
     client: Client,
     dir: tempfile::TempDir,
@@ -139,7 +64,7 @@ struct Luanette {
 async fn start(url: &str, configure: impl FnOnce(&mut luanette::Config)) -> Luanette {
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(dir.path().to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.pub_bind = None;
     config.health_bind = None;
     for backend in [
@@ -240,19 +165,23 @@ impl Luanette {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orpheus_results_are_stored_in_the_cas_and_returned_as_hashes() {
-    let (url, seen) = backend(Box::new(|request, _| match request.body["task"].as_str() {
-        Some("classify") => (
-            200,
-            json(
-                serde_json::json!({"labels": [{"label": "machine", "confidence": 0.2}, {"label": "human", "confidence": 0.8}]}),
+    let (url, seen) = backend(Box::new(|request, _| {
+        match request.json()["task"].as_str().map(str::to_string).as_deref() {
+            Some("classify") => (
+                200,
+                json(
+                    serde_json::json!({"labels": [{"label": "machine", "confidence": 0.2}, {"label": "human", "confidence": 0.8}]}),
+                ),
+                Duration::ZERO,
             ),
-            Duration::ZERO,
-        ),
-        _ => (
-            200,
-            json(serde_json::json!({"variations": [{"midi": b64(&midi_bytes(60))}, {"midi": b64(&midi_bytes(64))}]})),
-            Duration::ZERO,
-        ),
+            _ => (
+                200,
+                json(
+                    serde_json::json!({"variations": [{"midi": b64(&midi_bytes(60))}, {"midi": b64(&midi_bytes(64))}]}),
+                ),
+                Duration::ZERO,
+            ),
+        }
     }));
     let lua = start(&url, |_| {}).await;
     let hashes = lua
@@ -268,16 +197,16 @@ async fn orpheus_results_are_stored_in_the_cas_and_returned_as_hashes() {
     assert_eq!(hashes.len(), 2);
     let (bytes, mime) = lua.read(hashes[1]);
     assert_eq!((bytes, mime.as_str()), (midi_bytes(64), "audio/midi"));
-    let request = seen.lock().expect("seen")[0].clone();
+    let request = seen.requests()[0].clone();
     assert_eq!(request.path, "/predict");
     assert_eq!(
         (
-            &request.body["task"],
-            &request.body["model"],
-            &request.body["num_variations"],
-            &request.body["temperature"],
-            &request.body["top_p"],
-            &request.body["max_tokens"]
+            &request.json()["task"],
+            &request.json()["model"],
+            &request.json()["num_variations"],
+            &request.json()["temperature"],
+            &request.json()["top_p"],
+            &request.json()["max_tokens"]
         ),
         (
             &serde_json::json!("generate"),
@@ -307,20 +236,20 @@ async fn orpheus_results_are_stored_in_the_cas_and_returned_as_hashes() {
     lua.eval(&format!("return orpheus.bridge{{a = '{a}', b = '{b}'}}"))
         .await
         .expect("bridge");
-    let request = seen.lock().expect("seen")[1].clone();
+    let request = seen.requests()[1].clone();
     assert_eq!(
-        (&request.body["task"], &request.body["model"]),
+        (&request.json()["task"], &request.json()["model"]),
         (&serde_json::json!("bridge"), &serde_json::json!("bridge"))
     );
-    assert_eq!(request.body["midi_a"], b64(&midi_bytes(50)));
-    assert_eq!(request.body["midi_b"], b64(&midi_bytes(55)));
+    assert_eq!(request.json()["midi_a"], b64(&midi_bytes(50)));
+    assert_eq!(request.json()["midi_b"], b64(&midi_bytes(55)));
 
     let labels = lua
         .eval(&format!("return orpheus.classify{{midi = '{a}'}}"))
         .await
         .expect("classify");
     assert_eq!(labels[0]["label"], "human", "most confident first");
-    assert_eq!(seen.lock().expect("seen")[2].body["midi_input"], b64(&midi_bytes(50)));
+    assert_eq!(seen.requests()[2].json()["midi_input"], b64(&midi_bytes(50)));
     assert!(
         lua.error("return orpheus.generate{model = 'gpt'}")
             .await
@@ -336,7 +265,7 @@ async fn orpheus_results_are_stored_in_the_cas_and_returned_as_hashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_failures_become_clear_lua_errors() {
     let (url, seen) = backend(Box::new(|request, count| {
-        let task = request.body["model"].as_str().unwrap_or_default().to_string();
+        let task = request.json()["model"].as_str().unwrap_or_default().to_string();
         match (task.as_str(), count) {
             ("children", _) => (500, b"CUDA out of memory on device 0".to_vec(), Duration::ZERO),
             ("mono_melodies", _) => (200, b"{\"variations\": [".to_vec(), Duration::ZERO),
@@ -362,12 +291,12 @@ async fn backend_failures_become_clear_lua_errors() {
         let message = lua.error(code).await;
         assert!(message.contains(expected), "{code}: {message}");
     }
-    let before = seen.lock().expect("seen").len();
+    let before = seen.requests().len();
     let unreachable = lua
         .error("return orpheus.generate{url = 'http://127.0.0.1:9', retries = 1}")
         .await;
     assert!(unreachable.contains("cannot reach"), "{unreachable}");
-    assert_eq!(seen.lock().expect("seen").len(), before, "the other URL was used");
+    assert_eq!(seen.requests().len(), before, "the other URL was used");
     let job = lua
         .job("function main() return pcall(orpheus.generate, {model = 'children'}) end")
         .await;
@@ -395,18 +324,18 @@ async fn overloaded_backends_are_retried() {
     let lua = start(&url, |_| {}).await;
     let hashes = lua.eval("return orpheus.generate{}").await.expect("third time lucky");
     assert_eq!(hashes.as_array().map(Vec::len), Some(1));
-    assert_eq!(seen.lock().expect("seen").len(), 3);
+    assert_eq!(seen.requests().len(), 3);
     let (busy, busy_seen) = backend(Box::new(|_, _| (503, b"busy".to_vec(), Duration::ZERO)));
     let message = lua
         .error(&format!("return orpheus.generate{{url = '{busy}', retries = 0}}"))
         .await;
     assert!(message.contains("HTTP 503"), "{message}");
-    assert_eq!(busy_seen.lock().expect("seen").len(), 1, "no retry when told so");
+    assert_eq!(busy_seen.requests().len(), 1, "no retry when told so");
     let message = lua
         .error(&format!("return orpheus.generate{{url = '{busy}', retries = 1}}"))
         .await;
     assert!(message.contains("HTTP 503"), "{message}");
-    assert_eq!(busy_seen.lock().expect("seen").len(), 3, "one retry, then the error");
+    assert_eq!(busy_seen.requests().len(), 3, "one retry, then the error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,7 +386,7 @@ async fn waiting_on_a_model_honours_cancel_and_limits_and_blocks_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn musicgen_and_deepseek_speak_their_contracts() {
     let (url, seen) = backend(Box::new(|request, _| match request.path.as_str() {
-        "/generate" if request.body["prompt"] == "broken" => (
+        "/generate" if request.json()["prompt"] == "broken" => (
             200,
             json(serde_json::json!({"audio": b64(b"RIFF nonsense")})),
             Duration::ZERO,
@@ -485,9 +414,9 @@ async fn musicgen_and_deepseek_speak_their_contracts() {
         .expect("musicgen");
     let (bytes, mime) = lua.read(hash.as_str().expect("hash"));
     assert_eq!((bytes, mime.as_str()), (wav_bytes(), "audio/wav"));
-    let request = seen.lock().expect("seen")[0].clone();
+    let request = seen.requests()[0].clone();
     assert_eq!(
-        (&request.body["prompt"], &request.body["duration"]),
+        (&request.json()["prompt"], &request.json()["duration"]),
         (&serde_json::json!("lofi piano"), &serde_json::json!(8.0))
     );
     assert!(
@@ -505,9 +434,9 @@ async fn musicgen_and_deepseek_speak_their_contracts() {
         .expect("chat");
     assert_eq!(answer["text"], "G7");
     assert_eq!(answer["usage"]["total_tokens"], 11.0);
-    let request = seen.lock().expect("seen").last().cloned().expect("request");
+    let request = seen.requests().last().cloned().expect("request");
     assert_eq!(request.path, "/chat/completions");
-    assert_eq!(request.body["messages"][0]["content"], "What comes after Dm7?");
+    assert_eq!(request.json()["messages"][0]["content"], "What comes after Dm7?");
     assert!(
         request
             .headers
@@ -525,38 +454,40 @@ fn pitch_of(encoded: &str) -> u8 {
 /// The repository's example scripts (services/luanette/lua/) run end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_scripts_run() {
-    let (url, seen) = backend(Box::new(|request, _| match request.body["task"].as_str() {
-        Some("bridge") => {
-            // A bridge built from both sections' pitches, so the test can tell it used them.
-            let pitch = pitch_of(request.body["midi_a"].as_str().unwrap_or_default()) + 1;
-            (
+    let (url, seen) = backend(Box::new(|request, _| {
+        match request.json()["task"].as_str().map(str::to_string).as_deref() {
+            Some("bridge") => {
+                // A bridge built from both sections' pitches, so the test can tell it used them.
+                let pitch = pitch_of(request.json()["midi_a"].as_str().unwrap_or_default()) + 1;
+                (
+                    200,
+                    json(serde_json::json!({"variations": [{"midi": b64(&midi_bytes(pitch))}]})),
+                    Duration::ZERO,
+                )
+            }
+            Some("generate") => (
                 200,
-                json(serde_json::json!({"variations": [{"midi": b64(&midi_bytes(pitch))}]})),
+                {
+                    let variations: Vec<_> = [60u8, 67, 62, 64]
+                        .iter()
+                        .map(|p| serde_json::json!({"midi": b64(&midi_bytes(*p))}))
+                        .collect();
+                    json(serde_json::json!({ "variations": variations }))
+                },
                 Duration::ZERO,
-            )
+            ),
+            Some("classify") => {
+                let human = f64::from(pitch_of(request.json()["midi_input"].as_str().unwrap_or_default())) / 100.0;
+                (
+                    200,
+                    json(
+                        serde_json::json!({"labels": [{"label": "human", "confidence": human}, {"label": "machine", "confidence": 1.0 - human}]}),
+                    ),
+                    Duration::ZERO,
+                )
+            }
+            _ => (400, b"unknown task".to_vec(), Duration::ZERO),
         }
-        Some("generate") => (
-            200,
-            {
-                let variations: Vec<_> = [60u8, 67, 62, 64]
-                    .iter()
-                    .map(|p| serde_json::json!({"midi": b64(&midi_bytes(*p))}))
-                    .collect();
-                json(serde_json::json!({ "variations": variations }))
-            },
-            Duration::ZERO,
-        ),
-        Some("classify") => {
-            let human = f64::from(pitch_of(request.body["midi_input"].as_str().unwrap_or_default())) / 100.0;
-            (
-                200,
-                json(
-                    serde_json::json!({"labels": [{"label": "human", "confidence": human}, {"label": "machine", "confidence": 1.0 - human}]}),
-                ),
-                Duration::ZERO,
-            )
-        }
-        _ => (400, b"unknown task".to_vec(), Duration::ZERO),
     }));
     let lua = start(&url, |_| {}).await;
     let store = |content: &'static str| {
@@ -624,7 +555,7 @@ async fn the_example_scripts_run() {
         .await
         .expect("inspect the bridge");
     assert_eq!(notes, serde_json::json!([49.0, 90.0]));
-    assert_eq!(seen.lock().expect("seen")[0].body["midi_b"], b64(&midi_bytes(53)));
+    assert_eq!(seen.requests()[0].json()["midi_b"], b64(&midi_bytes(53)));
 
     let best_of_four = store(include_str!("../lua/best_of_four.lua")).await;
     let job = run(best_of_four, serde_json::json!({"temperature": 1.1})).await;

@@ -9,14 +9,6 @@ use hooteproto::v1::{
 };
 use hooteproto::{Client, ClientConfig, Error, RequestOptions};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 type Running = (
     Client,
     tokio::sync::oneshot::Sender<()>,
@@ -32,7 +24,7 @@ async fn start(max_scripts: usize) -> (Client, tokio::sync::oneshot::Sender<()>,
 
 async fn start_in(dir: &std::path::Path, max_scripts: usize) -> Running {
     let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", free_port());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.health_bind = None;
     config.pub_bind = None;
     config.max_scripts = max_scripts;

@@ -1,10 +1,7 @@
 //! The real binary exports request and job spans over OTLP/HTTP in the caller's trace, and
 //! scripts see their own span through `otel.traceparent()`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use hooteproto::v1::envelope::Payload;
@@ -15,47 +12,6 @@ use hooteproto::wire;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT_SPAN: &str = "b7ad6b7169203331";
-
-/// Accepts HTTP requests, sends each (path, body) down the channel, answers 200.
-fn collector() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
-                    let mut length = 0usize;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                            break;
-                        }
-                        if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let _ = tx.send((path, body));
-                    let _ = reader
-                        .get_mut()
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-            });
-        }
-    });
-    (port, rx)
-}
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -103,19 +59,15 @@ fn string_result(value: Option<prost_types::Value>) -> String {
 
 #[test]
 fn eval_and_job_spans_join_the_callers_trace() {
-    let (collector_port, requests) = collector();
+    let collector = testkit::HttpServer::accepting();
     let data = tempfile::tempdir().expect("tmp");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("p")
-        .local_addr()
-        .expect("a")
-        .port();
+    let port = testkit::free_port();
     let bind = format!("tcp://127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_luanette"))
         .args(["--bind", &bind, "--health-bind", "none", "--pub-bind", "none"])
         .arg("--data-dir")
         .arg(data.path())
-        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{collector_port}")])
+        .args(["--otlp-endpoint", &collector.url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -175,12 +127,12 @@ fn eval_and_job_spans_join_the_callers_trace() {
         child.wait().expect("exit").success(),
         "luanette exits cleanly on SIGTERM"
     );
+    collector.wait_for(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500)); // a second batch may follow the first
     let mut exported = Vec::new();
-    let mut wait = Duration::from_secs(10);
-    while let Ok((path, body)) = requests.recv_timeout(wait) {
-        wait = Duration::from_millis(500);
-        assert_eq!(path, "/v1/traces");
-        exported.extend(body);
+    for export in collector.requests() {
+        assert_eq!(export.path, "/v1/traces");
+        exported.extend(export.body);
     }
     let contains = |needle: &[u8]| exported.windows(needle.len()).any(|w| w == needle);
     assert!(contains(&hex(TRACE_ID)), "spans were exported in the caller's trace");

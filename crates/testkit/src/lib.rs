@@ -1,0 +1,160 @@
+//! Helpers for tests and benchmarks (never for production code):
+//! - [`free_port`]: a loopback port nobody listens on right now.
+//! - [`HttpServer`]: a small threaded HTTP/1.1 server that records each request and answers
+//!   as a closure says; it plays model services and OTLP collectors.
+//! - [`raw_echo_server`]: a libzmq ROUTER that echoes every message, the transport peer of
+//!   the benchmarks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request target, e.g. `/v1/traces`.
+    pub path: String,
+    /// Header names in lowercase, with their values.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The body as JSON (null when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Whether a header has exactly this value.
+    pub fn has_header(&self, name: &str, value: &str) -> bool {
+        self.headers.iter().any(|(n, v)| n == name && v == value)
+    }
+}
+
+/// How the server answers: given the request and how many came before it,
+/// `(status, body, delay before answering)`.
+pub type Reply = Box<dyn Fn(&Request, usize) -> (u16, Vec<u8>, Duration) + Send + Sync>;
+
+/// A scriptable HTTP server on a free loopback port; it runs until the process ends.
+pub struct HttpServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    seen: Arc<(Mutex<Vec<Request>>, Condvar)>,
+}
+
+impl HttpServer {
+    /// Starts a server answering with `reply` (one thread per connection).
+    pub fn start(reply: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let log = seen.clone();
+        let reply = Arc::new(reply);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, reply) = (log.clone(), reply.clone());
+                std::thread::spawn(move || serve(stream, &log, reply.as_ref()));
+            }
+        });
+        Self { url, seen }
+    }
+
+    /// A server that answers every request with 200 and an empty body (an OTLP collector).
+    pub fn accepting() -> Self {
+        Self::start(Box::new(|_, _| (200, Vec::new(), Duration::ZERO)))
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.seen.0.lock().map(|seen| seen.clone()).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` requests have arrived (or `timeout` passes), then returns all.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Request> {
+        let deadline = Instant::now() + timeout;
+        let (lock, arrived) = &*self.seen;
+        let mut seen = lock.lock().expect("log");
+        while seen.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            seen = arrived.wait_timeout(seen, left).expect("log").0;
+        }
+        seen.clone()
+    }
+}
+
+fn serve(stream: std::net::TcpStream, log: &(Mutex<Vec<Request>>, Condvar), reply: &Reply) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = header.trim_end().split_once(':') {
+                let (name, value) = (name.to_ascii_lowercase(), value.trim().to_string());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(0);
+                }
+                headers.push((name, value));
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Request { path, headers, body };
+        let count = {
+            let mut seen = log.0.lock().expect("log");
+            seen.push(request.clone());
+            log.1.notify_all();
+            seen.len() - 1
+        };
+        let (status, body, delay) = reply(&request, count);
+        std::thread::sleep(delay);
+        let head = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let stream = reader.get_mut();
+        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
+            return;
+        }
+    }
+}
+
+/// A ROUTER on a free loopback port that sends every message straight back; returns its
+/// endpoint and the context to connect DEALERs with.
+pub fn raw_echo_server() -> (String, zmq::Context) {
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER).expect("router");
+    router.bind("tcp://127.0.0.1:*").expect("bind");
+    let endpoint = router.get_last_endpoint().expect("endpoint").expect("utf8");
+    std::thread::spawn(move || {
+        while let Ok(frames) = router.recv_multipart(0) {
+            if router.send_multipart(frames, 0).is_err() {
+                break;
+            }
+        }
+    });
+    (endpoint, context)
+}
