@@ -344,6 +344,10 @@ fn the_reference_documents_exactly_what_is_installed() {
             let kind = run_on(&vm, &format!("return type({path})")).expect("run");
             assert_eq!(json(&kind), "function", "{path} is installed");
             assert!(!function.doc.is_empty(), "{path} has a description");
+            assert!(
+                function.doc.contains("Example") || function.example.is_some(),
+                "{path} has an example"
+            );
         }
     }
     // Every global a script can reach is either in the reference or standard Lua listed there.

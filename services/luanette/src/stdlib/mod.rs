@@ -70,6 +70,8 @@ pub struct Function {
     pub signature: &'static str,
     /// What it does.
     pub doc: &'static str,
+    /// A short example call, unless `doc` already shows one.
+    pub example: Option<&'static str>,
 }
 
 /// A documented module (a global table), or the globals themselves (name "").
@@ -139,7 +141,18 @@ impl<'a> Registrar<'a> {
             };
             table.set(name, function)?;
         }
-        let entry = Function { name, signature, doc };
+        let path = if module.is_empty() {
+            name.to_string()
+        } else {
+            format!("{module}.{name}")
+        };
+        let example = EXAMPLES.iter().find(|(p, _)| *p == path).map(|(_, e)| *e);
+        let entry = Function {
+            name,
+            signature,
+            doc,
+            example,
+        };
         match self.modules.iter_mut().find(|m| m.name == module) {
             Some(existing) => existing.functions.push(entry),
             None => self.modules.push(Module {
@@ -156,6 +169,43 @@ impl<'a> Registrar<'a> {
         self.modules
     }
 }
+
+/// Examples for functions whose description does not show one (kept here so that every
+/// entry of the reference has one; a test checks it).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("print", "print(\"bar\", 12)"),
+    ("warn", "warn(\"no seed given; \", \"generating from scratch\")"),
+    ("log.debug", "log.debug(\"notes\", #notes)"),
+    ("log.info", "log.info(\"stored \" .. hash)"),
+    ("log.warn", "log.warn(\"classifier unsure\")"),
+    ("log.error", "log.error(\"no variation parsed\")"),
+    ("otel.traceparent", "local tp = otel.traceparent()"),
+    ("job.progress", "job.progress(0.5, \"half way\")"),
+    ("cas.inspect", "cas.inspect(h).size"),
+    ("cas.exists", "if cas.exists(params.section) then ... end"),
+    ("midi.write", "local bytes = midi.write(song)"),
+    ("midi.load", "local song = midi.load(params.section)"),
+    ("midi.save", "return midi.save(midi.transpose(song, 2))"),
+    (
+        "midi.notes",
+        "for _, n in ipairs(midi.notes(song)) do print(n.pitch, n.start) end",
+    ),
+    ("midi.transpose", "midi.transpose(song, -12)"),
+    ("midi.quantize", "midi.quantize(song, {grid = 0.5, strength = 0.8})"),
+    ("midi.filter", "midi.filter(song, {channels = {9}})"),
+    ("midi.merge", "midi.merge(melody, bass)"),
+    ("midi.slice", "midi.slice(song, 0, 16)"),
+    ("midi.set_tempo", "midi.set_tempo(song, 96)"),
+    ("midi.duration", "midi.duration(song).seconds"),
+    ("midi.stats", "midi.stats(song).highest"),
+    (
+        "orpheus.generate_seeded",
+        "orpheus.generate_seeded{seed = params.motif, variations = 2}",
+    ),
+    ("orpheus.continue", "orpheus.continue{midi = h, max_tokens = 512}"),
+    ("orpheus.loops", "orpheus.loops{seed = h}"),
+    ("orpheus.classify", "orpheus.classify{midi = h}[1].label"),
+];
 
 /// Standard Lua libraries the sandbox keeps, and what it removed from them.
 const STANDARD: &[(&str, &str)] = &[
@@ -223,7 +273,18 @@ fn render(vm: &crate::sandbox::Vm) -> String {
             let _ = write!(out, "{}\n\n", module.doc);
         }
         for function in &module.functions {
-            let _ = writeln!(out, "- `{}`: {}", function.signature, function.doc);
+            match function.example {
+                Some(example) => {
+                    let _ = writeln!(
+                        out,
+                        "- `{}`: {} Example: `{example}`.",
+                        function.signature, function.doc
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "- `{}`: {}", function.signature, function.doc);
+                }
+            }
         }
     }
     out
