@@ -277,7 +277,9 @@ impl Jobs {
         hooteproto::trace::set_remote_parent(&span, &traceparent);
         let outcome = {
             use tracing::Instrument as _;
-            self.execute(&mut job, code, params, &live).instrument(span).await
+            self.execute(&mut job, code, params, &live, &traceparent)
+                .instrument(span)
+                .await
         };
         let (state, result, error, logs) = outcome;
         job.state = state as i32;
@@ -318,6 +320,7 @@ impl Jobs {
         code: String,
         params: Option<prost_types::Struct>,
         live: &Arc<Live>,
+        caller_traceparent: &str,
     ) -> (
         JobState,
         Option<prost_types::Value>,
@@ -341,8 +344,14 @@ impl Jobs {
             tracing::warn!(job = %job.job_id, %error, "could not record the running state");
         }
         self.publish_state(&job.job_id, JobState::Running);
+        // The job span's own traceparent when tracing is on; else hand on the caller's.
+        let own = hooteproto::trace::current_traceparent();
         let context = RunContext {
-            traceparent: hooteproto::trace::current_traceparent(),
+            traceparent: if own.is_empty() {
+                caller_traceparent.to_string()
+            } else {
+                own
+            },
             progress: Some(self.progress_reporter(job.job_id.clone(), live.clone())),
         };
         let task = Task::Main { code, params, context };

@@ -144,3 +144,65 @@ fn eval_and_job_spans_join_the_callers_trace() {
     assert!(contains(b"luanette"), "the resource names the service");
     assert!(contains(b"marker.hit"), "otel.event reached the trace");
 }
+
+/// With no exporter configured (this process has none), scripts still hand on the caller's
+/// trace, so model services can join it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tracing_scripts_see_the_callers_traceparent() {
+    let data = tempfile::tempdir().expect("tmp");
+    let mut config = luanette::Config::new(data.path().to_path_buf());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.pub_bind = None;
+    config.health_bind = None;
+    let bind = config.bind.clone();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(luanette::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let caller = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
+    let results = tokio::task::spawn_blocking(move || {
+        let context = zmq::Context::new();
+        let dealer = context.socket(zmq::DEALER).expect("dealer");
+        dealer.set_rcvtimeo(10_000).expect("timeout");
+        dealer.set_sndtimeo(10_000).expect("timeout");
+        dealer.connect(&bind).expect("connect");
+        let raw = Raw {
+            dealer,
+            _context: context,
+        };
+        let Payload::LuaEvalReply(eval) = raw.call(Payload::LuaEval(LuaEvalRequest {
+            code: "return otel.traceparent()".into(),
+            params: None,
+        })) else {
+            panic!("lua_eval failed");
+        };
+        let Payload::ScriptStoreReply(stored) = raw.call(Payload::ScriptStore(ScriptStoreRequest {
+            content: "function main() return otel.traceparent() end".into(),
+            tags: vec![],
+            creator: String::new(),
+        })) else {
+            panic!("store failed");
+        };
+        let Payload::JobExecuteReply(job) = raw.call(Payload::JobExecute(JobExecuteRequest {
+            script_hash: stored.script.expect("script").script_hash,
+            params: None,
+            tags: vec![],
+        })) else {
+            panic!("execute failed");
+        };
+        let Payload::JobPollReply(polled) = raw.call(Payload::JobPoll(JobPollRequest {
+            job_ids: vec![job.job_id],
+            timeout_ms: 5000,
+            mode: PollMode::Any as i32,
+        })) else {
+            panic!("poll failed");
+        };
+        (
+            string_result(eval.result),
+            string_result(polled.completed[0].result.clone()),
+        )
+    })
+    .await
+    .expect("client");
+    assert_eq!(results, (caller.clone(), caller));
+}

@@ -8,7 +8,7 @@ mod midi;
 mod models;
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use mlua::{Lua, Value as LuaValue};
 
@@ -23,23 +23,35 @@ pub struct Services {
     /// The shared CAS, for `cas.*`, `midi.load/save` and model results.
     pub cas: Option<::cas::Cas>,
     /// The model services.
-    pub models: std::sync::Arc<Models>,
-    /// The HTTP client of the thread the VM runs on (see [`Services::for_this_thread`]).
-    pub http: Option<reqwest::Client>,
+    pub models: Arc<Models>,
+    /// The HTTP client of the thread the VM runs on, built at its first model call (see
+    /// [`Services::for_this_thread`]); None where scripts cannot wait (describe, slices).
+    pub http: Option<Arc<OnceLock<Option<reqwest::Client>>>>,
 }
 
 impl Services {
     /// A copy with an HTTP client of its own, for one worker thread: a client's pooled
     /// connections are driven by the runtime that opened them.
     pub fn for_this_thread(&self) -> Self {
-        let http = reqwest::Client::builder()
+        Self {
+            http: Some(Arc::new(OnceLock::new())),
+            ..self.clone()
+        }
+    }
+}
+
+/// The client in `slot`, built on first use (loading the system's root certificates is not
+/// free, and most threads never call a model).
+pub(crate) fn http_client(slot: &OnceLock<Option<reqwest::Client>>) -> Option<reqwest::Client> {
+    slot.get_or_init(|| {
+        reqwest::Client::builder()
             .user_agent(concat!("luanette/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|error| tracing::error!(%error, "no HTTP client: model calls will fail"))
-            .ok();
-        Self { http, ..self.clone() }
-    }
+            .ok()
+    })
+    .clone()
 }
 
 /// Installs the modules that need more than the run itself.

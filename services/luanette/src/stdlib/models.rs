@@ -81,7 +81,7 @@ const ORPHEUS_MODELS: &[&str] = &["base", "children", "mono_melodies", "bridge",
 /// Everything one call needs, shared by the Lua functions.
 #[derive(Clone)]
 struct Caller {
-    http: Option<reqwest::Client>,
+    http: Option<Arc<std::sync::OnceLock<Option<reqwest::Client>>>>,
     models: Arc<Models>,
     cas: Option<::cas::Cas>,
     run: RunHandle,
@@ -148,7 +148,8 @@ impl Caller {
         } = target;
         let http = self
             .http
-            .clone()
+            .as_deref()
+            .and_then(super::http_client)
             .ok_or_else(|| fail(backend_name, "HTTP is not available here"))?;
         let base = overrides.url.clone().or_else(|| backend.url.clone()).ok_or_else(|| {
             fail(
@@ -349,7 +350,7 @@ fn is_wav(bytes: &[u8]) -> Result<(), String> {
 
 pub(super) fn install(
     api: &mut Registrar<'_>,
-    http: Option<reqwest::Client>,
+    http: Option<Arc<std::sync::OnceLock<Option<reqwest::Client>>>>,
     models: Arc<Models>,
     cas: Option<::cas::Cas>,
     run: &RunHandle,
