@@ -248,6 +248,20 @@ impl Caller {
         }
     }
 
+    /// One Orpheus request: settles a speculative run, builds the body, posts it.
+    async fn orpheus(
+        &self,
+        lua: &Lua,
+        function: &str,
+        (task, model): (&str, &str),
+        options: &Table,
+    ) -> mlua::Result<serde_json::Value> {
+        self.run.settle(lua)?;
+        let body = orpheus_body(self, function, task, model, options)?;
+        let target = Target::new("orpheus", &self.models.orpheus);
+        self.post(lua, target, "/predict", body, &overrides(options)?).await
+    }
+
     fn cas(&self, function: &str) -> mlua::Result<&::cas::Cas> {
         self.cas
             .as_ref()
@@ -410,21 +424,11 @@ pub(super) fn install(
             let caller = caller.clone();
             async move {
                 let full = format!("orpheus.{name}");
-                caller.run.settle(&lua)?;
                 let options = match options {
                     Some(options) => options,
                     None => lua.create_table()?,
                 };
-                let body = orpheus_body(&caller, &full, task, model, &options)?;
-                let answer = caller
-                    .post(
-                        &lua,
-                        Target::new("orpheus", &caller.models.orpheus),
-                        "/predict",
-                        body,
-                        &overrides(&options)?,
-                    )
-                    .await?;
+                let answer = caller.orpheus(&lua, &full, (task, model), &options).await?;
                 let variations = answer["variations"]
                     .as_array()
                     .ok_or_else(|| fail(&full, "the answer has no `variations` list"))?;
@@ -446,19 +450,11 @@ pub(super) fn install(
         api.lua().create_async_function(move |lua, options: Table| {
             let caller = caller.clone();
             async move {
-                caller.run.settle(&lua)?;
                 if options.get::<Option<String>>("midi")?.is_none() {
                     return Err(fail("orpheus.classify", "needs `midi` (a CAS hash)"));
                 }
-                let body = orpheus_body(&caller, "orpheus.classify", "classify", "classifier", &options)?;
                 let answer = caller
-                    .post(
-                        &lua,
-                        Target::new("orpheus", &caller.models.orpheus),
-                        "/predict",
-                        body,
-                        &overrides(&options)?,
-                    )
+                    .orpheus(&lua, "orpheus.classify", ("classify", "classifier"), &options)
                     .await?;
                 let labels = answer["labels"]
                     .as_array()
