@@ -2,6 +2,7 @@
 //! the reference (`lua://stdlib`, the prompts) is generated from what is installed and
 //! cannot drift from it.
 
+mod abc;
 mod cas;
 mod json;
 mod midi;
@@ -57,6 +58,7 @@ pub(crate) fn http_client(slot: &OnceLock<Option<reqwest::Client>>) -> Option<re
 /// Installs the modules that need more than the run itself.
 pub(crate) fn install(api: &mut Registrar<'_>, services: &Services, run: &RunHandle) -> mlua::Result<()> {
     json::install(api)?;
+    abc::install(api)?;
     cas::install(api, services.cas.clone(), run)?;
     midi::install(api, services.cas.clone(), run)?;
     models::install(

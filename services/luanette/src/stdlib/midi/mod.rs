@@ -4,11 +4,13 @@ mod ops;
 mod song;
 mod table;
 
+pub(super) use song::{Division, Event, Kind, Song};
+pub(super) use table::to_table;
+
 use mlua::{Lua, Table};
 
 use super::{Registrar, fail};
 use crate::sandbox::RunHandle;
-use song::Song;
 
 fn read_song(function: &'static str, table: &Table) -> mlua::Result<Song> {
     table::from_table(table).map_err(|e| fail(function, e))
