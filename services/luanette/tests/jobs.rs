@@ -627,3 +627,66 @@ async fn a_job_reads_transforms_and_stores_midi_in_the_shared_cas() {
     .await;
     assert_eq!(pitches, serde_json::json!([62.0, 69.0]));
 }
+
+/// services/luanette/lua/abc_transpose.lua, the repository's ABC example, as a job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_abc_example_transposes_and_stores_a_tune() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lua = start_with(dir.path(), |_| {}).await;
+    let script = store(&lua.client, include_str!("../lua/abc_transpose.lua")).await;
+    let tune = "X:1\nT:Up a fourth\nM:3/4\nL:1/4\nQ:1/4=60\nK:D\nD F A|d3|]\n";
+    let job_id = execute(&lua.client, &script, serde_json::json!({"tune": tune, "semitones": 5}))
+        .await
+        .expect("execute");
+    let job = poll(&lua.client, &[&job_id], 10_000, PollMode::Any)
+        .await
+        .completed
+        .remove(0);
+    assert_eq!(state(&job), JobState::Succeeded, "{:?}", job.error);
+    let result = hooteproto::wkt::value_to_json(job.result.expect("result"));
+    assert_eq!(
+        (&result["notes"], &result["seconds"]),
+        (&serde_json::json!(4.0), &serde_json::json!(6.0))
+    );
+    let cas = cas::Cas::open(dir.path().join("cas")).expect("cas");
+    let read = |key: &str| {
+        let hash = cas::Hash::parse(result[key].as_str().expect("hash")).expect("hash");
+        (
+            cas.read(&hash, 1 << 20, true).expect("read"),
+            cas.inspect(&hash).expect("inspect").mime_type,
+        )
+    };
+    let (abc_text, abc_mime) = read("abc");
+    assert_eq!(abc_mime, "text/vnd.abc");
+    assert!(
+        String::from_utf8_lossy(&abc_text).contains("K:C"),
+        "written back as ABC"
+    );
+    let (_, midi_mime) = read("midi");
+    assert_eq!(midi_mime, "audio/midi");
+    let pitches = lua
+        .client
+        .call(hooteproto::v1::LuaEvalRequest {
+            code: format!(
+                "local out = {{}} for _, n in ipairs(midi.notes(midi.load('{}'))) do out[#out + 1] = n.pitch end return out",
+                result["midi"].as_str().expect("hash")
+            ),
+            params: None,
+        })
+        .await
+        .expect("notes");
+    assert_eq!(
+        hooteproto::wkt::value_to_json(pitches.result.expect("result")),
+        serde_json::json!([67.0, 71.0, 74.0, 79.0]),
+        "D F# A d moved up a fourth"
+    );
+    let bad = execute(&lua.client, &script, serde_json::json!({"tune": "no tune here"}))
+        .await
+        .expect("execute");
+    let failed = poll(&lua.client, &[&bad], 10_000, PollMode::Any)
+        .await
+        .completed
+        .remove(0);
+    assert_eq!(state(&failed), JobState::Failed);
+    assert!(failed.error.expect("error").message.contains("cannot be played"));
+}
