@@ -57,6 +57,41 @@ fn string_result(value: Option<prost_types::Value>) -> String {
     }
 }
 
+/// The traceparent a `lua_eval` of `code` returns, and the one a job's `main` sees.
+fn traceparents_seen(raw: &Raw, code: &str) -> (String, String) {
+    let Payload::LuaEvalReply(eval) = raw.call(Payload::LuaEval(LuaEvalRequest {
+        code: code.into(),
+        params: None,
+    })) else {
+        panic!("lua_eval failed");
+    };
+    let Payload::ScriptStoreReply(stored) = raw.call(Payload::ScriptStore(ScriptStoreRequest {
+        content: "function main() return otel.traceparent() end".into(),
+        tags: vec![],
+        creator: String::new(),
+    })) else {
+        panic!("store failed");
+    };
+    let Payload::JobExecuteReply(job) = raw.call(Payload::JobExecute(JobExecuteRequest {
+        script_hash: stored.script.expect("script").script_hash,
+        params: None,
+        tags: vec![],
+    })) else {
+        panic!("execute failed");
+    };
+    let Payload::JobPollReply(polled) = raw.call(Payload::JobPoll(JobPollRequest {
+        job_ids: vec![job.job_id],
+        timeout_ms: 5000,
+        mode: PollMode::Any as i32,
+    })) else {
+        panic!("poll failed");
+    };
+    (
+        string_result(eval.result),
+        string_result(polled.completed[0].result.clone()),
+    )
+}
+
 #[test]
 fn eval_and_job_spans_join_the_callers_trace() {
     let collector = testkit::HttpServer::accepting();
@@ -83,38 +118,13 @@ fn eval_and_job_spans_join_the_callers_trace() {
     };
     raw.call(Payload::Ping(PingRequest {}));
 
-    let Payload::LuaEvalReply(reply) = raw.call(Payload::LuaEval(LuaEvalRequest {
-        code: "otel.event('marker.hit', {beat = 4}) return otel.traceparent()".into(),
-        params: None,
-    })) else {
-        panic!("lua_eval failed");
-    };
-    let (trace, eval_span) = ids(&string_result(reply.result));
+    let (eval_traceparent, job_traceparent) =
+        traceparents_seen(&raw, "otel.event('marker.hit', {beat = 4}) return otel.traceparent()");
+    let (trace, eval_span) = ids(&eval_traceparent);
     assert_eq!(trace, TRACE_ID, "the script runs in the caller's trace");
     assert_ne!(eval_span, PARENT_SPAN, "under the request's own span");
+    let (trace, job_span) = ids(&job_traceparent);
 
-    let Payload::ScriptStoreReply(stored) = raw.call(Payload::ScriptStore(ScriptStoreRequest {
-        content: "function main() return otel.traceparent() end".into(),
-        tags: vec![],
-        creator: String::new(),
-    })) else {
-        panic!("store failed");
-    };
-    let Payload::JobExecuteReply(job) = raw.call(Payload::JobExecute(JobExecuteRequest {
-        script_hash: stored.script.expect("script").script_hash,
-        params: None,
-        tags: vec![],
-    })) else {
-        panic!("execute failed");
-    };
-    let Payload::JobPollReply(polled) = raw.call(Payload::JobPoll(JobPollRequest {
-        job_ids: vec![job.job_id],
-        timeout_ms: 5000,
-        mode: PollMode::Any as i32,
-    })) else {
-        panic!("poll failed");
-    };
-    let (trace, job_span) = ids(&string_result(polled.completed[0].result.clone()));
     assert_eq!(trace, TRACE_ID, "the job runs in the caller's trace");
     assert_ne!(job_span, PARENT_SPAN);
     assert_ne!(job_span, eval_span);
@@ -170,37 +180,7 @@ async fn without_tracing_scripts_see_the_callers_traceparent() {
             dealer,
             _context: context,
         };
-        let Payload::LuaEvalReply(eval) = raw.call(Payload::LuaEval(LuaEvalRequest {
-            code: "return otel.traceparent()".into(),
-            params: None,
-        })) else {
-            panic!("lua_eval failed");
-        };
-        let Payload::ScriptStoreReply(stored) = raw.call(Payload::ScriptStore(ScriptStoreRequest {
-            content: "function main() return otel.traceparent() end".into(),
-            tags: vec![],
-            creator: String::new(),
-        })) else {
-            panic!("store failed");
-        };
-        let Payload::JobExecuteReply(job) = raw.call(Payload::JobExecute(JobExecuteRequest {
-            script_hash: stored.script.expect("script").script_hash,
-            params: None,
-            tags: vec![],
-        })) else {
-            panic!("execute failed");
-        };
-        let Payload::JobPollReply(polled) = raw.call(Payload::JobPoll(JobPollRequest {
-            job_ids: vec![job.job_id],
-            timeout_ms: 5000,
-            mode: PollMode::Any as i32,
-        })) else {
-            panic!("poll failed");
-        };
-        (
-            string_result(eval.result),
-            string_result(polled.completed[0].result.clone()),
-        )
+        traceparents_seen(&raw, "return otel.traceparent()")
     })
     .await
     .expect("client");
