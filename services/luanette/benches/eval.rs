@@ -246,12 +246,13 @@ fn main() {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(dir.path().to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.bind = "tcp://127.0.0.1:*".into();
     config.pub_bind = None;
     config.health_bind = None;
-    let endpoint = config.bind.clone();
+    let bound = runtime.block_on(luanette::bind(config)).expect("luanette starts");
+    let endpoint = bound.endpoint().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(luanette::run(config, async move {
+    let server = runtime.spawn(bound.run(async move {
         let _ = stopped.await;
     }));
 

@@ -13,7 +13,8 @@
 //! - `scripts`: stored scripts (source in the CAS, index in sled).
 //! - `jobs`: background runs of stored scripts, persisted in sled, long-polled.
 //! - `workers`: who registered. - `catalog`: resources, prompts, completions.
-//! - `service`: the request handler. - [`run`]: serve until shutdown, then drain.
+//! - `service`: the request handler. - [`bind`] then [`Bound::run`] (or [`run`]): serve
+//!   until shutdown, then drain.
 
 mod catalog;
 mod jobs;
@@ -108,6 +109,23 @@ impl Config {
 /// broadcasts a shutdown notice, stops running jobs (recorded as interrupted), and waits
 /// for accepted requests; scripts still running at the drain deadline are cancelled.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+    bind(config).await?.run(shutdown).await
+}
+
+/// A luanette whose sockets are bound (so `tcp://127.0.0.1:*` has become a real port) and
+/// whose stores are open, ready to [`Bound::run`].
+pub struct Bound {
+    server: Server,
+    service: Arc<service::Service>,
+    jobs: Arc<jobs::Jobs>,
+    publisher: Option<Arc<Publisher>>,
+    health: Option<health::HealthServer>,
+    lifecycle: Arc<Lifecycle>,
+    drain_timeout: Duration,
+}
+
+/// Opens the stores and binds every socket, without serving yet.
+pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let mut server_config = ServerConfig::new(config.bind.clone());
     server_config.key = config.key.clone();
     server_config.insecure = config.insecure;
@@ -141,7 +159,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         publisher.clone(),
         services.clone(),
     )?;
-    jobs.spawn_garbage_collector();
     let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
     let lifecycle = Arc::new(
         Lifecycle::new("luanette", env!("CARGO_PKG_VERSION"), config.drain_timeout).with_name(config.name.clone()),
@@ -163,19 +180,53 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         jobs = config.max_jobs,
         "luanette ready"
     );
-    let drain_timeout = config.drain_timeout;
-    let stop = async {
-        health::drain_trigger(shutdown, &lifecycle, health.as_ref()).await;
-        if let Some(publisher) = &publisher {
-            let _ = publisher.publish(broadcast::Event::Shutdown(ShutdownNotice {
-                reason: "luanette is shutting down".into(),
-            }));
-        }
-        jobs.shutdown(drain_timeout).await;
-    };
-    let stats = server.run(service, stop).await?;
-    if let Some(health) = health {
-        health.stop().await;
+    Ok(Bound {
+        server,
+        service,
+        jobs,
+        publisher,
+        health,
+        lifecycle,
+        drain_timeout: config.drain_timeout,
+    })
+}
+
+impl Bound {
+    /// The HOOT/1 endpoint actually bound.
+    pub fn endpoint(&self) -> &str {
+        self.server.local_endpoint()
     }
-    Ok(stats)
+
+    /// The broadcast endpoint actually bound, if broadcasts are on.
+    pub fn broadcast_endpoint(&self) -> Option<&str> {
+        self.publisher.as_ref().map(|p| p.local_endpoint())
+    }
+
+    /// Serves until `shutdown` (see [`run`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+        let Bound {
+            server,
+            service,
+            jobs,
+            publisher,
+            health,
+            lifecycle,
+            drain_timeout,
+        } = self;
+        jobs.spawn_garbage_collector();
+        let stop = async {
+            health::drain_trigger(shutdown, &lifecycle, health.as_ref()).await;
+            if let Some(publisher) = &publisher {
+                let _ = publisher.publish(broadcast::Event::Shutdown(ShutdownNotice {
+                    reason: "luanette is shutting down".into(),
+                }));
+            }
+            jobs.shutdown(drain_timeout).await;
+        };
+        let stats = server.run(service, stop).await?;
+        if let Some(health) = health {
+            health.stop().await;
+        }
+        Ok(stats)
+    }
 }

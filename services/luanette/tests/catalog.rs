@@ -9,13 +9,14 @@ use hooteproto::{Client, ClientConfig};
 
 async fn start(dir: &std::path::Path) -> (Client, tokio::sync::oneshot::Sender<()>) {
     let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.bind = "tcp://127.0.0.1:*".into();
     config.pub_bind = None;
     config.health_bind = None;
     config.name = "lua-test".into();
-    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let bound = luanette::bind(config).await.expect("luanette starts");
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(luanette::run(config, async move {
+    tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("luanette answers ping");

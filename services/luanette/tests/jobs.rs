@@ -19,15 +19,16 @@ struct Running {
 
 async fn start_with(dir: &std::path::Path, configure: impl FnOnce(&mut luanette::Config)) -> Running {
     let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
-    config.pub_bind = Some(format!("tcp://127.0.0.1:{}", testkit::free_port()));
+    config.bind = "tcp://127.0.0.1:*".into();
+    config.pub_bind = Some("tcp://127.0.0.1:*".into());
     config.health_bind = None;
     config.max_jobs = 2;
     configure(&mut config);
-    let pub_endpoint = config.pub_bind.clone().unwrap_or_default();
-    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let bound = luanette::bind(config).await.expect("luanette starts");
+    let pub_endpoint = bound.broadcast_endpoint().unwrap_or_default().to_string();
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(luanette::run(config, async move {
+    let task = tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("luanette answers ping");

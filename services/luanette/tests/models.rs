@@ -64,7 +64,7 @@ struct Luanette {
 async fn start(url: &str, configure: impl FnOnce(&mut luanette::Config)) -> Luanette {
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(dir.path().to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.bind = "tcp://127.0.0.1:*".into();
     config.pub_bind = None;
     config.health_bind = None;
     for backend in [
@@ -78,9 +78,10 @@ async fn start(url: &str, configure: impl FnOnce(&mut luanette::Config)) -> Luan
     }
     config.models.deepseek_key = Some("test-key".into());
     configure(&mut config);
-    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let bound = luanette::bind(config).await.expect("luanette starts");
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(luanette::run(config, async move {
+    tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("ping");

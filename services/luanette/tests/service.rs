@@ -24,13 +24,14 @@ async fn start(max_scripts: usize) -> (Client, tokio::sync::oneshot::Sender<()>,
 
 async fn start_in(dir: &std::path::Path, max_scripts: usize) -> Running {
     let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.bind = "tcp://127.0.0.1:*".into();
     config.health_bind = None;
     config.pub_bind = None;
     config.max_scripts = max_scripts;
-    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let bound = luanette::bind(config).await.expect("luanette starts");
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(luanette::run(config, async move {
+    let task = tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("luanette answers ping");

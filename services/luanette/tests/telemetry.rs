@@ -161,12 +161,13 @@ fn eval_and_job_spans_join_the_callers_trace() {
 async fn without_tracing_scripts_see_the_callers_traceparent() {
     let data = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(data.path().to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.bind = "tcp://127.0.0.1:*".into();
     config.pub_bind = None;
     config.health_bind = None;
-    let bind = config.bind.clone();
+    let bound = luanette::bind(config).await.expect("luanette starts");
+    let bind = bound.endpoint().to_string();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(luanette::run(config, async move {
+    tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     let caller = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
