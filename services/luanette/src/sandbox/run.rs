@@ -118,7 +118,7 @@ impl RunHandle {
     }
 
     /// Call before anything that blocks, waits or has effects beyond the run: a speculative
-    /// slice ([`Vm::eval_slice`]) is stopped here, so the script runs again on a worker
+    /// slice ([`Vm::eval_slice`](super::Vm::eval_slice)) is stopped here, so the script runs again on a worker
     /// thread, where such calls belong. Outside a slice it does nothing.
     pub fn settle(&self, lua: &Lua) -> mlua::Result<()> {
         let mut state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;

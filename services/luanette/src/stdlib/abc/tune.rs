@@ -1,4 +1,4 @@
-//! ABC notation (https://abcnotation.com/wiki/abc:standard:v2.1) parsed into timed notes.
+//! ABC notation (<https://abcnotation.com/wiki/abc:standard:v2.1>) parsed into timed notes.
 //!
 //! Supported: the header fields X, T, M, L, Q, K and V; notes with accidentals that last to
 //! the end of the bar (in every octave, as abc2midi plays them), key signatures in every mode, octave marks, lengths, broken rhythm
