@@ -167,19 +167,6 @@ fn ping_frames() -> Vec<Vec<u8>> {
     vec![b"HOOT/1".to_vec(), vec![], envelope.encode_to_vec()]
 }
 
-/// `n` sequential pings on a raw blocking DEALER; returns each round trip.
-fn raw_latencies(dealer: &zmq::Socket, n: usize) -> Vec<Duration> {
-    let frames = ping_frames();
-    (0..n)
-        .map(|_| {
-            let started = Instant::now();
-            dealer.send_multipart(&frames, 0).expect("send");
-            dealer.recv_multipart(0).expect("recv");
-            started.elapsed()
-        })
-        .collect()
-}
-
 fn raw_throughput(dealer: &zmq::Socket, total: usize, window: usize) -> f64 {
     let frames = ping_frames();
     let started = Instant::now();
@@ -266,12 +253,12 @@ fn p2_transport() {
     });
 
     // Warm up both, then alternate blocks so both see the same machine noise.
-    raw_latencies(&dealer, 1000);
+    testkit::raw_round_trips(&dealer, &ping_frames(), 1000);
     runtime.block_on(sdk_latencies(&client, 1000));
     let (mut raw, mut sdk) = (Vec::new(), Vec::new());
     let (mut raw_rates, mut sdk_rates) = (Vec::new(), Vec::new());
     for _ in 0..BLOCKS {
-        raw.extend(raw_latencies(&dealer, PER_BLOCK));
+        raw.extend(testkit::raw_round_trips(&dealer, &ping_frames(), PER_BLOCK));
         sdk.extend(runtime.block_on(sdk_latencies(&client, PER_BLOCK)));
     }
     for _ in 0..3 {

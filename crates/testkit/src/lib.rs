@@ -2,8 +2,8 @@
 //! - [`free_port`]: a loopback port nobody listens on right now.
 //! - [`HttpServer`]: a small threaded HTTP/1.1 server that records each request and answers
 //!   as a closure says; it plays model services and OTLP collectors.
-//! - [`raw_echo_server`]: a libzmq ROUTER that echoes every message, the transport peer of
-//!   the benchmarks.
+//! - [`raw_echo_server`] and [`raw_round_trips`]: a libzmq ROUTER that echoes every message
+//!   and a blocking DEALER timing round trips, the transport peer of the benchmarks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -140,6 +140,18 @@ fn serve(stream: std::net::TcpStream, log: &(Mutex<Vec<Request>>, Condvar), repl
             return;
         }
     }
+}
+
+/// `n` sequential round trips of `frames` on a blocking DEALER; returns each one's time.
+pub fn raw_round_trips(dealer: &zmq::Socket, frames: &[Vec<u8>], n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            dealer.send_multipart(frames, 0).expect("send");
+            dealer.recv_multipart(0).expect("recv");
+            started.elapsed()
+        })
+        .collect()
 }
 
 /// A ROUTER on a free loopback port that sends every message straight back; returns its

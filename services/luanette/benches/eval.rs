@@ -44,24 +44,12 @@ fn raw_client(context: &zmq::Context, endpoint: &str) -> zmq::Socket {
     dealer
 }
 
-fn raw_round_trips(dealer: &zmq::Socket, n: usize) -> Vec<Duration> {
-    let frames = raw_frames();
-    (0..n)
-        .map(|_| {
-            let started = Instant::now();
-            dealer.send_multipart(&frames, 0).expect("send");
-            dealer.recv_multipart(0).expect("recv");
-            started.elapsed()
-        })
-        .collect()
-}
-
 /// `clients` DEALERs driven by one thread with zmq_poll, one request outstanding on each
 /// (the shape of redis-benchmark's event loop).
 fn raw_polled(clients: usize, per_client: usize) -> Rate {
     let (endpoint, context) = testkit::raw_echo_server();
     let sockets: Vec<zmq::Socket> = (0..clients).map(|_| raw_client(&context, &endpoint)).collect();
-    raw_round_trips(&sockets[0], 1000);
+    testkit::raw_round_trips(&sockets[0], &raw_frames(), 1000);
     let frames = raw_frames();
     let mut remaining = vec![per_client; clients];
     let mut sent_at = vec![Instant::now(); clients];
@@ -99,12 +87,12 @@ fn raw_polled(clients: usize, per_client: usize) -> Rate {
 fn raw(clients: usize, per_client: usize) -> Rate {
     let (endpoint, context) = testkit::raw_echo_server();
     let warm = raw_client(&context, &endpoint);
-    raw_round_trips(&warm, 1000);
+    testkit::raw_round_trips(&warm, &raw_frames(), 1000);
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let dealer = raw_client(&context, &endpoint);
-            std::thread::spawn(move || raw_round_trips(&dealer, per_client))
+            std::thread::spawn(move || testkit::raw_round_trips(&dealer, &raw_frames(), per_client))
         })
         .collect();
     let latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
