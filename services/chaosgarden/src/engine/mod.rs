@@ -1,0 +1,281 @@
+//! The engine: a playhead on a real-time thread (a sound card's callback, or the null
+//! backend's clock), the marker scheduler beside it, and the control side that sends them
+//! commands and arrangements without ever making them wait.
+//!
+//! - [`clock`]: the lock-free snapshot and transition ring the real-time side publishes.
+//! - [`playhead`]: what runs every block; [`playhead::mix`] is shared with offline render.
+//! - [`scheduler`]: fires markers and MIDI cues on time, exactly once per crossing.
+//! - `backend`: the null backend; `device` (feature `devices`): cpal and midir.
+
+pub mod clock;
+pub mod playhead;
+pub mod scheduler;
+
+mod backend;
+#[cfg(feature = "devices")]
+pub mod device;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hooteproto::Status;
+use hooteproto::v1 as pb;
+
+use self::clock::{Anchor, Snapshot};
+use self::playhead::{Arrangement, Command, Playhead};
+pub use self::scheduler::{Fired, MidiSink};
+
+/// Commands that may wait for the real-time side at once.
+const COMMAND_RING: usize = 256;
+/// Transitions the scheduler may be behind by.
+const TRANSITION_RING: usize = 1024;
+
+/// Where the audio goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// No sound card: a thread that advances the clock in real time and discards the audio.
+    Null,
+    /// The default sound card, falling back to `Null` (with a warning) when there is none.
+    Auto,
+    /// A sound card whose name contains this text (an error if there is none).
+    Device(String),
+}
+
+/// How to start the engine.
+pub struct EngineConfig {
+    /// Output frames per second (a sound card may impose its own).
+    pub sample_rate: u32,
+    /// Frames per block on the null backend.
+    pub block: usize,
+    /// Where the audio goes.
+    pub output: Output,
+    /// Where MIDI cues go, if anywhere.
+    pub midi: Option<Box<dyn MidiSink>>,
+    /// Where fired markers go for the trigger flow.
+    pub trigger: Option<tokio::sync::mpsc::Sender<Fired>>,
+}
+
+struct Control {
+    commands: rtrb::Producer<Command>,
+    sent: u64,
+    /// Every arrangement the real-time side may still hold, so it never frees one.
+    history: Vec<Arc<Arrangement>>,
+}
+
+/// A running engine. Dropping it stops its threads.
+pub struct Engine {
+    anchor: Arc<Anchor>,
+    sample_rate: u32,
+    backend: String,
+    control: Mutex<Control>,
+    latest: Arc<Mutex<Arc<Arrangement>>>,
+    fires: tokio::sync::broadcast::Sender<Fired>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Engine {
+    /// Starts the playhead on its backend and the scheduler.
+    pub fn start(config: EngineConfig) -> anyhow::Result<Self> {
+        let (commands, command_rx) = rtrb::RingBuffer::new(COMMAND_RING);
+        let (transition_tx, transitions) = rtrb::RingBuffer::new(TRANSITION_RING);
+        let anchor = Arc::new(Anchor::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (fires, _) = tokio::sync::broadcast::channel(1024);
+        let make_playhead = |sample_rate: u32| {
+            let arrangement = Arc::new(Arrangement::empty(sample_rate));
+            (
+                Playhead::new(command_rx, transition_tx, anchor.clone(), arrangement.clone()),
+                arrangement,
+            )
+        };
+        let mut threads = Vec::new();
+        let (backend, arrangement) = match &config.output {
+            Output::Null => {
+                let (playhead, arrangement) = make_playhead(config.sample_rate);
+                threads.push(backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?);
+                ("null".to_string(), arrangement)
+            }
+            #[cfg(feature = "devices")]
+            output => {
+                match device::open(output, config.sample_rate)? {
+                    Some(device) => {
+                        let (playhead, arrangement) = make_playhead(device.sample_rate);
+                        let name = device.name.clone();
+                        threads.push(device.spawn(playhead, stop.clone(), anchor.clone())?);
+                        (name, arrangement)
+                    }
+                    None => {
+                        let (playhead, arrangement) = make_playhead(config.sample_rate);
+                        threads.push(backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?);
+                        ("null".to_string(), arrangement)
+                    }
+                }
+            }
+            #[cfg(not(feature = "devices"))]
+            Output::Auto => {
+                tracing::info!("built without the `devices` feature; using the null backend");
+                let (playhead, arrangement) = make_playhead(config.sample_rate);
+                threads.push(backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?);
+                ("null".to_string(), arrangement)
+            }
+            #[cfg(not(feature = "devices"))]
+            Output::Device(name) => anyhow::bail!(
+                "audio device {name:?} asked for, but chaosgarden was built without the `devices` feature (cpal)"
+            ),
+        };
+        let sample_rate = arrangement.sample_rate;
+        let latest = Arc::new(Mutex::new(arrangement.clone()));
+        let scheduler = scheduler::Scheduler {
+            transitions,
+            anchor: anchor.clone(),
+            latest: latest.clone(),
+            fires: fires.clone(),
+            trigger: config.trigger,
+            midi: config.midi,
+            stop: stop.clone(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("chaosgarden-scheduler".into())
+                .spawn(move || scheduler.run())?,
+        );
+        Ok(Self {
+            anchor,
+            sample_rate,
+            backend,
+            control: Mutex::new(Control {
+                commands,
+                sent: 0,
+                history: vec![arrangement],
+            }),
+            latest,
+            fires,
+            stop,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Output frames per second.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// The backend's name ("null", or the sound card's).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// Every marker fired from now on (for tests, benchmarks and monitoring).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Fired> {
+        self.fires.subscribe()
+    }
+
+    /// The arrangement playing (or about to).
+    pub fn arrangement(&self) -> Arc<Arrangement> {
+        lock(&self.latest).clone()
+    }
+
+    fn send(&self, command: Command) -> Result<u64, Status> {
+        let mut control = lock(&self.control);
+        if let Command::Adopt(arrangement) = &command {
+            *lock(&self.latest) = arrangement.clone();
+            control.history.push(arrangement.clone());
+            // Only the history holds these now: freeing them here is safe.
+            control.history.retain(|a| Arc::strong_count(a) > 1);
+        }
+        control
+            .commands
+            .push(command)
+            .map_err(|_| Status::unavailable("the audio thread is not taking commands (its queue is full)"))?;
+        control.sent += 1;
+        Ok(control.sent)
+    }
+
+    /// Hands a new arrangement to the real-time side; returns the command's number for
+    /// [`Engine::applied`].
+    pub fn adopt(&self, arrangement: Arrangement) -> Result<u64, Status> {
+        self.send(Command::Adopt(Arc::new(arrangement)))
+    }
+
+    /// Waits (briefly) until the real-time side has applied command number `sent`, so a
+    /// reply describes the state the command produced.
+    pub async fn applied(&self, sent: u64) {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while self.anchor.read().applied < sent && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Sends a command and waits for it to take effect.
+    pub async fn command(&self, command: Command) -> Result<(), Status> {
+        let sent = self.send(command)?;
+        self.applied(sent).await;
+        Ok(())
+    }
+
+    /// The next arrangement version.
+    pub fn next_version(&self) -> u64 {
+        lock(&self.latest).version + 1
+    }
+
+    /// Where the playhead is now: frame, beats, playing.
+    pub fn position(&self) -> (u64, f64, bool) {
+        let s: Snapshot = self.anchor.read();
+        let arrangement = self.arrangement();
+        let mut frame = s.frame;
+        if s.playing {
+            let now = clock::nanos(Instant::now());
+            let ahead = now.saturating_sub(s.nanos) * arrangement.sample_rate as u64 / 1_000_000_000;
+            frame += ahead.min(2 * s.block.max(1));
+        }
+        (frame, arrangement.beats_at(frame), s.playing)
+    }
+
+    /// The transport's state now.
+    pub fn state(&self) -> pb::TransportState {
+        let arrangement = self.arrangement();
+        let (frame, beats, playing) = self.position();
+        pb::TransportState {
+            playback: if playing {
+                pb::PlaybackState::Playing
+            } else {
+                pb::PlaybackState::Stopped
+            } as i32,
+            position_beats: beats,
+            position_seconds: frame as f64 / arrangement.sample_rate as f64,
+            tempo_bpm: arrangement.map.tempo_at(beats),
+            time_signature: Some(arrangement.map.meter_at(beats).to_proto()),
+            sample_rate: arrangement.sample_rate,
+            backend: self.backend.clone(),
+            xruns: self.anchor.xruns.load(Ordering::Relaxed),
+            loop_range: arrangement.loop_range.map(|((from, to), _)| pb::LoopRange {
+                enabled: true,
+                from_beats: from,
+                to_beats: to,
+            }),
+            position_samples: frame,
+        }
+    }
+
+    /// Stops the threads (also done on drop).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

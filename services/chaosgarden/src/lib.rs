@@ -1,0 +1,248 @@
+//! # chaosgarden — real-time transport and timeline
+//!
+//! A HOOT/1 service (ROUTER, default `tcp://127.0.0.1:5555`) that keeps musical time,
+//! plays what is on the timeline, and when the playhead crosses a marker asks Luanette
+//! (DEALER to `tcp://127.0.0.1:5570`) to generate what comes next, then plays that too.
+//!
+//! ## Map
+//! - [`time`]: the tempo map; beats ⇄ ticks ⇄ seconds ⇄ samples, exact on samples and ticks.
+//! - [`media`]: MIDI and WAV from the CAS into audio (SoundFont synth, decoder, resampler).
+//! - [`timeline`]: markers, regions, tempo and loop; saved on every edit; arranged for playback.
+//! - [`engine`]: the real-time playhead (lock-free, allocation-free), its backends (null,
+//!   cpal) and the marker scheduler.
+//! - [`render`]: offline render of a beat range to a WAV.
+//! - [`trigger`]: marker → Luanette (events, transition jobs, placing results), registration.
+//! - `service`: the request handler. [`bind`] then [`Bound::run`] (or [`run`]).
+
+pub mod engine;
+pub mod media;
+pub mod render;
+mod service;
+pub mod time;
+pub mod timeline;
+mod tools;
+pub mod trigger;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hooteproto::client::ClientConfig;
+use hooteproto::health;
+use hooteproto::server::Lifecycle;
+use hooteproto::v1 as pb;
+use hooteproto::{Client, Key, Server, ServerConfig, ServerStats};
+
+pub use engine::{Engine, EngineConfig, Fired, MidiSink, Output};
+pub use service::Studio;
+
+/// Name under which gRPC health reports this service.
+pub const HEALTH_SERVICE: &str = "chaosgarden";
+
+/// How to run. `Config::new` gives the documented defaults.
+pub struct Config {
+    /// HOOT/1 ROUTER endpoint.
+    pub bind: String,
+    /// The name `ping` answers with and Luanette lists this worker under.
+    pub name: String,
+    /// Luanette's ROUTER (None: markers fire but go nowhere).
+    pub luanette: Option<String>,
+    /// The shared CAS root.
+    pub cas_root: PathBuf,
+    /// The data directory; the timeline is saved in `<data_dir>/chaosgarden/`.
+    pub data_dir: PathBuf,
+    /// Where the audio goes.
+    pub output: Output,
+    /// A MIDI output port name (or part of one).
+    pub midi_out: Option<String>,
+    /// A MIDI sink to use instead of a port (tests, embedding).
+    pub midi_sink: Option<Box<dyn MidiSink>>,
+    /// A SoundFont for MIDI regions (None: the first of [`media::SOUNDFONT_SEARCH`] found).
+    pub soundfont: Option<PathBuf>,
+    /// Output frames per second.
+    pub sample_rate: u32,
+    /// Frames per block on the null backend.
+    pub block: usize,
+    /// Where to serve grpc.health.v1 (None: not at all).
+    pub health_bind: Option<SocketAddr>,
+    /// Shared HMAC key.
+    pub key: Option<Key>,
+    /// Allow a non-loopback bind without a key.
+    pub insecure: bool,
+    /// How long shutdown waits for accepted requests.
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults from the project conventions.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            bind: "tcp://127.0.0.1:5555".into(),
+            name: "chaosgarden".into(),
+            luanette: Some("tcp://127.0.0.1:5570".into()),
+            cas_root: data_dir.join("cas"),
+            data_dir,
+            output: Output::Auto,
+            midi_out: None,
+            midi_sink: None,
+            soundfont: None,
+            sample_rate: 48_000,
+            block: 256,
+            health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6555))),
+            key: None,
+            insecure: false,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves until `shutdown` completes (or a `shutdown` request arrives), then drains.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+    bind(config).await?.run(shutdown).await
+}
+
+/// A chaosgarden whose sockets are bound, whose engine runs and whose timeline is loaded,
+/// ready to [`Bound::run`].
+pub struct Bound {
+    server: Server,
+    studio: Arc<Studio>,
+    luanette: Option<(Client, tokio::sync::mpsc::Receiver<Fired>)>,
+    registration: pb::WorkerRegistration,
+    health: Option<health::HealthServer>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// Loads the SoundFont, starts the engine, opens the timeline and binds every socket.
+pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
+    let cas = cas::Cas::open(&config.cas_root)
+        .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
+    let synth = match &config.soundfont {
+        Some(path) => Some(media::Synth::load(path)?),
+        None => match media::Synth::find() {
+            Some((path, synth)) => {
+                tracing::info!(soundfont = %path.display(), "SoundFont found");
+                Some(synth)
+            }
+            None => {
+                tracing::warn!("no SoundFont found (--soundfont FILE); MIDI regions will not be heard");
+                None
+            }
+        },
+    };
+    let midi = match (config.midi_sink.take(), &config.midi_out) {
+        (Some(sink), _) => Some(sink),
+        #[cfg(feature = "devices")]
+        (None, Some(port)) => Some(Box::new(engine::device::open_midi(port)?) as Box<dyn MidiSink>),
+        #[cfg(not(feature = "devices"))]
+        (None, Some(port)) => anyhow::bail!("MIDI port {port:?} asked for, but chaosgarden was built without the `devices` feature"),
+        (None, None) => None,
+    };
+    let midi_cues = midi.is_some();
+    let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel(1024);
+    let engine = Engine::start(EngineConfig {
+        sample_rate: config.sample_rate,
+        block: config.block,
+        output: config.output.clone(),
+        midi,
+        trigger: config.luanette.as_ref().map(|_| trigger_tx),
+    })?;
+    let path = config.data_dir.join("chaosgarden").join("timeline.binpb");
+    let editor = tokio::task::spawn_blocking(move || timeline::Editor::open(cas, synth, Some(path), midi_cues)).await??;
+    let studio = Arc::new(Studio {
+        engine,
+        editor: tokio::sync::Mutex::new(editor),
+    });
+    studio.arrange().await.map_err(|s| anyhow::anyhow!("arranging the saved timeline: {s}"))?;
+    let mut server_config = ServerConfig::new(config.bind.clone());
+    server_config.key = config.key.clone();
+    server_config.insecure = config.insecure;
+    server_config.drain_timeout = config.drain_timeout;
+    let server = Server::bind(server_config)?;
+    let luanette = match &config.luanette {
+        Some(endpoint) => {
+            let mut client_config = ClientConfig::new(endpoint.clone());
+            client_config.key = config.key.clone();
+            client_config.name = config.name.clone();
+            Some((Client::connect(client_config)?, trigger_rx))
+        }
+        None => None,
+    };
+    let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
+    let lifecycle = Arc::new(
+        Lifecycle::new("chaosgarden", env!("CARGO_PKG_VERSION"), config.drain_timeout).with_name(config.name.clone()),
+    );
+    let mut capabilities = vec!["transport".to_string(), "timeline".into(), "offline-render".into()];
+    capabilities.push(format!("audio:{}", studio.engine.backend()));
+    if midi_cues {
+        capabilities.push("midi-out".into());
+    }
+    let registration = pb::WorkerRegistration {
+        worker_id: config.name.clone(),
+        worker_type: "chaosgarden".into(),
+        name: config.name.clone(),
+        capabilities,
+        endpoint: server.local_endpoint().to_string(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    tracing::info!(
+        endpoint = %server.local_endpoint(),
+        backend = studio.engine.backend(),
+        sample_rate = studio.engine.sample_rate(),
+        luanette = config.luanette.as_deref().unwrap_or("none"),
+        "chaosgarden ready"
+    );
+    Ok(Bound {
+        server,
+        studio,
+        luanette,
+        registration,
+        health,
+        lifecycle,
+    })
+}
+
+impl Bound {
+    /// The HOOT/1 endpoint actually bound.
+    pub fn endpoint(&self) -> &str {
+        self.server.local_endpoint()
+    }
+
+    /// The timeline and engine (for embedding and tests).
+    pub fn studio(&self) -> Arc<Studio> {
+        self.studio.clone()
+    }
+
+    /// Serves until `shutdown` (see [`run`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+        let Bound {
+            server,
+            studio,
+            luanette,
+            registration,
+            health,
+            lifecycle,
+        } = self;
+        let mut tasks = Vec::new();
+        if let Some((client, fires)) = luanette {
+            tasks.push(tokio::spawn(trigger::register_forever(client.clone(), registration)));
+            tasks.push(tokio::spawn(trigger::run(studio.clone(), client, fires)));
+        }
+        let service = Arc::new(service::Service {
+            studio: studio.clone(),
+            lifecycle: lifecycle.clone(),
+        });
+        let stop = health::drain_trigger(shutdown, &lifecycle, health.as_ref());
+        let stats = server.run(service, stop).await;
+        for task in tasks {
+            task.abort();
+        }
+        studio.engine.shutdown();
+        if let Some(health) = health {
+            health.stop().await;
+        }
+        Ok(stats?)
+    }
+}

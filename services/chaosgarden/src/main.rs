@@ -1,0 +1,82 @@
+//! `chaosgarden`: real-time transport and timeline over HOOT/1.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(version, about = "Chaosgarden: real-time transport and timeline that triggers Luanette and plays the results")]
+struct Args {
+    /// HOOT/1 ROUTER endpoint.
+    #[arg(long, env = "CHAOSGARDEN_BIND", default_value = "tcp://127.0.0.1:5555")]
+    bind: String,
+    /// Luanette's ROUTER endpoint, or "none".
+    #[arg(long, env = "HOLLER_LUANETTE", default_value = "tcp://127.0.0.1:5570")]
+    luanette: String,
+    /// The name this instance answers `ping` with and registers under.
+    #[arg(long, env = "CHAOSGARDEN_NAME", default_value = "chaosgarden")]
+    name: String,
+    /// The shared CAS root [default: <data dir>/cas].
+    #[arg(long, env = "HOOT_CAS_ROOT")]
+    cas_root: Option<PathBuf>,
+    /// Data directory [default: $XDG_DATA_HOME/hootenanny].
+    #[arg(long, env = "HOOT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Audio output: "auto" (the default sound card, else the null backend), "none" (the
+    /// null backend: a real-time clock without sound), or part of a device's name.
+    #[arg(long, env = "CHAOSGARDEN_AUDIO_DEVICE", default_value = "auto")]
+    audio_device: String,
+    /// MIDI output port (part of its name) that MIDI regions are also sent to.
+    #[arg(long, env = "CHAOSGARDEN_MIDI_OUT")]
+    midi_out: Option<String>,
+    /// SoundFont (.sf2) for MIDI regions [default: the first GM SoundFont under /usr/share/sounds/sf2].
+    #[arg(long, env = "CHAOSGARDEN_SOUNDFONT")]
+    soundfont: Option<PathBuf>,
+    /// Output sample rate in Hz (a sound card may impose its own).
+    #[arg(long, env = "CHAOSGARDEN_SAMPLE_RATE", default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(8_000..=192_000))]
+    sample_rate: u32,
+    /// grpc.health.v1 address, or "none".
+    #[arg(long, env = "CHAOSGARDEN_HEALTH_BIND", default_value = "127.0.0.1:6555")]
+    health_bind: String,
+    /// File holding the shared HMAC key.
+    #[arg(long, env = "HOOT_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Allow binding a non-loopback address without a key.
+    #[arg(long)]
+    insecure: bool,
+    /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _telemetry = hooteproto::telemetry::init("chaosgarden", args.otlp_endpoint.as_deref(), args.log_json)?;
+    let data_dir = hooteproto::dirs::data_dir(args.data_dir);
+    let mut config = chaosgarden::Config::new(data_dir.clone());
+    config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
+    config.bind = args.bind;
+    config.name = args.name;
+    config.luanette = match args.luanette.as_str() {
+        "" | "none" => None,
+        endpoint => Some(endpoint.to_string()),
+    };
+    config.output = match args.audio_device.as_str() {
+        "auto" => chaosgarden::Output::Auto,
+        "none" | "null" => chaosgarden::Output::Null,
+        name => chaosgarden::Output::Device(name.to_string()),
+    };
+    config.midi_out = args.midi_out;
+    config.soundfont = args.soundfont;
+    config.sample_rate = args.sample_rate;
+    config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
+    config.key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref())?;
+    config.insecure = args.insecure;
+    let stats = chaosgarden::run(config, hooteproto::server::shutdown_signal()).await?;
+    tracing::info!(?stats, "chaosgarden stopped");
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Turning CAS objects into sound: WAV files are decoded (and resampled to the output
+//! rate), MIDI files are parsed once and rendered through a SoundFont at a region's place
+//! on the tempo map. Everything here runs off the real-time thread, ahead of the playhead.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use hooteproto::v1::RegionKind;
+use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
+
+use crate::time::TempoMap;
+
+/// The longest region (and offline render) accepted, in seconds.
+pub const MAX_SECONDS: f64 = 20.0 * 60.0;
+/// The longest a MIDI region may ring on after its last event.
+const MAX_TAIL_SECONDS: f64 = 3.0;
+/// Below this peak a rendered tail counts as silence.
+const SILENCE: f32 = 1e-5;
+
+/// What went wrong turning bytes into sound.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Neither a Standard MIDI File nor a WAV.
+    #[error("the object is neither a MIDI file (MThd) nor a WAV (RIFF/WAVE); starts with {0:02x?}")]
+    UnknownFormat(Vec<u8>),
+    /// A MIDI file that does not parse.
+    #[error("the MIDI file does not parse: {0}")]
+    Midi(String),
+    /// A WAV file that does not decode.
+    #[error("the WAV does not decode: {0}")]
+    Wav(String),
+    /// Longer than MAX_SECONDS.
+    #[error("the material lasts {0:.0} s; regions are limited to {MAX_SECONDS} s")]
+    TooLong(f64),
+    /// A MIDI region needs a SoundFont to be heard.
+    #[error("no SoundFont is loaded, so MIDI cannot be rendered to audio (pass --soundfont FILE)")]
+    NoSoundFont,
+    /// The synthesizer refused its settings.
+    #[error("the synthesizer failed: {0}")]
+    Synth(String),
+}
+
+/// A channel message from a MIDI file, at a beat offset from the region's start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MidiEvent {
+    /// Beats from the start of the file.
+    pub beats: f64,
+    /// Status byte (with channel) and up to two data bytes.
+    pub bytes: [u8; 3],
+    /// How many of `bytes` are used.
+    pub len: u8,
+}
+
+/// A parsed MIDI file: its channel messages in time order.
+#[derive(Debug)]
+pub struct MidiSong {
+    /// Channel messages, by time.
+    pub events: Vec<MidiEvent>,
+    /// Beat of the last event (the region's musical length).
+    pub length_beats: f64,
+}
+
+/// Decoded audio: interleaved stereo frames at `sample_rate`.
+#[derive(Debug)]
+pub struct Audio {
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Left, right, left, right…
+    pub samples: Vec<f32>,
+}
+
+impl Audio {
+    /// Frames (samples per channel).
+    pub fn frames(&self) -> u64 {
+        (self.samples.len() / 2) as u64
+    }
+}
+
+/// A CAS object understood.
+#[derive(Debug, Clone)]
+pub enum Media {
+    /// A Standard MIDI File.
+    Midi(Arc<MidiSong>),
+    /// A WAV, decoded at its own rate.
+    Audio(Arc<Audio>),
+}
+
+impl Media {
+    /// The region kind on the wire.
+    pub fn kind(&self) -> RegionKind {
+        match self {
+            Media::Midi(_) => RegionKind::Midi,
+            Media::Audio(_) => RegionKind::Audio,
+        }
+    }
+}
+
+/// Recognises and parses MIDI or WAV bytes.
+pub fn parse(bytes: &[u8]) -> Result<Media, MediaError> {
+    if bytes.starts_with(b"MThd") {
+        return parse_midi(bytes).map(|song| Media::Midi(Arc::new(song)));
+    }
+    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
+        return decode_wav(bytes).map(|audio| Media::Audio(Arc::new(audio)));
+    }
+    Err(MediaError::UnknownFormat(bytes.iter().take(8).copied().collect()))
+}
+
+fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MediaError> {
+    let smf = midly::Smf::parse(bytes).map_err(|e| MediaError::Midi(e.to_string()))?;
+    // Ticks to beats. SMPTE-timed files have no beats; they are read at 120 bpm.
+    let beats_per_tick = match smf.header.timing {
+        midly::Timing::Metrical(ppq) if ppq.as_int() > 0 => 1.0 / ppq.as_int() as f64,
+        midly::Timing::Metrical(_) => return Err(MediaError::Midi("the header's ticks per beat is 0".into())),
+        midly::Timing::Timecode(fps, subframe) => 2.0 / (fps.as_f32() as f64 * subframe.max(1) as f64),
+    };
+    let mut events = Vec::new();
+    for track in &smf.tracks {
+        let mut tick: u64 = 0;
+        for event in track {
+            tick += event.delta.as_int() as u64;
+            if let midly::TrackEventKind::Midi { channel, message } = event.kind {
+                let beats = tick as f64 * beats_per_tick;
+                let ch = channel.as_int();
+                let (status, a, b, len) = match message {
+                    midly::MidiMessage::NoteOff { key, vel } => (0x80, key.as_int(), vel.as_int(), 3),
+                    midly::MidiMessage::NoteOn { key, vel } => (0x90, key.as_int(), vel.as_int(), 3),
+                    midly::MidiMessage::Aftertouch { key, vel } => (0xA0, key.as_int(), vel.as_int(), 3),
+                    midly::MidiMessage::Controller { controller, value } => {
+                        (0xB0, controller.as_int(), value.as_int(), 3)
+                    }
+                    midly::MidiMessage::ProgramChange { program } => (0xC0, program.as_int(), 0, 2),
+                    midly::MidiMessage::ChannelAftertouch { vel } => (0xD0, vel.as_int(), 0, 2),
+                    midly::MidiMessage::PitchBend { bend } => {
+                        let raw = bend.0.as_int();
+                        (0xE0, (raw & 0x7F) as u8, (raw >> 7) as u8, 3)
+                    }
+                };
+                events.push(MidiEvent {
+                    beats,
+                    bytes: [status | ch, a, b],
+                    len,
+                });
+            }
+        }
+    }
+    // Stable: simultaneous events keep file order (a note-off before the next note-on).
+    events.sort_by(|x, y| x.beats.total_cmp(&y.beats));
+    let length_beats = events.last().map(|e| e.beats).unwrap_or(0.0);
+    if length_beats * 60.0 / crate::time::TEMPO_RANGE.0 > MAX_SECONDS * 1000.0 {
+        return Err(MediaError::TooLong(length_beats));
+    }
+    Ok(MidiSong { events, length_beats })
+}
+
+fn decode_wav(bytes: &[u8]) -> Result<Audio, MediaError> {
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| MediaError::Wav(e.to_string()))?;
+    let spec = reader.spec();
+    if spec.sample_rate == 0 || spec.channels == 0 {
+        return Err(MediaError::Wav("the header says 0 channels or 0 Hz".into()));
+    }
+    let frames = reader.duration() as u64;
+    let seconds = frames as f64 / spec.sample_rate as f64;
+    if seconds > MAX_SECONDS {
+        return Err(MediaError::TooLong(seconds));
+    }
+    let channels = spec.channels as usize;
+    let raw: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader
+            .into_samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| MediaError::Wav(e.to_string()))?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(|e| MediaError::Wav(e.to_string()))?
+        }
+    };
+    let mut samples = Vec::with_capacity(raw.len() / channels * 2);
+    for frame in raw.chunks_exact(channels) {
+        let left = frame[0];
+        let right = if channels > 1 { frame[1] } else { left };
+        samples.push(left);
+        samples.push(right);
+    }
+    Ok(Audio {
+        sample_rate: spec.sample_rate,
+        samples,
+    })
+}
+
+/// The audio at another sample rate (linear interpolation; a copy when the rates match).
+pub fn resample(audio: &Audio, sample_rate: u32) -> Audio {
+    if audio.sample_rate == sample_rate {
+        return Audio {
+            sample_rate,
+            samples: audio.samples.clone(),
+        };
+    }
+    let ratio = audio.sample_rate as f64 / sample_rate as f64;
+    let in_frames = audio.frames() as usize;
+    let out_frames = (in_frames as f64 / ratio).floor() as usize;
+    let mut samples = Vec::with_capacity(out_frames * 2);
+    for i in 0..out_frames {
+        let at = i as f64 * ratio;
+        let j = at.floor() as usize;
+        let frac = (at - j as f64) as f32;
+        for channel in 0..2 {
+            let a = audio.samples[j * 2 + channel];
+            let b = audio.samples.get((j + 1) * 2 + channel).copied().unwrap_or(a);
+            samples.push(a + (b - a) * frac);
+        }
+    }
+    Audio { sample_rate, samples }
+}
+
+/// A loaded SoundFont, shared by every render.
+#[derive(Clone)]
+pub struct Synth {
+    font: Arc<SoundFont>,
+}
+
+impl std::fmt::Debug for Synth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Synth")
+    }
+}
+
+/// Where Debian and others put General MIDI SoundFonts, tried in order when none is given.
+pub const SOUNDFONT_SEARCH: &[&str] = &[
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+];
+
+impl Synth {
+    /// Loads a SoundFont file.
+    pub fn load(path: &Path) -> Result<Self, MediaError> {
+        let mut file = std::fs::File::open(path).map_err(|e| MediaError::Synth(format!("{}: {e}", path.display())))?;
+        let font = SoundFont::new(&mut file).map_err(|e| MediaError::Synth(format!("{}: {e:?}", path.display())))?;
+        Ok(Self { font: Arc::new(font) })
+    }
+
+    /// The first SoundFont found in `SOUNDFONT_SEARCH`.
+    pub fn find() -> Option<(std::path::PathBuf, Self)> {
+        SOUNDFONT_SEARCH.iter().find_map(|p| {
+            let path = Path::new(p);
+            Self::load(path).ok().map(|synth| (path.to_path_buf(), synth))
+        })
+    }
+
+    /// Renders a song placed at `start_beats` on `map`, as interleaved stereo at `sample_rate`.
+    /// Event times follow the timeline's tempo map (the file's own tempo is ignored), so a
+    /// region stays in time when the tempo changes.
+    pub fn render(
+        &self,
+        song: &MidiSong,
+        map: &TempoMap,
+        start_beats: f64,
+        sample_rate: u32,
+    ) -> Result<Vec<f32>, MediaError> {
+        let settings = SynthesizerSettings::new(sample_rate as i32);
+        let mut synth = Synthesizer::new(&self.font, &settings).map_err(|e| MediaError::Synth(format!("{e:?}")))?;
+        let origin = map.sample_at(start_beats, sample_rate);
+        let end = song
+            .events
+            .last()
+            .map(|e| map.sample_at(start_beats + e.beats, sample_rate) - origin)
+            .unwrap_or(0);
+        if end as f64 / sample_rate as f64 > MAX_SECONDS {
+            return Err(MediaError::TooLong(end as f64 / sample_rate as f64));
+        }
+        let mut out = Vec::with_capacity(end as usize * 2 + sample_rate as usize);
+        let mut left = vec![0.0f32; 1024];
+        let mut right = vec![0.0f32; 1024];
+        let mut cursor: u64 = 0;
+        let mut render = |frames: usize, out: &mut Vec<f32>, synth: &mut Synthesizer| -> f32 {
+            let mut peak = 0.0f32;
+            let mut remaining = frames;
+            while remaining > 0 {
+                let n = remaining.min(left.len());
+                synth.render(&mut left[..n], &mut right[..n]);
+                for i in 0..n {
+                    out.push(left[i]);
+                    out.push(right[i]);
+                    peak = peak.max(left[i].abs()).max(right[i].abs());
+                }
+                remaining -= n;
+            }
+            peak
+        };
+        for event in &song.events {
+            let at = map.sample_at(start_beats + event.beats, sample_rate) - origin;
+            if at > cursor {
+                render((at - cursor) as usize, &mut out, &mut synth);
+                cursor = at;
+            }
+            let [status, a, b] = event.bytes;
+            synth.process_midi_message((status & 0x0F) as i32, (status & 0xF0) as i32, a as i32, b as i32);
+        }
+        // Let the last notes ring out, until silence or MAX_TAIL_SECONDS.
+        let block = (sample_rate / 50).max(1) as usize;
+        let max_tail = (MAX_TAIL_SECONDS * sample_rate as f64) as usize;
+        let mut tail = 0;
+        synth.note_off_all(false);
+        while tail < max_tail {
+            if render(block, &mut out, &mut synth) < SILENCE {
+                break;
+            }
+            tail += block;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_refused_with_what_it_starts_with() {
+        let error = parse(b"hello, world").expect_err("not media");
+        assert!(error.to_string().contains("neither a MIDI file"), "{error}");
+        assert!(matches!(parse(b"MThd\0\0\0\x06junk"), Err(MediaError::Midi(_))));
+        assert!(matches!(parse(b"RIFF\0\0\0\0WAVEjunk"), Err(MediaError::Wav(_))));
+    }
+
+    #[test]
+    fn mono_wav_becomes_stereo_and_resamples() {
+        let mut bytes = Vec::new();
+        {
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 24_000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut writer = hound::WavWriter::new(Cursor::new(&mut bytes), spec).expect("writer");
+            for i in 0..2400 {
+                writer.write_sample(if i == 0 { i16::MAX } else { 0 }).expect("sample");
+            }
+            writer.finalize().expect("finalize");
+        }
+        let Media::Audio(audio) = parse(&bytes).expect("wav") else {
+            panic!("a WAV is audio")
+        };
+        assert_eq!(audio.frames(), 2400);
+        assert!((audio.samples[0] - 1.0).abs() < 1e-4 && (audio.samples[1] - 1.0).abs() < 1e-4);
+        let up = resample(&audio, 48_000);
+        assert_eq!(up.frames(), 4800);
+        assert!((up.samples[2] - 0.5).abs() < 1e-3, "halfway between 1 and 0");
+    }
+}

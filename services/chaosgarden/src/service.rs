@@ -1,0 +1,180 @@
+//! The HOOT/1 handler and the [`Studio`] it edits: the timeline (behind one lock, so edits
+//! are ordered) and the engine that plays it. Every edit re-arranges the timeline off the
+//! async threads (MIDI is rendered there) and hands the result to the real-time side.
+
+use std::sync::Arc;
+
+use hooteproto::server::Lifecycle;
+use hooteproto::v1::envelope::Payload;
+use hooteproto::v1::{self as pb};
+use hooteproto::{Handler, RequestContext, Status};
+
+use crate::engine::Engine;
+use crate::engine::playhead::Command;
+use crate::render;
+use crate::time::MAX_BEATS;
+use crate::timeline::{Editor, cas_status};
+use crate::tools;
+
+/// The timeline and the engine playing it.
+pub struct Studio {
+    /// The engine.
+    pub engine: Engine,
+    /// The timeline and its media.
+    pub editor: tokio::sync::Mutex<Editor>,
+}
+
+impl Studio {
+    /// Applies an edit, then installs the re-arranged timeline (in edit order) and waits
+    /// until the real-time side plays it.
+    pub async fn edit<T: Send + 'static>(
+        self: &Arc<Self>,
+        edit: impl FnOnce(&mut Editor) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let studio = self.clone();
+        let (value, sent) = tokio::task::spawn_blocking(move || {
+            let mut editor = studio.editor.blocking_lock();
+            let value = edit(&mut editor)?;
+            let arrangement = editor.arrange(studio.engine.next_version(), studio.engine.sample_rate());
+            let sent = studio.engine.adopt(arrangement)?;
+            Ok::<_, Status>((value, sent))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("timeline edit failed: {e}")))??;
+        self.engine.applied(sent).await;
+        Ok(value)
+    }
+
+    /// Re-arranges and installs the timeline as it is (after start).
+    pub async fn arrange(self: &Arc<Self>) -> Result<(), Status> {
+        self.edit(|_| Ok(())).await
+    }
+}
+
+/// Everything a request may touch.
+pub struct Service {
+    pub(crate) studio: Arc<Studio>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+}
+
+fn check_seek(beats: f64) -> Result<(), Status> {
+    if beats.is_finite() && (0.0..=MAX_BEATS).contains(&beats) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "position_beats must be between 0 and {MAX_BEATS}, not {beats}"
+        )))
+    }
+}
+
+impl Handler for Service {
+    async fn handle(&self, _context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+        let studio = &self.studio;
+        let engine = &studio.engine;
+        match payload {
+            Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
+            Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
+            Payload::ListTools(_) => Ok(Payload::ListToolsReply(pb::ListToolsReply { tools: tools::tools()? })),
+            Payload::TransportPlay(_) => {
+                engine.command(Command::Play).await?;
+                Ok(Payload::TransportPlayReply(pb::TransportPlayReply {
+                    state: Some(engine.state()),
+                }))
+            }
+            Payload::TransportStop(_) => {
+                engine.command(Command::Stop).await?;
+                Ok(Payload::TransportStopReply(pb::TransportStopReply {
+                    state: Some(engine.state()),
+                }))
+            }
+            Payload::TransportSeek(request) => {
+                check_seek(request.position_beats)?;
+                engine.command(Command::Seek(request.position_beats)).await?;
+                Ok(Payload::TransportSeekReply(pb::TransportSeekReply {
+                    state: Some(engine.state()),
+                }))
+            }
+            Payload::TransportStatus(_) => Ok(Payload::TransportStatusReply(pb::TransportStatusReply {
+                state: Some(engine.state()),
+            })),
+            Payload::TransportLoop(request) => {
+                studio.edit(move |editor| editor.set_loop(request.loop_range)).await?;
+                Ok(Payload::TransportLoopReply(pb::TransportLoopReply {
+                    state: Some(engine.state()),
+                }))
+            }
+            Payload::TimelineQuery(request) => {
+                if !request.from_beats.is_finite() || !request.to_beats.is_finite() {
+                    return Err(Status::invalid_argument("from_beats and to_beats must be numbers"));
+                }
+                let mut reply = studio.editor.lock().await.timeline.to_proto(request.from_beats, request.to_beats);
+                reply.transport = Some(engine.state());
+                Ok(Payload::TimelineQueryReply(reply))
+            }
+            Payload::TimelineAddMarker(request) => {
+                let marker = studio.edit(move |editor| editor.add_marker(request)).await?;
+                Ok(Payload::TimelineAddMarkerReply(pb::TimelineAddMarkerReply { marker: Some(marker) }))
+            }
+            Payload::TimelineAddRegion(request) => {
+                let region = studio
+                    .edit(move |editor| editor.add_region(&request.cas_hash, request.position_beats, request.gain_db, ""))
+                    .await?;
+                Ok(Payload::TimelineAddRegionReply(pb::TimelineAddRegionReply { region: Some(region) }))
+            }
+            Payload::TimelineRemove(request) => {
+                let id = request.id.clone();
+                studio.edit(move |editor| editor.remove(&request.id)).await?;
+                Ok(Payload::TimelineRemoveReply(pb::TimelineRemoveReply { id }))
+            }
+            Payload::TimelineSetTempo(request) => {
+                let change = request
+                    .change
+                    .ok_or_else(|| Status::invalid_argument("change is required"))?;
+                let map = studio
+                    .edit(move |editor| {
+                        editor.set_tempo(change)?;
+                        Ok(editor.timeline.map.to_proto())
+                    })
+                    .await?;
+                Ok(Payload::TimelineSetTempoReply(pb::TimelineSetTempoReply { tempo_map: map }))
+            }
+            Payload::TimelineRender(request) => self.render(request).await,
+            other => Err(Status::unimplemented(format!(
+                "chaosgarden does not serve `{}`",
+                other.name()
+            ))),
+        }
+    }
+}
+
+impl Service {
+    async fn render(&self, request: pb::TimelineRenderRequest) -> Result<Payload, Status> {
+        let studio = self.studio.clone();
+        let sample_rate = match request.sample_rate {
+            0 => studio.engine.sample_rate(),
+            rate @ 8_000..=192_000 => rate,
+            rate => {
+                return Err(Status::invalid_argument(format!(
+                    "sample_rate must be between 8000 and 192000 Hz, not {rate}"
+                )));
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let (arrangement, cas) = {
+                let mut editor = studio.editor.blocking_lock();
+                (editor.arrange(0, sample_rate), editor.cas().clone())
+            };
+            let rendered = render::render(&arrangement, request.from_beats, request.to_beats)?;
+            let stored = cas.store(&rendered.wav, "audio/wav").map_err(cas_status)?;
+            Ok(Payload::TimelineRenderReply(pb::TimelineRenderReply {
+                cas_hash: stored.info.hash.to_string(),
+                frames: rendered.frames,
+                sample_rate,
+                channels: 2,
+                start_frame: rendered.start_frame,
+            }))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("render failed: {e}")))?
+    }
+}
