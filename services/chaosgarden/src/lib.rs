@@ -137,7 +137,9 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         #[cfg(feature = "devices")]
         (None, Some(port)) => Some(Box::new(engine::device::open_midi(port)?) as Box<dyn MidiSink>),
         #[cfg(not(feature = "devices"))]
-        (None, Some(port)) => anyhow::bail!("MIDI port {port:?} asked for, but chaosgarden was built without the `devices` feature"),
+        (None, Some(port)) => {
+            anyhow::bail!("MIDI port {port:?} asked for, but chaosgarden was built without the `devices` feature")
+        }
         (None, None) => None,
     };
     let midi_cues = midi.is_some();
@@ -150,12 +152,16 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         trigger: config.luanette.as_ref().map(|_| trigger_tx),
     })?;
     let path = config.data_dir.join("chaosgarden").join("timeline.binpb");
-    let editor = tokio::task::spawn_blocking(move || timeline::Editor::open(cas, synth, Some(path), midi_cues)).await??;
+    let editor =
+        tokio::task::spawn_blocking(move || timeline::Editor::open(cas, synth, Some(path), midi_cues)).await??;
     let studio = Arc::new(Studio {
         engine,
         editor: tokio::sync::Mutex::new(editor),
     });
-    studio.arrange().await.map_err(|s| anyhow::anyhow!("arranging the saved timeline: {s}"))?;
+    studio
+        .arrange()
+        .await
+        .map_err(|s| anyhow::anyhow!("arranging the saved timeline: {s}"))?;
     let mut server_config = ServerConfig::new(config.bind.clone());
     server_config.key = config.key.clone();
     server_config.insecure = config.insecure;

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(version, about = "Chaosgarden: real-time transport and timeline that triggers Luanette and plays the results")]
+#[command(
+    version,
+    about = "Chaosgarden: real-time transport and timeline that triggers Luanette and plays the results"
+)]
 struct Args {
     /// HOOT/1 ROUTER endpoint.
     #[arg(long, env = "CHAOSGARDEN_BIND", default_value = "tcp://127.0.0.1:5555")]

@@ -37,7 +37,9 @@ pub fn render(arrangement: &Arrangement, from: f64, to: f64) -> Result<Rendered,
         }
         end
     } else if to <= from {
-        return Err(Status::invalid_argument(format!("to_beats ({to}) must be after from_beats ({from})")));
+        return Err(Status::invalid_argument(format!(
+            "to_beats ({to}) must be after from_beats ({from})"
+        )));
     } else {
         arrangement.frame_at(to)
     };
@@ -56,8 +58,8 @@ pub fn render(arrangement: &Arrangement, from: f64, to: f64) -> Result<Rendered,
     };
     let mut wav = Vec::with_capacity(frames as usize * 8 + 64);
     {
-        let mut writer =
-            hound::WavWriter::new(Cursor::new(&mut wav), spec).map_err(|e| Status::internal(format!("WAV writer: {e}")))?;
+        let mut writer = hound::WavWriter::new(Cursor::new(&mut wav), spec)
+            .map_err(|e| Status::internal(format!("WAV writer: {e}")))?;
         let mut buffer = vec![0.0f32; CHUNK * 2];
         let mut at = start_frame;
         while at < end_frame {
@@ -72,7 +74,9 @@ pub fn render(arrangement: &Arrangement, from: f64, to: f64) -> Result<Rendered,
             }
             at += n as u64;
         }
-        writer.finalize().map_err(|e| Status::internal(format!("WAV writer: {e}")))?;
+        writer
+            .finalize()
+            .map_err(|e| Status::internal(format!("WAV writer: {e}")))?;
     }
     Ok(Rendered {
         wav,

@@ -107,19 +107,30 @@ impl Handler for Service {
                 if !request.from_beats.is_finite() || !request.to_beats.is_finite() {
                     return Err(Status::invalid_argument("from_beats and to_beats must be numbers"));
                 }
-                let mut reply = studio.editor.lock().await.timeline.to_proto(request.from_beats, request.to_beats);
+                let mut reply = studio
+                    .editor
+                    .lock()
+                    .await
+                    .timeline
+                    .to_proto(request.from_beats, request.to_beats);
                 reply.transport = Some(engine.state());
                 Ok(Payload::TimelineQueryReply(reply))
             }
             Payload::TimelineAddMarker(request) => {
                 let marker = studio.edit(move |editor| editor.add_marker(request)).await?;
-                Ok(Payload::TimelineAddMarkerReply(pb::TimelineAddMarkerReply { marker: Some(marker) }))
+                Ok(Payload::TimelineAddMarkerReply(pb::TimelineAddMarkerReply {
+                    marker: Some(marker),
+                }))
             }
             Payload::TimelineAddRegion(request) => {
                 let region = studio
-                    .edit(move |editor| editor.add_region(&request.cas_hash, request.position_beats, request.gain_db, ""))
+                    .edit(move |editor| {
+                        editor.add_region(&request.cas_hash, request.position_beats, request.gain_db, "")
+                    })
                     .await?;
-                Ok(Payload::TimelineAddRegionReply(pb::TimelineAddRegionReply { region: Some(region) }))
+                Ok(Payload::TimelineAddRegionReply(pb::TimelineAddRegionReply {
+                    region: Some(region),
+                }))
             }
             Payload::TimelineRemove(request) => {
                 let id = request.id.clone();
@@ -136,7 +147,9 @@ impl Handler for Service {
                         Ok(editor.timeline.map.to_proto())
                     })
                     .await?;
-                Ok(Payload::TimelineSetTempoReply(pb::TimelineSetTempoReply { tempo_map: map }))
+                Ok(Payload::TimelineSetTempoReply(pb::TimelineSetTempoReply {
+                    tempo_map: map,
+                }))
             }
             Payload::TimelineRender(request) => self.render(request).await,
             other => Err(Status::unimplemented(format!(

@@ -181,7 +181,9 @@ impl TempoMap {
     }
 
     fn segment_index_by_seconds(&self, seconds: f64) -> usize {
-        self.segments.partition_point(|s| s.seconds <= seconds).saturating_sub(1)
+        self.segments
+            .partition_point(|s| s.seconds <= seconds)
+            .saturating_sub(1)
     }
 
     /// Seconds from the start to `beats` (negative beats extrapolate the first tempo).
@@ -341,7 +343,8 @@ mod tests {
         assert_eq!(map.next_bar(0.0), 0.0);
         assert_eq!(map.next_bar(0.5), 4.0);
         assert_eq!(map.next_bar(4.0), 4.0);
-        map.set(6.0, 120.0, Some(Meter::new(3, 4).expect("3/4"))).expect("meter change");
+        map.set(6.0, 120.0, Some(Meter::new(3, 4).expect("3/4")))
+            .expect("meter change");
         assert_eq!(map.next_bar(5.0), 6.0, "a meter change starts a bar");
         assert_eq!(map.next_bar(6.5), 9.0);
         map.set(12.0, 90.0, None).expect("tempo only");

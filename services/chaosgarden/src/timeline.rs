@@ -35,7 +35,9 @@ fn check_beats(field: &str, beats: f64) -> Result<(), Status> {
     if beats.is_finite() && (0.0..=MAX_BEATS).contains(&beats) {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!("{field} must be between 0 and {MAX_BEATS} beats, not {beats}")))
+        Err(Status::invalid_argument(format!(
+            "{field} must be between 0 and {MAX_BEATS} beats, not {beats}"
+        )))
     }
 }
 
@@ -163,7 +165,11 @@ impl Editor {
                 .and_then(|t| t.loop_range)
                 .filter(|l| l.enabled)
                 .map(|l| (l.from_beats, l.to_beats));
-            let ids = saved.markers.iter().map(|m| &m.marker_id).chain(saved.regions.iter().map(|r| &r.region_id));
+            let ids = saved
+                .markers
+                .iter()
+                .map(|m| &m.marker_id)
+                .chain(saved.regions.iter().map(|r| &r.region_id));
             editor.timeline.next_id = ids
                 .filter_map(|id| id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()))
                 .max()
@@ -193,7 +199,8 @@ impl Editor {
     fn save(&self) -> Result<(), Status> {
         let Some(path) = &self.path else { return Ok(()) };
         let bytes = self.timeline.to_proto(0.0, 0.0).encode_to_vec();
-        write_atomically(path, &bytes).map_err(|e| Status::internal(format!("saving the timeline to {}: {e}", path.display())))
+        write_atomically(path, &bytes)
+            .map_err(|e| Status::internal(format!("saving the timeline to {}: {e}", path.display())))
     }
 
     fn load(&mut self, hash: &str) -> Result<Media, Status> {
@@ -212,7 +219,10 @@ impl Editor {
             Media::Midi(song) => song.length_beats,
             Media::Audio(audio) => {
                 let seconds = audio.frames() as f64 / audio.sample_rate as f64;
-                self.timeline.map.beats_at(self.timeline.map.seconds_at(position) + seconds) - position
+                self.timeline
+                    .map
+                    .beats_at(self.timeline.map.seconds_at(position) + seconds)
+                    - position
             }
         }
     }
@@ -230,7 +240,9 @@ impl Editor {
             })?;
         check_beats("position_beats", request.position_beats)?;
         if self.timeline.markers.len() >= MAX_MARKERS {
-            return Err(Status::resource_exhausted(format!("the timeline holds at most {MAX_MARKERS} markers")));
+            return Err(Status::resource_exhausted(format!(
+                "the timeline holds at most {MAX_MARKERS} markers"
+            )));
         }
         if let Some(metadata) = &request.metadata {
             let json = metadata
@@ -271,10 +283,14 @@ impl Editor {
     ) -> Result<pb::TimelineRegion, Status> {
         check_beats("position_beats", position_beats)?;
         if !gain_db.is_finite() || gain_db > MAX_GAIN_DB {
-            return Err(Status::invalid_argument(format!("gain_db must be a number up to +{MAX_GAIN_DB}, not {gain_db}")));
+            return Err(Status::invalid_argument(format!(
+                "gain_db must be a number up to +{MAX_GAIN_DB}, not {gain_db}"
+            )));
         }
         if self.timeline.regions.len() >= MAX_REGIONS {
-            return Err(Status::resource_exhausted(format!("the timeline holds at most {MAX_REGIONS} regions")));
+            return Err(Status::resource_exhausted(format!(
+                "the timeline holds at most {MAX_REGIONS} regions"
+            )));
         }
         let hash = self.cas.resolve(hash).map_err(cas_status)?.to_string();
         let media = self.load(&hash)?;
@@ -292,7 +308,10 @@ impl Editor {
             duration_beats: self.duration_beats(&media, position_beats),
             source_job_id: source_job_id.to_string(),
         };
-        let at = self.timeline.regions.partition_point(|r| r.position_beats <= position_beats);
+        let at = self
+            .timeline
+            .regions
+            .partition_point(|r| r.position_beats <= position_beats);
         self.timeline.regions.insert(at, region.clone());
         self.save()?;
         Ok(region)
@@ -397,7 +416,12 @@ impl Editor {
                         }));
                     }
                     let Some(synth) = &self.synth else { continue };
-                    let key = (region.cas_hash.clone(), sample_rate, region.position_beats.to_bits(), fingerprint);
+                    let key = (
+                        region.cas_hash.clone(),
+                        sample_rate,
+                        region.position_beats.to_bits(),
+                        fingerprint,
+                    );
                     used_midi.push(key.clone());
                     match self.midi.get(&key) {
                         Some(samples) => samples.clone(),
@@ -422,10 +446,12 @@ impl Editor {
         // Keep renders the timeline still uses at this rate; drop the rest.
         self.audio.retain(|k, _| k.1 != sample_rate || used_audio.contains(k));
         self.midi.retain(|k, _| k.1 != sample_rate || used_midi.contains(k));
-        let loop_range = self
-            .timeline
-            .loop_range
-            .map(|(from, to)| ((from, to), (map.sample_at(from, sample_rate), map.sample_at(to, sample_rate))));
+        let loop_range = self.timeline.loop_range.map(|(from, to)| {
+            (
+                (from, to),
+                (map.sample_at(from, sample_rate), map.sample_at(to, sample_rate)),
+            )
+        });
         Arrangement {
             version,
             sample_rate,
@@ -443,7 +469,10 @@ fn map_fingerprint(map: &TempoMap) -> u64 {
     for change in map.to_proto() {
         change.position_beats.to_bits().hash(&mut hasher);
         change.tempo_bpm.to_bits().hash(&mut hasher);
-        change.time_signature.map(|t| (t.numerator, t.denominator)).hash(&mut hasher);
+        change
+            .time_signature
+            .map(|t| (t.numerator, t.denominator))
+            .hash(&mut hasher);
     }
     hasher.finish()
 }

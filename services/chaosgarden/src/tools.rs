@@ -6,12 +6,36 @@ use hooteproto::v1 as pb;
 
 /// (tool name, request message, description)
 const TOOLS: &[(&str, &str, &str)] = &[
-    ("transport_play", "TransportPlayRequest", "Start playback from the current position. Markers fire as the playhead crosses them."),
-    ("transport_stop", "TransportStopRequest", "Stop playback, keeping the position."),
-    ("transport_seek", "TransportSeekRequest", "Move the playhead to a beat. Markers between the old and new position do not fire."),
-    ("transport_status", "TransportStatusRequest", "Playing or stopped, position (beats, seconds, samples), tempo, meter, sample rate, backend, xruns, loop."),
-    ("transport_loop", "TransportLoopRequest", "Loop a range of beats while playing (enabled = false turns it off). Markers in the range fire once per pass."),
-    ("timeline_query", "TimelineQueryRequest", "Markers, regions and the tempo map in a range of beats (to_beats = 0: to the end), with the transport state."),
+    (
+        "transport_play",
+        "TransportPlayRequest",
+        "Start playback from the current position. Markers fire as the playhead crosses them.",
+    ),
+    (
+        "transport_stop",
+        "TransportStopRequest",
+        "Stop playback, keeping the position.",
+    ),
+    (
+        "transport_seek",
+        "TransportSeekRequest",
+        "Move the playhead to a beat. Markers between the old and new position do not fire.",
+    ),
+    (
+        "transport_status",
+        "TransportStatusRequest",
+        "Playing or stopped, position (beats, seconds, samples), tempo, meter, sample rate, backend, xruns, loop.",
+    ),
+    (
+        "transport_loop",
+        "TransportLoopRequest",
+        "Loop a range of beats while playing (enabled = false turns it off). Markers in the range fire once per pass.",
+    ),
+    (
+        "timeline_query",
+        "TimelineQueryRequest",
+        "Markers, regions and the tempo map in a range of beats (to_beats = 0: to the end), with the transport state.",
+    ),
     (
         "timeline_add_marker",
         "TimelineAddMarkerRequest",
@@ -22,7 +46,11 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "TimelineAddRegionRequest",
         "Place a CAS object (a MIDI file or a WAV) at a beat, with a gain in dB. MIDI plays at the timeline's tempo through the SoundFont (and the MIDI output, if any).",
     ),
-    ("timeline_remove", "TimelineRemoveRequest", "Remove a marker or region by id."),
+    (
+        "timeline_remove",
+        "TimelineRemoveRequest",
+        "Remove a marker or region by id.",
+    ),
     (
         "timeline_set_tempo",
         "TimelineSetTempoRequest",

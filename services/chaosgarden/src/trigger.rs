@@ -144,8 +144,14 @@ async fn transition(
             .filter(|h| Some(h) != current.as_ref());
         (boundary, current, next, timeline.map.meter_at(boundary).bar_beats())
     };
-    let max_late_bars = metadata.get("max_late_bars").and_then(Value::as_f64).unwrap_or(MAX_LATE_BARS);
-    let max_wait = metadata.get("max_wait_secs").and_then(Value::as_f64).unwrap_or(MAX_WAIT_SECS);
+    let max_late_bars = metadata
+        .get("max_late_bars")
+        .and_then(Value::as_f64)
+        .unwrap_or(MAX_LATE_BARS);
+    let max_wait = metadata
+        .get("max_wait_secs")
+        .and_then(Value::as_f64)
+        .unwrap_or(MAX_WAIT_SECS);
     metadata.remove("script_hash");
     metadata.insert("current_section".into(), json!(current));
     metadata.insert("next_section".into(), json!(next));
@@ -202,7 +208,9 @@ async fn transition(
         Ok(region) => tracing::info!(
             marker = %marker.marker_id, job = %job_id, region = %region.region_id, at, "transition placed"
         ),
-        Err(status) => tracing::warn!(marker = %marker.marker_id, job = %job_id, %status, "transition result not placed"),
+        Err(status) => {
+            tracing::warn!(marker = %marker.marker_id, job = %job_id, %status, "transition result not placed")
+        }
     }
 }
 

@@ -159,7 +159,8 @@ impl MidiSink for MidiPort {
 
 /// Opens the first MIDI output port whose name contains `wanted`.
 pub fn open_midi(wanted: &str) -> anyhow::Result<MidiPort> {
-    let output = midir::MidiOutput::new("chaosgarden").map_err(|e| anyhow::anyhow!("MIDI output is unavailable: {e}"))?;
+    let output =
+        midir::MidiOutput::new("chaosgarden").map_err(|e| anyhow::anyhow!("MIDI output is unavailable: {e}"))?;
     let ports = output.ports();
     let names: Vec<String> = ports.iter().filter_map(|p| output.port_name(p).ok()).collect();
     let port = ports

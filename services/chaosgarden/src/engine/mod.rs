@@ -99,30 +99,43 @@ impl Engine {
         let (backend, arrangement) = match &config.output {
             Output::Null => {
                 let (playhead, arrangement) = make_playhead(config.sample_rate);
-                threads.push(backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?);
+                threads.push(backend::spawn_null(
+                    playhead,
+                    config.block,
+                    stop.clone(),
+                    anchor.clone(),
+                )?);
                 ("null".to_string(), arrangement)
             }
             #[cfg(feature = "devices")]
-            output => {
-                match device::open(output, config.sample_rate)? {
-                    Some(device) => {
-                        let (playhead, arrangement) = make_playhead(device.sample_rate);
-                        let name = device.name.clone();
-                        threads.push(device.spawn(playhead, stop.clone(), anchor.clone())?);
-                        (name, arrangement)
-                    }
-                    None => {
-                        let (playhead, arrangement) = make_playhead(config.sample_rate);
-                        threads.push(backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?);
-                        ("null".to_string(), arrangement)
-                    }
+            output => match device::open(output, config.sample_rate)? {
+                Some(device) => {
+                    let (playhead, arrangement) = make_playhead(device.sample_rate);
+                    let name = device.name.clone();
+                    threads.push(device.spawn(playhead, stop.clone(), anchor.clone())?);
+                    (name, arrangement)
                 }
-            }
+                None => {
+                    let (playhead, arrangement) = make_playhead(config.sample_rate);
+                    threads.push(backend::spawn_null(
+                        playhead,
+                        config.block,
+                        stop.clone(),
+                        anchor.clone(),
+                    )?);
+                    ("null".to_string(), arrangement)
+                }
+            },
             #[cfg(not(feature = "devices"))]
             Output::Auto => {
                 tracing::info!("built without the `devices` feature; using the null backend");
                 let (playhead, arrangement) = make_playhead(config.sample_rate);
-                threads.push(backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?);
+                threads.push(backend::spawn_null(
+                    playhead,
+                    config.block,
+                    stop.clone(),
+                    anchor.clone(),
+                )?);
                 ("null".to_string(), arrangement)
             }
             #[cfg(not(feature = "devices"))]

@@ -194,7 +194,8 @@ impl Playhead {
                     seeked = true;
                 }
                 Command::Adopt(arrangement) => {
-                    if arrangement.map != self.arrangement.map || arrangement.sample_rate != self.arrangement.sample_rate
+                    if arrangement.map != self.arrangement.map
+                        || arrangement.sample_rate != self.arrangement.sample_rate
                     {
                         let beats = self.arrangement.beats_at(self.frame);
                         self.frame = arrangement.frame_at(beats);
@@ -234,7 +235,10 @@ impl Playhead {
         let mut done = 0u64;
         while done < frames {
             let mut n = frames - done;
-            let looping = self.arrangement.loop_range.filter(|&(_, (from, to))| self.frame < to && to > from);
+            let looping = self
+                .arrangement
+                .loop_range
+                .filter(|&(_, (from, to))| self.frame < to && to > from);
             if let Some((_, (_, to))) = looping {
                 n = n.min(to - self.frame);
             }

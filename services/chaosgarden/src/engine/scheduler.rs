@@ -131,7 +131,9 @@ impl Scheduler {
                 let due = if frame >= snapshot.frame {
                     snapshot.nanos + (frame - snapshot.frame) * 1_000_000_000 / rate
                 } else {
-                    snapshot.nanos.saturating_sub((snapshot.frame - frame) * 1_000_000_000 / rate)
+                    snapshot
+                        .nanos
+                        .saturating_sub((snapshot.frame - frame) * 1_000_000_000 / rate)
                 };
                 let now = clock::nanos(Instant::now());
                 if due > now {
