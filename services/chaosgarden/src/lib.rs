@@ -62,6 +62,8 @@ pub struct Config {
     pub midi_sink: Option<Box<dyn MidiSink>>,
     /// A SoundFont for MIDI regions (None: the first of [`media::SOUNDFONT_SEARCH`] found).
     pub soundfont: Option<PathBuf>,
+    /// Reverb and chorus on MIDI regions.
+    pub synth_effects: bool,
     /// Output frames per second.
     pub sample_rate: u32,
     /// Frames per block on the null backend.
@@ -89,6 +91,7 @@ impl Config {
             midi_out: None,
             midi_sink: None,
             soundfont: None,
+            synth_effects: true,
             sample_rate: 48_000,
             block: 256,
             health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6555))),
@@ -132,6 +135,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
             }
         },
     };
+    let synth = synth.map(|s| s.with_effects(config.synth_effects));
     let midi = match (config.midi_sink.take(), &config.midi_out) {
         (Some(sink), _) => Some(sink),
         #[cfg(feature = "devices")]

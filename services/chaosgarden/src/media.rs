@@ -222,6 +222,7 @@ pub fn resample(audio: &Audio, sample_rate: u32) -> Audio {
 #[derive(Clone)]
 pub struct Synth {
     font: Arc<SoundFont>,
+    effects: bool,
 }
 
 impl std::fmt::Debug for Synth {
@@ -243,7 +244,17 @@ impl Synth {
     pub fn load(path: &Path) -> Result<Self, MediaError> {
         let mut file = std::fs::File::open(path).map_err(|e| MediaError::Synth(format!("{}: {e}", path.display())))?;
         let font = SoundFont::new(&mut file).map_err(|e| MediaError::Synth(format!("{}: {e:?}", path.display())))?;
-        Ok(Self { font: Arc::new(font) })
+        Ok(Self {
+            font: Arc::new(font),
+            effects: true,
+        })
+    }
+
+    /// Turns the synthesizer's reverb and chorus on (the default) or off. Off renders
+    /// about 1.7× faster and dry.
+    pub fn with_effects(mut self, effects: bool) -> Self {
+        self.effects = effects;
+        self
     }
 
     /// The first SoundFont found in `SOUNDFONT_SEARCH`.
@@ -264,7 +275,8 @@ impl Synth {
         start_beats: f64,
         sample_rate: u32,
     ) -> Result<Vec<f32>, MediaError> {
-        let settings = SynthesizerSettings::new(sample_rate as i32);
+        let mut settings = SynthesizerSettings::new(sample_rate as i32);
+        settings.enable_reverb_and_chorus = self.effects;
         let mut synth = Synthesizer::new(&self.font, &settings).map_err(|e| MediaError::Synth(format!("{e:?}")))?;
         let origin = map.sample_at(start_beats, sample_rate);
         let end = song

@@ -392,6 +392,7 @@ impl Editor {
             })
             .collect();
         let regions = self.timeline.regions.clone();
+        self.render_missing_midi(&regions, &map, fingerprint, sample_rate);
         let (mut used_audio, mut used_midi) = (Vec::new(), Vec::new());
         for region in &regions {
             let Some(media) = self.media.get(&region.cas_hash).cloned() else {
@@ -415,28 +416,17 @@ impl Editor {
                             kind: CueKind::Midi(*e),
                         }));
                     }
-                    let Some(synth) = &self.synth else { continue };
                     let key = (
                         region.cas_hash.clone(),
                         sample_rate,
                         region.position_beats.to_bits(),
                         fingerprint,
                     );
-                    used_midi.push(key.clone());
-                    match self.midi.get(&key) {
-                        Some(samples) => samples.clone(),
-                        None => match synth.render(song, &map, region.position_beats, sample_rate) {
-                            Ok(samples) => {
-                                let samples = Arc::new(samples);
-                                self.midi.insert(key, samples.clone());
-                                samples
-                            }
-                            Err(e) => {
-                                tracing::error!(region = %region.region_id, error = %e, "cannot render MIDI region");
-                                continue;
-                            }
-                        },
-                    }
+                    let Some(samples) = self.midi.get(&key).cloned() else {
+                        continue;
+                    };
+                    used_midi.push(key);
+                    samples
                 }
             };
             clips.push(Placed { start, gain, samples });
@@ -459,6 +449,66 @@ impl Editor {
             clips,
             loop_range,
             cues,
+        }
+    }
+}
+
+impl Editor {
+    /// Renders the MIDI regions not rendered yet at this rate and tempo map, in parallel
+    /// (one SoundFont synthesizer per region, on every core).
+    fn render_missing_midi(
+        &mut self,
+        regions: &[pb::TimelineRegion],
+        map: &TempoMap,
+        fingerprint: u64,
+        sample_rate: u32,
+    ) {
+        let Some(synth) = self.synth.clone() else { return };
+        let mut missing = Vec::new();
+        for region in regions {
+            let key = (
+                region.cas_hash.clone(),
+                sample_rate,
+                region.position_beats.to_bits(),
+                fingerprint,
+            );
+            if let Some(Media::Midi(song)) = self.media.get(&region.cas_hash)
+                && !self.midi.contains_key(&key)
+                && !missing.iter().any(|(k, _, _)| *k == key)
+            {
+                missing.push((key, song.clone(), region.position_beats));
+            }
+        }
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(missing.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let rendered: Vec<Vec<_>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((key, song, position)) = missing.get(i) else {
+                                break;
+                            };
+                            done.push((key.clone(), synth.render(song, map, *position, sample_rate)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for (key, result) in rendered.into_iter().flatten() {
+            match result {
+                Ok(samples) => {
+                    self.midi.insert(key, Arc::new(samples));
+                }
+                Err(e) => tracing::error!(cas_hash = %key.0, error = %e, "cannot render a MIDI region"),
+            }
         }
     }
 }
