@@ -122,11 +122,11 @@ fn wav(seconds: f64, freq: f64) -> Vec<u8> {
 fn midi(bars: usize, root: u8) -> Vec<u8> {
     use midly::num::{u4, u7, u15, u28};
     let mut track = Vec::new();
-    for beat in 0..bars * 4 {
-        for (i, step) in [0u8, 4, 7].iter().enumerate() {
+    for _ in 0..bars * 4 {
+        for step in [0u8, 4, 7] {
             let key = u7::new(root + step);
             track.push(midly::TrackEvent {
-                delta: u28::new(if i == 0 && beat > 0 { 0 } else { 0 }),
+                delta: u28::new(0),
                 kind: midly::TrackEventKind::Midi {
                     channel: u4::new(0),
                     message: midly::MidiMessage::NoteOn { key, vel: u7::new(90) },

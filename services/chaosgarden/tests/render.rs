@@ -247,8 +247,8 @@ async fn the_timeline_survives_a_restart() {
         })
         .await
         .expect("query");
-    assert_eq!(timeline.markers, [marker.clone()]);
-    assert_eq!(timeline.regions, [region.clone()]);
+    assert_eq!(timeline.markers, std::slice::from_ref(&marker));
+    assert_eq!(timeline.regions, std::slice::from_ref(&region));
     assert_eq!(
         timeline
             .tempo_map

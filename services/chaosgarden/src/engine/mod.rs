@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use hooteproto::Status;
 use hooteproto::v1 as pb;
 
-use self::clock::{Anchor, Snapshot};
+use self::clock::{Anchor, Snapshot, Transition};
 use self::playhead::{Arrangement, Command, Playhead};
 pub use self::scheduler::{Fired, MidiSink};
 
@@ -64,6 +64,49 @@ struct Control {
     history: Vec<Arc<Arrangement>>,
 }
 
+/// The control side's ends of a playhead's rings, and its backend thread.
+struct Started {
+    commands: rtrb::Producer<Command>,
+    transitions: rtrb::Consumer<Transition>,
+    arrangement: Arc<Arrangement>,
+    thread: JoinHandle<()>,
+}
+
+/// `Started` before its backend thread exists.
+struct Unstarted {
+    commands: rtrb::Producer<Command>,
+    transitions: rtrb::Consumer<Transition>,
+    arrangement: Arc<Arrangement>,
+}
+
+impl Started {
+    fn prepare(sample_rate: u32, anchor: &Arc<Anchor>) -> (Playhead, Unstarted) {
+        let (commands, command_rx) = rtrb::RingBuffer::new(COMMAND_RING);
+        let (transition_tx, transitions) = rtrb::RingBuffer::new(TRANSITION_RING);
+        let arrangement = Arc::new(Arrangement::empty(sample_rate));
+        let playhead = Playhead::new(command_rx, transition_tx, anchor.clone(), arrangement.clone());
+        (
+            playhead,
+            Unstarted {
+                commands,
+                transitions,
+                arrangement,
+            },
+        )
+    }
+}
+
+impl Unstarted {
+    fn with(self, thread: JoinHandle<()>) -> Started {
+        Started {
+            commands: self.commands,
+            transitions: self.transitions,
+            arrangement: self.arrangement,
+            thread,
+        }
+    }
+}
+
 /// A running engine. Dropping it stops its threads.
 pub struct Engine {
     anchor: Arc<Anchor>,
@@ -83,66 +126,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     /// Starts the playhead on its backend and the scheduler.
     pub fn start(config: EngineConfig) -> anyhow::Result<Self> {
-        let (commands, command_rx) = rtrb::RingBuffer::new(COMMAND_RING);
-        let (transition_tx, transitions) = rtrb::RingBuffer::new(TRANSITION_RING);
         let anchor = Arc::new(Anchor::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let (started, backend) = Self::start_backend(&config, &anchor, &stop)?;
+        let Started {
+            commands,
+            transitions,
+            arrangement,
+            thread,
+        } = started;
         let (fires, _) = tokio::sync::broadcast::channel(1024);
-        let make_playhead = |sample_rate: u32| {
-            let arrangement = Arc::new(Arrangement::empty(sample_rate));
-            (
-                Playhead::new(command_rx, transition_tx, anchor.clone(), arrangement.clone()),
-                arrangement,
-            )
-        };
-        let mut threads = Vec::new();
-        let (backend, arrangement) = match &config.output {
-            Output::Null => {
-                let (playhead, arrangement) = make_playhead(config.sample_rate);
-                threads.push(backend::spawn_null(
-                    playhead,
-                    config.block,
-                    stop.clone(),
-                    anchor.clone(),
-                )?);
-                ("null".to_string(), arrangement)
-            }
-            #[cfg(feature = "devices")]
-            output => match device::open(output, config.sample_rate)? {
-                Some(device) => {
-                    let (playhead, arrangement) = make_playhead(device.sample_rate);
-                    let name = device.name.clone();
-                    threads.push(device.spawn(playhead, stop.clone(), anchor.clone())?);
-                    (name, arrangement)
-                }
-                None => {
-                    let (playhead, arrangement) = make_playhead(config.sample_rate);
-                    threads.push(backend::spawn_null(
-                        playhead,
-                        config.block,
-                        stop.clone(),
-                        anchor.clone(),
-                    )?);
-                    ("null".to_string(), arrangement)
-                }
-            },
-            #[cfg(not(feature = "devices"))]
-            Output::Auto => {
-                tracing::info!("built without the `devices` feature; using the null backend");
-                let (playhead, arrangement) = make_playhead(config.sample_rate);
-                threads.push(backend::spawn_null(
-                    playhead,
-                    config.block,
-                    stop.clone(),
-                    anchor.clone(),
-                )?);
-                ("null".to_string(), arrangement)
-            }
-            #[cfg(not(feature = "devices"))]
-            Output::Device(name) => anyhow::bail!(
-                "audio device {name:?} asked for, but chaosgarden was built without the `devices` feature (cpal)"
-            ),
-        };
         let sample_rate = arrangement.sample_rate;
         let latest = Arc::new(Mutex::new(arrangement.clone()));
         let scheduler = scheduler::Scheduler {
@@ -154,11 +147,9 @@ impl Engine {
             midi: config.midi,
             stop: stop.clone(),
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name("chaosgarden-scheduler".into())
-                .spawn(move || scheduler.run())?,
-        );
+        let scheduler = std::thread::Builder::new()
+            .name("chaosgarden-scheduler".into())
+            .spawn(move || scheduler.run())?;
         Ok(Self {
             anchor,
             sample_rate,
@@ -171,8 +162,41 @@ impl Engine {
             latest,
             fires,
             stop,
-            threads: Mutex::new(threads),
+            threads: Mutex::new(vec![thread, scheduler]),
         })
+    }
+
+    /// Opens the sound card asked for (or the null backend) with a playhead of its own.
+    fn start_backend(
+        config: &EngineConfig,
+        anchor: &Arc<Anchor>,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<(Started, String)> {
+        #[cfg(feature = "devices")]
+        if config.output != Output::Null
+            && let Some(device) = device::open(&config.output, config.sample_rate)?
+        {
+            let name = device.name.clone();
+            let (playhead, started) = Started::prepare(device.sample_rate, anchor);
+            match device.spawn(playhead, stop.clone(), anchor.clone()) {
+                Ok(thread) => return Ok((started.with(thread), name)),
+                Err(e) if config.output == Output::Auto => {
+                    tracing::warn!(device = %name, error = %e, "the default audio device cannot play; using the null backend");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        #[cfg(not(feature = "devices"))]
+        match &config.output {
+            Output::Null => {}
+            Output::Auto => tracing::info!("built without the `devices` feature; using the null backend"),
+            Output::Device(name) => anyhow::bail!(
+                "audio device {name:?} asked for, but chaosgarden was built without the `devices` feature (cpal)"
+            ),
+        }
+        let (playhead, started) = Started::prepare(config.sample_rate, anchor);
+        let thread = backend::spawn_null(playhead, config.block, stop.clone(), anchor.clone())?;
+        Ok((started.with(thread), "null".to_string()))
     }
 
     /// Output frames per second.
