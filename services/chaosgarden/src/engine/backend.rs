@@ -1,6 +1,8 @@
 //! The null backend: no sound card, but a real-time clock. A thread renders one block per
 //! block-duration against absolute deadlines (start + frames / rate), so the clock never
-//! drifts, markers fire on time, and the audio is discarded.
+//! drifts, markers fire on time, and the audio is discarded. When the machine stalls the
+//! thread, it catches up block by block (as a card's buffer would absorb it); only a stall
+//! longer than `MAX_CATCH_UP` counts as an xrun and restarts the clock from now.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::clock::{self, Anchor};
 use super::playhead::Playhead;
+
+/// The longest stall the clock catches up from.
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
 pub(super) fn spawn_null(
     mut playhead: Playhead,
@@ -29,9 +34,7 @@ pub(super) fn spawn_null(
                 let now = Instant::now();
                 if deadline > now {
                     std::thread::sleep(deadline - now);
-                } else if now - deadline > Duration::from_nanos(block as u64 * 1_000_000_000 / rate) {
-                    // More than a block late (the machine stalled us): an underrun on a real
-                    // card. Restart the clock from now rather than rush to catch up.
+                } else if now - deadline > MAX_CATCH_UP {
                     anchor.xruns.fetch_add(1, Ordering::Relaxed);
                     start = now;
                     frames = 0;
