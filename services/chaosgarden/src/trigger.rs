@@ -23,6 +23,7 @@ use hooteproto::client::RequestOptions;
 use hooteproto::v1::{self as pb, JobState, PollMode, TimelineEventType};
 use hooteproto::{Client, wkt};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::engine::Fired;
 use crate::service::Studio;
@@ -74,7 +75,15 @@ pub async fn register_forever(client: Client, registration: pb::WorkerRegistrati
 pub async fn run(studio: Arc<Studio>, client: Client, mut fires: tokio::sync::mpsc::Receiver<Fired>) {
     while let Some(fired) = fires.recv().await {
         let (studio, client) = (studio.clone(), client.clone());
-        tokio::spawn(async move { handle(&studio, &client, fired).await });
+        // One span per crossing; requests to Luanette carry it as their traceparent.
+        let span = tracing::info_span!(
+            "marker.fire",
+            marker = %fired.marker.marker_id,
+            event_type = fired.marker.event_type,
+            position_beats = fired.marker.position_beats,
+            late = fired.late,
+        );
+        tokio::spawn(async move { handle(&studio, &client, fired).await }.instrument(span));
     }
 }
 

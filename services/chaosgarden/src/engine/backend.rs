@@ -25,6 +25,7 @@ pub(super) fn spawn_null(
     std::thread::Builder::new()
         .name("chaosgarden-null-audio".into())
         .spawn(move || {
+            super::promote_to_realtime(45);
             let rate = playhead.sample_rate() as u64;
             let mut buffer = vec![0.0f32; block * 2];
             let mut start = Instant::now();

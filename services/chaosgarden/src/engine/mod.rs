@@ -119,6 +119,27 @@ pub struct Engine {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Asks the OS to run the calling thread at real-time priority (`SCHED_FIFO`), as audio
+/// software does, so a busy machine cannot delay the clock or a marker by a scheduler
+/// slice. Without the privilege (no `CAP_SYS_NICE` or `rtprio` limit) it stays a normal
+/// thread, which is logged once per thread.
+pub(crate) fn promote_to_realtime(priority: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: priority };
+        // SAFETY: pthread_self() is the calling thread; param is a valid sched_param.
+        let result = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+        if result == 0 {
+            tracing::debug!(thread = %name, priority, "real-time priority (SCHED_FIFO)");
+        } else {
+            tracing::info!(thread = %name, error = %std::io::Error::from_raw_os_error(result), "no real-time priority; timing may suffer on a busy machine");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = priority;
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -149,7 +170,10 @@ impl Engine {
         };
         let scheduler = std::thread::Builder::new()
             .name("chaosgarden-scheduler".into())
-            .spawn(move || scheduler.run())?;
+            .spawn(move || {
+                promote_to_realtime(40);
+                scheduler.run()
+            })?;
         Ok(Self {
             anchor,
             sample_rate,

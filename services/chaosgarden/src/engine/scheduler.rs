@@ -41,7 +41,7 @@ pub trait MidiSink: Send {
 /// How long the scheduler sleeps at most between looks at the clock.
 const IDLE: Duration = Duration::from_millis(2);
 /// Sleep until this long before a deadline, then spin.
-const SPIN: Duration = Duration::from_micros(400);
+const SPIN: Duration = Duration::from_micros(250);
 
 pub(crate) struct Scheduler {
     pub transitions: rtrb::Consumer<Transition>,
@@ -61,8 +61,10 @@ fn sleep_until(deadline: Instant) {
     if deadline - now > SPIN {
         std::thread::sleep(deadline - now - SPIN);
     }
+    // Busy-wait the last stretch: yielding would hand the core to whatever else runs and
+    // come back a scheduler slice (milliseconds) later on a loaded machine.
     while Instant::now() < deadline {
-        std::thread::yield_now();
+        std::hint::spin_loop();
     }
 }
 
