@@ -126,7 +126,9 @@ pub struct Engine {
 pub(crate) fn promote_to_realtime(priority: i32) {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: priority };
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
         // SAFETY: pthread_self() is the calling thread; param is a valid sched_param.
         let result = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
         let name = std::thread::current().name().unwrap_or("unnamed").to_string();
