@@ -12,7 +12,7 @@ use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 use crate::time::TempoMap;
 
 /// The longest region (and offline render) accepted, in seconds.
-pub const MAX_SECONDS: f64 = 20.0 * 60.0;
+pub const MAX_SECONDS: f64 = 10.0 * 60.0;
 /// The longest a MIDI region may ring on after its last event.
 const MAX_TAIL_SECONDS: f64 = 3.0;
 /// Below this peak a rendered tail counts as silence.
