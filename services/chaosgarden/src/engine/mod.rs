@@ -69,7 +69,7 @@ struct Started {
     commands: rtrb::Producer<Command>,
     transitions: rtrb::Consumer<Transition>,
     arrangement: Arc<Arrangement>,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// `Started` before its backend thread exists.
@@ -102,7 +102,7 @@ impl Unstarted {
             commands: self.commands,
             transitions: self.transitions,
             arrangement: self.arrangement,
-            thread,
+            thread: Some(thread),
         }
     }
 }
@@ -152,6 +152,32 @@ impl Engine {
         let anchor = Arc::new(Anchor::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (started, backend) = Self::start_backend(&config, &anchor, &stop)?;
+        Self::assemble(config, anchor, stop, started, backend)
+    }
+
+    /// Starts the scheduler and hands the playhead to the caller, whose own audio callback
+    /// (a plugin host, a test) calls [`Playhead::process`] for every block.
+    pub fn start_driven(config: EngineConfig) -> anyhow::Result<(Self, Playhead)> {
+        let anchor = Arc::new(Anchor::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (playhead, unstarted) = Started::prepare(config.sample_rate, &anchor);
+        let started = Started {
+            commands: unstarted.commands,
+            transitions: unstarted.transitions,
+            arrangement: unstarted.arrangement,
+            thread: None,
+        };
+        let engine = Self::assemble(config, anchor, stop, started, "external".into())?;
+        Ok((engine, playhead))
+    }
+
+    fn assemble(
+        config: EngineConfig,
+        anchor: Arc<Anchor>,
+        stop: Arc<AtomicBool>,
+        started: Started,
+        backend: String,
+    ) -> anyhow::Result<Self> {
         let Started {
             commands,
             transitions,
@@ -188,7 +214,7 @@ impl Engine {
             latest,
             fires,
             stop,
-            threads: Mutex::new(vec![thread, scheduler]),
+            threads: Mutex::new(thread.into_iter().chain([scheduler]).collect()),
         })
     }
 
@@ -245,7 +271,9 @@ impl Engine {
         lock(&self.latest).clone()
     }
 
-    fn send(&self, command: Command) -> Result<u64, Status> {
+    /// Queues a command for the real-time side without waiting; returns its number for
+    /// [`Engine::applied`].
+    pub fn send(&self, command: Command) -> Result<u64, Status> {
         let mut control = lock(&self.control);
         if let Command::Adopt(arrangement) = &command {
             *lock(&self.latest) = arrangement.clone();
