@@ -75,13 +75,23 @@ impl Workers {
             workers.remove(&stalest);
         }
         let worker_id = registration.worker_id.clone();
-        tracing::info!(worker = %worker_id, kind = %registration.worker_type, "worker registered");
+        // Workers re-register at every heartbeat: only a new one is worth an info line.
+        let registered_at = match workers.get(&worker_id) {
+            Some(known) => {
+                tracing::debug!(worker = %worker_id, "worker refreshed");
+                known.registered_at
+            }
+            None => {
+                tracing::info!(worker = %worker_id, kind = %registration.worker_type, "worker registered");
+                SystemTime::now()
+            }
+        };
         workers.insert(
             worker_id.clone(),
             Worker {
                 registration,
                 peer: peer.to_vec(),
-                registered_at: SystemTime::now(),
+                registered_at,
                 last_seen: Instant::now(),
             },
         );
