@@ -1,0 +1,245 @@
+//! The three backends as Holler sees them: one SDK client each, tool routing by name
+//! prefix, and tool calls made from JSON arguments (proto3 JSON of the request message
+//! whose oneof case is the tool's name: `lua_eval` is `LuaEvalRequest`).
+
+use std::time::Duration;
+
+use hooteproto::client::{ClientConfig, RequestOptions};
+use hooteproto::v1::envelope::Payload;
+use hooteproto::v1::{self as pb, Envelope};
+use hooteproto::{Client, Key};
+use serde_json::Value;
+
+/// A backend service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Lua orchestration (`lua_`, `script_`, `job_`).
+    Luanette,
+    /// Storage, artifacts and graph (`cas_`, `artifact_`, `graph_`).
+    Hootenanny,
+    /// Transport and timeline (`transport_`, `timeline_`).
+    Chaosgarden,
+}
+
+impl Backend {
+    /// All of them, in a stable order.
+    pub const ALL: [Backend; 3] = [Backend::Luanette, Backend::Hootenanny, Backend::Chaosgarden];
+
+    /// The service name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Luanette => "luanette",
+            Backend::Hootenanny => "hootenanny",
+            Backend::Chaosgarden => "chaosgarden",
+        }
+    }
+
+    /// Parses a service name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Which backend serves a tool, by its name's prefix.
+    pub fn for_tool(tool: &str) -> Option<Self> {
+        let prefix = tool.split('_').next().unwrap_or_default();
+        match prefix {
+            "lua" | "script" | "job" | "orpheus" | "musicgen" | "deepseek" => Some(Backend::Luanette),
+            "cas" | "artifact" | "graph" => Some(Backend::Hootenanny),
+            "transport" | "timeline" => Some(Backend::Chaosgarden),
+            _ => None,
+        }
+    }
+}
+
+/// Where the backends are.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Luanette's ROUTER.
+    pub luanette: String,
+    /// Hootenanny's ROUTER.
+    pub hootenanny: String,
+    /// Chaosgarden's ROUTER.
+    pub chaosgarden: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            luanette: "tcp://127.0.0.1:5570".into(),
+            hootenanny: "tcp://127.0.0.1:5580".into(),
+            chaosgarden: "tcp://127.0.0.1:5555".into(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// The endpoint of one backend.
+    pub fn of(&self, backend: Backend) -> &str {
+        match backend {
+            Backend::Luanette => &self.luanette,
+            Backend::Hootenanny => &self.hootenanny,
+            Backend::Chaosgarden => &self.chaosgarden,
+        }
+    }
+}
+
+/// Why a call through Holler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No backend serves a tool of this name.
+    #[error(
+        "unknown tool {0:?}: tool names start with lua_, script_, job_ (luanette), cas_, artifact_, graph_ (hootenanny) or transport_, timeline_ (chaosgarden)"
+    )]
+    UnknownTool(String),
+    /// The arguments are not the request's proto3 JSON.
+    #[error("arguments for {tool} do not match its input schema: {reason}")]
+    BadArguments {
+        /// The tool.
+        tool: String,
+        /// Why.
+        reason: String,
+    },
+    /// The backend did not answer.
+    #[error("backend {backend} unavailable at {endpoint}: {reason}")]
+    Unavailable {
+        /// Which.
+        backend: &'static str,
+        /// Where.
+        endpoint: String,
+        /// What the client saw.
+        reason: String,
+    },
+    /// The backend answered with an error.
+    #[error("{0}")]
+    Remote(hooteproto::Status),
+}
+
+impl CallError {
+    /// The canonical code.
+    pub fn code(&self) -> pb::ErrorCode {
+        match self {
+            CallError::UnknownTool(_) => pb::ErrorCode::NotFound,
+            CallError::BadArguments { .. } => pb::ErrorCode::InvalidArgument,
+            CallError::Unavailable { .. } => pb::ErrorCode::Unavailable,
+            CallError::Remote(status) => status.code,
+        }
+    }
+}
+
+/// A payload from its oneof case name and proto3 JSON.
+pub fn payload_from_json(case: &str, arguments: &Value) -> Result<Payload, String> {
+    let mut envelope = serde_json::Map::new();
+    envelope.insert(case.to_string(), arguments.clone());
+    let text = serde_json::to_string(&Value::Object(envelope)).map_err(|e| e.to_string())?;
+    let envelope = hooteproto::json::envelope_from_json(&text).map_err(|e| e.to_string())?;
+    envelope
+        .payload
+        .ok_or_else(|| format!("{case:?} is not a payload of the schema"))
+}
+
+/// A payload's proto3 JSON (the value under its case).
+pub fn payload_to_json(payload: Payload) -> Value {
+    let envelope = Envelope {
+        payload: Some(payload),
+        ..Default::default()
+    };
+    match hooteproto::json::envelope_to_json(&envelope) {
+        Ok(Value::Object(fields)) => fields.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null),
+        Ok(other) => other,
+        Err(e) => Value::String(format!("(reply not representable as JSON: {e})")),
+    }
+}
+
+/// Clients for the three backends.
+#[derive(Clone)]
+pub struct Backends {
+    endpoints: Endpoints,
+    luanette: Client,
+    hootenanny: Client,
+    chaosgarden: Client,
+}
+
+impl Backends {
+    /// Connects (lazily: a backend may be down now and come up later).
+    pub fn connect(endpoints: Endpoints, key: Option<Key>, name: &str) -> anyhow::Result<Self> {
+        let client = |endpoint: &str| {
+            let mut config = ClientConfig::new(endpoint.to_string());
+            config.key = key.clone();
+            config.name = name.to_string();
+            Client::connect(config)
+        };
+        Ok(Self {
+            luanette: client(&endpoints.luanette)?,
+            hootenanny: client(&endpoints.hootenanny)?,
+            chaosgarden: client(&endpoints.chaosgarden)?,
+            endpoints,
+        })
+    }
+
+    /// One backend's client.
+    pub fn client(&self, backend: Backend) -> &Client {
+        match backend {
+            Backend::Luanette => &self.luanette,
+            Backend::Hootenanny => &self.hootenanny,
+            Backend::Chaosgarden => &self.chaosgarden,
+        }
+    }
+
+    /// Where a backend is.
+    pub fn endpoint(&self, backend: Backend) -> &str {
+        self.endpoints.of(backend)
+    }
+
+    /// Sends a payload to a backend; transport failures become `Unavailable`.
+    pub async fn request(
+        &self,
+        backend: Backend,
+        payload: Payload,
+        options: RequestOptions,
+    ) -> Result<Payload, CallError> {
+        match self.client(backend).request_with(payload, options).await {
+            Ok(reply) => Ok(reply),
+            Err(hooteproto::Error::Remote(status)) => Err(CallError::Remote(status)),
+            Err(error) => Err(CallError::Unavailable {
+                backend: backend.name(),
+                endpoint: self.endpoint(backend).to_string(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    /// Calls a tool by name with JSON arguments; returns the reply's JSON.
+    pub async fn call_tool(&self, tool: &str, arguments: &Value, timeout: Duration) -> Result<Value, CallError> {
+        let backend = Backend::for_tool(tool).ok_or_else(|| CallError::UnknownTool(tool.to_string()))?;
+        let payload = payload_from_json(tool, arguments).map_err(|reason| CallError::BadArguments {
+            tool: tool.to_string(),
+            reason,
+        })?;
+        let options = RequestOptions {
+            timeout: Some(timeout),
+            attempt_timeout: Some(timeout),
+            ..Default::default()
+        };
+        let reply = self.request(backend, payload, options).await?;
+        Ok(payload_to_json(reply))
+    }
+
+    /// One backend's tools (an error when it is down).
+    pub async fn tools(&self, backend: Backend, timeout: Duration) -> Result<Vec<pb::ToolInfo>, CallError> {
+        let options = RequestOptions {
+            timeout: Some(timeout),
+            ..Default::default()
+        };
+        match self
+            .request(backend, Payload::ListTools(pb::ListToolsRequest {}), options)
+            .await?
+        {
+            Payload::ListToolsReply(reply) => Ok(reply.tools),
+            other => Err(CallError::Remote(hooteproto::Status::internal(format!(
+                "{} answered list_tools with {}",
+                backend.name(),
+                other.name()
+            )))),
+        }
+    }
+}

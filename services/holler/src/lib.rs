@@ -1,0 +1,12 @@
+//! # holler — how agents and people reach Hootenanny
+//!
+//! - [`backends`]: the three services behind one set of SDK clients; tool routing by prefix.
+//! - [`mcp`]: the MCP `ServerHandler` (tools discovered from the backends at run time).
+//! - [`serve`]: `holler serve`, MCP over Streamable HTTP with Origin and token checks.
+//! - [`up`]: `holler up`, every service and the gateway in one process.
+//! - `cli` (in the binary): the `holler` commands that talk ZMQ to a backend directly.
+
+pub mod backends;
+pub mod mcp;
+pub mod serve;
+pub mod up;

@@ -1,0 +1,134 @@
+//! The MCP side of the gateway: a hand-written `ServerHandler` whose tools are whatever
+//! the backends list right now (asked on every `tools/list`, so a backend that comes back
+//! brings its tools back), and whose calls are routed by name prefix over ZMQ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use tracing::Instrument as _;
+
+use crate::backends::{Backend, Backends, CallError};
+
+/// How long `tools/list` waits for each backend.
+const LIST_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a tool call may take (a long job is waited for with `job_poll`).
+const CALL_TIMEOUT: Duration = Duration::from_secs(330);
+
+/// One MCP session's view of the backends (cheap to clone: the clients are shared).
+#[derive(Clone)]
+pub struct Gateway {
+    backends: Arc<Backends>,
+}
+
+impl Gateway {
+    /// A gateway over these backends.
+    pub fn new(backends: Arc<Backends>) -> Self {
+        Self { backends }
+    }
+
+    /// Every tool every reachable backend offers; down backends are skipped (logged).
+    pub async fn tools(&self) -> Vec<Tool> {
+        let lists = futures_join(Backend::ALL.map(|b| {
+            let backends = self.backends.clone();
+            async move { (b, backends.tools(b, LIST_TIMEOUT).await) }
+        }))
+        .await;
+        let mut tools = Vec::new();
+        for (backend, list) in lists {
+            match list {
+                Ok(list) => tools.extend(list.into_iter().filter(|t| valid_name(&t.name)).map(|t| {
+                    let schema = t.input_schema.and_then(|s| s.to_json().ok()).unwrap_or_default();
+                    Tool::new(t.name, t.description, Arc::new(schema))
+                })),
+                Err(error) => tracing::debug!(backend = backend.name(), %error, "backend left out of tools/list"),
+            }
+        }
+        tools
+    }
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(futures: [F; 3]) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles = futures.map(tokio::spawn);
+    let mut out = Vec::new();
+    for handle in handles {
+        if let Ok(value) = handle.await {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// Names common MCP clients accept: `^[a-zA-Z0-9_-]{1,64}$`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn failure(error: &CallError) -> CallToolResult {
+    let code = hooteproto::error::code_name(error.code());
+    CallToolResult::error(vec![ContentBlock::text(format!("{code}: {error}"))])
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("holler", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Hootenanny: make music with Lua scripts (lua_, script_, job_), content-addressed storage and \
+                 artifacts (cas_, artifact_, graph_), and a real-time transport and timeline (transport_, timeline_).",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools().await))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        if Backend::for_tool(&name).is_none() {
+            return Err(McpError::invalid_params(CallError::UnknownTool(name).to_string(), None));
+        }
+        let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let span = tracing::info_span!("mcp.tool_call", tool = %name);
+        let _entered = span.enter();
+        drop(_entered);
+        let result =
+            tracing::Instrument::instrument(self.backends.call_tool(&name, &arguments, CALL_TIMEOUT), span).await;
+        Ok(match result {
+            Ok(reply) => {
+                let text = serde_json::to_string_pretty(&reply).unwrap_or_default();
+                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+                if reply.is_object() {
+                    result.structured_content = Some(reply);
+                }
+                result
+            }
+            Err(error) => failure(&error),
+        }
+        .into())
+    }
+}

@@ -1,0 +1,152 @@
+//! `holler serve`: the MCP gateway over Streamable HTTP (rmcp in axum), with Origin
+//! validation on, an optional bearer token on every request, and `/health`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::{Backend, Backends};
+use crate::mcp::Gateway;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen (default 127.0.0.1:8080).
+    pub listen: SocketAddr,
+    /// Browser origins allowed besides loopback ones (`http://localhost:*`, `http://127.0.0.1:*`).
+    pub allowed_origins: Vec<String>,
+    /// A bearer token every request must carry, if set.
+    pub token: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allowed_origins: Vec::new(),
+            token: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    token: Option<Arc<str>>,
+    backends: Arc<Backends>,
+}
+
+async fn require_token(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(token) = &shared.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(token.as_ref()) {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required (Authorization: Bearer …)",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+async fn health(State(shared): State<Shared>) -> Response {
+    let mut body = serde_json::Map::new();
+    for backend in Backend::ALL {
+        let options = hooteproto::RequestOptions {
+            timeout: Some(std::time::Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let up = shared
+            .backends
+            .request(
+                backend,
+                hooteproto::v1::envelope::Payload::Ping(Default::default()),
+                options,
+            )
+            .await
+            .is_ok();
+        body.insert(
+            backend.name().into(),
+            serde_json::Value::from(if up { "up" } else { "down" }),
+        );
+    }
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "serving", "backends": body})),
+    )
+        .into_response()
+}
+
+/// A bound gateway, ready to serve.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+}
+
+/// Binds the listener and builds the routes.
+pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Result<Bound> {
+    let cancel = CancellationToken::new();
+    let mut origins = vec![
+        "http://localhost:*".to_string(),
+        "http://127.0.0.1:*".to_string(),
+        "http://[::1]:*".to_string(),
+    ];
+    origins.extend(config.allowed_origins.iter().cloned());
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_cancellation_token(cancel.clone());
+    let gateway = Gateway::new(backends.clone());
+    let service: StreamableHttpService<Gateway, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(gateway.clone()), Default::default(), mcp_config);
+    let shared = Shared {
+        token: config.token.map(Arc::from),
+        backends,
+    };
+    let router = axum::Router::new()
+        .nest_service("/mcp", service)
+        .route("/health", axum::routing::get(health))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), require_token))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    Ok(Bound {
+        listener,
+        router,
+        cancel,
+    })
+}
+
+impl Bound {
+    /// Where it listens.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let cancel = self.cancel.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                cancel.cancel();
+            })
+            .await?;
+        Ok(())
+    }
+}

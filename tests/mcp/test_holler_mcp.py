@@ -1,0 +1,141 @@
+"""The official MCP Python SDK against `holler up`: what an agent does first."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamablehttp_client
+
+from conftest import Stack
+
+INIT = json.dumps({
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}).encode()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def with_session(url, body, headers=None):
+    async with streamablehttp_client(url, headers=headers) as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            return await body(session)
+
+
+def text_of(result):
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+def test_tools_from_all_three_backends(stack):
+    async def body(session):
+        tools = await session.list_tools()
+        return {t.name: t for t in tools.tools}
+
+    tools = run(with_session(stack.url, body))
+    for name in ("lua_eval", "job_execute", "cas_store", "cas_inspect", "graph_query", "transport_play", "timeline_add_marker"):
+        assert name in tools, f"{name} missing from {sorted(tools)}"
+    assert tools["lua_eval"].inputSchema["properties"]["code"]["type"] == "string"
+
+
+def test_lua_eval_cas_and_transport_through_the_gateway(stack):
+    async def body(session):
+        lua = await session.call_tool("lua_eval", {"code": "print('hello') return 6 * 7"})
+        stored = await session.call_tool("cas_store", {"data": "aGVsbG8=", "mime_type": "text/plain"})
+        digest = json.loads(text_of(stored))["hash"]
+        inspected = await session.call_tool("cas_inspect", {"hash": digest})
+        played = await session.call_tool("transport_play", {})
+        status = await session.call_tool("transport_status", {})
+        await session.call_tool("transport_stop", {})
+        bad = await session.call_tool("lua_eval", {"code": "error('boom')"})
+        return lua, digest, inspected, played, status, bad
+
+    lua, digest, inspected, played, status, bad = run(with_session(stack.url, body))
+    assert not lua.isError
+    assert json.loads(text_of(lua))["result"] == 42
+    assert len(digest) == 64
+    assert json.loads(text_of(inspected))["object"]["size"] in ("5", 5)
+    assert json.loads(text_of(played))["state"]["playback"] == "PLAYBACK_STATE_PLAYING"
+    assert json.loads(text_of(status))["state"]["backend"] == "null"
+    assert bad.isError and "boom" in text_of(bad) and "INVALID_ARGUMENT" in text_of(bad)
+
+
+def test_a_stored_script_runs_as_a_job(stack):
+    async def body(session):
+        stored = await session.call_tool("script_store", {
+            "content": "function main(p) job.progress(0.5, 'half') return {twice = p.n * 2} end",
+            "tags": ["mcp-test"],
+        })
+        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        started = await session.call_tool("job_execute", {"script_hash": script, "params": {"n": 21}})
+        job_id = json.loads(text_of(started))["jobId"]
+        polled = await session.call_tool("job_poll", {"job_ids": [job_id], "timeout_ms": 10000})
+        return json.loads(text_of(polled))
+
+    polled = run(with_session(stack.url, body))
+    job = polled["completed"][0]
+    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    assert job["result"] == {"twice": 42}
+
+
+def test_an_unknown_tool_is_a_clear_error(stack):
+    async def body(session):
+        try:
+            result = await session.call_tool("nope_unknown", {})
+        except Exception as error:  # the SDK raises McpError for protocol errors
+            return str(error)
+        return text_of(result)
+
+    message = run(with_session(stack.url, body))
+    assert "unknown tool" in message and "nope_unknown" in message
+
+
+def test_a_foreign_origin_is_refused(stack):
+    request = urllib.request.Request(stack.url, data=INIT, method="POST", headers={
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "Origin": "http://evil.example.com",
+    })
+    try:
+        urllib.request.urlopen(request, timeout=5)
+        raise AssertionError("a foreign Origin must be refused")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+
+
+def test_the_cli_reaches_the_backends_directly(stack):
+    ping = stack.cli("--json", "ping")
+    assert ping.returncode == 0, ping.stderr
+    assert set(json.loads(ping.stdout)) == {"luanette", "hootenanny", "chaosgarden"}
+    lua = stack.cli("--json", "lua", "return 1 + 2")
+    assert lua.returncode == 0, lua.stderr
+    assert json.loads(lua.stdout)["result"] == 3
+    missing = stack.cli("cas", "inspect", "0" * 64)
+    assert missing.returncode == 4, (missing.returncode, missing.stderr)
+    refused = stack.cli("lua", "error('no')")
+    assert refused.returncode == 3 and "no" in refused.stderr
+
+
+def test_a_token_is_required_when_configured(tmp_path):
+    stack = Stack(tmp_path, token="s3cret")
+    try:
+        request = urllib.request.Request(stack.url, data=INIT, method="POST", headers={
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        })
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            raise AssertionError("a request without the token must be refused")
+        except urllib.error.HTTPError as error:
+            assert error.code == 401
+
+        async def body(session):
+            return await session.call_tool("lua_eval", {"code": "return 'ok'"})
+
+        result = run(with_session(stack.url, body, headers={"Authorization": "Bearer s3cret"}))
+        assert json.loads(text_of(result))["result"] == "ok"
+    finally:
+        assert stack.stop() == 0
