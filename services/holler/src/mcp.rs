@@ -113,11 +113,13 @@ impl ServerHandler for Gateway {
             return Err(McpError::invalid_params(CallError::UnknownTool(name).to_string(), None));
         }
         let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        // One span per call; the envelopes to the backend carry it as their traceparent.
         let span = tracing::info_span!("mcp.tool_call", tool = %name);
-        let _entered = span.enter();
-        drop(_entered);
-        let result =
-            tracing::Instrument::instrument(self.backends.call_tool(&name, &arguments, CALL_TIMEOUT), span).await;
+        let result = self
+            .backends
+            .call_tool(&name, &arguments, CALL_TIMEOUT)
+            .instrument(span)
+            .await;
         Ok(match result {
             Ok(reply) => {
                 let text = serde_json::to_string_pretty(&reply).unwrap_or_default();
