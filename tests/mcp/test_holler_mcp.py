@@ -139,3 +139,29 @@ def test_a_token_is_required_when_configured(tmp_path):
         assert json.loads(text_of(result))["result"] == "ok"
     finally:
         assert stack.stop() == 0
+
+
+def test_resources_prompts_and_completions_pass_through(stack):
+    async def body(session):
+        stored = await session.call_tool("script_store", {"content": "return 1", "tags": ["completion-test"]})
+        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        resources = await session.list_resources()
+        templates = await session.list_resource_templates()
+        stdlib = await session.read_resource("lua://stdlib")
+        schema = await session.read_resource("hootenanny://graph/schema.graphql")
+        prompts = await session.list_prompts()
+        prompt = await session.get_prompt("write-script", {"goal": "transpose a melody"})
+        from mcp.types import PromptReference
+        completion = await session.complete(PromptReference(type="ref/prompt", name="debug-script"),
+                                            {"name": "script_hash", "value": script[:6]})
+        return script, resources, templates, stdlib, schema, prompts, prompt, completion
+
+    script, resources, templates, stdlib, schema, prompts, prompt, completion = run(with_session(stack.url, body))
+    uris = {str(r.uri) for r in resources.resources}
+    assert {"lua://stdlib", "lua://workers", "hootenanny://graph/schema.graphql"} <= uris, uris
+    assert any("{" in t.uriTemplate for t in templates.resourceTemplates)
+    assert "midi.transpose" in stdlib.contents[0].text
+    assert "type Query" in schema.contents[0].text or "Query" in schema.contents[0].text
+    assert {"write-script", "debug-script"} <= {p.name for p in prompts.prompts}
+    assert "transpose a melody" in prompt.messages[0].content.text
+    assert script in completion.completion.values

@@ -2,11 +2,13 @@
 //!
 //! - [`backends`]: the three services behind one set of SDK clients; tool routing by prefix.
 //! - [`mcp`]: the MCP `ServerHandler` (tools discovered from the backends at run time).
+//! - [`catalog`]: resources, prompts and completions passed through to the backends.
 //! - [`serve`]: `holler serve`, MCP over Streamable HTTP with Origin and token checks.
 //! - [`up`]: `holler up`, every service and the gateway in one process.
 //! - `cli` (in the binary): the `holler` commands that talk ZMQ to a backend directly.
 
 pub mod backends;
+pub mod catalog;
 pub mod mcp;
 pub mod serve;
 pub mod up;
