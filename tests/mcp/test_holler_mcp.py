@@ -165,3 +165,67 @@ def test_resources_prompts_and_completions_pass_through(stack):
     assert {"write-script", "debug-script"} <= {p.name for p in prompts.prompts}
     assert "transpose a melody" in prompt.messages[0].content.text
     assert script in completion.completion.values
+
+
+SLOW = """
+function main(p)
+  for i = 1, p.steps do
+    local t = os.clock()
+    while os.clock() - t < p.step_secs do end
+    job.progress(i / p.steps, "step " .. i)
+  end
+  return "done"
+end
+"""
+
+
+def test_a_job_can_be_waited_for_with_progress(stack):
+    seen = []
+
+    async def progress(value, total, message):
+        seen.append((value, total, message))
+
+    async def body(session):
+        stored = await session.call_tool("script_store", {"content": SLOW, "tags": ["mcp-test"]})
+        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        return await session.call_tool(
+            "job_execute",
+            {"script_hash": script, "params": {"steps": 3, "step_secs": 0.4}, "wait": True},
+            progress_callback=progress,
+        )
+
+    result = run(with_session(stack.url, body))
+    assert not result.isError, text_of(result)
+    job = json.loads(text_of(result))
+    assert job["state"] == "JOB_STATE_SUCCEEDED" and job["result"] == "done"
+    fractions = [round(v, 2) for v, _, _ in seen]
+    assert 0.33 in fractions or 0.67 in fractions, seen
+    assert fractions == sorted(fractions), "progress only goes forward"
+    assert all(total == 1.0 for _, total, _ in seen)
+
+
+def test_cancelling_the_call_cancels_the_job(stack):
+    from mcp import types
+
+    async def body(session):
+        stored = await session.call_tool("script_store", {"content": SLOW, "tags": ["mcp-cancel"]})
+        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        request_id = session._request_id  # the id the next request gets
+        call = asyncio.create_task(session.call_tool(
+            "job_execute",
+            {"script_hash": script, "params": {"steps": 100, "step_secs": 0.2}, "wait": True},
+        ))
+        await asyncio.sleep(1.0)
+        await session.send_notification(types.ClientNotification(types.CancelledNotification(
+            method="notifications/cancelled",
+            params=types.CancelledNotificationParams(requestId=request_id, reason="changed my mind"),
+        )))
+        try:
+            await asyncio.wait_for(call, timeout=3)
+        except (asyncio.TimeoutError, Exception):
+            call.cancel()
+        jobs = await session.call_tool("job_list", {"status": "JOB_STATE_CANCELLED"})
+        return script, json.loads(text_of(jobs))
+
+    script, jobs = run(with_session(stack.url, body))
+    assert any(j["scriptHash"] == script for j in jobs.get("jobs", [])), jobs

@@ -46,7 +46,15 @@ impl Gateway {
         for (backend, list) in lists {
             match list {
                 Ok(list) => tools.extend(list.into_iter().filter(|t| valid_name(&t.name)).map(|t| {
-                    let schema = t.input_schema.and_then(|s| s.to_json().ok()).unwrap_or_default();
+                    let mut schema = t.input_schema.and_then(|s| s.to_json().ok()).unwrap_or_default();
+                    if t.name == "job_execute"
+                        && let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties")
+                    {
+                        properties.insert("wait".into(), serde_json::json!({
+                            "type": "boolean",
+                            "description": "Holler only: wait for the job to finish and return its record, sending the job's progress as MCP progress notifications; cancelling the call cancels the job.",
+                        }));
+                    }
                     Tool::new(t.name, t.description, Arc::new(schema))
                 })),
                 Err(error) => tracing::debug!(backend = backend.name(), %error, "backend left out of tools/list"),
@@ -76,6 +84,69 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Gateway {
+    /// `job_execute` with `wait: true`: start the job, forward its progress, cancel it if
+    /// the client cancels the call, and return its final record.
+    async fn run_job(
+        &self,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let backends = &self.backends;
+        let short = Duration::from_secs(10);
+        let started = match backends.call_tool("job_execute", &serde_json::Value::Object(arguments), short).await {
+            Ok(reply) => reply,
+            Err(error) => return failure(&error),
+        };
+        let Some(job_id) = started["jobId"].as_str().map(str::to_string) else {
+            return CallToolResult::error(vec![ContentBlock::text("INTERNAL: job_execute returned no job id")]);
+        };
+        let token = context.meta.get_progress_token();
+        let mut reported = -1.0;
+        loop {
+            let poll = serde_json::json!({"job_ids": [job_id], "timeout_ms": 250});
+            tokio::select! {
+                _ = context.ct.cancelled() => {
+                    let cancelled = backends.call_tool("job_cancel", &serde_json::json!({"job_id": job_id}), short).await;
+                    tracing::info!(job = %job_id, ok = cancelled.is_ok(), "the MCP client cancelled; job cancelled");
+                    return CallToolResult::error(vec![ContentBlock::text(format!("CANCELLED: job {job_id} was cancelled by the client"))]);
+                }
+                polled = backends.call_tool("job_poll", &poll, short) => match polled {
+                    Ok(reply) => {
+                        if let Some(job) = reply["completed"].as_array().and_then(|c| c.first()) {
+                            let text = serde_json::to_string_pretty(job).unwrap_or_default();
+                            let succeeded = job["state"] == "JOB_STATE_SUCCEEDED";
+                            let mut result = if succeeded {
+                                CallToolResult::success(vec![ContentBlock::text(text)])
+                            } else {
+                                CallToolResult::error(vec![ContentBlock::text(text)])
+                            };
+                            result.structured_content = Some(job.clone());
+                            return result;
+                        }
+                    }
+                    Err(error) => return failure(&error),
+                }
+            }
+            if let Some(token) = &token
+                && let Ok(status) = backends.call_tool("job_status", &serde_json::json!({"job_id": job_id}), short).await
+            {
+                let progress = status["job"]["progress"].as_f64().unwrap_or(0.0);
+                if progress != reported {
+                    reported = progress;
+                    let message = status["job"]["progressMessage"].as_str().unwrap_or_default();
+                    let param = serde_json::json!({
+                        "progressToken": token, "progress": progress, "total": 1.0, "message": message,
+                    });
+                    if let Ok(param) = catalog::from_mcp(param) {
+                        let _ = context.peer.notify_progress(param).await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn failure(error: &CallError) -> CallToolResult {
@@ -173,13 +244,17 @@ impl ServerHandler for Gateway {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
         if Backend::for_tool(&name).is_none() {
             return Err(McpError::invalid_params(CallError::UnknownTool(name).to_string(), None));
         }
-        let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let mut arguments = request.arguments.unwrap_or_default();
+        if name == "job_execute" && matches!(arguments.remove("wait"), Some(serde_json::Value::Bool(true))) {
+            return Ok(self.run_job(arguments, context).await.into());
+        }
+        let arguments = serde_json::Value::Object(arguments);
         // One span per call; the envelopes to the backend carry it as their traceparent.
         let span = tracing::info_span!("mcp.tool_call", tool = %name);
         let result = self
