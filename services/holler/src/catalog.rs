@@ -54,9 +54,9 @@ pub async fn list_resources(backends: &Backends) -> (Vec<Value>, Vec<Value>) {
         let request = Payload::ListResources(pb::ListResourcesRequest::default());
         match backends.request(backend, request, options()).await {
             Ok(Payload::ListResourcesReply(reply)) => {
-                resources.extend(reply.resources.into_iter().map(|r| {
-                    json!({"uri": r.uri, "name": r.name, "description": r.description, "mimeType": r.mime_type})
-                }));
+                resources.extend(reply.resources.into_iter().map(
+                    |r| json!({"uri": r.uri, "name": r.name, "description": r.description, "mimeType": r.mime_type}),
+                ));
                 templates.extend(reply.templates.into_iter().map(|t| {
                     json!({"uriTemplate": t.uri_template, "name": t.name, "description": t.description, "mimeType": t.mime_type})
                 }));
@@ -71,7 +71,10 @@ pub async fn list_resources(backends: &Backends) -> (Vec<Value>, Vec<Value>) {
 /// One resource's contents as MCP JSON.
 pub async fn read_resource(backends: &Backends, uri: &str) -> Result<Value, McpError> {
     let backend = resource_backend(uri).ok_or_else(|| {
-        McpError::resource_not_found(format!("no resource {uri:?}: URIs start with lua:// or hootenanny://"), None)
+        McpError::resource_not_found(
+            format!("no resource {uri:?}: URIs start with lua:// or hootenanny://"),
+            None,
+        )
     })?;
     let request = Payload::ReadResource(pb::ReadResourceRequest { uri: uri.to_string() });
     match backends.request(backend, request, options()).await.map_err(mcp_error)? {
@@ -85,20 +88,29 @@ pub async fn read_resource(backends: &Backends, uri: &str) -> Result<Value, McpE
                         "uri": c.uri, "mimeType": c.mime_type,
                         "blob": base64::engine::general_purpose::STANDARD.encode(bytes),
                     }),
-                    Some(resource_content::Content::Text(text)) => json!({"uri": c.uri, "mimeType": c.mime_type, "text": text}),
+                    Some(resource_content::Content::Text(text)) => {
+                        json!({"uri": c.uri, "mimeType": c.mime_type, "text": text})
+                    }
                     None => json!({"uri": c.uri, "mimeType": c.mime_type, "text": ""}),
                 })
                 .collect();
             Ok(json!({"contents": contents}))
         }
-        other => Err(McpError::internal_error(format!("read_resource answered with {}", other.name()), None)),
+        other => Err(McpError::internal_error(
+            format!("read_resource answered with {}", other.name()),
+            None,
+        )),
     }
 }
 
 /// Luanette's prompts as MCP JSON.
 pub async fn list_prompts(backends: &Backends) -> Result<Value, McpError> {
     let request = Payload::ListPrompts(pb::ListPromptsRequest {});
-    match backends.request(Backend::Luanette, request, options()).await.map_err(mcp_error)? {
+    match backends
+        .request(Backend::Luanette, request, options())
+        .await
+        .map_err(mcp_error)?
+    {
         Payload::ListPromptsReply(reply) => {
             let prompts: Vec<Value> = reply
                 .prompts
@@ -114,7 +126,10 @@ pub async fn list_prompts(backends: &Backends) -> Result<Value, McpError> {
                 .collect();
             Ok(json!({"prompts": prompts}))
         }
-        other => Err(McpError::internal_error(format!("list_prompts answered with {}", other.name()), None)),
+        other => Err(McpError::internal_error(
+            format!("list_prompts answered with {}", other.name()),
+            None,
+        )),
     }
 }
 
@@ -128,19 +143,30 @@ pub async fn get_prompt(
         name: name.to_string(),
         arguments,
     });
-    match backends.request(Backend::Luanette, request, options()).await.map_err(mcp_error)? {
+    match backends
+        .request(Backend::Luanette, request, options())
+        .await
+        .map_err(mcp_error)?
+    {
         Payload::GetPromptReply(reply) => {
             let messages: Vec<Value> = reply
                 .messages
                 .into_iter()
                 .map(|m| {
-                    let role = if m.role == pb::PromptRole::Assistant as i32 { "assistant" } else { "user" };
+                    let role = if m.role == pb::PromptRole::Assistant as i32 {
+                        "assistant"
+                    } else {
+                        "user"
+                    };
                     json!({"role": role, "content": {"type": "text", "text": m.text}})
                 })
                 .collect();
             Ok(json!({"description": reply.description, "messages": messages}))
         }
-        other => Err(McpError::internal_error(format!("get_prompt answered with {}", other.name()), None)),
+        other => Err(McpError::internal_error(
+            format!("get_prompt answered with {}", other.name()),
+            None,
+        )),
     }
 }
 
@@ -150,10 +176,17 @@ pub async fn complete(backends: &Backends, argument: &str, partial: &str) -> Res
         context: argument.to_string(),
         partial: partial.to_string(),
     });
-    match backends.request(Backend::Luanette, request, options()).await.map_err(mcp_error)? {
+    match backends
+        .request(Backend::Luanette, request, options())
+        .await
+        .map_err(mcp_error)?
+    {
         Payload::CompleteReply(reply) => Ok(json!({
             "completion": {"values": reply.values, "total": reply.total, "hasMore": reply.has_more}
         })),
-        other => Err(McpError::internal_error(format!("complete answered with {}", other.name()), None)),
+        other => Err(McpError::internal_error(
+            format!("complete answered with {}", other.name()),
+            None,
+        )),
     }
 }

@@ -60,6 +60,12 @@ pub struct Args {
     /// File holding the shared HMAC key.
     #[arg(long, global = true, env = "HOOT_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// OTLP/HTTP collector for traces (`up` and `serve`), e.g. http://127.0.0.1:4318.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Log as JSON lines (`up` and `serve`).
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -475,8 +481,8 @@ impl Context {
     }
 }
 
-fn init_logging() {
-    let _ = hooteproto::telemetry::init("holler", None, false);
+fn init_telemetry(otlp: Option<&str>, json: bool) -> Result<hooteproto::telemetry::TelemetryGuard, Failure> {
+    hooteproto::telemetry::init("holler", otlp, json).map_err(|e| Failure::from(anyhow::anyhow!("telemetry: {e}")))
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
@@ -507,7 +513,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             broadcasts,
             no_health,
         } => {
-            init_logging();
+            let _telemetry = init_telemetry(args.otlp_endpoint.as_deref(), args.log_json)?;
             let audio = match audio_device.as_str() {
                 "auto" => chaosgarden::Output::Auto,
                 "none" | "null" => chaosgarden::Output::Null,
@@ -533,7 +539,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             token_file,
             allowed_origin,
         } => {
-            init_logging();
+            let _telemetry = init_telemetry(args.otlp_endpoint.as_deref(), args.log_json)?;
             let config = holler::serve::ServeConfig {
                 listen: std::net::SocketAddr::new(host, port),
                 allowed_origins: allowed_origin,

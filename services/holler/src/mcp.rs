@@ -96,7 +96,10 @@ impl Gateway {
     ) -> CallToolResult {
         let backends = &self.backends;
         let short = Duration::from_secs(10);
-        let started = match backends.call_tool("job_execute", &serde_json::Value::Object(arguments), short).await {
+        let started = match backends
+            .call_tool("job_execute", &serde_json::Value::Object(arguments), short)
+            .await
+        {
             Ok(reply) => reply,
             Err(error) => return failure(&error),
         };
@@ -131,7 +134,9 @@ impl Gateway {
                 }
             }
             if let Some(token) = &token
-                && let Ok(status) = backends.call_tool("job_status", &serde_json::json!({"job_id": job_id}), short).await
+                && let Ok(status) = backends
+                    .call_tool("job_status", &serde_json::json!({"job_id": job_id}), short)
+                    .await
             {
                 let progress = status["job"]["progress"].as_f64().unwrap_or(0.0);
                 if progress != reported {
@@ -255,8 +260,17 @@ impl ServerHandler for Gateway {
             return Ok(self.run_job(arguments, context).await.into());
         }
         let arguments = serde_json::Value::Object(arguments);
-        // One span per call; the envelopes to the backend carry it as their traceparent.
+        // One span per call, a child of the HTTP request's W3C traceparent when it has one;
+        // the envelopes to the backend carry it as their traceparent.
         let span = tracing::info_span!("mcp.tool_call", tool = %name);
+        if let Some(traceparent) = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get("traceparent"))
+            .and_then(|value| value.to_str().ok())
+        {
+            hooteproto::trace::set_remote_parent(&span, traceparent);
+        }
         let result = self
             .backends
             .call_tool(&name, &arguments, CALL_TIMEOUT)
