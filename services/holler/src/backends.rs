@@ -150,6 +150,11 @@ pub fn payload_to_json(payload: Payload) -> Value {
     }
 }
 
+/// How long a backend that answered counts as up without asking again.
+const FRESH: Duration = Duration::from_secs(2);
+/// How long a liveness ping may take before the backend counts as down.
+const PROBE: Duration = Duration::from_millis(750);
+
 /// Clients for the three backends.
 #[derive(Clone)]
 pub struct Backends {
@@ -157,6 +162,9 @@ pub struct Backends {
     luanette: Client,
     hootenanny: Client,
     chaosgarden: Client,
+    /// When each backend last answered (a DEALER queues for a peer that is not there, so
+    /// without this a call to a down backend would wait out its whole deadline).
+    answered: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Backend, std::time::Instant>>>,
 }
 
 impl Backends {
@@ -173,6 +181,7 @@ impl Backends {
             hootenanny: client(&endpoints.hootenanny)?,
             chaosgarden: client(&endpoints.chaosgarden)?,
             endpoints,
+            answered: Default::default(),
         })
     }
 
@@ -190,6 +199,46 @@ impl Backends {
         self.endpoints.of(backend)
     }
 
+    fn mark_answered(&self, backend: Backend) {
+        if let Ok(mut answered) = self.answered.lock() {
+            answered.insert(backend, std::time::Instant::now());
+        }
+    }
+
+    /// Fails fast with `Unavailable` when a backend that has not answered lately does not
+    /// answer a ping within `PROBE`.
+    async fn ensure_up(&self, backend: Backend) -> Result<(), CallError> {
+        let fresh = self
+            .answered
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&backend).map(|t| t.elapsed() < FRESH))
+            .unwrap_or(false);
+        if fresh {
+            return Ok(());
+        }
+        let options = RequestOptions {
+            timeout: Some(PROBE),
+            attempt_timeout: Some(PROBE),
+            ..Default::default()
+        };
+        match self
+            .client(backend)
+            .request_with(Payload::Ping(pb::PingRequest {}), options)
+            .await
+        {
+            Ok(_) => {
+                self.mark_answered(backend);
+                Ok(())
+            }
+            Err(error) => Err(CallError::Unavailable {
+                backend: backend.name(),
+                endpoint: self.endpoint(backend).to_string(),
+                reason: format!("no answer to a ping within {} ms ({error})", PROBE.as_millis()),
+            }),
+        }
+    }
+
     /// Sends a payload to a backend; transport failures become `Unavailable`.
     pub async fn request(
         &self,
@@ -197,9 +246,18 @@ impl Backends {
         payload: Payload,
         options: RequestOptions,
     ) -> Result<Payload, CallError> {
+        if !matches!(payload, Payload::Ping(_)) {
+            self.ensure_up(backend).await?;
+        }
         match self.client(backend).request_with(payload, options).await {
-            Ok(reply) => Ok(reply),
-            Err(hooteproto::Error::Remote(status)) => Err(CallError::Remote(status)),
+            Ok(reply) => {
+                self.mark_answered(backend);
+                Ok(reply)
+            }
+            Err(hooteproto::Error::Remote(status)) => {
+                self.mark_answered(backend);
+                Err(CallError::Remote(status))
+            }
             Err(error) => Err(CallError::Unavailable {
                 backend: backend.name(),
                 endpoint: self.endpoint(backend).to_string(),

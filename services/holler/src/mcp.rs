@@ -20,8 +20,8 @@ use crate::catalog::{self, from_mcp};
 
 /// How long `tools/list` waits for each backend.
 const LIST_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a tool call may take (a long job is waited for with `job_poll`).
-const CALL_TIMEOUT: Duration = Duration::from_secs(330);
+/// How long a tool call may take; `job_poll` gets its own wait on top.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One MCP session's view of the backends (cheap to clone: the clients are shared).
 #[derive(Clone)]
@@ -154,6 +154,17 @@ impl Gateway {
     }
 }
 
+/// A long poll may wait up to its own `timeout_ms` (≤ 300 s) before answering.
+fn call_timeout(tool: &str, arguments: &serde_json::Value) -> Duration {
+    let poll = arguments
+        .get("timeout_ms")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|_| tool == "job_poll")
+        .unwrap_or(0)
+        .min(300_000);
+    CALL_TIMEOUT + Duration::from_millis(poll)
+}
+
 fn failure(error: &CallError) -> CallToolResult {
     let code = hooteproto::error::code_name(error.code());
     CallToolResult::error(vec![ContentBlock::text(format!("{code}: {error}"))])
@@ -273,7 +284,7 @@ impl ServerHandler for Gateway {
         }
         let result = self
             .backends
-            .call_tool(&name, &arguments, CALL_TIMEOUT)
+            .call_tool(&name, &arguments, call_timeout(&name, &arguments))
             .instrument(span)
             .await;
         Ok(match result {

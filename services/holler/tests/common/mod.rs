@@ -91,7 +91,10 @@ pub struct Mcp {
 impl Mcp {
     pub fn connect(url: &str) -> Self {
         let mut mcp = Mcp {
-            http: reqwest::blocking::Client::new(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .expect("http client"),
             url: url.to_string(),
             session: None,
             next_id: 1,
