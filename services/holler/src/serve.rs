@@ -141,7 +141,15 @@ impl Bound {
     /// Serves until `shutdown`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let cancel = self.cancel.clone();
-        axum::serve(self.listener, self.router)
+        use axum::serve::ListenerExt as _;
+        // Replies are small SSE frames: without TCP_NODELAY, Nagle's algorithm and the
+        // client's delayed ACK hold each one back ~40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 cancel.cancel();
