@@ -50,7 +50,7 @@ class Stack:
                 request = urllib.request.Request(f"http://127.0.0.1:{self.port}/health")
                 if token:
                     request.add_header("Authorization", f"Bearer {token}")
-                with urllib.request.urlopen(request, timeout=1) as reply:
+                with urllib.request.urlopen(request, timeout=3) as reply:
                     if b'"serving"' in reply.read():
                         return
             except OSError:

@@ -229,3 +229,60 @@ def test_cancelling_the_call_cancels_the_job(stack):
 
     script, jobs = run(with_session(stack.url, body))
     assert any(j["scriptHash"] == script for j in jobs.get("jobs", [])), jobs
+
+
+def test_sessions_hear_when_a_backend_comes_back(tmp_path):
+    """`holler serve` starts with Luanette down; when it comes up, open sessions get
+    notifications/tools/list_changed and its tools appear."""
+    import subprocess
+    import time
+    from mcp import types
+    from conftest import HOLLER, ROOT, free_port
+
+    lua_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    port = free_port()
+    serve = subprocess.Popen(
+        [str(HOLLER), "--luanette", lua_endpoint,
+         "--hootenanny", f"tcp://127.0.0.1:{free_port()}", "--chaosgarden", f"tcp://127.0.0.1:{free_port()}",
+         "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    luanette = None
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        async def body():
+            heard = asyncio.Event()
+
+            async def on_message(message):
+                if isinstance(message, types.ServerNotification) and isinstance(message.root, types.ToolListChangedNotification):
+                    heard.set()
+
+            async with streamablehttp_client(url) as (read, write, _):
+                async with ClientSession(read, write, message_handler=on_message) as session:
+                    await session.initialize()
+                    before = {t.name for t in (await session.list_tools()).tools}
+                    nonlocal luanette
+                    luanette = subprocess.Popen(
+                        [str(ROOT / "target" / "debug" / "luanette"), "--bind", lua_endpoint,
+                         "--data-dir", str(tmp_path / "lua"), "--pub-bind", "none", "--health-bind", "none"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    await asyncio.wait_for(heard.wait(), timeout=15)
+                    after = {t.name for t in (await session.list_tools()).tools}
+                    return before, after
+
+        before, after = run(body())
+        assert "lua_eval" not in before
+        assert "lua_eval" in after
+    finally:
+        if luanette:
+            luanette.terminate()
+            luanette.wait(timeout=10)
+        serve.terminate()
+        assert serve.wait(timeout=10) == 0

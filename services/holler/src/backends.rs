@@ -199,6 +199,24 @@ impl Backends {
         self.endpoints.of(backend)
     }
 
+    /// Whether a backend answers a ping within the liveness probe's time.
+    pub async fn ping(&self, backend: Backend) -> bool {
+        let options = RequestOptions {
+            timeout: Some(PROBE),
+            attempt_timeout: Some(PROBE),
+            ..Default::default()
+        };
+        let answered = self
+            .client(backend)
+            .request_with(Payload::Ping(pb::PingRequest {}), options)
+            .await
+            .is_ok();
+        if answered {
+            self.mark_answered(backend);
+        }
+        answered
+    }
+
     fn mark_answered(&self, backend: Backend) {
         if let Ok(mut answered) = self.answered.lock() {
             answered.insert(backend, std::time::Instant::now());

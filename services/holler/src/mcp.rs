@@ -23,16 +23,69 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a tool call may take; `job_poll` gets its own wait on top.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The sessions that finished initializing, so a change in the tool list reaches all of
+/// them (rmcp's own `notify_tool_list_changed` reaches only the calling session).
+#[derive(Default)]
+pub struct Sessions {
+    peers: std::sync::Mutex<Vec<rmcp::Peer<RoleServer>>>,
+}
+
+impl Sessions {
+    fn add(&self, peer: rmcp::Peer<RoleServer>) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|p| !p.is_transport_closed());
+            peers.push(peer);
+        }
+    }
+
+    /// Sends `notifications/tools/list_changed` to every open session; returns how many.
+    pub async fn tools_changed(&self) -> usize {
+        let peers: Vec<_> = match self.peers.lock() {
+            Ok(mut peers) => {
+                peers.retain(|p| !p.is_transport_closed());
+                peers.clone()
+            }
+            Err(_) => return 0,
+        };
+        let mut sent = 0;
+        for peer in peers {
+            if peer.notify_tool_list_changed().await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+}
+
 /// One MCP session's view of the backends (cheap to clone: the clients are shared).
 #[derive(Clone)]
 pub struct Gateway {
     backends: Arc<Backends>,
+    sessions: Arc<Sessions>,
 }
 
 impl Gateway {
     /// A gateway over these backends.
-    pub fn new(backends: Arc<Backends>) -> Self {
-        Self { backends }
+    pub fn new(backends: Arc<Backends>, sessions: Arc<Sessions>) -> Self {
+        Self { backends, sessions }
+    }
+
+    /// Watches which backends answer (every `every`) and tells every session when the set
+    /// changes, so clients re-list tools when a backend comes back or goes away.
+    pub async fn watch_backends(backends: Arc<Backends>, sessions: Arc<Sessions>, every: Duration) {
+        let mut known: Option<Vec<bool>> = None;
+        loop {
+            let mut up = Vec::new();
+            for backend in Backend::ALL {
+                up.push(backends.ping(backend).await);
+            }
+            if known.as_ref().is_some_and(|k| *k != up) {
+                let sent = sessions.tools_changed().await;
+                tracing::info!(?up, sessions = sent, "backends changed; tools/list_changed sent");
+            }
+            known = Some(up);
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// Every tool every reachable backend offers; down backends are skipped (logged).
@@ -191,6 +244,10 @@ impl ServerHandler for Gateway {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         Ok(ListToolsResult::with_all_items(self.tools().await))
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.sessions.add(context.peer);
     }
 
     async fn list_resources(

@@ -65,31 +65,23 @@ async fn require_token(State(shared): State<Shared>, request: Request, next: Nex
 }
 
 async fn health(State(shared): State<Shared>) -> Response {
-    let mut body = serde_json::Map::new();
-    for backend in Backend::ALL {
-        let options = hooteproto::RequestOptions {
-            timeout: Some(std::time::Duration::from_millis(500)),
-            ..Default::default()
-        };
-        let up = shared
-            .backends
-            .request(
-                backend,
-                hooteproto::v1::envelope::Payload::Ping(Default::default()),
-                options,
-            )
-            .await
-            .is_ok();
-        body.insert(
-            backend.name().into(),
-            serde_json::Value::from(if up { "up" } else { "down" }),
-        );
-    }
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"status": "serving", "backends": body})),
-    )
-        .into_response()
+    let backends = &shared.backends;
+    // Asked at once, so a down backend costs one probe (750 ms), not one each.
+    let (luanette, hootenanny, chaosgarden) = tokio::join!(
+        backends.ping(Backend::Luanette),
+        backends.ping(Backend::Hootenanny),
+        backends.ping(Backend::Chaosgarden),
+    );
+    let state = |up: bool| if up { "up" } else { "down" };
+    let body = serde_json::json!({
+        "status": "serving",
+        "backends": {
+            "luanette": state(luanette),
+            "hootenanny": state(hootenanny),
+            "chaosgarden": state(chaosgarden),
+        },
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 /// A bound gateway, ready to serve.
@@ -97,7 +89,11 @@ pub struct Bound {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     cancel: CancellationToken,
+    watcher: tokio::task::JoinHandle<()>,
 }
+
+/// How often the gateway checks which backends answer.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Binds the listener and builds the routes.
 pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Result<Bound> {
@@ -112,7 +108,9 @@ pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Resul
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_cancellation_token(cancel.clone());
-    let gateway = Gateway::new(backends.clone());
+    let sessions = Arc::new(crate::mcp::Sessions::default());
+    let gateway = Gateway::new(backends.clone(), sessions.clone());
+    let shared_backends = backends.clone();
     let service: StreamableHttpService<Gateway, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(gateway.clone()), Default::default(), mcp_config);
     let shared = Shared {
@@ -125,10 +123,12 @@ pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Resul
         .layer(axum::middleware::from_fn_with_state(shared.clone(), require_token))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let watcher = tokio::spawn(Gateway::watch_backends(shared_backends, sessions, WATCH_EVERY));
     Ok(Bound {
         listener,
         router,
         cancel,
+        watcher,
     })
 }
 
@@ -155,6 +155,7 @@ impl Bound {
                 cancel.cancel();
             })
             .await?;
+        self.watcher.abort();
         Ok(())
     }
 }
