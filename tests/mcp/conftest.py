@@ -35,7 +35,7 @@ class Stack:
             "--data-dir", str(self.data),
             "--port", str(self.port),
             "--audio-device", "none",
-            "--broadcasts", "none",
+            "--broadcasts", f"tcp://127.0.0.1:{free_port()}",
             "--no-health",
         ]
         if token:

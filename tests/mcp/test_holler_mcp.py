@@ -286,3 +286,35 @@ def test_sessions_hear_when_a_backend_comes_back(tmp_path):
             luanette.wait(timeout=10)
         serve.terminate()
         assert serve.wait(timeout=10) == 0
+
+
+def test_luanette_broadcasts_reach_subscribed_sessions(stack):
+    from mcp import types
+
+    async def body():
+        updated, listed = [], asyncio.Event()
+
+        async def on_message(message):
+            if isinstance(message, types.ServerNotification):
+                if isinstance(message.root, types.ResourceUpdatedNotification):
+                    updated.append(str(message.root.params.uri))
+                elif isinstance(message.root, types.ResourceListChangedNotification):
+                    listed.set()
+
+        async with streamablehttp_client(stack.url) as (read, write, _):
+            async with ClientSession(read, write, message_handler=on_message) as session:
+                await session.initialize()
+                stored = await session.call_tool("script_store", {"content": SLOW, "tags": ["broadcast-test"]})
+                script = json.loads(text_of(stored))["script"]["scriptHash"]
+                await asyncio.wait_for(listed.wait(), timeout=5)
+                started = await session.call_tool(
+                    "job_execute", {"script_hash": script, "params": {"steps": 4, "step_secs": 0.3}})
+                job_id = json.loads(text_of(started))["jobId"]
+                await session.subscribe_resource(f"lua://jobs/{job_id}")
+                await session.call_tool("job_poll", {"job_ids": [job_id], "timeout_ms": 10000})
+                await asyncio.sleep(0.3)
+                return job_id, updated
+
+    job_id, updated = run(body())
+    assert f"lua://jobs/{job_id}" in updated, updated
+    assert all(uri == f"lua://jobs/{job_id}" for uri in updated), "only the subscribed job"

@@ -107,6 +107,9 @@ enum Command {
         /// A browser origin to allow besides loopback (e.g. https://app.example.com:443); repeatable.
         #[arg(long)]
         allowed_origin: Vec<String>,
+        /// Luanette's broadcast (PUB) endpoint, forwarded to MCP sessions, or "none".
+        #[arg(long, env = "HOLLER_LUANETTE_PUB", default_value = "tcp://127.0.0.1:5572")]
+        broadcasts: String,
     },
     /// Is a backend (or every backend) alive?
     Ping {
@@ -538,12 +541,18 @@ async fn run(args: Args) -> Result<(), Failure> {
             host,
             token_file,
             allowed_origin,
+            broadcasts,
         } => {
             let _telemetry = init_telemetry(args.otlp_endpoint.as_deref(), args.log_json)?;
             let config = holler::serve::ServeConfig {
                 listen: std::net::SocketAddr::new(host, port),
                 allowed_origins: allowed_origin,
                 token: read_token(token_file)?,
+                broadcasts: match broadcasts.as_str() {
+                    "" | "none" => None,
+                    endpoint => Some(endpoint.to_string()),
+                },
+                key: hooteproto::Key::from_flag_or_env(args.key_file.as_deref()).map_err(|e| usage(e.to_string()))?,
             };
             let bound = holler::serve::bind(config, context.backends.clone()).await?;
             eprintln!(

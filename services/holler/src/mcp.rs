@@ -28,9 +28,60 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Sessions {
     peers: std::sync::Mutex<Vec<rmcp::Peer<RoleServer>>>,
+    /// Resource URI → the sessions subscribed to it (`resources/subscribe`).
+    subscribed: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, rmcp::Peer<RoleServer>)>>>,
 }
 
 impl Sessions {
+    fn subscribe(&self, uri: String, session: String, peer: rmcp::Peer<RoleServer>) {
+        if let Ok(mut subscribed) = self.subscribed.lock() {
+            let peers = subscribed.entry(uri).or_default();
+            peers.retain(|(s, p)| !p.is_transport_closed() && *s != session);
+            peers.push((session, peer));
+        }
+    }
+
+    fn unsubscribe(&self, uri: &str, session: &str) {
+        if let Ok(mut subscribed) = self.subscribed.lock()
+            && let Some(peers) = subscribed.get_mut(uri)
+        {
+            peers.retain(|(s, p)| !p.is_transport_closed() && s != session);
+        }
+    }
+
+    /// `notifications/resources/updated` to the sessions subscribed to `uri`.
+    pub async fn resource_updated(&self, uri: &str) -> usize {
+        let peers: Vec<_> = match self.subscribed.lock() {
+            Ok(mut subscribed) => match subscribed.get_mut(uri) {
+                Some(peers) => {
+                    peers.retain(|(_, p)| !p.is_transport_closed());
+                    peers.iter().map(|(_, p)| p.clone()).collect()
+                }
+                None => return 0,
+            },
+            Err(_) => return 0,
+        };
+        let mut sent = 0;
+        for peer in peers {
+            let param = rmcp::model::ResourceUpdatedNotificationParam::new(uri.to_string());
+            if peer.notify_resource_updated(param).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// `notifications/resources/list_changed` to every open session.
+    pub async fn resources_changed(&self) {
+        let peers: Vec<_> = match self.peers.lock() {
+            Ok(peers) => peers.iter().filter(|p| !p.is_transport_closed()).cloned().collect(),
+            Err(_) => return,
+        };
+        for peer in peers {
+            let _ = peer.notify_resource_list_changed().await;
+        }
+    }
+
     fn add(&self, peer: rmcp::Peer<RoleServer>) {
         if let Ok(mut peers) = self.peers.lock() {
             peers.retain(|p| !p.is_transport_closed());
@@ -68,6 +119,37 @@ impl Gateway {
     /// A gateway over these backends.
     pub fn new(backends: Arc<Backends>, sessions: Arc<Sessions>) -> Self {
         Self { backends, sessions }
+    }
+
+    /// Forwards Luanette's broadcasts to the sessions they concern: a job's state or
+    /// progress becomes `resources/updated` for `lua://jobs/{id}` (to sessions subscribed to
+    /// it), a new or changed script `resources/list_changed` (to every session).
+    pub async fn forward_broadcasts(mut subscriber: hooteproto::broadcast::Subscriber, sessions: Arc<Sessions>) {
+        use hooteproto::v1::broadcast::Event;
+        loop {
+            let broadcast = match subscriber.recv().await {
+                Ok(broadcast) => broadcast,
+                Err(error) => {
+                    tracing::warn!(%error, "Luanette's broadcasts cannot be read; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match broadcast.event {
+                Some(Event::JobStateChanged(change)) => {
+                    sessions
+                        .resource_updated(&format!("lua://jobs/{}", change.job_id))
+                        .await;
+                }
+                Some(Event::JobProgress(progress)) => {
+                    sessions
+                        .resource_updated(&format!("lua://jobs/{}", progress.job_id))
+                        .await;
+                }
+                Some(Event::ScriptInvalidate(_)) => sessions.resources_changed().await,
+                _ => {}
+            }
+        }
     }
 
     /// Watches which backends answer (every `every`) and tells every session when the set
@@ -207,6 +289,17 @@ impl Gateway {
     }
 }
 
+/// The MCP session a request belongs to (its `mcp-session-id` header).
+fn session_id(context: &RequestContext<RoleServer>) -> String {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A long poll may wait up to its own `timeout_ms` (≤ 300 s) before answering.
 fn call_timeout(tool: &str, arguments: &serde_json::Value) -> Duration {
     let poll = arguments
@@ -248,6 +341,32 @@ impl ServerHandler for Gateway {
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
         self.sessions.add(context.peer);
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if catalog::resource_backend(&request.uri).is_none() {
+            return Err(McpError::resource_not_found(
+                format!("no resource {:?}", request.uri),
+                None,
+            ));
+        }
+        self.sessions.subscribe(request.uri, session_id(&context), context.peer);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.sessions.unsubscribe(&request.uri, &session_id(&context));
+        Ok(())
     }
 
     async fn list_resources(

@@ -24,6 +24,10 @@ pub struct ServeConfig {
     pub allowed_origins: Vec<String>,
     /// A bearer token every request must carry, if set.
     pub token: Option<String>,
+    /// Luanette's broadcast (PUB) endpoint, forwarded to the sessions it concerns.
+    pub broadcasts: Option<String>,
+    /// The shared HMAC key (broadcasts are signed with it).
+    pub key: Option<hooteproto::Key>,
 }
 
 impl Default for ServeConfig {
@@ -32,6 +36,8 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allowed_origins: Vec::new(),
             token: None,
+            broadcasts: None,
+            key: None,
         }
     }
 }
@@ -89,7 +95,7 @@ pub struct Bound {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     cancel: CancellationToken,
-    watcher: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the gateway checks which backends answer.
@@ -123,12 +129,20 @@ pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Resul
         .layer(axum::middleware::from_fn_with_state(shared.clone(), require_token))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let watcher = tokio::spawn(Gateway::watch_backends(shared_backends, sessions, WATCH_EVERY));
+    let mut tasks = vec![tokio::spawn(Gateway::watch_backends(
+        shared_backends,
+        sessions.clone(),
+        WATCH_EVERY,
+    ))];
+    if let Some(endpoint) = &config.broadcasts {
+        let subscriber = hooteproto::broadcast::Subscriber::connect(endpoint, &[""], config.key.clone())?;
+        tasks.push(tokio::spawn(Gateway::forward_broadcasts(subscriber, sessions)));
+    }
     Ok(Bound {
         listener,
         router,
         cancel,
-        watcher,
+        tasks,
     })
 }
 
@@ -155,7 +169,9 @@ impl Bound {
                 cancel.cancel();
             })
             .await?;
-        self.watcher.abort();
+        for task in self.tasks {
+            task.abort();
+        }
         Ok(())
     }
 }

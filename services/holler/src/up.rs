@@ -75,6 +75,8 @@ pub async fn run(
             listen: config.listen,
             allowed_origins: Vec::new(),
             token: config.token.clone(),
+            broadcasts: config.broadcasts.clone(),
+            key: None,
         },
         backends,
     )
