@@ -23,13 +23,16 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a tool call may take; `job_poll` gets its own wait on top.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A session subscribed to a resource: its `mcp-session-id` and its peer.
+type Subscriber = (String, rmcp::Peer<RoleServer>);
+
 /// The sessions that finished initializing, so a change in the tool list reaches all of
 /// them (rmcp's own `notify_tool_list_changed` reaches only the calling session).
 #[derive(Default)]
 pub struct Sessions {
     peers: std::sync::Mutex<Vec<rmcp::Peer<RoleServer>>>,
     /// Resource URI → the sessions subscribed to it (`resources/subscribe`).
-    subscribed: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, rmcp::Peer<RoleServer>)>>>,
+    subscribed: std::sync::Mutex<std::collections::HashMap<String, Vec<Subscriber>>>,
 }
 
 impl Sessions {
