@@ -118,6 +118,30 @@ def test_the_cli_reaches_the_backends_directly(stack):
     assert missing.returncode == 4, (missing.returncode, missing.stderr)
     refused = stack.cli("lua", "error('no')")
     assert refused.returncode == 3 and "no" in refused.stderr
+    # Same host: a file is imported straight into the shared CAS, no bytes over ZMQ.
+    sample = stack.data / "sample.txt"
+    sample.write_bytes(b"x" * 100_000)
+    put = stack.cli("--json", "cas", "put", str(sample), "--mime", "text/plain", "--cas-root", str(stack.data / "cas"))
+    assert put.returncode == 0, put.stderr
+    put = json.loads(put.stdout)
+    assert put["imported_into"] == str(stack.data / "cas")
+    inspected = stack.cli("--json", "cas", "inspect", put["hash"][:12])
+    assert json.loads(inspected.stdout)["object"]["size"] in ("100000", 100000)
+    fetched = stack.cli("cas", "get", put["hash"], "-o", str(stack.data / "back.txt"))
+    assert fetched.returncode == 0 and (stack.data / "back.txt").read_bytes() == b"x" * 100_000
+    sent = stack.cli("--json", "send", "chaosgarden", '{"transport_status": {}}')
+    assert json.loads(sent.stdout)["state"]["backend"] == "null"
+    script = stack.data / "double.lua"
+    script.write_text("function main(p) job.progress(1, 'done') return p.n * 2 end")
+    stored = stack.cli("script", "store", str(script), "--tag", "cli")
+    assert stored.returncode == 0 and len(stored.stdout.strip()) == 64, stored
+    waited = stack.cli("--json", "job", "run", stored.stdout.strip(), "--params", '{"n": 4}', "--wait")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["result"] == 8
+    failing = stack.cli("job", "run", stored.stdout.strip(), "--params", '{"n": "x"}', "--wait")
+    assert failing.returncode == 6, (failing.returncode, failing.stderr)
+    completions = stack.cli("completions", "bash")
+    assert completions.returncode == 0 and "holler" in completions.stdout
 
 
 def test_a_token_is_required_when_configured(tmp_path):

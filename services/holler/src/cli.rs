@@ -134,7 +134,8 @@ enum Command {
         /// luanette, hootenanny or chaosgarden.
         backend: String,
         /// An envelope's JSON with one payload field.
-        json: String,
+        #[arg(value_name = "JSON")]
+        payload: String,
     },
     /// Evaluate Lua on Luanette.
     Lua {
@@ -569,9 +570,12 @@ async fn run(args: Args) -> Result<(), Failure> {
             context.print(&reply);
             Ok(())
         }
-        Command::Send { backend: which, json } => {
+        Command::Send {
+            backend: which,
+            payload,
+        } => {
             let which = backend(&which)?;
-            let envelope = hooteproto::json::envelope_from_json(&json).map_err(|e| usage(e.to_string()))?;
+            let envelope = hooteproto::json::envelope_from_json(&payload).map_err(|e| usage(e.to_string()))?;
             let payload = envelope
                 .payload
                 .ok_or_else(|| usage("the JSON names no payload, e.g. {\"ping\": {}}"))?;
@@ -984,5 +988,16 @@ async fn cas(context: &Context, command: CasCommand) -> Result<(), Failure> {
             context.print(&reply);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashes such as a subcommand argument shadowing a global flag.
+        super::Args::command().debug_assert();
     }
 }
