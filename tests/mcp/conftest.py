@@ -21,9 +21,13 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, tmp: Path, token: str | None = None):
-        self.port = free_port()
-        self.endpoints = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("luanette", "hootenanny", "chaosgarden")}
+    """`holler up`; pass the `endpoints` and `port` of a stopped stack to restart it in place."""
+
+    def __init__(self, tmp: Path, token: str | None = None, endpoints: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.endpoints = endpoints or {
+            name: f"tcp://127.0.0.1:{free_port()}" for name in ("luanette", "hootenanny", "chaosgarden")
+        }
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.data = tmp / "data"
         args = [
@@ -42,7 +46,7 @@ class Stack:
             token_file = tmp / "token"
             token_file.write_text(token + "\n")
             args += ["--token-file", str(token_file)]
-        self.log = open(tmp / "holler.log", "w")
+        self.log = open(tmp / "holler.log", "a")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -1,0 +1,86 @@
+"""The synchronous client: one DEALER, Lazy-Pirate retries for idempotent requests
+(PROTOCOL.md §3: a retry keeps its id), and a fresh socket after a timed-out attempt, so a
+restarted server is reached again."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from hooteproto._calls import Calls
+from hooteproto._core import Framer, is_idempotent, load_key, unwrap
+from hooteproto.errors import HootError
+from hooteproto.v1 import error_pb2
+
+
+class Client(Calls):
+    """A HOOT/1 client for one service endpoint.
+
+    - `timeout`: seconds for a whole request (retries included), sent as `timeout_ms`.
+    - `attempt_timeout`: seconds one attempt of an idempotent request waits before resending.
+    - `key`: the shared HMAC key (default: $HOOT_KEY_FILE or $HOOT_KEY; none: unsigned).
+    """
+
+    def __init__(self, endpoint: str, *, key: bytes | str | None = None, timeout: float = 10.0,
+                 attempt_timeout: float = 1.0, name: str = "py"):
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self._framer = Framer(load_key(key), name)
+        self._context = zmq.Context.instance()
+        self._socket = None
+        self._connect()
+
+    def _connect(self):
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, 64 << 20)
+        self._socket.connect(self.endpoint)
+
+    def call(self, case: str, message, *, timeout: float | None = None, attempt_timeout: float | None = None,
+             idempotent: bool | None = None, traceparent: str = ""):
+        """Sends request `case` (e.g. "lua_eval") and returns its typed reply."""
+        timeout = self.timeout if timeout is None else timeout
+        attempt = self.attempt_timeout if attempt_timeout is None else attempt_timeout
+        retry = is_idempotent(message) if idempotent is None else idempotent
+        envelope_id = self._framer.next_id()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            frames = self._framer.frames(envelope_id, case, message, int(remaining * 1000), traceparent)
+            self._socket.send_multipart(frames)
+            wait_until = deadline if not retry else min(deadline, time.monotonic() + attempt)
+            reply = self._receive(envelope_id, wait_until)
+            if reply is not None:
+                return unwrap(reply, case)
+            if not retry:
+                break
+            self._connect()  # Lazy Pirate: a fresh socket reaches a restarted server
+        raise HootError(error_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+                        f"no reply to {case} from {self.endpoint} within {timeout:.1f} s")
+
+    def _receive(self, envelope_id: str, until: float):
+        while (remaining := until - time.monotonic()) > 0:
+            if not self._socket.poll(max(1, int(remaining * 1000))):
+                return None
+            reply = self._framer.decode(self._socket.recv_multipart())
+            if reply is not None and reply.id == envelope_id:
+                return reply
+        return None
+
+    def close(self):
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
