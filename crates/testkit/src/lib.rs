@@ -1,5 +1,6 @@
 //! Helpers for tests and benchmarks (never for production code):
 //! - [`free_port`]: a loopback port nobody listens on right now.
+//! - [`hex`]: bytes from hex text (trace and span ids to look for in OTLP exports).
 //! - [`HttpServer`]: a small threaded HTTP/1.1 server that records each request and answers
 //!   as a closure says; it plays model services and OTLP collectors.
 //! - [`raw_echo_server`] and [`raw_round_trips`]: a libzmq ROUTER that echoes every message
@@ -9,6 +10,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// The bytes a hex string spells (e.g. a trace id as it appears in an OTLP/protobuf export).
+pub fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
 
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {

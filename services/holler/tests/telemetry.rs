@@ -10,12 +10,7 @@ use serde_json::json;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+use testkit::hex;
 
 #[test]
 fn a_tool_call_joins_the_callers_trace_across_every_hop() {

@@ -11,12 +11,7 @@ use hooteproto::wire;
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT_SPAN: &str = "b7ad6b7169203331";
 
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+use testkit::hex;
 
 #[test]
 fn request_spans_reach_the_collector_as_children_of_the_callers_span() {
