@@ -194,6 +194,11 @@ impl Backends {
         }
     }
 
+    /// Where the backends are.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
     /// Where a backend is.
     pub fn endpoint(&self, backend: Backend) -> &str {
         self.endpoints.of(backend)

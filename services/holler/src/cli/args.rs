@@ -1,0 +1,375 @@
+//! The command line, as clap reads it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "holler",
+    version,
+    about = "Talk to Hootenanny: the CLI, the MCP gateway, and the whole stack in one command"
+)]
+pub struct Args {
+    /// Luanette's endpoint.
+    #[arg(long, global = true, env = "HOLLER_LUANETTE", default_value = "tcp://127.0.0.1:5570")]
+    pub luanette: String,
+    /// Hootenanny's endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "HOLLER_HOOTENANNY",
+        default_value = "tcp://127.0.0.1:5580"
+    )]
+    pub hootenanny: String,
+    /// Chaosgarden's endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "HOLLER_CHAOSGARDEN",
+        default_value = "tcp://127.0.0.1:5555"
+    )]
+    pub chaosgarden: String,
+    /// Print replies as JSON (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How long to wait for a reply, in seconds.
+    #[arg(long, global = true, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// File holding the shared HMAC key.
+    #[arg(long, global = true, env = "HOOT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// OTLP/HTTP collector for traces (`up` and `serve`), e.g. http://127.0.0.1:4318.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Log as JSON lines (`up` and `serve`).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start Luanette, Hootenanny, Chaosgarden and the MCP gateway in this process.
+    Up {
+        /// Data directory [default: $HOOT_DATA_DIR or ~/.local/share/hootenanny].
+        #[arg(long, env = "HOOT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The gateway's HTTP port.
+        #[arg(long, env = "HOLLER_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Chaosgarden's audio output: auto, none, or part of a device name.
+        #[arg(long, default_value = "auto")]
+        audio_device: String,
+        /// File holding a bearer token the gateway requires.
+        #[arg(long, env = "HOLLER_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// Luanette's broadcast (PUB) endpoint, or "none".
+        #[arg(long, default_value = "tcp://127.0.0.1:5572")]
+        broadcasts: String,
+        /// Do not serve grpc.health.v1 (:6570, :6580, :6555), e.g. to run a second stack.
+        #[arg(long)]
+        no_health: bool,
+    },
+    /// Serve MCP (Streamable HTTP) in front of running backends.
+    Serve {
+        /// HTTP port.
+        #[arg(long, env = "HOLLER_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// File holding a bearer token every request must carry.
+        #[arg(long, env = "HOLLER_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// A browser origin to allow besides loopback (e.g. https://app.example.com:443); repeatable.
+        #[arg(long)]
+        allowed_origin: Vec<String>,
+        /// Luanette's broadcast (PUB) endpoint, forwarded to MCP sessions, or "none".
+        #[arg(long, env = "HOLLER_LUANETTE_PUB", default_value = "tcp://127.0.0.1:5572")]
+        broadcasts: String,
+    },
+    /// Is a backend (or every backend) alive?
+    Ping {
+        /// luanette, hootenanny or chaosgarden [default: all].
+        backend: Option<String>,
+    },
+    /// List the tools of a backend (or all).
+    Tools {
+        /// luanette, hootenanny or chaosgarden [default: all].
+        backend: Option<String>,
+    },
+    /// Call any tool with JSON arguments, e.g. `holler call lua_eval '{"code":"return 1"}'`.
+    Call {
+        /// The tool's name.
+        tool: String,
+        /// Its arguments (proto3 JSON of the request).
+        #[arg(default_value = "{}")]
+        arguments: String,
+    },
+    /// Send any payload as proto3 JSON to a backend, e.g. `holler send luanette '{"ping":{}}'`.
+    Send {
+        /// luanette, hootenanny or chaosgarden.
+        backend: String,
+        /// An envelope's JSON with one payload field.
+        #[arg(value_name = "JSON")]
+        payload: String,
+    },
+    /// Evaluate Lua on Luanette.
+    Lua {
+        /// The code (or use -f).
+        code: Option<String>,
+        /// Read the code from a file.
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
+        /// Parameters (a JSON object).
+        #[arg(long)]
+        params: Option<String>,
+    },
+    /// Stored scripts.
+    #[command(subcommand)]
+    Script(ScriptCommand),
+    /// Background jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// The content-addressed store.
+    #[command(subcommand)]
+    Cas(CasCommand),
+    /// Artifacts.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+    /// The graph.
+    #[command(subcommand)]
+    Graph(GraphCommand),
+    /// The transport.
+    #[command(subcommand)]
+    Transport(TransportCommand),
+    /// The timeline.
+    #[command(subcommand)]
+    Timeline(TimelineCommand),
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ScriptCommand {
+    /// Store a Lua file; prints its hash.
+    Store {
+        /// The file.
+        file: PathBuf,
+        /// Tags (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Who made it.
+        #[arg(long, default_value = "holler")]
+        creator: String,
+    },
+    /// Find scripts.
+    Search {
+        /// By tag.
+        #[arg(long, default_value = "")]
+        tag: String,
+        /// By creator.
+        #[arg(long, default_value = "")]
+        creator: String,
+    },
+    /// A script's description and parameter schema.
+    Describe {
+        /// Its hash.
+        hash: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Run a stored script as a job (add --wait to wait for it with a progress bar).
+    Run {
+        /// The script's hash.
+        hash: String,
+        /// Parameters (a JSON object).
+        #[arg(long)]
+        params: Option<String>,
+        /// Wait for the job to finish.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A job's state, result, logs.
+    Status {
+        /// The job id.
+        id: String,
+    },
+    /// Wait until any (or --all) of some jobs finish.
+    Poll {
+        /// Job ids.
+        ids: Vec<String>,
+        /// Wait for all of them.
+        #[arg(long)]
+        all: bool,
+        /// How long to wait, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u32,
+    },
+    /// Wait for one job, showing its progress.
+    Wait {
+        /// The job id.
+        id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// Recent jobs, newest first.
+    List {
+        /// pending, running, succeeded, failed or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CasCommand {
+    /// Store a file; prints its hash. On the CAS's own host the file is imported directly.
+    Put {
+        /// The file.
+        file: PathBuf,
+        /// Its MIME type.
+        #[arg(long, default_value = "application/octet-stream")]
+        mime: String,
+        /// The shared CAS root to import into when it is on this host [default: $HOOT_CAS_ROOT or <data dir>/cas].
+        #[arg(long, env = "HOOT_CAS_ROOT")]
+        cas_root: Option<PathBuf>,
+    },
+    /// Fetch an object (to stdout, or -o FILE).
+    Get {
+        /// Hash or unique prefix.
+        hash: String,
+        /// Write here instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Size, type and age of an object.
+    Inspect {
+        /// Hash or unique prefix.
+        hash: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ArtifactCommand {
+    /// Name a CAS object as an artifact.
+    Create {
+        /// The CAS hash.
+        hash: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Tags (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Parent artifact ids (repeatable).
+        #[arg(long = "parent")]
+        parents: Vec<String>,
+    },
+    /// One artifact.
+    Get {
+        /// Its id.
+        id: String,
+    },
+    /// Artifacts, newest first.
+    List {
+        /// By tag.
+        #[arg(long, default_value = "")]
+        tag: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GraphCommand {
+    /// Run a GraphQL query.
+    Query {
+        /// The query.
+        query: String,
+    },
+    /// Bind an identity to device hints (JSON).
+    Bind {
+        /// The identity, e.g. bass-synth.
+        identity: String,
+        /// DeviceHints as JSON.
+        hints: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TransportCommand {
+    /// Start playback.
+    Play,
+    /// Stop playback.
+    Stop,
+    /// Move the playhead to a beat.
+    Seek {
+        /// The beat.
+        beats: f64,
+    },
+    /// Where the playhead is.
+    Status,
+}
+
+#[derive(Subcommand)]
+pub enum TimelineCommand {
+    /// What is on the timeline.
+    Query {
+        /// From beat.
+        #[arg(long, default_value_t = 0.0)]
+        from: f64,
+        /// To beat (0: the end).
+        #[arg(long, default_value_t = 0.0)]
+        to: f64,
+    },
+    /// Add a marker: section_change, beat_marker, cue_point or generate_transition.
+    Marker {
+        /// The kind.
+        kind: String,
+        /// Where, in beats.
+        beats: f64,
+        /// Metadata (JSON object), e.g. '{"script_hash":"…"}'.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Place a CAS object (MIDI or WAV) at a beat.
+    Region {
+        /// The CAS hash.
+        hash: String,
+        /// Where, in beats.
+        beats: f64,
+        /// Gain in dB.
+        #[arg(long, default_value_t = 0.0)]
+        gain_db: f64,
+    },
+    /// Remove a marker or region.
+    Remove {
+        /// Its id.
+        id: String,
+    },
+    /// Set the tempo from a beat on.
+    Tempo {
+        /// Beats per minute.
+        bpm: f64,
+        /// From this beat.
+        #[arg(long, default_value_t = 0.0)]
+        at: f64,
+    },
+    /// Render a range to a WAV in the CAS.
+    Render {
+        /// From beat.
+        #[arg(long, default_value_t = 0.0)]
+        from: f64,
+        /// To beat (0: the end of the last region).
+        #[arg(long, default_value_t = 0.0)]
+        to: f64,
+    },
+}
