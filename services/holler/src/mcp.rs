@@ -175,11 +175,18 @@ impl Gateway {
 
     /// Every tool every reachable backend offers; down backends are skipped (logged).
     pub async fn tools(&self) -> Vec<Tool> {
-        let lists = futures_join(Backend::ALL.map(|b| {
-            let backends = self.backends.clone();
-            async move { (b, backends.tools(b, LIST_TIMEOUT).await) }
-        }))
-        .await;
+        let backends = &self.backends;
+        // Asked at once, so a down backend costs one timeout, not one each.
+        let (luanette, hootenanny, chaosgarden) = tokio::join!(
+            backends.tools(Backend::Luanette, LIST_TIMEOUT),
+            backends.tools(Backend::Hootenanny, LIST_TIMEOUT),
+            backends.tools(Backend::Chaosgarden, LIST_TIMEOUT),
+        );
+        let lists = [
+            (Backend::Luanette, luanette),
+            (Backend::Hootenanny, hootenanny),
+            (Backend::Chaosgarden, chaosgarden),
+        ];
         let mut tools = Vec::new();
         for (backend, list) in lists {
             match list {
@@ -200,20 +207,6 @@ impl Gateway {
         }
         tools
     }
-}
-
-async fn futures_join<F: std::future::Future + Send + 'static>(futures: [F; 3]) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles = futures.map(tokio::spawn);
-    let mut out = Vec::new();
-    for handle in handles {
-        if let Ok(value) = handle.await {
-            out.push(value);
-        }
-    }
-    out
 }
 
 /// Names common MCP clients accept: `^[a-zA-Z0-9_-]{1,64}$`.
