@@ -13,6 +13,8 @@ use crate::time::TempoMap;
 
 /// The longest region (and offline render) accepted, in seconds.
 pub const MAX_SECONDS: f64 = 10.0 * 60.0;
+/// The most beats a MIDI file may span (its rendered length is bounded by MAX_SECONDS too).
+pub const MAX_MIDI_BEATS: f64 = 10_000.0;
 /// The longest a MIDI region may ring on after its last event.
 const MAX_TAIL_SECONDS: f64 = 3.0;
 /// Below this peak a rendered tail counts as silence.
@@ -148,8 +150,10 @@ fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MediaError> {
     // Stable: simultaneous events keep file order (a note-off before the next note-on).
     events.sort_by(|x, y| x.beats.total_cmp(&y.beats));
     let length_beats = events.last().map(|e| e.beats).unwrap_or(0.0);
-    if length_beats * 60.0 / crate::time::TEMPO_RANGE.0 > MAX_SECONDS * 1000.0 {
-        return Err(MediaError::TooLong(length_beats));
+    if length_beats > MAX_MIDI_BEATS {
+        return Err(MediaError::Midi(format!(
+            "the file lasts {length_beats:.0} beats; a region holds at most {MAX_MIDI_BEATS} (and {MAX_SECONDS} s once rendered)"
+        )));
     }
     Ok(MidiSong { events, length_beats })
 }
@@ -340,6 +344,29 @@ mod tests {
         assert!(error.to_string().contains("neither a MIDI file"), "{error}");
         assert!(matches!(parse(b"MThd\0\0\0\x06junk"), Err(MediaError::Midi(_))));
         assert!(matches!(parse(b"RIFF\0\0\0\0WAVEjunk"), Err(MediaError::Wav(_))));
+    }
+
+    #[test]
+    fn a_midi_file_longer_than_a_region_is_refused_in_beats() {
+        use midly::num::{u4, u7, u15, u28};
+        let note = |delta: u32, vel: u8| midly::TrackEvent {
+            delta: u28::new(delta),
+            kind: midly::TrackEventKind::Midi {
+                channel: u4::new(0),
+                message: midly::MidiMessage::NoteOn {
+                    key: u7::new(60),
+                    vel: u7::new(vel),
+                },
+            },
+        };
+        let smf = midly::Smf {
+            header: midly::Header::new(midly::Format::SingleTrack, midly::Timing::Metrical(u15::new(1))),
+            tracks: vec![vec![note(0, 100), note(20_000, 0)]],
+        };
+        let mut bytes = Vec::new();
+        smf.write_std(&mut bytes).expect("write");
+        let error = parse(&bytes).expect_err("20,000 beats");
+        assert!(error.to_string().contains("20000 beats"), "{error}");
     }
 
     #[test]

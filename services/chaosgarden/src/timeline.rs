@@ -479,6 +479,9 @@ impl Editor {
                 missing.push((key, song.clone(), region.position_beats));
             }
         }
+        if missing.is_empty() {
+            return;
+        }
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
