@@ -15,7 +15,7 @@ mod backend;
 #[cfg(feature = "devices")]
 pub mod device;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -116,6 +116,8 @@ pub struct Engine {
     latest: Arc<Mutex<Arc<Arrangement>>>,
     fires: tokio::sync::broadcast::Sender<Fired>,
     stop: Arc<AtomicBool>,
+    /// The epoch the scheduler has caught up with (see `Scheduler::settled`).
+    settled: Arc<AtomicU64>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -187,6 +189,7 @@ impl Engine {
         let (fires, _) = tokio::sync::broadcast::channel(1024);
         let sample_rate = arrangement.sample_rate;
         let latest = Arc::new(Mutex::new(arrangement.clone()));
+        let settled = Arc::new(AtomicU64::new(0));
         let scheduler = scheduler::Scheduler {
             transitions,
             anchor: anchor.clone(),
@@ -195,6 +198,7 @@ impl Engine {
             trigger: config.trigger,
             midi: config.midi,
             stop: stop.clone(),
+            settled: settled.clone(),
         };
         let scheduler = std::thread::Builder::new()
             .name("chaosgarden-scheduler".into())
@@ -214,6 +218,7 @@ impl Engine {
             latest,
             fires,
             stop,
+            settled,
             threads: Mutex::new(thread.into_iter().chain([scheduler]).collect()),
         })
     }
@@ -295,11 +300,17 @@ impl Engine {
         self.send(Command::Adopt(Arc::new(arrangement)))
     }
 
-    /// Waits (briefly) until the real-time side has applied command number `sent`, so a
-    /// reply describes the state the command produced.
+    /// Waits (briefly) until the real-time side has applied command number `sent` and the
+    /// scheduler has handled the transition it caused, so a reply describes the state the
+    /// command produced: after `transport_stop` answers, the MIDI port has been silenced and
+    /// the markers the stop cut short have fired.
     pub async fn applied(&self, sent: u64) {
         let deadline = Instant::now() + Duration::from_millis(500);
-        while self.anchor.read().applied < sent && Instant::now() < deadline {
+        while Instant::now() < deadline {
+            let snapshot = self.anchor.read();
+            if snapshot.applied >= sent && self.settled.load(Ordering::Acquire) >= snapshot.epoch {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

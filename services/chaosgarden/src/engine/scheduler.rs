@@ -8,7 +8,7 @@
 //! Resuming without moving keeps the cursor; a seek or loop wrap re-arms from the new
 //! position, so a marker fires once per crossing and never twice for one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ pub(crate) struct Scheduler {
     pub trigger: Option<tokio::sync::mpsc::Sender<Fired>>,
     pub midi: Option<Box<dyn MidiSink>>,
     pub stop: Arc<AtomicBool>,
+    /// The last epoch whose transition the scheduler has handled (late markers fired, MIDI
+    /// silenced), so a `transport_stop` or `transport_seek` can answer after its effects.
+    pub settled: Arc<AtomicU64>,
 }
 
 fn sleep_until(deadline: Instant) {
@@ -100,6 +103,7 @@ impl Scheduler {
                 epoch = t.epoch;
                 current = None;
             }
+            self.settled.store(epoch, Ordering::Release);
             let anchor = self.anchor.read();
             if anchor.epoch == epoch {
                 current = Some(anchor);
