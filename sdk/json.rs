@@ -25,6 +25,14 @@ pub enum JsonError {
         /// Cause.
         source: prost::DecodeError,
     },
+    /// The message's own encoding could not be put in canonical form (a bug, never input).
+    #[error("cannot canonicalize {message}: {source}")]
+    Canonical {
+        /// Message name.
+        message: String,
+        /// Cause.
+        source: crate::canonical::CanonicalError,
+    },
     /// The JSON does not match the message's proto3 JSON form.
     #[error("invalid JSON for {message}: {source}")]
     Json {
@@ -77,7 +85,15 @@ pub fn json_to_bytes(full_name: &str, json: &str) -> Result<Vec<u8>, JsonError> 
             message: full_name.to_string(),
             source,
         })?;
-    Ok(dynamic.encode_to_vec())
+    // prost-reflect writes maps in HashMap order; the wire wants them sorted (PROTOCOL.md §3).
+    crate::canonical::canonicalize(
+        &prost_reflect::ReflectMessage::descriptor(&dynamic),
+        &dynamic.encode_to_vec(),
+    )
+    .map_err(|source| JsonError::Canonical {
+        message: full_name.to_string(),
+        source,
+    })
 }
 
 /// The proto3 JSON form of an envelope.

@@ -18,6 +18,7 @@
 //! - `telemetry` (feature `telemetry`): logging + OpenTelemetry (OTLP/HTTP) setup for service binaries.
 //! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
 //! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
+//! - [`canonical`]: deterministic encoding (maps sorted by key) for messages built at run time.
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
 //!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
 //! - `health` (feature `health`): grpc.health.v1 for service binaries.
@@ -38,6 +39,7 @@
 
 pub mod auth;
 pub mod broadcast;
+pub mod canonical;
 pub mod client;
 pub mod dirs;
 pub mod error;

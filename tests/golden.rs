@@ -236,3 +236,59 @@ fn every_payload_case_round_trips_through_the_typed_api() {
         assert_eq!(again, envelope, "{name}: typed round trip");
     }
 }
+
+/// Maps with many keys, integer-like and non-ASCII ones among them, at several depths. Every
+/// language must write the entries sorted by key bytes ("10" < "2" < "9" < "Z" < "_" < "b" <
+/// "é"), which sorted insertion alone cannot do in JavaScript: an object lists integer-like
+/// keys first, in numeric order.
+#[test]
+fn map_vectors_match_byte_for_byte() {
+    use hooteproto::v1::{GetPromptRequest, LuaEvalRequest, envelope::Payload};
+    use prost_types::value::Kind as K;
+    const KEYS: [&str; 8] = ["b", "10", "9", "a", "Z", "é", "_", "2"];
+    let value = |kind| prost_types::Value { kind: Some(kind) };
+    let leaf = prost_types::Struct {
+        fields: KEYS
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.to_string(), value(K::NumberValue(i as f64))))
+            .collect(),
+    };
+    let mut params = leaf.clone();
+    params
+        .fields
+        .insert("nested".into(), value(K::StructValue(leaf.clone())));
+    params.fields.insert(
+        "list".into(),
+        value(K::ListValue(prost_types::ListValue {
+            values: vec![value(K::StructValue(leaf))],
+        })),
+    );
+    let envelope = |id: &str, payload| Envelope {
+        id: format!("golden-{id}"),
+        payload: Some(payload),
+        ..Default::default()
+    };
+    let struct_keys = envelope(
+        "struct_keys",
+        Payload::LuaEval(LuaEvalRequest {
+            code: "return params".into(),
+            params: Some(params.into()),
+        }),
+    );
+    let prompt_arguments = envelope(
+        "prompt_arguments",
+        Payload::GetPrompt(GetPromptRequest {
+            name: "write-script".into(),
+            arguments: KEYS.iter().map(|k| (k.to_string(), format!("value of {k}"))).collect(),
+        }),
+    );
+    check_dir::<Envelope>(
+        "maps",
+        "hooteproto.v1.Envelope",
+        vec![
+            ("struct_keys".into(), struct_keys.encode_to_vec()),
+            ("prompt_arguments".into(), prompt_arguments.encode_to_vec()),
+        ],
+    );
+}

@@ -12,7 +12,12 @@ from hooteproto.v1 import broadcast_pb2, envelope_pb2
 TESTDATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "schema", "testdata")
 CASES = [
     (message, path)
-    for kind, message in (("envelope", envelope_pb2.Envelope), ("broadcast", broadcast_pb2.Broadcast))
+    # maps/: Envelopes whose maps have many keys (integer-like and non-ASCII among them).
+    for kind, message in (
+        ("envelope", envelope_pb2.Envelope),
+        ("broadcast", broadcast_pb2.Broadcast),
+        ("maps", envelope_pb2.Envelope),
+    )
     for path in sorted(glob.glob(os.path.join(TESTDATA, kind, "*.binpb")))
 ]
 
