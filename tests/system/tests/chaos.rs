@@ -1,0 +1,450 @@
+//! Restart in any order: under a steady mixed load from SDK clients that are never recreated
+//! (lua_eval; script_store + job_execute + job_poll; cas_store; artifact_create; transport and
+//! timeline ops), each service is killed with SIGKILL and restarted in turn, in two orders, then
+//! all three at once. Every client must answer again within 2 s of its service's restart, no
+//! call may hang, nothing acknowledged may be lost, and a job running at the kill must be
+//! reported as interrupted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hooteproto::v1::{self as pb, ErrorCode, JobState};
+use hooteproto::{Client, Error, RequestOptions};
+use system_tests::{Cluster, Service};
+
+/// Each load call's deadline: short, so a call lost with a killed service fails soon.
+const CALL: Duration = Duration::from_millis(1500);
+/// A call that takes this long has hung (its deadline is CALL).
+const HANG: Duration = Duration::from_secs(6);
+/// The requirement: every client answers again within this long of its service's restart.
+const RECOVERY: Duration = Duration::from_secs(2);
+
+fn options() -> RequestOptions {
+    RequestOptions {
+        timeout: Some(CALL),
+        ..Default::default()
+    }
+}
+
+fn params(n: i64) -> Option<hooteproto::wkt::Struct> {
+    let mut object = serde_json::Map::new();
+    object.insert("n".into(), n.into());
+    Some(hooteproto::wkt::Struct::from_json(object))
+}
+
+/// What the services acknowledged: all of it must be there at the end.
+#[derive(Default)]
+struct Ledger {
+    cas: Vec<String>,
+    artifacts: Vec<String>,
+    scripts: Vec<String>,
+    /// Finished jobs and the result each returned.
+    jobs: Vec<(String, f64)>,
+    markers: Vec<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    ledger: Mutex<Ledger>,
+    /// Successful steps: (worker, when).
+    successes: Mutex<Vec<(&'static str, Instant)>>,
+    hangs: Mutex<Vec<&'static str>>,
+    failures: Mutex<HashMap<&'static str, u64>>,
+}
+
+#[derive(Clone, Copy)]
+enum Worker {
+    Eval,
+    Jobs,
+    Cas,
+    Artifacts,
+    Transport,
+}
+
+impl Worker {
+    const ALL: [Worker; 5] = [
+        Worker::Eval,
+        Worker::Jobs,
+        Worker::Cas,
+        Worker::Artifacts,
+        Worker::Transport,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Worker::Eval => "lua_eval",
+            Worker::Jobs => "script+job",
+            Worker::Cas => "cas_store",
+            Worker::Artifacts => "artifact_create",
+            Worker::Transport => "transport+timeline",
+        }
+    }
+
+    fn service(self) -> Service {
+        match self {
+            Worker::Eval | Worker::Jobs => Service::Luanette,
+            Worker::Cas | Worker::Artifacts => Service::Hootenanny,
+            Worker::Transport => Service::Chaosgarden,
+        }
+    }
+
+    /// One step of the load; records what is acknowledged as soon as it is.
+    async fn step(self, client: &Client, n: i64, shared: &Shared) -> Result<(), Error> {
+        let ledger = || shared.ledger.lock().expect("ledger");
+        match self {
+            Worker::Eval => {
+                let reply = client
+                    .call_with(
+                        pb::LuaEvalRequest {
+                            code: "return 1 + 1".into(),
+                            params: None,
+                        },
+                        options(),
+                    )
+                    .await?;
+                let two = reply.result.and_then(|v| match v.kind {
+                    Some(prost_types::value::Kind::NumberValue(x)) => Some(x),
+                    _ => None,
+                });
+                assert_eq!(two, Some(2.0), "lua_eval answered wrongly");
+            }
+            Worker::Jobs => {
+                let content = format!("-- chaos {n}\nfunction main(p) return p.n * 2 end\n");
+                let stored = client
+                    .call_with(
+                        pb::ScriptStoreRequest {
+                            content,
+                            tags: vec!["chaos".into()],
+                            creator: String::new(),
+                        },
+                        options(),
+                    )
+                    .await?;
+                let hash = stored.script.map(|s| s.script_hash).unwrap_or_default();
+                ledger().scripts.push(hash.clone());
+                let job = client
+                    .call_with(
+                        pb::JobExecuteRequest {
+                            script_hash: hash,
+                            params: params(n),
+                            tags: vec![],
+                        },
+                        options(),
+                    )
+                    .await?;
+                let poll = pb::JobPollRequest {
+                    job_ids: vec![job.job_id.clone()],
+                    timeout_ms: 500,
+                    mode: pb::PollMode::Any as i32,
+                };
+                let polled = client.call_with(poll, options()).await?;
+                if let Some(done) = polled
+                    .completed
+                    .into_iter()
+                    .find(|j| j.state == JobState::Succeeded as i32)
+                {
+                    ledger().jobs.push((done.job_id, 2.0 * n as f64));
+                }
+            }
+            Worker::Cas => {
+                let data = format!("chaos object {n} {}", rand::random::<u64>())
+                    .repeat(64)
+                    .into_bytes();
+                let stored = client
+                    .call_with(
+                        pb::CasStoreRequest {
+                            data,
+                            mime_type: "text/plain".into(),
+                        },
+                        options(),
+                    )
+                    .await?;
+                ledger().cas.push(stored.hash);
+            }
+            Worker::Artifacts => {
+                let data = format!("artifact body {n} {}", rand::random::<u64>()).into_bytes();
+                let stored = client
+                    .call_with(
+                        pb::CasStoreRequest {
+                            data,
+                            mime_type: "text/plain".into(),
+                        },
+                        options(),
+                    )
+                    .await?;
+                ledger().cas.push(stored.hash.clone());
+                let request = pb::ArtifactCreateRequest {
+                    cas_hash: stored.hash,
+                    name: format!("chaos-{n}"),
+                    tags: vec!["chaos".into()],
+                    ..Default::default()
+                };
+                let created = client.call_with(request, options()).await?;
+                ledger()
+                    .artifacts
+                    .push(created.artifact.map(|a| a.artifact_id).unwrap_or_default());
+            }
+            Worker::Transport => {
+                client.call_with(pb::TransportPlayRequest {}, options()).await?;
+                client.call_with(pb::TransportStatusRequest {}, options()).await?;
+                let marker = pb::TimelineAddMarkerRequest {
+                    event_type: pb::TimelineEventType::CuePoint as i32,
+                    position_beats: 1000.0 + n as f64,
+                    metadata: None,
+                };
+                let added = client.call_with(marker, options()).await?;
+                ledger()
+                    .markers
+                    .push(added.marker.map(|m| m.marker_id).unwrap_or_default());
+                client.call_with(pb::TransportStopRequest {}, options()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(worker: Worker, client: Client, shared: Arc<Shared>) {
+    let mut n = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        n += 1;
+        match tokio::time::timeout(HANG, worker.step(&client, n, &shared)).await {
+            Ok(Ok(())) => shared
+                .successes
+                .lock()
+                .expect("successes")
+                .push((worker.name(), Instant::now())),
+            Ok(Err(_)) => {
+                *shared
+                    .failures
+                    .lock()
+                    .expect("failures")
+                    .entry(worker.name())
+                    .or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => shared.hangs.lock().expect("hangs").push(worker.name()),
+        }
+    }
+}
+
+/// Waits until every worker of `service` has succeeded after `since`; returns how long each took.
+async fn recovery(shared: &Shared, service: Service, since: Instant) -> Vec<(&'static str, Duration)> {
+    let workers: Vec<Worker> = Worker::ALL.into_iter().filter(|w| w.service() == service).collect();
+    let deadline = since + Duration::from_secs(15);
+    loop {
+        let first: Vec<Option<Instant>> = {
+            let successes = shared.successes.lock().expect("successes");
+            workers
+                .iter()
+                .map(|w| {
+                    successes
+                        .iter()
+                        .filter(|(name, at)| *name == w.name() && *at > since)
+                        .map(|(_, at)| *at)
+                        .next()
+                })
+                .collect()
+        };
+        if first.iter().all(Option::is_some) || Instant::now() > deadline {
+            return workers
+                .iter()
+                .zip(first)
+                .map(|(w, at)| (w.name(), at.map_or(Duration::MAX, |at| at - since)))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a job that runs for 20 s and returns its id once it is running.
+async fn long_job(lua: &Client) -> String {
+    let content = "function main(p) local t = os.clock() while os.clock() - t < 20 do end return 1 end".to_string();
+    let stored = lua
+        .call(pb::ScriptStoreRequest {
+            content,
+            tags: vec![],
+            creator: String::new(),
+        })
+        .await
+        .expect("store the long script");
+    let hash = stored.script.map(|s| s.script_hash).unwrap_or_default();
+    let job = lua
+        .call(pb::JobExecuteRequest {
+            script_hash: hash,
+            params: None,
+            tags: vec![],
+        })
+        .await
+        .expect("start the long job");
+    for _ in 0..100 {
+        let status = lua
+            .call(pb::JobStatusRequest {
+                job_id: job.job_id.clone(),
+            })
+            .await
+            .expect("job status");
+        if status.job.is_some_and(|j| j.state == JobState::Running as i32) {
+            return job.job_id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the long job never started running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_killed_and_restarted_in_any_order_under_load() {
+    let mut cluster = Cluster::start(&[]).await;
+    let shared = Arc::new(Shared::default());
+    let tasks: Vec<_> = Worker::ALL
+        .into_iter()
+        .map(|w| tokio::spawn(run(w, cluster.client(w.service()), shared.clone())))
+        .collect();
+    let lua = cluster.client(Service::Luanette);
+    let mut interrupted = Vec::new();
+    let mut figures: Vec<(Service, &'static str, Duration)> = Vec::new();
+
+    let rounds = [
+        vec![Service::Hootenanny, Service::Luanette, Service::Chaosgarden],
+        vec![Service::Chaosgarden, Service::Luanette, Service::Hootenanny],
+    ];
+    for service in rounds.concat() {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        if service == Service::Luanette {
+            interrupted.push(long_job(&lua).await);
+        }
+        cluster.kill9(service);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let restarted = cluster.restart(service);
+        for (worker, took) in recovery(&shared, service, restarted).await {
+            figures.push((service, worker, took));
+        }
+    }
+    // All three at once, brought back in the order that is hardest for Chaosgarden (Luanette last).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for service in Service::ALL {
+        cluster.kill9(service);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for service in [Service::Chaosgarden, Service::Hootenanny, Service::Luanette] {
+        let restarted = cluster.restart(service);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (worker, took) in recovery(&shared, service, restarted).await {
+            figures.push((service, worker, took));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("a load task panicked");
+    }
+
+    for (service, worker, took) in &figures {
+        eprintln!(
+            "recovery after {} restart: {worker} answered again in {took:?}",
+            service.name()
+        );
+    }
+    let slow: Vec<_> = figures.iter().filter(|(_, _, took)| *took > RECOVERY).collect();
+    assert!(
+        slow.is_empty(),
+        "clients that took longer than {RECOVERY:?} to recover: {slow:?}"
+    );
+    let hangs = shared.hangs.lock().expect("hangs").clone();
+    assert!(hangs.is_empty(), "calls hung past their deadline: {hangs:?}");
+    eprintln!(
+        "failed steps while services were down: {:?}",
+        shared.failures.lock().expect("failures")
+    );
+
+    let ledger = std::mem::take(&mut *shared.ledger.lock().expect("ledger"));
+    eprintln!(
+        "acknowledged: {} CAS objects, {} artifacts, {} scripts, {} finished jobs, {} markers",
+        ledger.cas.len(),
+        ledger.artifacts.len(),
+        ledger.scripts.len(),
+        ledger.jobs.len(),
+        ledger.markers.len()
+    );
+    assert!(
+        [
+            ledger.cas.len(),
+            ledger.artifacts.len(),
+            ledger.jobs.len(),
+            ledger.markers.len()
+        ]
+        .iter()
+        .all(|&n| n >= 10),
+        "the load barely ran"
+    );
+    let hoot = cluster.client(Service::Hootenanny);
+    let garden = cluster.client(Service::Chaosgarden);
+    for hash in &ledger.cas {
+        let inspected = hoot.call(pb::CasInspectRequest { hash: hash.clone() }).await;
+        assert!(
+            inspected.is_ok(),
+            "acknowledged CAS object {hash} is lost: {inspected:?}"
+        );
+    }
+    for id in &ledger.artifacts {
+        let got = hoot
+            .call(pb::ArtifactGetRequest {
+                artifact_id: id.clone(),
+            })
+            .await;
+        assert!(got.is_ok(), "acknowledged artifact {id} is lost: {got:?}");
+    }
+    for hash in &ledger.scripts {
+        let described = lua
+            .call(pb::LuaDescribeRequest {
+                script_hash: hash.clone(),
+            })
+            .await;
+        assert!(described.is_ok(), "acknowledged script {hash} is lost: {described:?}");
+    }
+    for (id, expected) in &ledger.jobs {
+        let job = lua
+            .call(pb::JobStatusRequest { job_id: id.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("finished job {id} is lost: {e}"))
+            .job
+            .expect("a job record");
+        assert_eq!(job.state, JobState::Succeeded as i32, "job {id} changed state");
+        let result = job.result.and_then(|v| match v.kind {
+            Some(prost_types::value::Kind::NumberValue(x)) => Some(x),
+            _ => None,
+        });
+        assert_eq!(result, Some(*expected), "job {id} lost its result");
+    }
+    let timeline = garden
+        .call(pb::TimelineQueryRequest {
+            from_beats: 0.0,
+            to_beats: 0.0,
+        })
+        .await
+        .expect("timeline");
+    for id in &ledger.markers {
+        assert!(
+            timeline.markers.iter().any(|m| &m.marker_id == id),
+            "acknowledged marker {id} is lost"
+        );
+    }
+    for id in &interrupted {
+        let job = lua
+            .call(pb::JobStatusRequest { job_id: id.clone() })
+            .await
+            .expect("the interrupted job is remembered")
+            .job
+            .expect("a job record");
+        assert_eq!(
+            job.state,
+            JobState::Failed as i32,
+            "a job running at the kill is failed, not forgotten"
+        );
+        let error = job.error.expect("an interrupted job says why");
+        assert_eq!(error.code, ErrorCode::Aborted as i32, "{error:?}");
+        assert!(error.message.contains("interrupted"), "{error:?}");
+    }
+}
