@@ -6,6 +6,11 @@
 //! Requests the schema marks idempotent are retried with capped backoff after a
 //! timeout (zguide "Lazy Pirate"); after repeated timeouts the socket is rebuilt under
 //! a fresh routing id. libzmq reconnects by itself when the server restarts.
+//!
+//! When the connection drops with requests in flight (the server died, or missed its
+//! heartbeats), libzmq says so on a monitor socket and those requests stop waiting:
+//! idempotent ones are sent again (they reach the server once it is back), the rest fail at
+//! once with [`Error::ConnectionLost`] instead of waiting out their deadline.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -115,11 +120,19 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// What a waiting request gets from the I/O task.
+enum Delivery {
+    /// The reply.
+    Reply(Envelope),
+    /// The connection dropped after the request was handed to libzmq.
+    Lost,
+}
+
 enum Command {
     Send {
         id: String,
         frames: Vec<Vec<u8>>,
-        reply: oneshot::Sender<Envelope>,
+        reply: oneshot::Sender<Delivery>,
     },
     Abandon {
         id: String,
@@ -258,9 +271,21 @@ impl Client {
                 .map_err(|_| Error::Closed)?;
             guard.id = Some(id.clone());
             match tokio::time::timeout(wait, reply_rx).await {
-                Ok(Ok(reply)) => {
+                Ok(Ok(Delivery::Reply(reply))) => {
                     guard.id = None;
                     return Ok(reply);
+                }
+                Ok(Ok(Delivery::Lost)) => {
+                    guard.id = None;
+                    if last_attempt || Instant::now() + backoff >= deadline {
+                        return Err(Error::ConnectionLost {
+                            endpoint: config.endpoint.clone(),
+                        });
+                    }
+                    tracing::debug!(%id, attempt, "connection lost; sending again");
+                    bump(&self.shared.counters.retries);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(config.backoff_max);
                 }
                 Ok(Err(_)) => return Err(Error::Closed),
                 Err(_elapsed) => {
@@ -321,29 +346,36 @@ impl Drop for AbandonOnDrop<'_> {
     }
 }
 
-/// One DEALER socket and the generation it belongs to.
+/// One DEALER socket, its disconnect monitor, and the generation it belongs to.
 struct Link {
+    monitor: AsyncSocket,
     socket: AsyncSocket,
     generation: u64,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.socket.stop_monitor();
+    }
 }
 
 impl Link {
     fn open(config: &ClientConfig, instance: &str, generation: u64) -> Result<Self, Error> {
         let options = SocketOptions::new(config.max_message_size, config.heartbeat_interval);
         let routing_id = format!("{instance}-g{generation}");
-        let socket = AsyncSocket::dealer(
-            &socket::shared_context(),
-            &config.endpoint,
-            &routing_id,
-            &options,
-            config.reconnect_max,
-        )?;
-        Ok(Self { socket, generation })
+        let context = socket::shared_context();
+        let socket = AsyncSocket::dealer(&context, &config.endpoint, &routing_id, &options, config.reconnect_max)?;
+        let monitor = socket.disconnect_monitor(&context, &routing_id)?;
+        Ok(Self {
+            monitor,
+            socket,
+            generation,
+        })
     }
 }
 
 struct Pending {
-    reply: oneshot::Sender<Envelope>,
+    reply: oneshot::Sender<Delivery>,
     generation: u64,
 }
 
@@ -391,14 +423,54 @@ async fn io_loop(
                     break;
                 }
             }
+            result = io.link.monitor.wait() => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "client socket monitor failed; closing");
+                    break;
+                }
+            }
         }
     }
 }
 
 impl Io {
-    /// Everything we have for libzmq, then everything libzmq has for us. Ends with a
-    /// receive that found nothing, which is what makes waiting on `ZMQ_FD` safe.
+    /// Everything we have for libzmq, then everything libzmq has for us, then the
+    /// connection's fate. Ends with receives that found nothing on both sockets, which is
+    /// what makes waiting on their `ZMQ_FD`s safe.
     fn pump(&mut self) {
+        self.exchange_frames();
+        let mut lost = false;
+        while let Ok(Some(_event)) = self.link.monitor.try_recv() {
+            lost = true;
+        }
+        if lost {
+            // Replies that arrived before the drop are in the queue by now: hand them over first.
+            self.exchange_frames();
+            self.connection_lost();
+        }
+    }
+
+    /// Every request handed to libzmq on this socket stops waiting for a reply that
+    /// cannot come; nothing is known of whether the server did it.
+    fn connection_lost(&mut self) {
+        let generation = self.link.generation;
+        let lost: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.generation == generation)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !lost.is_empty() {
+            tracing::info!(endpoint = %self.config.endpoint, requests = lost.len(), "connection lost with requests in flight");
+        }
+        for id in lost {
+            if let Some(pending) = self.pending.remove(&id) {
+                let _ = pending.reply.send(Delivery::Lost);
+            }
+        }
+    }
+
+    fn exchange_frames(&mut self) {
         while let Some(frames) = self.outbox.front() {
             match self.link.socket.try_send(frames) {
                 Ok(Sent::Yes) => {
@@ -484,7 +556,7 @@ fn deliver(config: &ClientConfig, frames: &[Vec<u8>], pending: &mut HashMap<Stri
         }
     };
     match pending.remove(&envelope.id) {
-        Some(waiting) => waiting.reply.send(envelope).is_ok(),
+        Some(waiting) => waiting.reply.send(Delivery::Reply(envelope)).is_ok(),
         None => {
             tracing::debug!(id = %envelope.id, "reply for a request nobody waits for (late or abandoned)");
             false

@@ -125,6 +125,13 @@ pub enum Error {
     /// The reply carried no payload this SDK knows (the peer speaks a newer schema).
     #[error("reply carried no payload this SDK knows")]
     EmptyReply,
+    /// The connection dropped (the server died or stopped answering heartbeats) while the
+    /// request was in flight, and it is not one the schema allows to send again.
+    #[error("the connection to {endpoint} was lost with the request in flight; it may or may not have been done")]
+    ConnectionLost {
+        /// Where the request was sent.
+        endpoint: String,
+    },
     /// The client or server was shut down.
     #[error("the connection was closed")]
     Closed,
@@ -144,7 +151,7 @@ impl Error {
             Error::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
             Error::MessageTooLarge { .. } => ErrorCode::ResourceExhausted,
             Error::UnexpectedReply(_) | Error::EmptyReply => ErrorCode::Internal,
-            Error::Closed | Error::Transport(_) => ErrorCode::Unavailable,
+            Error::ConnectionLost { .. } | Error::Closed | Error::Transport(_) => ErrorCode::Unavailable,
             Error::Config(_) => ErrorCode::InvalidArgument,
         }
     }

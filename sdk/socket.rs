@@ -199,6 +199,34 @@ impl AsyncSocket {
         }
     }
 
+    /// A PAIR socket that receives a message each time one of this socket's connections
+    /// drops (`ZMQ_EVENT_DISCONNECTED`: the peer died, closed, or missed its heartbeats).
+    /// Same rule as the socket itself: drain it with [`AsyncSocket::try_recv`] before waiting.
+    pub fn disconnect_monitor(&self, context: &zmq::Context, name: &str) -> Result<Self, Error> {
+        let address = format!("inproc://hoot-monitor-{name}");
+        self.socket
+            .monitor(&address, zmq::SocketEvent::DISCONNECTED as i32)
+            .map_err(|e| Error::Transport(format!("cannot monitor the socket: {e}")))?;
+        let options = SocketOptions::new(crate::wire::DEFAULT_MAX_MESSAGE_SIZE, Duration::ZERO);
+        let monitor = Self::new(context, zmq::PAIR, &options)?;
+        monitor
+            .socket
+            .connect(&address)
+            .map_err(|e| Error::Transport(format!("cannot read the socket's events: {e}")))?;
+        Ok(monitor)
+    }
+
+    /// Stops the monitor [`AsyncSocket::disconnect_monitor`] started; no event is sent after
+    /// this returns. Call it before closing either socket: libzmq sends events blocking, so
+    /// an event for a monitor whose reader has gone would stall the context's I/O thread.
+    pub fn stop_monitor(&mut self) {
+        // SAFETY: the socket is open and owned by `self`; a NULL endpoint deregisters its
+        // monitor (zmq_socket_monitor(3)), under libzmq's own lock, in this thread.
+        unsafe {
+            zmq_sys::zmq_socket_monitor(self.socket.as_mut_ptr(), std::ptr::null(), 0);
+        }
+    }
+
     /// Changes how long unsent messages are kept when the socket closes.
     pub fn set_linger(&self, linger: Duration) -> Result<(), Error> {
         Ok(self.socket.set_linger(millis(linger))?)

@@ -85,3 +85,48 @@ async fn client_recovers_after_its_server_is_killed_and_restarted() {
         .expect("lua_eval after restart");
     assert!(matches!(reply, Payload::Success(_)));
 }
+
+/// SIGSTOP then SIGKILL: the server takes in a request and dies without answering. The
+/// caller hears at once: a request that may not be sent twice fails with ConnectionLost
+/// (UNAVAILABLE) instead of waiting out its 10 s deadline, and an idempotent one is sent
+/// again and answered by the restarted server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_when_the_server_dies_does_not_wait_out_its_deadline() {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let mut server = spawn_echo_server(&endpoint);
+    let client = Client::connect(ClientConfig::new(&endpoint)).expect("connect");
+    client.call(PingRequest {}).await.expect("first ping");
+
+    let pid = server.0.id().to_string();
+    let stopped = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+    assert!(stopped.is_ok_and(|s| s.success()), "SIGSTOP");
+    let eval = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let started = Instant::now();
+            let result = client
+                .request(Payload::LuaEval(LuaEvalRequest {
+                    code: "never answered".into(),
+                    params: None,
+                }))
+                .await;
+            (result, started.elapsed())
+        }
+    });
+    let ping = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(PingRequest {}).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().expect("reap");
+    let (result, took) = eval.await.expect("eval task");
+    let error = result.expect_err("nobody answered the eval");
+    assert!(matches!(error, hooteproto::Error::ConnectionLost { .. }), "{error}");
+    assert_eq!(error.code(), hooteproto::v1::ErrorCode::Unavailable);
+    assert!(took < Duration::from_secs(2), "the eval waited {took:?}");
+
+    let _server = spawn_echo_server(&endpoint);
+    let pong = ping.await.expect("ping task");
+    assert!(pong.is_ok(), "the idempotent ping is sent again and answered: {pong:?}");
+}
