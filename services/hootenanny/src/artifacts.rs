@@ -60,12 +60,22 @@ fn check_label(what: &str, value: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// A new artifact id, greater than every id this process made before, so listing newest first
+/// stays in creation order even for artifacts made within one millisecond: the random tail
+/// only starts a millisecond; within it the tail counts up.
 fn new_id() -> String {
-    let ms = SystemTime::now()
+    static LAST: std::sync::Mutex<(u128, u32)> = std::sync::Mutex::new((0, 0));
+    let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    format!("art-{ms:013x}{:08x}", rand::random::<u32>())
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *last = match last.1.checked_add(1) {
+        Some(next) if now <= last.0 => (last.0, next),
+        // A new millisecond (or a tail that ran out): start low in the range, so it can count up.
+        _ => (now.max(last.0 + 1), rand::random::<u32>() >> 4),
+    };
+    format!("art-{:013x}{:08x}", last.0, last.1)
 }
 
 impl Store {
