@@ -18,6 +18,11 @@ pub struct Up {
 
 impl Up {
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_with(data, extra, &[])
+    }
+
+    /// `extra` goes before `up` (global flags), `up_args` after it.
+    pub fn start_with(data: &Path, extra: &[&str], up_args: &[&str]) -> Self {
         let port = testkit::free_port();
         let endpoint = || format!("tcp://127.0.0.1:{}", testkit::free_port());
         let (luanette, hootenanny, chaosgarden) = (endpoint(), endpoint(), endpoint());
@@ -43,6 +48,7 @@ impl Up {
                 "none",
                 "--no-health",
             ])
+            .args(up_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -56,8 +62,8 @@ impl Up {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if reqwest::blocking::get(format!("http://127.0.0.1:{port}/health")).is_ok_and(|r| r.status().is_success())
-            {
+            // Any HTTP answer (401 with a token) means it is listening.
+            if reqwest::blocking::get(format!("http://127.0.0.1:{port}/health")).is_ok() {
                 return up;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -86,10 +92,15 @@ pub struct Mcp {
     session: Option<String>,
     next_id: u64,
     pub traceparent: Option<String>,
+    pub token: Option<String>,
 }
 
 impl Mcp {
     pub fn connect(url: &str) -> Self {
+        Self::connect_with_token(url, None)
+    }
+
+    pub fn connect_with_token(url: &str, token: Option<&str>) -> Self {
         let mut mcp = Mcp {
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(90))
@@ -99,6 +110,7 @@ impl Mcp {
             session: None,
             next_id: 1,
             traceparent: None,
+            token: token.map(str::to_string),
         };
         mcp.request(
             "initialize",
@@ -121,7 +133,15 @@ impl Mcp {
         if let Some(traceparent) = &self.traceparent {
             request = request.header("traceparent", traceparent);
         }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         request.send().expect("POST /mcp")
+    }
+
+    /// The session id the gateway gave this session.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_deref()
     }
 
     pub fn notify(&mut self, method: &str) {
