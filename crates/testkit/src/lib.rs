@@ -5,6 +5,9 @@
 //!   as a closure says; it plays model services and OTLP collectors.
 //! - [`raw_echo_server`] and [`raw_round_trips`]: a libzmq ROUTER that echoes every message
 //!   and a blocking DEALER timing round trips, the transport peer of the benchmarks.
+//! - [`mcp::Session`]: a minimal MCP client over Streamable HTTP, for gateway tests.
+
+pub mod mcp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

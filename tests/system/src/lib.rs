@@ -4,6 +4,7 @@
 //! one CAS as on a real host. Tests kill, stop and restart them while clients keep calling.
 //!
 //! - [`Cluster`]: the three services; `kill9`, `terminate` and `restart` one at a time.
+//! - [`Gateway`]: `holler serve` in front of a cluster, the MCP gateway agents talk to.
 //! - [`binary`]: where a workspace binary was built.
 
 use std::path::{Path, PathBuf};
@@ -235,6 +236,48 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// `holler serve` (the MCP gateway) in front of a [`Cluster`]; dropping it kills it.
+pub struct Gateway {
+    child: Child,
+    /// The MCP endpoint, `http://127.0.0.1:<port>/mcp`.
+    pub url: String,
+}
+
+impl Gateway {
+    /// Starts the gateway and waits (up to 30 s) until it listens.
+    pub fn start(cluster: &Cluster) -> Gateway {
+        let port = free_port();
+        let log = cluster.dir.path().join("holler.log");
+        let out = std::fs::File::create(&log).expect("a log file");
+        let err = out.try_clone().expect("a log file");
+        let child = Command::new(binary("holler"))
+            .args(["--luanette", &cluster.endpoint(Service::Luanette)])
+            .args(["--hootenanny", &cluster.endpoint(Service::Hootenanny)])
+            .args(["--chaosgarden", &cluster.endpoint(Service::Chaosgarden)])
+            .args(["serve", "--port", &port.to_string(), "--broadcasts", "none"])
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn holler serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "holler serve did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Gateway {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,18 +1,19 @@
-//! Restart in any order: under a steady mixed load from SDK clients that are never recreated
-//! (lua_eval; script_store + job_execute + job_poll; cas_store; artifact_create; transport and
-//! timeline ops), each service is killed with SIGKILL and restarted in turn, in two orders, then
-//! all three at once. Every client must answer again within 2 s of its service's restart, no
-//! call may hang, nothing acknowledged may be lost, and a job running at the kill must be
-//! reported as interrupted.
+//! Restart in any order: under a steady mixed load from SDK clients and MCP sessions through
+//! `holler serve`, none ever recreated (lua_eval; script_store + job_execute + job_poll;
+//! cas_store; artifact_create; transport and timeline ops), each service is killed with SIGKILL
+//! and restarted in turn, in two orders, then all three at once. Every client must answer again
+//! within 2 s of its service's restart, no call may hang, nothing acknowledged may be lost, and
+//! a job running at the kill must be reported as interrupted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use hooteproto::v1::{self as pb, ErrorCode, JobState};
 use hooteproto::{Client, Error, RequestOptions};
-use system_tests::{Cluster, Service};
+use system_tests::{Cluster, Gateway, Service};
 
 /// Each load call's deadline: short, so a call lost with a killed service fails soon.
 const CALL: Duration = Duration::from_millis(1500);
@@ -230,9 +231,67 @@ async fn run(worker: Worker, client: Client, shared: Arc<Shared>) {
     }
 }
 
+/// Load through the MCP gateway: (worker name, the service its tool reaches, tool).
+const MCP_WORKERS: [(&str, Service, &str); 3] = [
+    ("mcp lua_eval", Service::Luanette, "lua_eval"),
+    ("mcp cas_store", Service::Hootenanny, "cas_store"),
+    ("mcp transport_status", Service::Chaosgarden, "transport_status"),
+];
+
+/// One MCP session calling `tool` until told to stop (a blocking loop, as an agent would).
+fn run_mcp(name: &'static str, tool: &'static str, url: String, shared: Arc<Shared>) {
+    let mut session = testkit::mcp::Session::connect_with(&url, None, HANG);
+    let mut n = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        n += 1;
+        let arguments = match tool {
+            "lua_eval" => serde_json::json!({"code": "return 1 + 1"}),
+            "cas_store" => {
+                let data = format!("mcp object {n} {}", rand::random::<u64>());
+                serde_json::json!({"data": base64::engine::general_purpose::STANDARD.encode(data), "mimeType": "text/plain"})
+            }
+            _ => serde_json::json!({}),
+        };
+        let started = Instant::now();
+        match session.try_call(tool, arguments) {
+            Ok((false, value)) => {
+                if let Some(hash) = value["hash"].as_str() {
+                    shared.ledger.lock().expect("ledger").cas.push(hash.to_string());
+                }
+                shared.successes.lock().expect("successes").push((name, Instant::now()));
+            }
+            Ok((true, _)) => {
+                *shared.failures.lock().expect("failures").entry(name).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if started.elapsed() >= HANG => {
+                eprintln!("{name}: {e}");
+                shared.hangs.lock().expect("hangs").push(name);
+            }
+            Err(_) => {
+                *shared.failures.lock().expect("failures").entry(name).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Every load worker that reaches `service`, SDK and MCP.
+fn workers_of(service: Service) -> Vec<&'static str> {
+    let sdk = Worker::ALL
+        .into_iter()
+        .filter(|w| w.service() == service)
+        .map(Worker::name);
+    let mcp = MCP_WORKERS
+        .into_iter()
+        .filter(|(_, s, _)| *s == service)
+        .map(|(name, _, _)| name);
+    sdk.chain(mcp).collect()
+}
+
 /// Waits until every worker of `service` has succeeded after `since`; returns how long each took.
 async fn recovery(shared: &Shared, service: Service, since: Instant) -> Vec<(&'static str, Duration)> {
-    let workers: Vec<Worker> = Worker::ALL.into_iter().filter(|w| w.service() == service).collect();
+    let workers = workers_of(service);
     let deadline = since + Duration::from_secs(15);
     loop {
         let first: Vec<Option<Instant>> = {
@@ -242,7 +301,7 @@ async fn recovery(shared: &Shared, service: Service, since: Instant) -> Vec<(&'s
                 .map(|w| {
                     successes
                         .iter()
-                        .filter(|(name, at)| *name == w.name() && *at > since)
+                        .filter(|(name, at)| name == w && *at > since)
                         .map(|(_, at)| *at)
                         .next()
                 })
@@ -252,7 +311,7 @@ async fn recovery(shared: &Shared, service: Service, since: Instant) -> Vec<(&'s
             return workers
                 .iter()
                 .zip(first)
-                .map(|(w, at)| (w.name(), at.map_or(Duration::MAX, |at| at - since)))
+                .map(|(w, at)| (*w, at.map_or(Duration::MAX, |at| at - since)))
                 .collect();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -297,10 +356,18 @@ async fn long_job(lua: &Client) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_killed_and_restarted_in_any_order_under_load() {
     let mut cluster = Cluster::start(&[]).await;
+    let gateway = Gateway::start(&cluster);
     let shared = Arc::new(Shared::default());
     let tasks: Vec<_> = Worker::ALL
         .into_iter()
         .map(|w| tokio::spawn(run(w, cluster.client(w.service()), shared.clone())))
+        .collect();
+    let sessions: Vec<_> = MCP_WORKERS
+        .into_iter()
+        .map(|(name, _, tool)| {
+            let (url, shared) = (gateway.url.clone(), shared.clone());
+            std::thread::spawn(move || run_mcp(name, tool, url, shared))
+        })
         .collect();
     let lua = cluster.client(Service::Luanette);
     let mut interrupted = Vec::new();
@@ -339,6 +406,9 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
     shared.stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("a load task panicked");
+    }
+    for session in sessions {
+        session.join().expect("an MCP session panicked");
     }
 
     for (service, worker, took) in &figures {
