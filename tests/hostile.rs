@@ -4,10 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use common::{TestService, config, raw_dealer, raw_exchange, start};
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{Envelope, ErrorCode, PingRequest};
@@ -164,38 +160,7 @@ async fn a_frame_announcing_one_tebibyte_is_cut_off() {
     let server = start(config(), TestService::default());
     let address = server.endpoint.trim_start_matches("tcp://").to_string();
     tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&address).expect("tcp connect");
-        stream.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
-        let mut greeting = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
-        greeting.extend_from_slice(b"NULL");
-        greeting.resize(64, 0);
-        stream.write_all(&greeting).expect("greeting");
-        let mut theirs = [0u8; 64];
-        stream.read_exact(&mut theirs).expect("server greeting");
-        assert_eq!((theirs[0], theirs[9], theirs[10]), (0xFF, 0x7F, 3), "a ZMTP 3 server");
-        let mut ready = vec![5];
-        ready.extend_from_slice(b"READY");
-        ready.push(11);
-        ready.extend_from_slice(b"Socket-Type");
-        ready.extend_from_slice(&6u32.to_be_bytes());
-        ready.extend_from_slice(b"DEALER");
-        let mut command = vec![0x04, u8::try_from(ready.len()).expect("short")];
-        command.extend_from_slice(&ready);
-        stream.write_all(&command).expect("ready");
-        let mut frame = vec![0x02]; // last frame, long size
-        frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
-        frame.extend_from_slice(&[0x55; 4096]);
-        let _ = stream.write_all(&frame);
-        // The server must close the connection rather than try to buffer 1 TiB.
-        let mut sink = [0u8; 4096];
-        let closed = loop {
-            match stream.read(&mut sink) {
-                Ok(0) => break true,
-                Ok(_) => continue, // its READY
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-                Err(_) => break false,
-            }
-        };
+        let closed = testkit::one_tebibyte_frame(&address);
         assert!(closed, "the server kept a connection that announced a 1 TiB frame");
     })
     .await

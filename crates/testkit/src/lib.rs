@@ -6,6 +6,8 @@
 //! - [`raw_echo_server`] and [`raw_round_trips`]: a libzmq ROUTER that echoes every message
 //!   and a blocking DEALER timing round trips, the transport peer of the benchmarks.
 //! - [`mcp::Session`]: a minimal MCP client over Streamable HTTP, for gateway tests.
+//! - [`one_tebibyte_frame`]: a hand-written ZMTP peer that announces a 1 TiB frame.
+//! - [`replay_corpus`]: every file of a fuzz corpus through a check.
 
 pub mod mcp;
 
@@ -181,4 +183,52 @@ pub fn raw_echo_server() -> (String, zmq::Context) {
         }
     });
     (endpoint, context)
+}
+
+/// A hand-written ZMTP 3.0 peer at `address` (`host:port`): greeting, READY as a DEALER, then
+/// one frame header announcing 1 TiB. Returns whether the server closed the connection (as it
+/// must, rather than try to buffer the frame).
+pub fn one_tebibyte_frame(address: &str) -> bool {
+    let mut stream = std::net::TcpStream::connect(address).expect("tcp connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut greeting = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
+    greeting.extend_from_slice(b"NULL");
+    greeting.resize(64, 0);
+    stream.write_all(&greeting).expect("greeting");
+    let mut theirs = [0u8; 64];
+    stream.read_exact(&mut theirs).expect("the server's greeting");
+    assert_eq!((theirs[0], theirs[9], theirs[10]), (0xFF, 0x7F, 3), "a ZMTP 3 server");
+    let mut ready = vec![5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&6u32.to_be_bytes());
+    ready.extend_from_slice(b"DEALER");
+    let mut command = vec![0x04, u8::try_from(ready.len()).expect("short")];
+    command.extend_from_slice(&ready);
+    stream.write_all(&command).expect("ready");
+    let mut frame = vec![0x02]; // last frame, long size
+    frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    frame.extend_from_slice(&[0x55; 4096]);
+    let _ = stream.write_all(&frame);
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue, // its READY
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Runs `check` on every file in the fuzz corpus `dir`; fails if it holds fewer than `min`.
+pub fn replay_corpus(dir: &std::path::Path, min: usize, check: impl Fn(&[u8])) {
+    let mut inputs = 0;
+    for entry in std::fs::read_dir(dir).expect("the corpus is committed") {
+        let path = entry.expect("a corpus entry").path();
+        check(&std::fs::read(&path).expect("a corpus file"));
+        inputs += 1;
+    }
+    assert!(inputs >= min, "only {inputs} inputs in {}", dir.display());
 }

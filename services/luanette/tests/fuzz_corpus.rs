@@ -8,11 +8,5 @@ mod check;
 #[test]
 fn the_lua_value_fuzz_corpus_passes_its_check() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lua_value");
-    let mut inputs = 0;
-    for entry in std::fs::read_dir(&dir).expect("the corpus is committed") {
-        let path = entry.expect("a corpus entry").path();
-        check::run(&std::fs::read(&path).expect("a corpus file"));
-        inputs += 1;
-    }
-    assert!(inputs >= 20, "only {inputs} inputs in {}", dir.display());
+    testkit::replay_corpus(&dir, 20, check::run);
 }

@@ -4,8 +4,6 @@
 //! the schema has; and, with a key set, unsigned and wrongly signed messages. Each case gets
 //! the documented answer or drop (schema/PROTOCOL.md §7), and the service keeps answering.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hooteproto::json::message_descriptor;
@@ -77,38 +75,9 @@ async fn still_serving(cluster: &Cluster, service: Service) {
     );
 }
 
-/// A hand-written ZMTP 3.0 peer: greeting, READY, then a frame header announcing 1 TiB.
+/// A raw ZMTP peer announcing a 1 TiB frame: the service cuts the connection.
 fn one_tebibyte_frame(endpoint: &str) {
-    let mut stream = TcpStream::connect(endpoint.trim_start_matches("tcp://")).expect("tcp connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let mut greeting = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
-    greeting.extend_from_slice(b"NULL");
-    greeting.resize(64, 0);
-    stream.write_all(&greeting).expect("greeting");
-    let mut theirs = [0u8; 64];
-    stream.read_exact(&mut theirs).expect("the server's greeting");
-    let mut ready = vec![5];
-    ready.extend_from_slice(b"READY");
-    ready.push(11);
-    ready.extend_from_slice(b"Socket-Type");
-    ready.extend_from_slice(&6u32.to_be_bytes());
-    ready.extend_from_slice(b"DEALER");
-    let mut command = vec![0x04, u8::try_from(ready.len()).expect("short")];
-    command.extend_from_slice(&ready);
-    stream.write_all(&command).expect("ready");
-    let mut frame = vec![0x02];
-    frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
-    frame.extend_from_slice(&[0x55; 4096]);
-    let _ = stream.write_all(&frame);
-    let mut sink = [0u8; 4096];
-    let closed = loop {
-        match stream.read(&mut sink) {
-            Ok(0) => break true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
+    let closed = testkit::one_tebibyte_frame(endpoint.trim_start_matches("tcp://"));
     assert!(closed, "{endpoint} kept a connection that announced a 1 TiB frame");
 }
 
