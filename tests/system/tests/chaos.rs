@@ -3,7 +3,8 @@
 //! cas_store; artifact_create; transport and timeline ops), each service is killed with SIGKILL
 //! and restarted in turn, in two orders, then all three at once. Every client must answer again
 //! within 2 s of its service's restart, no call may hang, nothing acknowledged may be lost, and
-//! a job running at the kill must be reported as interrupted.
+//! a job running at the kill must be reported as interrupted. `HOOT_SOAK_SECS=N` goes on killing
+//! services in random order for N seconds (the soak).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -377,7 +378,18 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
         vec![Service::Hootenanny, Service::Luanette, Service::Chaosgarden],
         vec![Service::Chaosgarden, Service::Luanette, Service::Hootenanny],
     ];
-    for service in rounds.concat() {
+    // The soak: HOOT_SOAK_SECS=600 keeps killing services in random order for that long.
+    let soak = std::env::var("HOOT_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_default();
+    let soak_until = Instant::now() + soak;
+    let mut order: std::collections::VecDeque<Service> = rounds.concat().into();
+    while let Some(service) = order.pop_front() {
+        if order.is_empty() && Instant::now() < soak_until {
+            order.push_back(Service::ALL[rand::random_range(0..3)]);
+        }
         tokio::time::sleep(Duration::from_millis(800)).await;
         if service == Service::Luanette {
             interrupted.push(long_job(&lua).await);
