@@ -100,6 +100,12 @@ async fn a_request_in_flight_when_the_server_dies_does_not_wait_out_its_deadline
     let pid = server.0.id().to_string();
     let stopped = std::process::Command::new("kill").args(["-STOP", &pid]).status();
     assert!(stopped.is_ok_and(|s| s.success()), "SIGSTOP");
+    // A signal takes effect asynchronously: wait until no thread of it can still answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !all_threads_stopped(&pid) {
+        assert!(Instant::now() < deadline, "the server never stopped");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let eval = tokio::spawn({
         let client = client.clone();
         async move {
@@ -129,4 +135,15 @@ async fn a_request_in_flight_when_the_server_dies_does_not_wait_out_its_deadline
     let _server = spawn_echo_server(&endpoint);
     let pong = ping.await.expect("ping task");
     assert!(pong.is_ok(), "the idempotent ping is sent again and answered: {pong:?}");
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in /proc/PID/task/TID/stat).
+fn all_threads_stopped(pid: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
 }

@@ -1,7 +1,9 @@
 // The client: one DEALER shared by any number of concurrent requests; a reader loop hands
 // each reply to the request with its id. Idempotent requests are resent with the same id
 // after each attempt timeout (PROTOCOL.md §9, "Lazy Pirate"); after two attempts in a row go
-// unanswered the socket is replaced, so a restarted server is reached again.
+// unanswered the socket is replaced, so a restarted server is reached again. When the
+// connection drops with requests in flight (libzmq's disconnect event), they stop waiting:
+// idempotent ones are resent at once, the rest fail with UNAVAILABLE.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Dealer } from "zeromq";
@@ -55,9 +57,14 @@ export type RequestInit<C extends RequestCase> = Extract<
   { case: C }
 >["value"];
 
+/** What an attempt gets when its connection dropped before the reply came. */
+const LOST = Symbol("connection lost");
+
 interface Waiter {
-  resolve: (reply: Envelope) => void;
+  resolve: (reply: Envelope | typeof LOST) => void;
   reject: (error: HootError) => void;
+  /** The socket the attempt went out on. */
+  socket: Dealer;
 }
 
 /** A HOOT/1 client for one service endpoint, e.g. `new Client("tcp://127.0.0.1:5570")`. Call `close()` when done. */
@@ -91,12 +98,28 @@ export class Client extends Calls {
     const retry = options.idempotent ?? isIdempotent(c);
     const id = this.framer.nextId();
     const deadline = Date.now() + timeoutMs;
-    const reply = new Promise<Envelope>((resolve, reject) => this.waiters.set(id, { resolve, reject }));
+    let backoffMs = 50;
     try {
       for (let remaining = timeoutMs; remaining > 0; remaining = deadline - Date.now()) {
         const frames = this.framer.frames(id, { case: c, value: message } as Payload, remaining, options.traceparent ?? "");
-        this.send(frames);
+        const socket = this.socket ?? this.connect();
+        // Each attempt waits on its own promise; a reply to an earlier one (same id) settles it too.
+        const reply = new Promise<Envelope | typeof LOST>((resolve, reject) =>
+          this.waiters.set(id, { resolve, reject, socket }),
+        );
+        this.send(socket, frames);
         const answer = await waitFor(reply, retry ? Math.min(remaining, attemptMs) : remaining, options.signal);
+        if (answer === LOST) {
+          if (!retry) {
+            throw new HootError(
+              ErrorCode.UNAVAILABLE,
+              `the connection to ${this.endpoint} was lost with ${c} in flight; it may or may not have been done`,
+            );
+          }
+          await new Promise((r) => setTimeout(r, Math.min(backoffMs, Math.max(0, deadline - Date.now()))));
+          backoffMs = Math.min(backoffMs * 2, 1000);
+          continue;
+        }
         if (answer !== undefined) return unwrap(answer, c);
         if (!retry) break;
         this.attemptUnanswered();
@@ -127,6 +150,7 @@ export class Client extends Calls {
       heartbeatTimeout: 3000,
       heartbeatTimeToLive: 3000,
     });
+    socket.events.on("disconnect", () => this.connectionLost(socket));
     socket.connect(this.endpoint);
     this.socket = socket;
     this.sending = Promise.resolve();
@@ -134,9 +158,15 @@ export class Client extends Calls {
     return socket;
   }
 
+  /** Attempts sent on `socket` will get no reply over it: they stop waiting. */
+  private connectionLost(socket: Dealer): void {
+    for (const waiter of this.waiters.values()) {
+      if (waiter.socket === socket) waiter.resolve(LOST);
+    }
+  }
+
   /** Queues frames on the socket: zeromq allows one send in progress at a time. */
-  private send(frames: Buffer[]): void {
-    const socket = this.socket ?? this.connect();
+  private send(socket: Dealer, frames: Buffer[]): void {
     // A send that fails (the socket was replaced or closed under it) is an unanswered attempt.
     this.sending = this.sending.then(() => socket.send(frames)).catch(() => undefined);
   }
@@ -165,7 +195,7 @@ export class Client extends Calls {
 }
 
 /** The reply if it comes within `ms`, else undefined; rejects at once if `signal` aborts. */
-function waitFor(reply: Promise<Envelope>, ms: number, signal?: AbortSignal): Promise<Envelope | undefined> {
+function waitFor<T>(reply: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | undefined> {
   return new Promise((resolve, reject) => {
     const cancelled = () => {
       clearTimeout(timer);

@@ -118,16 +118,22 @@ describe("against holler up", () => {
     }
   });
 
-  test("a request lost with a killed server is resent, with its id, to the restarted one", async () => {
+  test("requests lost with a killed server: idempotent ones are resent, the rest fail at once", async () => {
     const lua = new Client(stack.endpoints.luanette, { timeoutMs: 20_000 });
     try {
       assert.equal((await lua.ping()).service, "luanette");
-      stack.freeze();
+      await stack.freeze();
       const answer = lua.ping(); // taken in by a process that will never answer it
+      const evaluated = failure(lua.luaEval("return 1")); // the same, but not safe to resend
       await new Promise((r) => setTimeout(r, 300));
+      const killed = Date.now();
       await stack.kill();
+      // The dropped connection ends the eval's wait at once: it may or may not have run.
+      const lost = await evaluated;
+      assert.equal(lost.code, ErrorCode.UNAVAILABLE, lost.message);
+      assert.ok(Date.now() - killed < 2000, `the eval waited ${Date.now() - killed} ms after the kill`);
       await stack.restart();
-      // Ping is idempotent: after an attempt timeout the client sends it again.
+      // Ping is idempotent: the client sends it again.
       assert.equal((await answer).service, "luanette");
     } finally {
       lua.close();

@@ -3,7 +3,7 @@
 // (`cargo build -p holler --examples`), on free loopback ports.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, openSync } from "node:fs";
+import { mkdtempSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -78,9 +78,13 @@ export class Stack {
     await waitUntil(async () => (await (await fetch(health)).text()).includes('"serving"'), "holler up", log);
   }
 
-  /** SIGSTOP: the stack takes in requests (the kernel buffers them) and answers none. */
-  freeze(): void {
+  /** SIGSTOP: the stack takes in requests (the kernel buffers them) and answers none. Resolves
+   *  once every thread of the process has stopped (a signal takes effect asynchronously). */
+  async freeze(): Promise<void> {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
     this.child?.kill("SIGSTOP");
+    await waitUntil(async () => allThreadsStopped(pid), "SIGSTOP", "/proc");
   }
 
   /** SIGKILL: whatever it had taken in is lost. */
@@ -124,6 +128,15 @@ export class EchoServer {
   stop(): Promise<number | null> {
     return stopped(this.child);
   }
+}
+
+/** Whether every thread of `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). */
+function allThreadsStopped(pid: number): boolean {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks.every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T");
+  });
 }
 
 function isListening(port: number): Promise<boolean> {
