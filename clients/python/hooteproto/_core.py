@@ -15,6 +15,17 @@ from hooteproto.v1 import envelope_pb2, error_pb2, options_pb2
 PROTOCOL = b"HOOT/1"
 MAX_MESSAGE_SIZE = 64 << 20
 
+# What an attempt gets when its connection dropped before the reply came (PROTOCOL.md §9).
+LOST = object()
+
+
+def connection_lost(endpoint: str, case: str) -> HootError:
+    """The error for a request that may not be resent and lost its connection in flight."""
+    return HootError(
+        error_pb2.ERROR_CODE_UNAVAILABLE,
+        f"the connection to {endpoint} was lost with {case} in flight; it may or may not have been done",
+    )
+
 
 def load_key(key: bytes | str | None = None) -> bytes | None:
     """The shared key: given, else $HOOT_KEY_FILE (trailing whitespace dropped), else $HOOT_KEY."""

@@ -1,6 +1,7 @@
 """The synchronous client: one DEALER, Lazy-Pirate retries for idempotent requests
 (PROTOCOL.md §3: a retry keeps its id), and a fresh socket after a timed-out attempt, so a
-restarted server is reached again."""
+restarted server is reached again. A monitor socket reports a dropped connection, so a request
+in flight stops waiting at once: resent if idempotent, else UNAVAILABLE (PROTOCOL.md §9)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import zmq
 
 from hooteproto._calls import Calls
-from hooteproto._core import Framer, is_idempotent, load_key, unwrap
+from hooteproto._core import LOST, Framer, connection_lost, is_idempotent, load_key, unwrap
 from hooteproto.errors import HootError
 from hooteproto.v1 import error_pb2
 
@@ -30,16 +31,29 @@ class Client(Calls):
         self._framer = Framer(load_key(key), name)
         self._context = zmq.Context.instance()
         self._socket = None
+        self._monitor = None
         self._connect()
 
     def _connect(self):
-        if self._socket is not None:
-            self._socket.close(linger=0)
+        self._close_socket()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
         self._socket.setsockopt(zmq.MAXMSGSIZE, 64 << 20)
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._socket.connect(self.endpoint)
+
+    def _close_socket(self):
+        if self._socket is not None:
+            # Stop the monitor first: libzmq sends its events blocking.
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._socket.close(linger=0)
+            self._socket = self._monitor = None
+
+    def _forget_old_disconnects(self):
+        while self._monitor.poll(0):
+            self._monitor.recv_multipart()
 
     def call(self, case: str, message, *, timeout: float | None = None, attempt_timeout: float | None = None,
              idempotent: bool | None = None, traceparent: str = ""):
@@ -49,14 +63,22 @@ class Client(Calls):
         retry = is_idempotent(message) if idempotent is None else idempotent
         envelope_id = self._framer.next_id()
         deadline = time.monotonic() + timeout
+        backoff = 0.05
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             frames = self._framer.frames(envelope_id, case, message, int(remaining * 1000), traceparent)
+            self._forget_old_disconnects()
             self._socket.send_multipart(frames)
             wait_until = deadline if not retry else min(deadline, time.monotonic() + attempt)
             reply = self._receive(envelope_id, wait_until)
+            if reply is LOST:
+                if not retry:
+                    raise connection_lost(self.endpoint, case)
+                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, 1.0)
+                continue
             if reply is not None:
                 return unwrap(reply, case)
             if not retry:
@@ -66,18 +88,23 @@ class Client(Calls):
                         f"no reply to {case} from {self.endpoint} within {timeout:.1f} s")
 
     def _receive(self, envelope_id: str, until: float):
+        """The reply, LOST if the connection dropped first, or None at `until`."""
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while (remaining := until - time.monotonic()) > 0:
-            if not self._socket.poll(max(1, int(remaining * 1000))):
-                return None
-            reply = self._framer.decode(self._socket.recv_multipart())
-            if reply is not None and reply.id == envelope_id:
-                return reply
+            ready = dict(poller.poll(max(1, int(remaining * 1000))))
+            if self._socket in ready:
+                reply = self._framer.decode(self._socket.recv_multipart())
+                if reply is not None and reply.id == envelope_id:
+                    return reply
+            elif self._monitor in ready:
+                self._monitor.recv_multipart()
+                return LOST
         return None
 
     def close(self):
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
+        self._close_socket()
 
     def __enter__(self):
         return self

@@ -3,6 +3,8 @@ calls, typed errors, concurrency on the asyncio flavour, and a restart of the wh
 the middle of a request that the client rides out by resending it."""
 
 import asyncio
+import os
+import signal
 import sys
 import threading
 import time
@@ -98,4 +100,59 @@ def test_a_restart_in_the_middle_is_ridden_out(stack, tmp_path):
         assert hooteproto.to_python(lua.lua_eval("return 'back'").result) == "back"
     finally:
         thread.join()
+        lua.close()
+
+
+def _stop_every_thread(pid: int):
+    """SIGSTOP, then wait until no thread of the process can still answer."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(") ", 1)[1][:1])
+        if all(s == "T" for s in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError("the stack never stopped")
+
+
+def test_requests_lost_with_a_killed_server_fail_fast_or_are_resent(stack):
+    async def body():
+        async with aio.Client(stack.endpoints["luanette"], timeout=30) as lua:
+            assert (await lua.ping()).service == "luanette"
+            _stop_every_thread(stack.process.pid)
+            ping = asyncio.ensure_future(lua.ping())  # idempotent: resent after the restart
+            evaluated = asyncio.ensure_future(lua.lua_eval("return 1"))  # may not be resent
+            await asyncio.sleep(0.3)
+            killed = time.monotonic()
+            stack.process.kill()
+            stack.process.wait()
+            stack.log.close()
+            with pytest.raises(HootError) as error:
+                await evaluated
+            assert error.value.code_name == "UNAVAILABLE" and "may or may not" in error.value.message
+            assert time.monotonic() - killed < 2, "the eval stopped waiting when the connection dropped"
+            await asyncio.to_thread(stack.__init__, stack.data.parent, endpoints=stack.endpoints, port=stack.port)
+            assert (await ping).service == "luanette"
+
+    asyncio.run(body())
+
+    # The sync client hears it too.
+    lua = hooteproto.Client(stack.endpoints["luanette"], timeout=30)
+    try:
+        assert lua.ping().service == "luanette"
+        _stop_every_thread(stack.process.pid)
+        threading.Timer(0.3, stack.process.kill).start()
+        started = time.monotonic()
+        with pytest.raises(HootError) as error:
+            lua.lua_eval("return 1")
+        assert error.value.code_name == "UNAVAILABLE"
+        assert time.monotonic() - started < 2.5
+        stack.process.wait()
+        stack.log.close()
+        stack.__init__(stack.data.parent, endpoints=stack.endpoints, port=stack.port)
+        assert hooteproto.to_python(lua.lua_eval("return 'back'").result) == "back"
+    finally:
         lua.close()
