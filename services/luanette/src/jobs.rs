@@ -427,17 +427,35 @@ impl Jobs {
 
     /// A job's record; a running job shows its latest progress.
     pub fn status(&self, job_id: &str) -> Result<JobInfo, Status> {
-        let mut job = self
+        let job = self
             .get(job_id)?
             .ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
-        if !is_final(state_of(&job))
-            && let Some(live) = self.live.lock().ok().and_then(|m| m.get(job_id).cloned())
-            && let Ok(progress) = live.progress.lock()
-        {
+        Ok(self.visible(job))
+    }
+
+    /// A record as readers may see it. A job still in `live` shows its latest progress, and
+    /// an outcome written but not yet flushed (`drive` forgets a job only after the flush) is
+    /// not shown: reporting it could acknowledge what a crash would undo.
+    fn visible(&self, mut job: JobInfo) -> JobInfo {
+        let Some(live) = self.live.lock().ok().and_then(|m| m.get(&job.job_id).cloned()) else {
+            return job;
+        };
+        if is_final(state_of(&job)) {
+            job.state = if job.started_at.is_some() {
+                JobState::Running
+            } else {
+                JobState::Pending
+            } as i32;
+            job.result = None;
+            job.error = None;
+            job.logs.clear();
+            job.finished_at = None;
+        }
+        if let Ok(progress) = live.progress.lock() {
             job.progress = progress.0;
             job.progress_message = progress.1.clone();
         }
-        Ok(job)
+        job
     }
 
     /// Waits until any (or all) of `job_ids` have finished, or `timeout` passes.
@@ -523,7 +541,7 @@ impl Jobs {
         let mut next_page_token = String::new();
         for item in range.rev() {
             let (_, bytes) = item.map_err(internal)?;
-            let mut job = JobInfo::decode(bytes.as_ref()).map_err(internal)?;
+            let mut job = self.visible(JobInfo::decode(bytes.as_ref()).map_err(internal)?);
             if status != JobState::Unspecified && state_of(&job) != status {
                 continue;
             }
