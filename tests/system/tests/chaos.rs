@@ -152,34 +152,14 @@ impl Worker {
                 }
             }
             Worker::Cas => {
-                let data = format!("chaos object {n} {}", rand::random::<u64>())
-                    .repeat(64)
-                    .into_bytes();
-                let stored = client
-                    .call_with(
-                        pb::CasStoreRequest {
-                            data,
-                            mime_type: "text/plain".into(),
-                        },
-                        options(),
-                    )
-                    .await?;
-                ledger().cas.push(stored.hash);
+                let data = format!("chaos object {n} {}", rand::random::<u64>()).repeat(64);
+                store(client, data.into_bytes(), shared).await?;
             }
             Worker::Artifacts => {
-                let data = format!("artifact body {n} {}", rand::random::<u64>()).into_bytes();
-                let stored = client
-                    .call_with(
-                        pb::CasStoreRequest {
-                            data,
-                            mime_type: "text/plain".into(),
-                        },
-                        options(),
-                    )
-                    .await?;
-                ledger().cas.push(stored.hash.clone());
+                let data = format!("artifact body {n} {}", rand::random::<u64>());
+                let hash = store(client, data.into_bytes(), shared).await?;
                 let request = pb::ArtifactCreateRequest {
-                    cas_hash: stored.hash,
+                    cas_hash: hash,
                     name: format!("chaos-{n}"),
                     tags: vec!["chaos".into()],
                     ..Default::default()
@@ -206,6 +186,17 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Stores `data` in the CAS and records its hash as acknowledged.
+async fn store(client: &Client, data: Vec<u8>, shared: &Shared) -> Result<String, Error> {
+    let request = pb::CasStoreRequest {
+        data,
+        mime_type: "text/plain".into(),
+    };
+    let hash = client.call_with(request, options()).await?.hash;
+    shared.ledger.lock().expect("ledger").cas.push(hash.clone());
+    Ok(hash)
 }
 
 async fn run(worker: Worker, client: Client, shared: Arc<Shared>) {
