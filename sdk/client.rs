@@ -388,6 +388,9 @@ struct Io {
     outbox: VecDeque<Vec<Vec<u8>>>,
     consecutive_timeouts: u32,
     counters: Arc<Counters>,
+    /// The monitor's fd has signalled since it was last drained. Only then is it read, so the
+    /// common wake-up (a reply) costs no extra libzmq call.
+    monitor_ready: bool,
 }
 
 async fn io_loop(
@@ -405,6 +408,7 @@ async fn io_loop(
         outbox: VecDeque::new(),
         consecutive_timeouts: 0,
         counters,
+        monitor_ready: true,
     };
     loop {
         io.pump();
@@ -428,6 +432,7 @@ async fn io_loop(
                     tracing::error!(error = %e, "client socket monitor failed; closing");
                     break;
                 }
+                io.monitor_ready = true;
             }
         }
     }
@@ -435,10 +440,14 @@ async fn io_loop(
 
 impl Io {
     /// Everything we have for libzmq, then everything libzmq has for us, then the
-    /// connection's fate. Ends with receives that found nothing on both sockets, which is
-    /// what makes waiting on their `ZMQ_FD`s safe.
+    /// connection's fate. Ends with a receive that found nothing on each socket it touched,
+    /// which is what makes waiting on their `ZMQ_FD`s safe (the monitor, untouched since its
+    /// last empty receive, needs none).
     fn pump(&mut self) {
         self.exchange_frames();
+        if !std::mem::take(&mut self.monitor_ready) {
+            return;
+        }
         let mut lost = false;
         while let Ok(Some(_event)) = self.link.monitor.try_recv() {
             lost = true;
@@ -539,6 +548,7 @@ impl Io {
             Ok(fresh) => {
                 tracing::info!(endpoint = %self.config.endpoint, generation = fresh.generation, "rebuilt socket after repeated timeouts");
                 self.link = fresh;
+                self.monitor_ready = true;
                 bump(&self.counters.rebuilds);
             }
             Err(e) => tracing::warn!(error = %e, "could not rebuild socket"),

@@ -36,6 +36,14 @@ fn params(n: i64) -> Option<hooteproto::wkt::Struct> {
     Some(hooteproto::wkt::Struct::from_json(object))
 }
 
+/// A `Value` that holds a number, as that number.
+fn number(value: Option<prost_types::Value>) -> Option<f64> {
+    match value?.kind {
+        Some(prost_types::value::Kind::NumberValue(x)) => Some(x),
+        _ => None,
+    }
+}
+
 /// What the services acknowledged: all of it must be there at the end.
 #[derive(Default)]
 struct Ledger {
@@ -107,11 +115,7 @@ impl Worker {
                         options(),
                     )
                     .await?;
-                let two = reply.result.and_then(|v| match v.kind {
-                    Some(prost_types::value::Kind::NumberValue(x)) => Some(x),
-                    _ => None,
-                });
-                assert_eq!(two, Some(2.0), "lua_eval answered wrongly");
+                assert_eq!(number(reply.result), Some(2.0), "lua_eval answered wrongly");
             }
             Worker::Jobs => {
                 let content = format!("-- chaos {n}\nfunction main(p) return p.n * 2 end\n");
@@ -485,11 +489,7 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
             .job
             .expect("a job record");
         assert_eq!(job.state, JobState::Succeeded as i32, "job {id} changed state");
-        let result = job.result.and_then(|v| match v.kind {
-            Some(prost_types::value::Kind::NumberValue(x)) => Some(x),
-            _ => None,
-        });
-        assert_eq!(result, Some(*expected), "job {id} lost its result");
+        assert_eq!(number(job.result), Some(*expected), "job {id} lost its result");
     }
     let timeline = garden
         .call(pb::TimelineQueryRequest {
