@@ -53,6 +53,8 @@ struct Ledger {
     /// Finished jobs and the result each returned.
     jobs: Vec<(String, f64)>,
     markers: Vec<String>,
+    /// Markers found present mid-run and then removed (see [`prune_markers`]).
+    markers_pruned: usize,
 }
 
 #[derive(Default)]
@@ -62,7 +64,16 @@ struct Shared {
     /// Successful steps: (worker, when).
     successes: Mutex<Vec<(&'static str, Instant)>>,
     hangs: Mutex<Vec<&'static str>>,
-    failures: Mutex<HashMap<&'static str, u64>>,
+    /// Failed steps per worker, and the last error (what a stuck worker keeps hitting).
+    failures: Mutex<HashMap<&'static str, (u64, String)>>,
+}
+
+/// Counts a failed step of `worker`.
+fn failed(shared: &Shared, worker: &'static str, error: impl std::fmt::Display) {
+    let mut failures = shared.failures.lock().expect("failures");
+    let entry = failures.entry(worker).or_default();
+    entry.0 += 1;
+    entry.1 = error.to_string();
 }
 
 #[derive(Clone, Copy)]
@@ -186,10 +197,52 @@ impl Worker {
                     .markers
                     .push(added.marker.map(|m| m.marker_id).unwrap_or_default());
                 client.call_with(pb::TransportStopRequest {}, options()).await?;
+                prune_markers(client, shared).await?;
             }
         }
         Ok(())
     }
+}
+
+/// Keeps a long soak under Chaosgarden's 10,000-marker bound (past it, adding a marker is
+/// RESOURCE_EXHAUSTED, as documented). Once the ledger holds twice `KEEP` markers, the oldest
+/// are checked to be on the timeline and then removed; a marker leaves the ledger before its
+/// removal is sent, so a removal whose reply a kill swallowed is not mistaken for a loss.
+async fn prune_markers(client: &Client, shared: &Shared) -> Result<(), Error> {
+    const KEEP: usize = 2_000;
+    let oldest: Vec<String> = {
+        let ledger = shared.ledger.lock().expect("ledger");
+        if ledger.markers.len() < 2 * KEEP {
+            return Ok(());
+        }
+        ledger.markers[..ledger.markers.len() - KEEP].to_vec()
+    };
+    let query = pb::TimelineQueryRequest {
+        from_beats: 0.0,
+        to_beats: 0.0,
+    };
+    let timeline = client.call_with(query, options()).await?;
+    let present: std::collections::HashSet<&str> = timeline.markers.iter().map(|m| m.marker_id.as_str()).collect();
+    for id in &oldest {
+        assert!(present.contains(id.as_str()), "acknowledged marker {id} is lost");
+    }
+    for id in oldest {
+        {
+            let mut ledger = shared.ledger.lock().expect("ledger");
+            ledger.markers.remove(0);
+            ledger.markers_pruned += 1;
+        }
+        client.call_with(pb::TimelineRemoveRequest { id }, options()).await?;
+    }
+    Ok(())
+}
+
+/// When the test began: kills and hangs are printed with their time, so a soak's log shows
+/// which kill a hang followed.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn since_start() -> f64 {
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// Stores `data` in the CAS and records its hash as acknowledged.
@@ -213,16 +266,14 @@ async fn run(worker: Worker, client: Client, shared: Arc<Shared>) {
                 .lock()
                 .expect("successes")
                 .push((worker.name(), Instant::now())),
-            Ok(Err(_)) => {
-                *shared
-                    .failures
-                    .lock()
-                    .expect("failures")
-                    .entry(worker.name())
-                    .or_default() += 1;
+            Ok(Err(error)) => {
+                failed(&shared, worker.name(), error);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err(_) => shared.hangs.lock().expect("hangs").push(worker.name()),
+            Err(_) => {
+                eprintln!("t={:.1}s {}: a step hung past {HANG:?}", since_start(), worker.name());
+                shared.hangs.lock().expect("hangs").push(worker.name());
+            }
         }
     }
 }
@@ -256,16 +307,16 @@ fn run_mcp(name: &'static str, tool: &'static str, url: String, shared: Arc<Shar
                 }
                 shared.successes.lock().expect("successes").push((name, Instant::now()));
             }
-            Ok((true, _)) => {
-                *shared.failures.lock().expect("failures").entry(name).or_default() += 1;
+            Ok((true, value)) => {
+                failed(&shared, name, value);
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) if started.elapsed() >= HANG => {
-                eprintln!("{name}: {e}");
+                eprintln!("t={:.1}s {name}: no answer within {HANG:?}: {e}", since_start());
                 shared.hangs.lock().expect("hangs").push(name);
             }
-            Err(_) => {
-                *shared.failures.lock().expect("failures").entry(name).or_default() += 1;
+            Err(e) => {
+                failed(&shared, name, e);
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -351,6 +402,7 @@ async fn long_job(lua: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_killed_and_restarted_in_any_order_under_load() {
+    since_start();
     let mut cluster = Cluster::start(&[]).await;
     let gateway = Gateway::start(&cluster);
     let shared = Arc::new(Shared::default());
@@ -389,6 +441,7 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
         if service == Service::Luanette {
             interrupted.push(long_job(&lua).await);
         }
+        eprintln!("t={:.1}s kill -9 {}", since_start(), service.name());
         cluster.kill9(service);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let restarted = cluster.restart(service);
@@ -398,6 +451,7 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
     }
     // All three at once, brought back in the order that is hardest for Chaosgarden (Luanette last).
     tokio::time::sleep(Duration::from_millis(800)).await;
+    eprintln!("t={:.1}s kill -9 all three", since_start());
     for service in Service::ALL {
         cluster.kill9(service);
     }
@@ -424,7 +478,14 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
             service.name()
         );
     }
-    let slow: Vec<_> = figures.iter().filter(|(_, _, took)| *took > RECOVERY).collect();
+    let slow: Vec<String> = figures
+        .iter()
+        .filter(|(_, _, took)| *took > RECOVERY)
+        .map(|(service, worker, took)| match *took {
+            Duration::MAX => format!("{worker} after a {} restart: not within 15 s", service.name()),
+            took => format!("{worker} after a {} restart: {took:?}", service.name()),
+        })
+        .collect();
     assert!(
         slow.is_empty(),
         "clients that took longer than {RECOVERY:?} to recover: {slow:?}"
@@ -438,12 +499,14 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
 
     let ledger = std::mem::take(&mut *shared.ledger.lock().expect("ledger"));
     eprintln!(
-        "acknowledged: {} CAS objects, {} artifacts, {} scripts, {} finished jobs, {} markers",
+        "acknowledged: {} CAS objects, {} artifacts, {} scripts, {} finished jobs, {} markers \
+         (and {} more found present mid-run, then removed)",
         ledger.cas.len(),
         ledger.artifacts.len(),
         ledger.scripts.len(),
         ledger.jobs.len(),
-        ledger.markers.len()
+        ledger.markers.len(),
+        ledger.markers_pruned
     );
     assert!(
         [
