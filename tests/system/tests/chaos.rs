@@ -197,7 +197,7 @@ impl Worker {
                     .markers
                     .push(added.marker.map(|m| m.marker_id).unwrap_or_default());
                 client.call_with(pb::TransportStopRequest {}, options()).await?;
-                prune_markers(client, shared).await?;
+                prune_markers(client, n, shared).await?;
             }
         }
         Ok(())
@@ -205,18 +205,23 @@ impl Worker {
 }
 
 /// Keeps a long soak under Chaosgarden's 10,000-marker bound (past it, adding a marker is
-/// RESOURCE_EXHAUSTED, as documented). Once the ledger holds twice `KEEP` markers, the oldest
-/// are checked to be on the timeline and then removed; a marker leaves the ledger before its
-/// removal is sent, so a removal whose reply a kill swallowed is not mistaken for a loss.
-async fn prune_markers(client: &Client, shared: &Shared) -> Result<(), Error> {
+/// RESOURCE_EXHAUSTED, as documented). Every 50th step, once the ledger holds more than `KEEP`
+/// markers, the oldest 100 are checked to be on the timeline and then removed (a few per step,
+/// so no step comes near the hang limit). A marker leaves the ledger before its removal is
+/// sent, so a removal whose reply a kill swallowed is not mistaken for a loss.
+async fn prune_markers(client: &Client, n: i64, shared: &Shared) -> Result<(), Error> {
     const KEEP: usize = 2_000;
+    if n % 50 != 0 {
+        return Ok(());
+    }
     let oldest: Vec<String> = {
         let ledger = shared.ledger.lock().expect("ledger");
-        if ledger.markers.len() < 2 * KEEP {
-            return Ok(());
-        }
-        ledger.markers[..ledger.markers.len() - KEEP].to_vec()
+        let excess = ledger.markers.len().saturating_sub(KEEP).min(100);
+        ledger.markers[..excess].to_vec()
     };
+    if oldest.is_empty() {
+        return Ok(());
+    }
     let query = pb::TimelineQueryRequest {
         from_beats: 0.0,
         to_beats: 0.0,
