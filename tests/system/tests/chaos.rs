@@ -222,15 +222,7 @@ async fn prune_markers(client: &Client, n: i64, shared: &Shared) -> Result<(), E
     if oldest.is_empty() {
         return Ok(());
     }
-    let query = pb::TimelineQueryRequest {
-        from_beats: 0.0,
-        to_beats: 0.0,
-    };
-    let timeline = client.call_with(query, options()).await?;
-    let present: std::collections::HashSet<&str> = timeline.markers.iter().map(|m| m.marker_id.as_str()).collect();
-    for id in &oldest {
-        assert!(present.contains(id.as_str()), "acknowledged marker {id} is lost");
-    }
+    assert_markers_present(client, &oldest).await?;
     for id in oldest {
         {
             let mut ledger = shared.ledger.lock().expect("ledger");
@@ -238,6 +230,20 @@ async fn prune_markers(client: &Client, n: i64, shared: &Shared) -> Result<(), E
             ledger.markers_pruned += 1;
         }
         client.call_with(pb::TimelineRemoveRequest { id }, options()).await?;
+    }
+    Ok(())
+}
+
+/// Fails the test if any of `ids` is not on Chaosgarden's timeline.
+async fn assert_markers_present(client: &Client, ids: &[String]) -> Result<(), Error> {
+    let query = pb::TimelineQueryRequest {
+        from_beats: 0.0,
+        to_beats: 0.0,
+    };
+    let timeline = client.call_with(query, options()).await?;
+    let present: std::collections::HashSet<&str> = timeline.markers.iter().map(|m| m.marker_id.as_str()).collect();
+    for id in ids {
+        assert!(present.contains(id.as_str()), "acknowledged marker {id} is lost");
     }
     Ok(())
 }
@@ -559,19 +565,9 @@ async fn every_service_killed_and_restarted_in_any_order_under_load() {
         assert_eq!(job.state, JobState::Succeeded as i32, "job {id} changed state");
         assert_eq!(number(job.result), Some(*expected), "job {id} lost its result");
     }
-    let timeline = garden
-        .call(pb::TimelineQueryRequest {
-            from_beats: 0.0,
-            to_beats: 0.0,
-        })
+    assert_markers_present(&garden, &ledger.markers)
         .await
         .expect("timeline");
-    for id in &ledger.markers {
-        assert!(
-            timeline.markers.iter().any(|m| &m.marker_id == id),
-            "acknowledged marker {id} is lost"
-        );
-    }
     for id in &interrupted {
         let job = lua
             .call(pb::JobStatusRequest { job_id: id.clone() })
