@@ -98,7 +98,11 @@ impl Store {
     }
 
     /// Validates and stores a new artifact. The CAS object must exist (checked by the caller).
-    pub async fn create(&self, request: ArtifactCreateRequest) -> Result<Artifact, Status> {
+    pub async fn create(&self, mut request: ArtifactCreateRequest) -> Result<Artifact, Status> {
+        // A parent named twice is one parent (each extra copy would multiply every lineage
+        // query through this artifact).
+        let mut seen = std::collections::HashSet::new();
+        request.parent_ids.retain(|parent| seen.insert(parent.clone()));
         if request.tags.len() > MAX_TAGS || request.parent_ids.len() > MAX_PARENTS {
             return Err(Status::invalid_argument(format!(
                 "at most {MAX_TAGS} tags and {MAX_PARENTS} parents per artifact"
