@@ -1,12 +1,18 @@
 //! [`Server`]: a HOOT/1 ROUTER that runs a [`Handler`] for each request.
 //!
-//! One task owns the socket. Each accepted request runs as its own task (at most
-//! `max_in_flight` at once; beyond that the request is answered `RESOURCE_EXHAUSTED`),
-//! and its reply is routed back by the peer's routing id. On shutdown the server stops
+//! One task owns the socket. Each accepted request runs as its own task, and its reply is
+//! routed back by the peer's routing id. Requests in flight are capped so that one client
+//! cannot starve the others: at most `max_in_flight` in all and `max_in_flight_per_client`
+//! from one client (one routing id); beyond a cap the request is answered
+//! `RESOURCE_EXHAUSTED` naming it, at once. The payloads in `reserved_payloads` (`ping`,
+//! `register`, `timeline_event`, `shutdown`) do not count against those caps: they have
+//! capacity of their own (`reserved_in_flight`, `reserved_in_flight_per_client`), so a flood
+//! of other requests can never get them refused. On shutdown the server stops
 //! accepting (new requests get `UNAVAILABLE`), waits up to `drain_timeout` for the
 //! accepted ones, answers any still running with `UNAVAILABLE`, and returns only after
 //! libzmq has had up to `linger` to send the last replies.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
@@ -53,8 +59,19 @@ pub struct ServerConfig {
     pub key: Option<Key>,
     /// Allow binding a non-loopback address without a key.
     pub insecure: bool,
-    /// Requests handled at once; more are answered `RESOURCE_EXHAUSTED`.
+    /// Requests handled at once, all clients together; more are answered `RESOURCE_EXHAUSTED`.
     pub max_in_flight: usize,
+    /// Requests one client (one routing id) may have in flight; more are answered
+    /// `RESOURCE_EXHAUSTED`, so one client cannot take the whole of `max_in_flight`.
+    pub max_in_flight_per_client: usize,
+    /// Capacity kept for [`ServerConfig::reserved_payloads`] only, on top of `max_in_flight`.
+    pub reserved_in_flight: usize,
+    /// Reserved requests one client may have in flight (so one client flooding pings cannot
+    /// take the reserve either).
+    pub reserved_in_flight_per_client: usize,
+    /// Payload cases (`Payload::name`) that use the reserved capacity: the ones that must get
+    /// through a flood, such as liveness checks, worker registration and real-time events.
+    pub reserved_payloads: Vec<String>,
     /// Largest envelope accepted or sent, in bytes.
     pub max_message_size: usize,
     /// How long shutdown waits for accepted requests.
@@ -66,13 +83,18 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults: 1024 in flight, 64 MiB messages, 10 s drain.
+    /// Defaults: 1024 in flight, 512 of them from one client; 256 more for `ping`, `register`,
+    /// `timeline_event` and `shutdown` (32 from one client); 64 MiB messages, 10 s drain.
     pub fn new(bind: impl Into<String>) -> Self {
         Self {
             bind: bind.into(),
             key: None,
             insecure: false,
             max_in_flight: 1024,
+            max_in_flight_per_client: 512,
+            reserved_in_flight: 256,
+            reserved_in_flight_per_client: 32,
+            reserved_payloads: DEFAULT_RESERVED_PAYLOADS.iter().map(|name| name.to_string()).collect(),
             max_message_size: wire::DEFAULT_MAX_MESSAGE_SIZE,
             drain_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
@@ -80,6 +102,9 @@ impl ServerConfig {
         }
     }
 }
+
+/// The payloads that have reserved capacity unless a service configures others.
+pub const DEFAULT_RESERVED_PAYLOADS: [&str; 4] = ["ping", "register", "timeline_event", "shutdown"];
 
 /// Counters of one server since it was bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,8 +119,12 @@ pub struct ServerStats {
     pub malformed: u64,
     /// Messages dropped for a missing or wrong signature.
     pub unauthenticated: u64,
-    /// Requests answered `RESOURCE_EXHAUSTED` because `max_in_flight` were running.
+    /// Requests answered `RESOURCE_EXHAUSTED` because `max_in_flight` (or, for reserved
+    /// payloads, `reserved_in_flight`) were running.
     pub rejected_busy: u64,
+    /// Requests answered `RESOURCE_EXHAUSTED` because their client already had
+    /// `max_in_flight_per_client` (or `reserved_in_flight_per_client`) running.
+    pub rejected_client_busy: u64,
     /// Requests answered `UNAVAILABLE` because the server was shutting down.
     pub rejected_draining: u64,
     /// Replies libzmq could not route (the client had gone) or queue (its queue was full).
@@ -114,6 +143,7 @@ struct Counters {
     malformed: AtomicU64,
     unauthenticated: AtomicU64,
     rejected_busy: AtomicU64,
+    rejected_client_busy: AtomicU64,
     rejected_draining: AtomicU64,
     undeliverable: AtomicU64,
 }
@@ -130,6 +160,7 @@ impl StatsHandle {
             malformed: get(&c.malformed),
             unauthenticated: get(&c.unauthenticated),
             rejected_busy: get(&c.rejected_busy),
+            rejected_client_busy: get(&c.rejected_client_busy),
             rejected_draining: get(&c.rejected_draining),
             undeliverable: get(&c.undeliverable),
         }
@@ -223,6 +254,7 @@ impl Server {
             handler,
             tasks: JoinSet::new(),
             running: HashMap::new(),
+            load: Load::default(),
             outbox: VecDeque::new(),
             counters: stats.0.clone(),
             draining: false,
@@ -251,13 +283,141 @@ struct Outcome {
     result: Result<Payload, Status>,
 }
 
+/// Which capacity a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Ordinary,
+    Reserved,
+}
+
+/// Requests in flight (running as tasks), in all and per client, for each class.
+#[derive(Debug, Default)]
+struct Load {
+    ordinary: usize,
+    reserved: usize,
+    /// Per routing id: (ordinary, reserved). A client is removed when both reach zero, so
+    /// the map holds only clients with requests in flight.
+    clients: HashMap<Vec<u8>, (usize, usize)>,
+}
+
+/// Which cap refused a request.
+struct Refusal {
+    per_client: bool,
+    cap: &'static str,
+    limit: usize,
+}
+
+impl Load {
+    fn totals(&mut self, class: Class) -> &mut usize {
+        match class {
+            Class::Ordinary => &mut self.ordinary,
+            Class::Reserved => &mut self.reserved,
+        }
+    }
+
+    fn client(&self, peer: &[u8], class: Class) -> usize {
+        self.clients.get(peer).map_or(0, |&(ordinary, reserved)| match class {
+            Class::Ordinary => ordinary,
+            Class::Reserved => reserved,
+        })
+    }
+
+    /// Whether a request of `class` from `peer` fits, or the cap it would break.
+    fn admit(&self, config: &ServerConfig, peer: &[u8], class: Class) -> Result<(), Refusal> {
+        let (total, client, caps) = match class {
+            Class::Ordinary => (
+                self.ordinary,
+                self.client(peer, class),
+                [
+                    ("max_in_flight_per_client", config.max_in_flight_per_client),
+                    ("max_in_flight", config.max_in_flight),
+                ],
+            ),
+            Class::Reserved => (
+                self.reserved,
+                self.client(peer, class),
+                [
+                    ("reserved_in_flight_per_client", config.reserved_in_flight_per_client),
+                    ("reserved_in_flight", config.reserved_in_flight),
+                ],
+            ),
+        };
+        let [(client_cap, client_limit), (total_cap, total_limit)] = caps;
+        if client >= client_limit {
+            return Err(Refusal {
+                per_client: true,
+                cap: client_cap,
+                limit: client_limit,
+            });
+        }
+        if total >= total_limit {
+            return Err(Refusal {
+                per_client: false,
+                cap: total_cap,
+                limit: total_limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn started(&mut self, peer: &[u8], class: Class) {
+        *self.totals(class) += 1;
+        let entry = self.clients.entry(peer.to_vec()).or_default();
+        match class {
+            Class::Ordinary => entry.0 += 1,
+            Class::Reserved => entry.1 += 1,
+        }
+    }
+
+    fn ended(&mut self, peer: &[u8], class: Class) {
+        let total = self.totals(class);
+        *total = total.saturating_sub(1);
+        if let Entry::Occupied(mut entry) = self.clients.entry(peer.to_vec()) {
+            let counts = entry.get_mut();
+            match class {
+                Class::Ordinary => counts.0 = counts.0.saturating_sub(1),
+                Class::Reserved => counts.1 = counts.1.saturating_sub(1),
+            }
+            if *counts == (0, 0) {
+                entry.remove();
+            }
+        }
+    }
+}
+
+impl Refusal {
+    fn status(&self, payload: &str) -> Status {
+        let message = if self.per_client {
+            format!(
+                "this client already has {limit} requests in flight ({cap} = {limit}); `{payload}` was not started: \
+                 wait for some replies before sending more",
+                limit = self.limit,
+                cap = self.cap
+            )
+        } else {
+            format!(
+                "server busy: {limit} requests in flight ({cap} = {limit}); `{payload}` was not started: retry later",
+                limit = self.limit,
+                cap = self.cap
+            )
+        };
+        let mut details = serde_json::Map::new();
+        details.insert("cap".into(), self.cap.into());
+        details.insert("limit".into(), self.limit.into());
+        details.insert("per_client".into(), self.per_client.into());
+        Status::resource_exhausted(message).with_details(crate::wkt::Struct::from_json(details))
+    }
+}
+
 struct State<H> {
     config: ServerConfig,
     socket: AsyncSocket,
     handler: Arc<H>,
     tasks: JoinSet<Outcome>,
-    /// Who each running task answers, for tasks that panic or are aborted.
-    running: HashMap<tokio::task::Id, (Vec<u8>, String)>,
+    /// Who each running task answers (for tasks that panic or are aborted) and which
+    /// capacity it holds.
+    running: HashMap<tokio::task::Id, (Vec<u8>, String, Class)>,
+    load: Load,
     outbox: VecDeque<Vec<Vec<u8>>>,
     counters: Arc<Counters>,
     draining: bool,
@@ -345,9 +505,24 @@ impl<H: Handler> State<H> {
             );
             return;
         }
-        if self.tasks.len() >= self.config.max_in_flight {
-            bump(&self.counters.rejected_busy);
-            let status = Status::resource_exhausted(format!("server busy: {} requests in flight", self.tasks.len()));
+        let class = if self.config.reserved_payloads.iter().any(|name| name == payload.name()) {
+            Class::Reserved
+        } else {
+            Class::Ordinary
+        };
+        if let Err(refusal) = self.load.admit(&self.config, &peer, class) {
+            bump(if refusal.per_client {
+                &self.counters.rejected_client_busy
+            } else {
+                &self.counters.rejected_busy
+            });
+            tracing::debug!(
+                cap = refusal.cap,
+                limit = refusal.limit,
+                payload = payload.name(),
+                "refused: a cap is reached"
+            );
+            let status = refusal.status(payload.name());
             self.reply(peer, id, Err(status));
             return;
         }
@@ -390,7 +565,8 @@ impl<H: Handler> State<H> {
                         result: work.await,
                     }
                 });
-                self.running.insert(abort.id(), (peer, id));
+                self.load.started(&peer, class);
+                self.running.insert(abort.id(), (peer, id, class));
             }
             Err(_panic) => {
                 tracing::error!(%id, "handler panicked");
@@ -403,13 +579,16 @@ impl<H: Handler> State<H> {
     fn finish(&mut self, joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
         match joined {
             Ok((task, outcome)) => {
-                self.running.remove(&task);
+                if let Some((peer, _, class)) = self.running.remove(&task) {
+                    self.load.ended(&peer, class);
+                }
                 self.reply(outcome.peer, outcome.id, outcome.result);
             }
             Err(error) => {
-                let Some((peer, id)) = self.running.remove(&error.id()) else {
+                let Some((peer, id, class)) = self.running.remove(&error.id()) else {
                     return;
                 };
+                self.load.ended(&peer, class);
                 let status = if error.is_panic() {
                     tracing::error!(%id, "handler panicked");
                     panicked()
