@@ -99,7 +99,10 @@ pub enum Error {
     #[error("{0}")]
     Remote(Status),
     /// No reply arrived before the request's deadline (after any retries).
-    #[error("no reply from {endpoint} within {elapsed:?} ({attempts} attempt(s)); is the service running?")]
+    #[error(
+        "no reply from {endpoint} within {elapsed:?} ({attempts} attempt(s)); is the service running, and \
+         does this client have its key? (a service with a key drops unsigned or wrongly signed requests unanswered)"
+    )]
     DeadlineExceeded {
         /// Where the request was sent.
         endpoint: String,
