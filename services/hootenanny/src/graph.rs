@@ -8,6 +8,7 @@ use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Json, Object,
 use hooteproto::v1::{Artifact, Binding};
 
 use crate::artifacts::Store;
+use crate::objects;
 
 /// The schema type.
 pub type GraphSchema = Schema<Query, EmptyMutation, EmptySubscription>;
@@ -68,10 +69,10 @@ impl Query {
     /// A CAS object's metadata, by full hash or unique prefix.
     async fn cas_object(&self, ctx: &Context<'_>, hash: String) -> async_graphql::Result<Option<CasObjectNode>> {
         let cas = ctx.data::<cas::Cas>()?;
-        match cas.resolve(&hash).and_then(|h| cas.inspect(&h)) {
+        match cas.resolve(&hash).and_then(|h| objects::inspect(cas, &h)) {
             Ok(info) => Ok(Some(CasObjectNode(info))),
             Err(e) if e.kind() == cas::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(async_graphql::Error::new(e.to_string())),
+            Err(e) => Err(gql(objects::status(e))),
         }
     }
 

@@ -8,10 +8,12 @@
 //! ## Map
 //! - [`run`]: open the stores, serve HOOT/1 and gRPC health until `shutdown`, drain, flush.
 //! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL.
+//! - `objects`: CAS metadata read with a bound, MIME type checks, errors without paths.
 //! - `tools`: tool list (schemas from `schema/`) and the GraphQL SDL resource.
 
 mod artifacts;
 mod graph;
+mod objects;
 mod service;
 mod tools;
 
@@ -26,6 +28,7 @@ use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
+pub use objects::MAX_MIME;
 pub use tools::GRAPH_SCHEMA_URI;
 
 /// Name under which gRPC health reports this service (the empty name reports it too).

@@ -10,7 +10,7 @@ use hooteproto::{Handler, RequestContext, Status};
 
 use crate::artifacts::Store;
 use crate::graph::GraphSchema;
-use crate::tools;
+use crate::{objects, tools};
 
 /// Everything a request may touch.
 pub struct Service {
@@ -22,18 +22,6 @@ pub struct Service {
     pub(crate) max_reply_bytes: u64,
 }
 
-/// A CAS error as a canonical status.
-fn cas_status(error: cas::CasError) -> Status {
-    let code = match error.kind() {
-        cas::ErrorKind::InvalidArgument => ErrorCode::InvalidArgument,
-        cas::ErrorKind::NotFound => ErrorCode::NotFound,
-        cas::ErrorKind::DataLoss => ErrorCode::DataLoss,
-        cas::ErrorKind::ResourceExhausted => ErrorCode::ResourceExhausted,
-        cas::ErrorKind::Io => ErrorCode::Internal,
-    };
-    Status::new(code, error.to_string())
-}
-
 /// Runs blocking CAS work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, cas::CasError> + Send + 'static,
@@ -41,7 +29,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Status::internal(format!("CAS task failed: {e}")))?
-        .map_err(cas_status)
+        .map_err(objects::status)
 }
 
 fn object(info: cas::ObjectInfo) -> pb::CasObject {
@@ -61,14 +49,18 @@ impl Handler for Service {
             Payload::CasStore(request) => self.cas_store(request).await,
             Payload::CasInspect(request) => {
                 let cas = self.cas.clone();
-                let info = blocking(move || cas.resolve(&request.hash).and_then(|hash| cas.inspect(&hash))).await?;
+                let info = blocking(move || {
+                    cas.resolve(&request.hash)
+                        .and_then(|hash| objects::inspect(&cas, &hash))
+                })
+                .await?;
                 Ok(Payload::CasInspectReply(pb::CasInspectReply {
                     object: Some(object(info)),
                 }))
             }
             Payload::CasGet(request) => self.cas_get(request).await,
             Payload::ArtifactCreate(request) => {
-                let hash = cas::Hash::parse(&request.cas_hash).map_err(cas_status)?;
+                let hash = cas::Hash::parse(&request.cas_hash).map_err(objects::status)?;
                 if !self.cas.contains(&hash) {
                     return Err(Status::not_found(format!(
                         "CAS object {hash} does not exist; store it first (cas_store)"
@@ -120,11 +112,22 @@ impl Handler for Service {
 
 impl Service {
     async fn cas_store(&self, request: pb::CasStoreRequest) -> Result<Payload, Status> {
-        if request.mime_type.len() > crate::artifacts::MAX_LABEL {
-            return Err(Status::invalid_argument("mime_type must be at most 128 bytes"));
-        }
+        objects::check_mime(&request.mime_type)?;
         let cas = self.cas.clone();
-        let stored = blocking(move || cas.store(&request.data, &request.mime_type)).await?;
+        let stored = blocking(move || {
+            // Content already stored: answer from bounded metadata (`Cas::store` would read
+            // whatever sidecar another process left there).
+            let hash = cas::Hash::of(&request.data);
+            if cas.contains(&hash) {
+                let info = objects::inspect(&cas, &hash)?;
+                return Ok(cas::Stored {
+                    info,
+                    already_existed: true,
+                });
+            }
+            cas.store(&request.data, &request.mime_type)
+        })
+        .await?;
         Ok(Payload::CasStoreReply(pb::CasStoreReply {
             hash: stored.info.hash.to_string(),
             size: stored.info.size,
@@ -135,11 +138,15 @@ impl Service {
     async fn cas_get(&self, request: pb::CasGetRequest) -> Result<Payload, Status> {
         let cas = self.cas.clone();
         let limit = self.max_reply_bytes;
+        let offset = request.offset;
         let (info, data) = blocking(move || {
             let hash = cas.resolve(&request.hash)?;
-            let info = cas.inspect(&hash)?;
-            let data = cas.read_range(&hash, request.offset, request.length, limit)?;
-            Ok((info, data))
+            let info = objects::inspect(&cas, &hash)?;
+            if offset > info.size {
+                return Ok((info, None));
+            }
+            let data = cas.read_range(&hash, offset, request.length, limit)?;
+            Ok((info, Some(data)))
         })
         .await
         .map_err(|status| match status.code {
@@ -149,10 +156,19 @@ impl Service {
             )),
             _ => status,
         })?;
+        let Some(data) = data else {
+            return Err(Status::new(
+                ErrorCode::OutOfRange,
+                format!(
+                    "offset {offset} is past the end of object {} ({} bytes); ask for an offset of at most {}",
+                    info.hash, info.size, info.size
+                ),
+            ));
+        };
         Ok(Payload::CasGetReply(pb::CasGetReply {
             object: Some(object(info)),
             data,
-            offset: request.offset,
+            offset,
         }))
     }
 

@@ -1,0 +1,146 @@
+//! The shared CAS as Hootenanny reads it for agents: MIME types checked where they are
+//! recorded, metadata read with a bound (another process on the host may have written any
+//! sidecar), and errors that never carry a path on this host.
+
+use cas::{Cas, CasError, Hash, ObjectInfo};
+use hooteproto::Status;
+use hooteproto::v1::ErrorCode;
+
+/// Longest MIME type accepted (RFC 6838 allows 127 + 1 + 127 characters).
+pub const MAX_MIME: usize = 255;
+/// Largest metadata sidecar read. One written for a valid MIME type is under 400 bytes.
+const MAX_META_BYTES: u64 = 4096;
+/// Longest error message sent back: messages may quote what the caller sent.
+const MAX_MESSAGE: usize = 1024;
+
+/// Whether `mime_type` is at most 255 bytes of printable ASCII.
+pub fn valid_mime(mime_type: &str) -> bool {
+    mime_type.len() <= MAX_MIME && mime_type.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Refuses a MIME type that is not [`valid_mime`] (empty is fine: it means the default).
+pub fn check_mime(mime_type: &str) -> Result<(), Status> {
+    if valid_mime(mime_type) {
+        return Ok(());
+    }
+    let what = if mime_type.len() > MAX_MIME {
+        format!("{} bytes long", mime_type.len())
+    } else {
+        "not printable ASCII".to_string()
+    };
+    Err(Status::invalid_argument(format!(
+        "mime_type is {what}; it must be at most {MAX_MIME} bytes of printable ASCII, e.g. \"audio/midi\""
+    )))
+}
+
+/// An object's metadata, reading its sidecar only if it is small. A sidecar that is too large,
+/// or that records a MIME type [`valid_mime`] refuses, is treated like a lost one: the object
+/// is reported as `application/octet-stream` (its content is unaffected; only the label is).
+pub fn inspect(cas: &Cas, hash: &Hash) -> Result<ObjectInfo, CasError> {
+    let object = cas.object_path(hash);
+    let sidecar = object.with_extension("meta");
+    let sidecar_len = std::fs::metadata(&sidecar).map(|m| m.len()).unwrap_or(0);
+    if sidecar_len <= MAX_META_BYTES {
+        let mut info = cas.inspect(hash)?;
+        if !valid_mime(&info.mime_type) {
+            tracing::warn!(%hash, bytes = info.mime_type.len(), "CAS object records an invalid MIME type; reporting the default");
+            info.mime_type = cas::store::DEFAULT_MIME.to_string();
+        }
+        return Ok(info);
+    }
+    tracing::warn!(%hash, sidecar_len, "CAS object's metadata sidecar is oversized; not reading it");
+    let stat = match std::fs::metadata(&object) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CasError::NotFound(hash.to_string())),
+        Err(source) => {
+            return Err(CasError::Io {
+                context: "inspecting",
+                path: object,
+                source,
+            });
+        }
+    };
+    Ok(ObjectInfo {
+        hash: *hash,
+        size: stat.len(),
+        mime_type: cas::store::DEFAULT_MIME.to_string(),
+        created_at: stat.modified().unwrap_or(std::time::UNIX_EPOCH),
+    })
+}
+
+/// Cuts a message that quotes the caller down to [`MAX_MESSAGE`] bytes.
+pub fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// A CAS error as a canonical status. Filesystem errors are logged here in full and answered
+/// without the path (which says where the store lives on this host).
+pub fn status(error: CasError) -> Status {
+    let code = match error.kind() {
+        cas::ErrorKind::InvalidArgument => ErrorCode::InvalidArgument,
+        cas::ErrorKind::NotFound => ErrorCode::NotFound,
+        cas::ErrorKind::DataLoss => ErrorCode::DataLoss,
+        cas::ErrorKind::ResourceExhausted => ErrorCode::ResourceExhausted,
+        cas::ErrorKind::Io => ErrorCode::Internal,
+    };
+    match &error {
+        CasError::Io { context, source, .. } => {
+            tracing::error!(%error, "CAS I/O failed");
+            Status::new(
+                code,
+                format!(
+                    "the CAS failed {context} an object ({}); details are in hootenanny's log",
+                    source.kind()
+                ),
+            )
+        }
+        CasError::CrossDevice(_) => {
+            tracing::error!(%error, "CAS import failed");
+            Status::new(code, "the file is on another filesystem than the CAS; copy it instead")
+        }
+        _ => Status::new(code, bounded(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mime_types_are_short_printable_ascii() {
+        assert!(valid_mime("audio/midi"));
+        assert!(valid_mime(""));
+        assert!(valid_mime(&"a".repeat(MAX_MIME)));
+        assert!(!valid_mime(&"a".repeat(MAX_MIME + 1)));
+        assert!(!valid_mime("audio/midi\n"));
+        assert!(!valid_mime("audio/m\u{ef}di"));
+        assert!(!valid_mime("audio/\u{7f}"));
+    }
+
+    #[test]
+    fn io_errors_do_not_name_paths() {
+        let error = CasError::Io {
+            context: "seeking",
+            path: "/very/secret/place/objects/ab/cd".into(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        };
+        let status = status(error);
+        assert_eq!(status.code, ErrorCode::Internal);
+        assert!(!status.message.contains("/very"), "{}", status.message);
+        assert!(status.message.contains("seeking"), "{}", status.message);
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let cut = bounded("\u{1F3B5}".repeat(1000));
+        assert!(cut.len() <= MAX_MESSAGE + '…'.len_utf8(), "{}", cut.len());
+    }
+}
