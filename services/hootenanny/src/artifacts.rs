@@ -236,11 +236,12 @@ impl Store {
             .map(move |item| item.map(|(k, _)| k[skip..].to_vec()))
     }
 
-    /// Ids of artifacts that name `id` as a parent.
-    pub fn children_of(&self, id: &str) -> Result<Vec<String>, Status> {
+    /// Ids of the first `limit` artifacts that name `id` as a parent.
+    pub fn children_of(&self, id: &str, limit: usize) -> Result<Vec<String>, Status> {
         let prefix = index_key(id, "");
         self.children
             .scan_prefix(&prefix)
+            .take(limit)
             .map(|item| {
                 item.map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
                     .map_err(internal)
@@ -248,17 +249,23 @@ impl Store {
             .collect()
     }
 
-    /// Every distinct value of an index (tags or creators).
-    pub fn index_values(&self, tags: bool) -> Result<Vec<String>, Status> {
+    /// The first `limit` distinct values of an index (tags or creators), in order. Each step
+    /// seeks past every entry of the value it found, so this reads `limit` entries, not the
+    /// whole index.
+    pub fn index_values(&self, tags: bool, limit: usize) -> Result<Vec<String>, Status> {
         let index = if tags { &self.by_tag } else { &self.by_creator };
         let mut values: Vec<String> = Vec::new();
-        for item in index.iter() {
+        let mut from: Vec<u8> = Vec::new();
+        while values.len() < limit {
+            let Some(item) = index.range(from.as_slice()..).next() else {
+                break;
+            };
             let (key, _) = item.map_err(internal)?;
             let value = key.split(|b| *b == 0).next().unwrap_or_default();
-            let value = String::from_utf8_lossy(value).into_owned();
-            if values.last() != Some(&value) {
-                values.push(value);
-            }
+            // Keys are `value\0id` (values hold no NUL): all of this value's sort below `value\x01`.
+            from = value.to_vec();
+            from.push(1);
+            values.push(String::from_utf8_lossy(value).into_owned());
         }
         Ok(values)
     }
@@ -306,10 +313,11 @@ impl Store {
         }
     }
 
-    /// Every binding, by identity.
-    pub fn bindings(&self) -> Result<Vec<Binding>, Status> {
+    /// The first `limit` bindings, by identity.
+    pub fn bindings(&self, limit: usize) -> Result<Vec<Binding>, Status> {
         self.bindings
             .iter()
+            .take(limit)
             .map(|item| {
                 let (_, bytes) = item.map_err(internal)?;
                 Binding::decode(bytes.as_ref()).map_err(internal)

@@ -7,9 +7,10 @@
 //!
 //! ## Map
 //! - [`run`]: open the stores, serve HOOT/1 and gRPC health until `shutdown`, drain, flush.
-//! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL.
-//! - `objects`: CAS metadata read with a bound, MIME type checks, errors without paths.
-//! - `tools`: tool list (schemas from `schema/`) and the GraphQL SDL resource.
+//! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL, its
+//!   pricing and budgets ([`GraphLimits`]). - `objects`: CAS metadata read with a bound, MIME
+//!   type checks, errors without paths. - `tools`: tool list (schemas from `schema/`) and the
+//!   GraphQL SDL resource.
 
 mod artifacts;
 mod graph;
@@ -28,6 +29,7 @@ use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
 
+pub use graph::GraphLimits;
 pub use objects::MAX_MIME;
 pub use tools::GRAPH_SCHEMA_URI;
 
@@ -53,6 +55,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Largest envelope accepted or sent.
     pub max_message_size: usize,
+    /// What one `graph_query` may cost and spend.
+    pub graph: GraphLimits,
 }
 
 impl Config {
@@ -67,6 +71,7 @@ impl Config {
             insecure: false,
             drain_timeout: Duration::from_secs(10),
             max_message_size: hooteproto::wire::DEFAULT_MAX_MESSAGE_SIZE,
+            graph: GraphLimits::default(),
         }
     }
 }
@@ -94,7 +99,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         config.drain_timeout,
     ));
     let service = Arc::new(service::Service {
-        schema: graph::schema(store.clone(), cas.clone()),
+        schema: graph::schema(store.clone(), cas.clone(), &config.graph),
+        graph_limits: config.graph.clone(),
+        graph_slots: Arc::new(tokio::sync::Semaphore::new(config.graph.max_concurrent.max(1))),
         cas,
         store: store.clone(),
         lifecycle: lifecycle.clone(),

@@ -2,6 +2,7 @@
 //! async threads (both fsync).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hooteproto::server::Lifecycle;
 use hooteproto::v1::envelope::Payload;
@@ -9,7 +10,7 @@ use hooteproto::v1::{self as pb, ErrorCode};
 use hooteproto::{Handler, RequestContext, Status};
 
 use crate::artifacts::Store;
-use crate::graph::GraphSchema;
+use crate::graph::{self, GraphLimits, GraphSchema};
 use crate::{objects, tools};
 
 /// Everything a request may touch.
@@ -17,6 +18,9 @@ pub struct Service {
     pub(crate) cas: cas::Cas,
     pub(crate) store: Store,
     pub(crate) schema: GraphSchema,
+    pub(crate) graph_limits: GraphLimits,
+    /// One permit per graph query allowed to run at once.
+    pub(crate) graph_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) lifecycle: Arc<Lifecycle>,
     /// Largest reply payload we build (kept under the max message size).
     pub(crate) max_reply_bytes: u64,
@@ -42,7 +46,7 @@ fn object(info: cas::ObjectInfo) -> pb::CasObject {
 }
 
 impl Handler for Service {
-    async fn handle(&self, _context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+    async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
         match payload {
             Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
             Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
@@ -89,7 +93,7 @@ impl Handler for Service {
                     next_page_token,
                 }))
             }
-            Payload::GraphQuery(request) => self.graph_query(request).await,
+            Payload::GraphQuery(request) => self.graph_query(&context, request).await,
             Payload::GraphBind(request) => {
                 let binding = self
                     .store
@@ -172,39 +176,45 @@ impl Service {
         }))
     }
 
-    async fn graph_query(&self, request: pb::GraphQueryRequest) -> Result<Payload, Status> {
-        let variables = match request.variables {
-            Some(variables) => variables
-                .to_json()
-                .map_err(|e| Status::invalid_argument(format!("variables are malformed: {e}")))?,
-            None => serde_json::Map::new(),
+    /// Runs a query on the blocking pool (never on the threads that answer pings), at most
+    /// `max_concurrent` at once, within the graph timeout or the request's deadline.
+    async fn graph_query(&self, context: &RequestContext, request: pb::GraphQueryRequest) -> Result<Payload, Status> {
+        let limits = self.graph_limits.clone();
+        let accepted = Instant::now();
+        let timeout = match context.deadline {
+            Some(deadline) => limits
+                .timeout
+                .min(deadline.into_std().saturating_duration_since(accepted)),
+            None => limits.timeout,
         };
-        let mut graphql = async_graphql::Request::new(request.query).variables(async_graphql::Variables::from_json(
-            serde_json::Value::Object(variables),
-        ));
-        if !request.operation_name.is_empty() {
-            graphql = graphql.operation_name(request.operation_name);
+        let deadline = accepted + timeout;
+        let slot = tokio::time::timeout_at(deadline.into(), self.graph_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{} graph queries are running (--graph-max-concurrent) and none finished within {} ms; retry later",
+                    limits.max_concurrent,
+                    timeout.as_millis()
+                ))
+            })?
+            .map_err(|_| Status::unavailable("hootenanny is shutting down"))?;
+        let schema = self.schema.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let work = tokio::task::spawn_blocking(move || {
+            let reply = graph::run(&schema, &runtime, &limits, request, deadline, timeout);
+            drop(slot);
+            reply
+        });
+        // A query stops itself at its deadline (its resolvers check it); this only covers one
+        // stuck in a single long read. Its slot stays taken until it really ends.
+        let grace = std::time::Duration::from_millis(500);
+        match tokio::time::timeout_at((deadline + grace).into(), work).await {
+            Ok(Ok(reply)) => reply.map(Payload::GraphQueryReply),
+            Ok(Err(e)) => Err(Status::internal(format!("graph query task failed: {e}"))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "the query ran past its deadline of {} ms (--graph-timeout-ms)",
+                timeout.as_millis()
+            ))),
         }
-        let response = self.schema.execute(graphql).await;
-        let data = serde_json::to_value(&response.data).map_err(|e| Status::internal(e.to_string()))?;
-        let errors = response
-            .errors
-            .into_iter()
-            .map(|e| pb::GraphQueryError {
-                message: e.message,
-                path: e
-                    .path
-                    .iter()
-                    .map(|segment| match segment {
-                        async_graphql::PathSegment::Field(name) => name.clone(),
-                        async_graphql::PathSegment::Index(i) => i.to_string(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        Ok(Payload::GraphQueryReply(pb::GraphQueryReply {
-            data: Some(hooteproto::wkt::json_to_value(data)),
-            errors,
-        }))
     }
 }
