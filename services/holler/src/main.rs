@@ -6,6 +6,8 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before anything else: `holler up` starts its Lua sandboxes from this binary.
+    luanette::isolation::run_if_requested();
     let args = cli::Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -106,7 +106,7 @@ pub fn eval_status(error: EvalError) -> Status {
             serde_json::json!({"kind": "runtime", "line": line, "traceback": traceback}),
         )),
         EvalError::Conversion(_) => Status::invalid_argument(message).with_details(kind("conversion")),
-        EvalError::Setup(_) | EvalError::SliceExhausted => Status::internal(message),
+        EvalError::Setup(_) => Status::internal(message),
     }
 }
 
@@ -117,7 +117,7 @@ impl Jobs {
         db: sled::Db,
         config: JobsConfig,
         publisher: Option<Arc<Publisher>>,
-        services: crate::stdlib::Services,
+        runner: Runner,
     ) -> anyhow::Result<Arc<Self>> {
         let tree = db.open_tree("jobs")?;
         let now = SystemTime::now();
@@ -141,7 +141,7 @@ impl Jobs {
             );
         }
         let jobs = Arc::new(Self {
-            runner: Runner::new("job", config.concurrency, config.max_unfinished, services)?,
+            runner,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             db,
             tree,
@@ -353,6 +353,7 @@ impl Jobs {
                 own
             },
             progress: Some(self.progress_reporter(job.job_id.clone(), live.clone())),
+            events: None,
         };
         let task = Task::Main { code, params, context };
         match self.runner.run(task, self.config.limits, live.cancel.clone()).await {

@@ -8,8 +8,10 @@
 //! ## Map
 //! - [`sandbox`]: a restricted Lua 5.4 VM with limits that really stop it, captured output,
 //!   Lua ⇄ `google.protobuf.Value`, and a reset that makes a VM reusable.
+//! - [`isolation`]: every run happens in a sandbox process (a copy of this binary), so no
+//!   script can reach the service; binaries call [`isolation::run_if_requested`] first.
 //! - [`stdlib`]: what scripts can call beyond standard Lua, with its generated reference.
-//! - `runner`: the thread pools scripts run on (never the async runtime).
+//! - `runner`: the pools of sandbox processes scripts run in, killed at their deadline.
 //! - `scripts`: stored scripts (source in the CAS, index in sled).
 //! - `jobs`: background runs of stored scripts, persisted in sled, long-polled.
 //! - `workers`: who registered. - `catalog`: resources, prompts, completions.
@@ -17,6 +19,7 @@
 //!   until shutdown, then drain.
 
 mod catalog;
+pub mod isolation;
 mod jobs;
 mod runner;
 pub mod sandbox;
@@ -78,6 +81,10 @@ pub struct Config {
     pub models: stdlib::Models,
     /// How long shutdown waits for accepted requests.
     pub drain_timeout: Duration,
+    /// The executable sandbox processes run (None: see [`isolation::Program::locate`]).
+    pub sandbox_program: Option<PathBuf>,
+    /// Sandbox processes kept started while idle, per pool (evaluations, jobs).
+    pub warm_sandboxes: usize,
 }
 
 impl Config {
@@ -101,6 +108,8 @@ impl Config {
             job_retention: Duration::from_secs(7 * 24 * 3600),
             models: stdlib::Models::default(),
             drain_timeout: Duration::from_secs(10),
+            sandbox_program: None,
+            warm_sandboxes: 2,
         }
     }
 }
@@ -140,6 +149,21 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     };
     let scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
+    let program = isolation::Program::locate(config.sandbox_program.clone()).map_err(anyhow::Error::msg)?;
+    let pool = |name, concurrency, queue, limits: sandbox::Limits| {
+        runner::Runner::new(
+            runner::PoolConfig {
+                name,
+                concurrency,
+                queue,
+                warm: config.warm_sandboxes.min(concurrency),
+                memory: limits.memory,
+                max_reply: max_reply(limits.memory),
+            },
+            program.clone(),
+            &services,
+        )
+    };
     let server = Server::bind(server_config)?;
     let publisher = match &config.pub_bind {
         Some(endpoint) => Some(Arc::new(
@@ -157,26 +181,26 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
             retention: config.job_retention,
         },
         publisher.clone(),
-        services.clone(),
+        pool("job", config.max_jobs, config.max_unfinished_jobs, config.job_limits),
     )?;
     let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
     let lifecycle = Arc::new(
         Lifecycle::new("luanette", env!("CARGO_PKG_VERSION"), config.drain_timeout).with_name(config.name.clone()),
     );
     let service = Arc::new(service::Service {
-        runner: runner::Runner::new("lua", config.max_scripts, config.max_queued, services.clone())?,
+        runner: pool("lua", config.max_scripts, config.max_queued, config.limits),
         scripts,
         jobs: jobs.clone(),
         workers: workers::Workers::default(),
         publisher: publisher.clone(),
         limits: config.limits,
         lifecycle: lifecycle.clone(),
-        inline: service::Inline::new(services),
     });
     tracing::info!(
         endpoint = %server.local_endpoint(),
         broadcasts = publisher.as_ref().map(|p| p.local_endpoint()).unwrap_or("off"),
         scripts = config.max_scripts,
+        sandbox = %program.path().display(),
         jobs = config.max_jobs,
         "luanette ready"
     );
@@ -189,6 +213,12 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         lifecycle,
         drain_timeout: config.drain_timeout,
     })
+}
+
+/// The largest answer read back from one run: a result that fits in a HOOT/1 message
+/// (larger data belongs in the CAS), its captured output, and room for the framing.
+fn max_reply(memory: usize) -> usize {
+    memory.min(hooteproto::wire::DEFAULT_MAX_MESSAGE_SIZE) + (2 << 20)
 }
 
 impl Bound {

@@ -26,7 +26,7 @@ struct Args {
     /// grpc.health.v1 address, or "none".
     #[arg(long, env = "LUANETTE_HEALTH_BIND", default_value = "127.0.0.1:6570")]
     health_bind: String,
-    /// File holding the shared HMAC key.
+    /// File holding the shared HMAC key [default: $HOOT_KEY, else <data dir>/hoot.key if it exists].
     #[arg(long, env = "HOOT_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Allow binding a non-loopback address without a key.
@@ -65,6 +65,12 @@ struct Args {
     /// Extra attempts of a model call after a connection failure or HTTP 429/502/503/504.
     #[arg(long, env = "LUANETTE_MODEL_RETRIES", default_value_t = 2)]
     model_retries: u32,
+    /// The executable Lua sandbox processes run [default: this one].
+    #[arg(long, env = "LUANETTE_SANDBOX_PROGRAM")]
+    sandbox_program: Option<PathBuf>,
+    /// Sandbox processes kept started while idle, for evaluations and for jobs each.
+    #[arg(long, env = "LUANETTE_WARM_SANDBOXES", default_value_t = 2)]
+    warm_sandboxes: usize,
     /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
@@ -73,9 +79,13 @@ struct Args {
     log_json: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    // Before anything else: this process may have been started as a Lua sandbox.
+    luanette::isolation::run_if_requested();
+    tokio::runtime::Runtime::new()?.block_on(serve(Args::parse()))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let _telemetry = hooteproto::telemetry::init("luanette", args.otlp_endpoint.as_deref(), args.log_json)?;
     let data_dir = hooteproto::dirs::data_dir(args.data_dir);
     let mut config = luanette::Config::new(data_dir.clone());
@@ -87,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         endpoint => Some(endpoint.to_string()),
     };
     config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
-    config.key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref())?;
+    config.key = hooteproto::auth::key_for_service(args.key_file.as_deref(), &data_dir)?;
     config.insecure = args.insecure;
     config.max_scripts = args.max_scripts;
     config.limits.wall = Duration::from_secs(args.script_timeout_secs);
@@ -96,6 +106,8 @@ async fn main() -> anyhow::Result<()> {
     config.job_limits.wall = Duration::from_secs(args.job_timeout_secs);
     config.job_limits.memory = args.memory_limit_mib << 20;
     config.job_retention = Duration::from_secs(args.job_retention_secs);
+    config.sandbox_program = args.sandbox_program.clone();
+    config.warm_sandboxes = args.warm_sandboxes;
     let backend = |url: Option<String>| luanette::stdlib::Backend {
         url,
         timeout: Duration::from_secs(args.model_timeout_secs),

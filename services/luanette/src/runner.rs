@@ -1,19 +1,36 @@
-//! A pool of OS threads that run Lua. Scripts spin the CPU until a limit stops them, so
-//! they never run on the async runtime that answers pings; a full queue is refused.
+//! Where scripts run: a pool of sandbox processes ([`crate::isolation`]), never this
+//! process. A script can spin in a C call, exhaust its memory or crash its interpreter and
+//! only its own process suffers: at its deadline (plus [`GRACE`]) or on cancel the process
+//! is killed and replaced, so nothing a script does can stall the requests this service
+//! answers meanwhile.
 //!
-//! Each thread keeps one sandboxed VM for quick evaluations and resets it between runs
-//! ([`crate::sandbox::Vm::reset`]); a VM that tripped a limit is dropped and rebuilt.
+//! Processes are started ahead of need (`warm` of them) and one is reused for the next
+//! run only when it says it is clean: no limit tripped, its VM reset, its memory back
+//! near where it started. A full queue is refused.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hooteproto::Status;
-
 use hooteproto::v1::LogEntry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::sandbox::{EvalError, Limits, RunContext, Vm};
+use crate::isolation::protocol::{self, Done, Event, Hello, Run, RunKind, event};
+use crate::isolation::{Program, record_event};
+use crate::sandbox::{EvalError, Limits, RunContext};
+
+/// How long past its wall limit a run may take before its process is killed: the child's
+/// own hook stops ordinary Lua at the limit; this catches C calls that never return.
+pub const GRACE: Duration = Duration::from_millis(150);
+/// How often a running script's cancel flag is looked at.
+const CANCEL_CHECK: Duration = Duration::from_millis(10);
+/// Address space a sandbox process needs beyond its Lua memory limit: the binary's
+/// mappings, its runtime, an HTTP client, and the conversion of a large result.
+const ADDRESS_SPACE_OVERHEAD: usize = 768 << 20;
+/// Events (progress, otel) a run may send; past this the process is treated as runaway.
+const MAX_EVENTS: usize = 100_000;
 
 /// How a run ended: its value or error, what it printed (also when it failed), and how long it took.
 pub struct Outcome {
@@ -22,18 +39,9 @@ pub struct Outcome {
     pub took: Duration,
 }
 
-/// What a worker thread owns: its runtime (for scripts that wait on HTTP), its services and its VM.
-struct Worker {
-    runtime: tokio::runtime::Runtime,
-    services: crate::stdlib::Services,
-    slot: Option<Vm>,
-}
-
-type Work = Box<dyn FnOnce(&mut Worker) + Send>;
-
 /// What to run.
 pub enum Task {
-    /// `lua_eval`: code with params, on the thread's reused VM.
+    /// `lua_eval`: code with params, on a process's reused VM.
     Eval {
         code: String,
         params: Option<prost_types::Struct>,
@@ -45,11 +53,47 @@ pub enum Task {
         params: Option<prost_types::Struct>,
         context: RunContext,
     },
+    /// `script_store`: the top level, then `describe()`; the value is absent (null kind)
+    /// when the script defines no `describe`.
+    Describe { code: String },
 }
 
-/// The pool. Dropping it lets the threads finish their current script and exit.
+/// How a pool is sized and what its processes may use.
+#[derive(Clone)]
+pub struct PoolConfig {
+    /// A name for logs ("lua", "job").
+    pub name: &'static str,
+    /// Runs at once.
+    pub concurrency: usize,
+    /// Runs that may wait for a free slot.
+    pub queue: usize,
+    /// Processes kept started while idle.
+    pub warm: usize,
+    /// The largest memory limit a run in this pool may ask for.
+    pub memory: usize,
+    /// The largest answer (result and output) read back from a run.
+    pub max_reply: usize,
+}
+
+/// One sandbox process and its pipes.
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+struct Inner {
+    config: PoolConfig,
+    program: Program,
+    hello: Vec<u8>,
+    idle: Mutex<Vec<Process>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// The pool. Dropping it kills its idle processes; running ones end with their run.
 pub struct Runner {
-    queue: mpsc::SyncSender<Work>,
+    inner: Arc<Inner>,
 }
 
 /// Sets the cancel flag when the waiting request goes away (deadline, shutdown, disconnect).
@@ -61,122 +105,317 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn run_task(
-    runtime: &tokio::runtime::Runtime,
-    services: &crate::stdlib::Services,
-    slot: &mut Option<Vm>,
-    task: Task,
-    limits: Limits,
-    cancel: Arc<AtomicBool>,
-) -> (Result<prost_types::Value, EvalError>, Vec<LogEntry>) {
-    let vm = match (slot.take(), &task) {
-        (Some(vm), Task::Eval { .. }) => vm,
-        _ => match Vm::with_services(services) {
-            Ok(vm) => vm,
-            Err(error) => return (Err(error), Vec::new()),
-        },
-    };
-    let result = runtime.block_on(async {
-        match task {
-            Task::Eval { code, params, context } => {
-                vm.eval_async(&code, params.as_ref(), limits, cancel, context).await
-            }
-            Task::Main { code, params, context } => {
-                vm.run_main_async(&code, params.as_ref(), limits, cancel, context).await
-            }
-        }
-    });
-    let (result, output) = match result {
-        Ok(output) => (Ok(output.result), output.output),
-        Err(error) => (Err(error), vm.take_output().unwrap_or_default()),
-    };
-    if vm.reset() {
-        *slot = Some(vm);
+/// Counts a run waiting for a slot while it exists.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
-    (result, output)
 }
 
 impl Runner {
-    /// `threads` scripts run at once; up to `queue` more wait.
-    pub fn new(name: &str, threads: usize, queue: usize, services: crate::stdlib::Services) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::sync_channel::<Work>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for i in 0..threads.max(1) {
-            let receiver = receiver.clone();
-            let services = services.clone();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                // Each thread has its own HTTP client: pooled connections are driven by the
-                // runtime that opened them, and this thread's runtime only runs while it works.
-                let mut worker = Worker {
-                    services: services.for_this_thread(),
-                    runtime,
-                    slot: None,
-                };
-                loop {
-                    let work = match receiver.lock() {
-                        Ok(receiver) => receiver.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(work) = work else { return };
-                    work(&mut worker);
-                }
-            })?;
-        }
-        Ok(Self { queue: sender })
+    /// A pool whose processes run `program` and reach `services` as the stdlib's CAS and
+    /// models. Starts `config.warm` processes in the background.
+    pub fn new(config: PoolConfig, program: Program, services: &crate::stdlib::Services) -> Self {
+        let address_space = (config.memory.saturating_add(ADDRESS_SPACE_OVERHEAD)) as u64;
+        let hello = Hello::new(
+            services.cas.as_ref().map(|cas| cas.root()),
+            &services.models,
+            address_space,
+        );
+        let inner = Arc::new(Inner {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            config,
+            program,
+            hello: protocol::frame(&hello),
+            idle: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
+        });
+        inner.clone().top_up();
+        Self { inner }
     }
 
-    /// Runs a task and waits for it. If this future is dropped, `cancel` is set and the
-    /// script stops within its hook interval.
+    /// Runs a task and waits for it. If this future is dropped, `cancel` is set, and the
+    /// process running it is killed.
     pub async fn run(&self, task: Task, limits: Limits, cancel: Arc<AtomicBool>) -> Result<Outcome, Status> {
         let _guard = CancelOnDrop(cancel.clone());
-        let (reply, done) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |worker| {
-            if cancel.load(Ordering::Relaxed) {
-                let _ = reply.send(Outcome {
-                    result: Err(EvalError::Cancelled),
-                    output: Vec::new(),
-                    took: Duration::ZERO,
-                });
-                return;
-            }
-            let started = Instant::now();
-            let (result, output) = run_task(
-                &worker.runtime,
-                &worker.services,
-                &mut worker.slot,
-                task,
-                limits,
-                cancel,
-            );
-            let _ = reply.send(Outcome {
-                result,
-                output,
-                took: started.elapsed(),
-            });
-        });
-        match self.queue.try_send(work) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(_)) => {
-                return Err(Status::resource_exhausted(
-                    "too many scripts are waiting to run; try again shortly",
-                ));
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(Status::unavailable("the Lua runner has stopped")),
+        let inner = &self.inner;
+        if inner.waiting.fetch_add(1, Ordering::Relaxed) >= inner.config.queue {
+            inner.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(Status::resource_exhausted(format!(
+                "too many scripts are waiting to run (at most {} queued); try again shortly",
+                inner.config.queue
+            )));
         }
-        done.await.map_err(|_| Status::internal("a Lua worker thread died"))
+        let waiting = Waiting(&inner.waiting);
+        let permit = inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the Lua runner has stopped"))?;
+        drop(waiting);
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(Outcome {
+                result: Err(EvalError::Cancelled),
+                output: Vec::new(),
+                took: Duration::ZERO,
+            });
+        }
+        let started = Instant::now();
+        let process = match inner.take_idle() {
+            Some(process) => process,
+            None => inner.start().await?,
+        };
+        let outcome = inner.drive(process, task, limits, &cancel).await;
+        drop(permit);
+        inner.clone().top_up();
+        let (result, output) = outcome?;
+        Ok(Outcome {
+            result,
+            output,
+            took: started.elapsed(),
+        })
+    }
+}
+
+impl Inner {
+    fn take_idle(&self) -> Option<Process> {
+        let mut idle = self.idle.lock().ok()?;
+        // A process that died while idle (killed from outside) is dropped here.
+        while let Some(mut process) = idle.pop() {
+            if matches!(process.child.try_wait(), Ok(None)) {
+                return Some(process);
+            }
+        }
+        None
     }
 
-    /// Runs any blocking closure on the pool (for `describe()` at store time).
-    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
-        let (reply, done) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |_| {
-            let _ = reply.send(f());
+    /// Starts processes in the background until `warm` are idle.
+    fn top_up(self: Arc<Self>) {
+        let idle = self.idle.lock().map(|idle| idle.len()).unwrap_or(usize::MAX);
+        if idle >= self.config.warm {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            for _ in idle..self.config.warm {
+                match self.start().await {
+                    Ok(process) => self.put_idle(process),
+                    Err(error) => {
+                        tracing::warn!(pool = self.config.name, error = %error.message, "could not start a sandbox process");
+                        return;
+                    }
+                }
+            }
         });
-        self.queue.try_send(work).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => Status::resource_exhausted("too many scripts are waiting to run"),
-            mpsc::TrySendError::Disconnected(_) => Status::unavailable("the Lua runner has stopped"),
-        })?;
-        done.await.map_err(|_| Status::internal("a Lua worker thread died"))
     }
+
+    fn put_idle(&self, process: Process) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.config.concurrency.max(self.config.warm)
+        {
+            idle.push(process);
+        }
+    }
+
+    /// Starts one sandbox process and hands it its configuration.
+    async fn start(&self) -> Result<Process, Status> {
+        let failed = |e: std::io::Error| Status::unavailable(format!("the Lua sandbox could not be started: {e}"));
+        let mut child = self.program.command().spawn().map_err(failed)?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Status::internal("the Lua sandbox has no pipes"));
+        };
+        stdin.write_all(&self.hello).await.map_err(failed)?;
+        Ok(Process {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    /// Sends the task to `process` and follows it to its end, its deadline or its cancel.
+    async fn drive(
+        &self,
+        mut process: Process,
+        task: Task,
+        limits: Limits,
+        cancel: &AtomicBool,
+    ) -> Result<(Result<prost_types::Value, EvalError>, Vec<LogEntry>), Status> {
+        let (kind, code, params, context) = match task {
+            Task::Eval { code, params, context } => (RunKind::Eval, code, params, context),
+            Task::Main { code, params, context } => (RunKind::Main, code, params, context),
+            Task::Describe { code } => (RunKind::Describe, code, None, RunContext::default()),
+        };
+        let limits = Limits {
+            wall: limits.wall,
+            memory: limits.memory.min(self.config.memory),
+        };
+        let run = Run {
+            kind: kind as i32,
+            code,
+            params,
+            wall_us: u64::try_from(limits.wall.as_micros()).unwrap_or(u64::MAX),
+            memory: limits.memory as u64,
+            traceparent: context.traceparent.clone(),
+            progress: context.progress.is_some(),
+        };
+        if let Err(error) = process.stdin.write_all(&protocol::frame(&run)).await {
+            return Err(Status::unavailable(format!("the Lua sandbox went away: {error}")));
+        }
+        let deadline = tokio::time::Instant::now() + limits.wall + GRACE;
+        let mut checks = tokio::time::interval(CANCEL_CHECK);
+        let mut events = 0usize;
+        let Process {
+            mut child,
+            stdin,
+            stdout,
+        } = process;
+        // Reading a frame is not cancel-safe, so the read in progress lives across the
+        // loop's turns and hands the pipe back when it completes.
+        let mut reading = Box::pin(read_event(stdout, self.config.max_reply));
+        let ended = loop {
+            tokio::select! {
+                (stdout, event) = &mut reading => match event {
+                    Ok(Some(Event { kind: Some(event::Kind::Done(done)) })) => break Ended::Done(done, stdout),
+                    Ok(Some(Event { kind })) => {
+                        events += 1;
+                        if events > MAX_EVENTS {
+                            break Ended::Runaway;
+                        }
+                        match kind {
+                            Some(event::Kind::Progress(p)) => {
+                                if let Some(report) = &context.progress && (0.0..=1.0).contains(&p.fraction) {
+                                    report(p.fraction, &p.message);
+                                }
+                            }
+                            Some(event::Kind::Otel(e)) => record_event(&context.traceparent, &e.name, &e.attributes),
+                            Some(event::Kind::Done(_)) | None => {}
+                        }
+                        reading = Box::pin(read_event(stdout, self.config.max_reply));
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::InvalidData => break Ended::TooLarge,
+                    Ok(None) | Err(_) => break Ended::Died,
+                },
+                _ = tokio::time::sleep_until(deadline) => break Ended::Deadline,
+                _ = checks.tick() => if cancel.load(Ordering::Relaxed) {
+                    break Ended::Cancelled;
+                },
+            }
+        };
+        drop(reading);
+        match ended {
+            Ended::Done(done, stdout) => {
+                let reusable = done.reusable;
+                let result = outcome_of(kind, done);
+                if reusable {
+                    self.put_idle(Process { child, stdin, stdout });
+                }
+                Ok(result)
+            }
+            Ended::Deadline => {
+                kill(&mut child).await;
+                Ok((Err(EvalError::TimeLimit(limits.wall)), Vec::new()))
+            }
+            Ended::Cancelled => {
+                kill(&mut child).await;
+                Ok((Err(EvalError::Cancelled), Vec::new()))
+            }
+            Ended::Runaway => {
+                kill(&mut child).await;
+                Err(Status::resource_exhausted(format!(
+                    "the script sent more than {MAX_EVENTS} progress reports and events"
+                )))
+            }
+            Ended::TooLarge => {
+                kill(&mut child).await;
+                Err(Status::resource_exhausted(format!(
+                    "the script's result and output are larger than {} bytes; store large data with cas.store and return its hash",
+                    self.config.max_reply
+                )))
+            }
+            Ended::Died => {
+                let status = match tokio::time::timeout(GRACE, child.wait()).await {
+                    Ok(Ok(status)) => Some(status),
+                    _ => {
+                        kill(&mut child).await;
+                        None
+                    }
+                };
+                Ok((Err(died(status, limits.memory)), Vec::new()))
+            }
+        }
+    }
+}
+
+enum Ended {
+    Done(Done, BufReader<ChildStdout>),
+    Deadline,
+    Cancelled,
+    Runaway,
+    TooLarge,
+    Died,
+}
+
+/// Reads one event (at most `max` bytes) and hands the pipe back; `Ok(None)` at its end.
+async fn read_event(
+    mut stdout: BufReader<ChildStdout>,
+    max: usize,
+) -> (BufReader<ChildStdout>, std::io::Result<Option<Event>>) {
+    let result = async {
+        let mut length = [0u8; 4];
+        match stdout.read_exact(&mut length).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let length = u32::from_le_bytes(length) as usize;
+        if length > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("an answer of {length} bytes (at most {max})"),
+            ));
+        }
+        let mut body = vec![0u8; length];
+        stdout.read_exact(&mut body).await?;
+        <Event as prost::Message>::decode(body.as_slice())
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+    .await;
+    (stdout, result)
+}
+
+async fn kill(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+/// Why a sandbox process ended without an answer. Its address space is capped, and an
+/// allocation past the cap aborts it (SIGABRT), so an abort is the script's memory use.
+fn died(status: Option<std::process::ExitStatus>, memory: usize) -> EvalError {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status.and_then(|s| s.signal()) {
+        Some(libc::SIGABRT) | Some(libc::SIGSEGV) | Some(libc::SIGBUS) => EvalError::MemoryLimit(memory),
+        Some(signal) => EvalError::Setup(format!("the sandbox process was killed by signal {signal}")),
+        None => match status.and_then(|s| s.code()) {
+            Some(code) => EvalError::Setup(format!("the sandbox process exited with code {code} mid-run")),
+            None => EvalError::Setup("the sandbox process stopped answering".into()),
+        },
+    }
+}
+
+fn outcome_of(kind: RunKind, done: Done) -> (Result<prost_types::Value, EvalError>, Vec<LogEntry>) {
+    let result = match (done.error, done.value) {
+        (Some(error), _) => Err(EvalError::from(error)),
+        (None, Some(value)) => Ok(value),
+        (None, None) if kind == RunKind::Describe => Ok(prost_types::Value::default()),
+        (None, None) => Ok(prost_types::Value {
+            kind: Some(prost_types::value::Kind::NullValue(0)),
+        }),
+    };
+    (result, done.output)
 }

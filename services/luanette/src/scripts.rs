@@ -9,7 +9,11 @@ use hooteproto::v1::{ScriptDescription, ScriptInfo, ScriptStoreReply, ScriptStor
 use prost::Message as _;
 use prost_types::value::Kind;
 
-use crate::sandbox::{self, EvalError, Limits};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::runner::Task;
+use crate::sandbox::{EvalError, Limits};
 
 /// Largest script source accepted.
 pub const MAX_SOURCE: usize = 1 << 20;
@@ -169,22 +173,17 @@ impl Scripts {
         }
         check_label("creator", &request.creator)?;
         let content = request.content;
-        let (described, stored) = {
-            let cas = self.cas.clone();
-            runner
-                .call(move || {
-                    let described = sandbox::describe(&content, DESCRIBE_LIMITS);
-                    let stored = described
-                        .as_ref()
-                        .ok()
-                        .map(|_| cas.store(content.as_bytes(), "text/x-lua"));
-                    (described, stored)
-                })
-                .await?
-        };
+        let described = runner
+            .run(
+                Task::Describe { code: content.clone() },
+                DESCRIBE_LIMITS,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .await?
+            .result;
         let description = match described {
-            Ok(Some(value)) => Some(description_of(value)?),
-            Ok(None) => None,
+            Ok(prost_types::Value { kind: None }) => None,
+            Ok(value) => Some(description_of(value)?),
             Err(error @ (EvalError::Syntax { .. } | EvalError::Runtime { .. } | EvalError::Conversion(_))) => {
                 return Err(Status::invalid_argument(format!(
                     "the script cannot be stored: {error}"
@@ -192,11 +191,11 @@ impl Scripts {
             }
             Err(error) => return Err(Status::invalid_argument(format!("describe() failed: {error}"))),
         };
-        let stored = match stored {
-            Some(Ok(stored)) => stored,
-            Some(Err(e)) => return Err(Status::internal(format!("storing the script in the CAS: {e}"))),
-            None => return Err(Status::internal("the script was described but not stored")),
-        };
+        let cas = self.cas.clone();
+        let stored = tokio::task::spawn_blocking(move || cas.store(content.as_bytes(), "text/x-lua"))
+            .await
+            .map_err(|_| Status::internal("storing the script in the CAS was interrupted"))?
+            .map_err(|e| Status::internal(format!("storing the script in the CAS: {e}")))?;
         let hash = stored.info.hash.to_string();
         let existing = self.get(&hash)?;
         let already_existed = existing.is_some();

@@ -26,89 +26,6 @@ pub struct Service {
     /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
     pub(crate) limits: Limits,
     pub(crate) lifecycle: Arc<Lifecycle>,
-    pub(crate) inline: Inline,
-}
-
-/// How long a `lua_eval` may run where its request arrived before it moves to a worker
-/// thread, and how much it may hold meanwhile.
-const SLICE: Duration = Duration::from_micros(300);
-const SLICE_MEMORY: usize = 16 << 20;
-/// Of every window, at most this much time goes to slices, so runaway scripts cannot
-/// keep the request loop busy (pings stay fast).
-const SLICE_WINDOW: Duration = Duration::from_millis(100);
-const SLICE_SHARE: Duration = Duration::from_millis(20);
-
-/// Quick evaluations without a thread hand-off: one reused VM that runs each `lua_eval`
-/// for a short slice where the request arrived; a script that needs longer is stopped
-/// (invisibly, see [`crate::sandbox::Vm::eval_slice`]) and run again on the pool.
-pub struct Inline {
-    services: crate::stdlib::Services,
-    vm: std::sync::Mutex<Option<crate::sandbox::Vm>>,
-    /// (window start, slice time spent in it)
-    spent: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
-}
-
-impl Inline {
-    pub fn new(services: crate::stdlib::Services) -> Self {
-        Self {
-            services,
-            vm: std::sync::Mutex::new(None),
-            spent: std::sync::Mutex::new((None, Duration::ZERO)),
-        }
-    }
-
-    /// Runs `code` for a slice if a VM and slice time are free; None means "use the pool".
-    fn try_eval(
-        &self,
-        code: &str,
-        params: Option<&prost_types::Struct>,
-        limits: Limits,
-        context: &RunContext,
-    ) -> Option<crate::runner::Outcome> {
-        {
-            let mut spent = self.spent.lock().ok()?;
-            let now = std::time::Instant::now();
-            if spent.0.is_none_or(|start| now - start >= SLICE_WINDOW) {
-                *spent = (Some(now), Duration::ZERO);
-            }
-            if spent.1 >= SLICE_SHARE {
-                return None;
-            }
-        }
-        let mut slot = self.vm.try_lock().ok()?;
-        let vm = match slot.take() {
-            Some(vm) => vm,
-            // Built here once, then reused; a VM that tripped a limit is rebuilt.
-            None => crate::sandbox::Vm::with_services(&self.services).ok()?,
-        };
-        let started = std::time::Instant::now();
-        let result = vm.eval_slice(code, params, limits, (SLICE, SLICE_MEMORY), context.clone());
-        let took = started.elapsed();
-        let output = match &result {
-            Ok(_) => Vec::new(),
-            Err(_) => vm.take_output().unwrap_or_default(),
-        };
-        if vm.reset() {
-            *slot = Some(vm);
-        }
-        drop(slot);
-        if let Ok(mut spent) = self.spent.lock() {
-            spent.1 += took;
-        }
-        match result {
-            Err(crate::sandbox::EvalError::SliceExhausted) => None,
-            Ok(evaluated) => Some(crate::runner::Outcome {
-                result: Ok(evaluated.result),
-                output: evaluated.output,
-                took,
-            }),
-            Err(error) => Some(crate::runner::Outcome {
-                result: Err(error),
-                output,
-                took,
-            }),
-        }
-    }
 }
 
 /// (tool name, request message, description)
@@ -203,24 +120,15 @@ impl Service {
                 .wall
                 .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         }
-        let run_context = RunContext {
-            traceparent: traceparent(context),
-            progress: None,
+        let task = Task::Eval {
+            code: request.code,
+            params,
+            context: RunContext {
+                traceparent: traceparent(context),
+                ..RunContext::default()
+            },
         };
-        let outcome = match self
-            .inline
-            .try_eval(&request.code, params.as_ref(), limits, &run_context)
-        {
-            Some(outcome) => outcome,
-            None => {
-                let task = Task::Eval {
-                    code: request.code,
-                    params,
-                    context: run_context,
-                };
-                self.runner.run(task, limits, Arc::new(AtomicBool::new(false))).await?
-            }
-        };
+        let outcome = self.runner.run(task, limits, Arc::new(AtomicBool::new(false))).await?;
         let result = outcome.result.map_err(eval_status)?;
         Ok(Payload::LuaEvalReply(pb::LuaEvalReply {
             result: Some(result),

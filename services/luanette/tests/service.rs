@@ -278,32 +278,3 @@ async fn scripts_are_stored_by_hash_described_searched_and_kept() {
         .expect("after restart");
     assert_eq!(kept.script.expect("script").tags.len(), 3);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scripts_longer_than_the_inline_slice_finish_exactly_once() {
-    let (client, _stop, _dir) = start(2).await;
-    // Quick evaluations run where the request arrived; longer ones are stopped there and
-    // run again on a worker. Neither their output nor a pcall may reveal the first attempt.
-    let code = "print('start')\n\
-                local ok = pcall(function() local stop = os.clock() + 0.01 while os.clock() < stop do end end)\n\
-                print('end')\n\
-                return ok";
-    for _ in 0..5 {
-        let reply = client.call(eval(code)).await.expect("eval");
-        assert_eq!(
-            hooteproto::wkt::value_to_json(reply.result.expect("result")),
-            serde_json::json!(true),
-            "pcall did not see the slice stop"
-        );
-        let lines: Vec<&str> = reply.output.iter().map(|l| l.message.as_str()).collect();
-        assert_eq!(lines, ["start", "end"], "output of the stopped attempt is not kept");
-    }
-    let big = client
-        .call(eval("local s = string.rep('x', 32 << 20) return #s"))
-        .await
-        .expect("a script over the slice's memory moves to a worker and finishes");
-    assert_eq!(
-        hooteproto::wkt::value_to_json(big.result.expect("result")),
-        serde_json::json!(33554432.0)
-    );
-}

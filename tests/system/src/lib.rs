@@ -149,6 +149,15 @@ impl Cluster {
             .expect("every service has a process")
     }
 
+    /// The service's process id, while it runs.
+    pub fn pid(&self, service: Service) -> Option<u32> {
+        self.processes
+            .iter()
+            .find(|p| p.service == service)
+            .and_then(|p| p.child.as_ref())
+            .map(Child::id)
+    }
+
     /// The shared data directory.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()

@@ -7,6 +7,12 @@ use hooteproto::v1::LogLevel;
 use mlua::Lua;
 
 use super::run::RunState;
+
+/// The longest captured line; the output as a whole is bounded too (see `Output`).
+const MAX_LINE: usize = 1 << 20;
+
+/// `otel.event`s one run may record; later ones are dropped with one warning.
+const MAX_EVENTS: usize = 100;
 use crate::stdlib;
 
 /// `print(...)` and `log.*(...)` append to the captured output.
@@ -15,12 +21,23 @@ pub(super) fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<
         let state = state.clone();
         move |lua: &Lua, args: mlua::MultiValue| {
             let tostring: mlua::Function = lua.globals().get("tostring")?;
-            let mut parts = Vec::with_capacity(args.len());
-            for arg in args {
-                parts.push(tostring.call::<mlua::LuaString>(arg)?.to_string_lossy());
+            // Never copy more than a line can keep: a script printing a huge string many
+            // times over must not make this process hold all of it at once.
+            let mut line = String::new();
+            for (i, arg) in args.into_iter().enumerate() {
+                if line.len() > MAX_LINE {
+                    break;
+                }
+                if i > 0 {
+                    line.push('\t');
+                }
+                let text = tostring.call::<mlua::LuaString>(arg)?;
+                let bytes = text.as_bytes();
+                let keep = bytes.len().min(MAX_LINE + 1 - line.len().min(MAX_LINE));
+                line.push_str(&String::from_utf8_lossy(&bytes[..keep]));
             }
             if let Ok(mut state) = state.lock() {
-                state.output.push(level, parts.join("\t"));
+                state.output.push(level, line);
             }
             Ok(())
         }
@@ -36,15 +53,21 @@ pub(super) fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<
     // Lua's own `warn` writes to the server's stderr once a script turns it "@on".
     let warn = {
         let state = state.clone();
-        api.lua().create_function(move |_, parts: mlua::Variadic<String>| {
-            let message = parts.concat();
-            if !message.starts_with('@')
-                && let Ok(mut state) = state.lock()
-            {
-                state.output.push(LogLevel::Warn, message);
-            }
-            Ok(())
-        })?
+        api.lua()
+            .create_function(move |_, parts: mlua::Variadic<mlua::LuaString>| {
+                let mut message = String::new();
+                for part in parts.iter() {
+                    let bytes = part.as_bytes();
+                    let keep = bytes.len().min((MAX_LINE + 1).saturating_sub(message.len()));
+                    message.push_str(&String::from_utf8_lossy(&bytes[..keep]));
+                }
+                if !message.starts_with('@')
+                    && let Ok(mut state) = state.lock()
+                {
+                    state.output.push(LogLevel::Warn, message);
+                }
+                Ok(())
+            })?
     };
     api.function(
         "",
@@ -89,8 +112,10 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
         let state = state.clone();
         api.lua()
             .create_function(move |_, (name, attributes): (String, Option<mlua::Table>)| {
-                if name.is_empty() || name.len() > 128 {
-                    return Err(mlua::Error::runtime("otel.event: the name must be 1-128 bytes"));
+                if !crate::isolation::valid_event_name(&name) {
+                    return Err(mlua::Error::runtime(
+                        "otel.event: the name must be 1-128 characters of A-Z a-z 0-9 . _ -",
+                    ));
                 }
                 let attributes = match attributes {
                     Some(table) => {
@@ -101,10 +126,24 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
                     }
                     None => String::new(),
                 };
-                let traceparent = state.lock().map(|s| s.context.traceparent.clone()).unwrap_or_default();
-                let span = tracing::info_span!("lua.event", otel.name = %name);
-                hooteproto::trace::set_remote_parent(&span, &traceparent);
-                span.in_scope(|| tracing::info!(event = %name, %attributes, "script event"));
+                let (traceparent, events) = {
+                    let Ok(mut state) = state.lock() else { return Ok(()) };
+                    state.events += 1;
+                    if state.events > MAX_EVENTS {
+                        if state.events == MAX_EVENTS + 1 {
+                            state.output.push(
+                                LogLevel::Warn,
+                                format!("otel.event: more than {MAX_EVENTS} events in one run; the rest are dropped"),
+                            );
+                        }
+                        return Ok(());
+                    }
+                    (state.context.traceparent.clone(), state.context.events.clone())
+                };
+                match events {
+                    Some(send) => send(&name, &attributes),
+                    None => crate::isolation::record_event(&traceparent, &name, &attributes),
+                }
                 Ok(())
             })?
     };
@@ -112,7 +151,8 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
         "otel",
         "event",
         "otel.event(name, attributes?)",
-        "Records a named event (attributes as JSON, at most 4 KiB) in the trace the script runs under. Example: \
+        "Records a named event (name: 1-128 of A-Z a-z 0-9 . _ -; attributes as JSON, at most 4 KiB; at most 100 \
+         per run) in the trace the script runs under. Example: \
          `otel.event(\"bridge.chosen\", {hash = h, score = 0.8})`.",
         event,
     )?;

@@ -35,10 +35,6 @@ pub enum EvalError {
     /// The result (or params) cannot be represented as JSON.
     #[error("cannot convert value: {0}")]
     Conversion(String),
-    /// Only from [`Vm::eval_slice`](super::Vm::eval_slice): the script needs more than the slice; run it again
-    /// with [`Vm::eval`](super::Vm::eval) (nothing it did is visible anywhere).
-    #[error("the script needs more than a slice; run it on a worker")]
-    SliceExhausted,
     /// The VM could not be set up (a bug).
     #[error("sandbox setup failed: {0}")]
     Setup(String),

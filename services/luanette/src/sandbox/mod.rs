@@ -9,8 +9,6 @@
 //!   VM is poisoned: the hook fires on every instruction and fails each time, so a script's
 //!   own `pcall` can only delay the unwinding by one frame at a time, never continue.
 //! - `print`, `warn` and `log.debug/info/warn/error` are captured (bounded), not written anywhere.
-//! - [`Vm::eval_slice`] runs a script speculatively for a short slice; one that needs longer
-//!   is stopped as if by a limit and can be run again exactly.
 //! - Values cross as `google.protobuf.Value`: [`to_lua`] and [`from_lua`].
 
 use std::sync::atomic::AtomicBool;
@@ -92,7 +90,12 @@ pub struct RunContext {
     pub traceparent: String,
     /// Where `job.progress(fraction, message)` goes (None: progress is ignored).
     pub progress: Option<ProgressFn>,
+    /// Where `otel.event(name, attributes)` goes (None: recorded here, in this process's trace).
+    pub events: Option<EventFn>,
 }
+
+/// Called with (name, attributes as JSON) for each `otel.event`.
+pub type EventFn = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// A sandboxed VM that can run many scripts one after another without one seeing another.
 ///
@@ -136,7 +139,7 @@ impl Vm {
             deadline: Instant::now(),
             cancel: Arc::new(AtomicBool::new(false)),
             tripped: None,
-            slice: None,
+            events: 0,
             output: Output::default(),
             context: RunContext::default(),
         }));
@@ -182,7 +185,7 @@ impl Vm {
         state.deadline = Instant::now() + limits.wall;
         state.cancel = cancel;
         state.tripped = None;
-        state.slice = None;
+        state.events = 0;
         state.output = Output::default();
         state.context = context;
         drop(state);
@@ -231,35 +234,6 @@ impl Vm {
         now(self.eval_async(code, params, limits, cancel, context))?
     }
 
-    /// Runs `code` like [`Vm::eval`] but only for a slice: if it would run longer than
-    /// `slice` or hold more than `slice_memory`, it is stopped and `SliceExhausted` returned.
-    /// A script can neither observe nor survive the stop (pcall cannot catch it), and
-    /// nothing it did outlives the run, so running it again from the start is exact. This
-    /// lets quick scripts run where the request arrived, without a thread hand-off.
-    pub fn eval_slice(
-        &self,
-        code: &str,
-        params: Option<&prost_types::Struct>,
-        limits: Limits,
-        (slice, slice_memory): (Duration, usize),
-        context: RunContext,
-    ) -> Result<EvalOutput, EvalError> {
-        let slice = Some((Instant::now() + slice, slice_memory));
-        match now(self.run(
-            code,
-            params,
-            limits,
-            Arc::new(AtomicBool::new(false)),
-            context,
-            slice,
-            false,
-        ))? {
-            // Out of memory within a slice is decided again by the real limit.
-            Err(EvalError::MemoryLimit(_)) => Err(EvalError::SliceExhausted),
-            other => other,
-        }
-    }
-
     /// Runs a stored script as a job: its top level, then `main(params)` if it defines
     /// `main` (otherwise the top level's first value is the result). Like [`Vm::eval`], it
     /// cannot wait; jobs run [`Vm::run_main_async`].
@@ -284,7 +258,7 @@ impl Vm {
         cancel: Arc<AtomicBool>,
         context: RunContext,
     ) -> Result<EvalOutput, EvalError> {
-        self.run(code, params, limits, cancel, context, None, false).await
+        self.run(code, params, limits, cancel, context, false).await
     }
 
     /// [`Vm::run_main`] on an async runtime (see [`Vm::eval_async`]).
@@ -296,7 +270,7 @@ impl Vm {
         cancel: Arc<AtomicBool>,
         context: RunContext,
     ) -> Result<EvalOutput, EvalError> {
-        self.run(code, params, limits, cancel, context, None, true).await
+        self.run(code, params, limits, cancel, context, true).await
     }
 
     /// One run: the chunk, then `main(params)` when `call_main` and the script defines it.
@@ -308,11 +282,9 @@ impl Vm {
         limits: Limits,
         cancel: Arc<AtomicBool>,
         context: RunContext,
-        slice: Option<(Instant, usize)>,
         call_main: bool,
     ) -> Result<EvalOutput, EvalError> {
         self.arm(limits, cancel, context)?;
-        self.lock()?.slice = slice;
         let env = self.new_env(params)?;
         let top = self.finish(self.until_tripped(self.load(code, &env).eval_async::<LuaValue>()).await)?;
         let result = match env.raw_get::<LuaValue>("main").map_err(setup)? {
@@ -376,18 +348,9 @@ impl Vm {
         };
         match state.tripped {
             None => {}
-            // A slice stop poisons nothing the next run can see; only the hook must be rearmed.
-            Some(Trip::Slice) => {
-                state.tripped = None;
-                drop(state);
-                if install_limits(&self.lua, self.state.clone()).is_err() {
-                    return false;
-                }
-                return self.reset();
-            }
             Some(_) => return false,
         }
-        state.slice = None;
+        state.events = 0;
         state.output = Output::default();
         state.context = RunContext::default();
         drop(state);
@@ -415,7 +378,6 @@ impl Vm {
         match (result, trip) {
             (_, Some(Trip::Time)) => Err(EvalError::TimeLimit(limits.wall)),
             (_, Some(Trip::Cancel)) => Err(EvalError::Cancelled),
-            (_, Some(Trip::Slice)) => Err(EvalError::SliceExhausted),
             (Ok(value), None) => Ok(value),
             (Err(error), None) => Err(classify(error, limits.memory)),
         }

@@ -22,8 +22,6 @@ const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// What tripped, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Trip {
-    /// A speculative slice ran out (see [`Vm::eval_slice`]); not the script's fault.
-    Slice,
     Time,
     Cancel,
 }
@@ -64,8 +62,8 @@ pub(super) struct RunState {
     pub(super) deadline: Instant,
     pub(super) cancel: Arc<AtomicBool>,
     pub(super) tripped: Option<Trip>,
-    /// Set while running speculatively: the time and memory the slice may use.
-    pub(super) slice: Option<(Instant, usize)>,
+    /// `otel.event`s recorded so far in this run.
+    pub(super) events: usize,
     pub(super) output: Output,
     pub(super) context: RunContext,
 }
@@ -116,20 +114,6 @@ impl RunHandle {
             }
         }
     }
-
-    /// Call before anything that blocks, waits or has effects beyond the run: a speculative
-    /// slice ([`Vm::eval_slice`](super::Vm::eval_slice)) is stopped here, so the script runs again on a worker
-    /// thread, where such calls belong. Outside a slice it does nothing.
-    pub fn settle(&self, lua: &Lua) -> mlua::Result<()> {
-        let mut state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
-        if state.slice.is_none() {
-            return Ok(());
-        }
-        state.tripped = Some(Trip::Slice);
-        drop(state);
-        poison(lua)?;
-        Err(mlua::Error::runtime("stopped by a limit"))
-    }
 }
 
 /// The hook that enforces the deadline and the cancel flag, and poisons the VM once tripped.
@@ -143,11 +127,6 @@ pub(super) fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Re
                     state.tripped = Some(Trip::Cancel);
                 } else if Instant::now() >= state.deadline {
                     state.tripped = Some(Trip::Time);
-                } else if state
-                    .slice
-                    .is_some_and(|(until, memory)| Instant::now() >= until || lua.used_memory() > memory)
-                {
-                    state.tripped = Some(Trip::Slice);
                 } else if lua.inspect_stack(MAX_CALL_DEPTH, |_| ()).is_some() {
                     // Not a limit trip: an ordinary error the script may catch, raised before
                     // the stack grows so deep that unwinding it would take seconds.

@@ -7,6 +7,12 @@ use super::{EvalError, setup};
 
 /// Deepest value converted in either direction (also what stops cycles).
 const MAX_DEPTH: usize = 64;
+/// The most a Lua value may become when converted (an estimate of the memory the result
+/// takes: each value and key costs [`NODE_COST`] plus its text). A table shared many times
+/// over (`a = {a, a}` thirty times) is expanded at every place it appears, so without this
+/// sixty bytes of Lua could ask for 2^30 values. Matches the largest HOOT/1 message.
+pub const MAX_CONVERTED_BYTES: usize = 64 << 20;
+const NODE_COST: usize = 48;
 
 /// A JSON object as a Lua table.
 pub fn struct_to_lua(lua: &Lua, object: &prost_types::Struct, depth: usize) -> Result<LuaValue, EvalError> {
@@ -45,6 +51,27 @@ pub fn to_lua(lua: &Lua, value: &prost_types::Value, depth: usize) -> Result<Lua
 /// needs string (or integer) keys and becomes an object; `{}` is an empty object.
 /// Functions, userdata, threads, NaN and non-UTF-8 strings are refused with the path.
 pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, EvalError> {
+    let mut budget = MAX_CONVERTED_BYTES;
+    from_lua_within(value, depth, &mut budget)
+}
+
+fn spend(budget: &mut usize, bytes: usize) -> Result<(), EvalError> {
+    *budget = budget.checked_sub(NODE_COST + bytes).ok_or_else(|| {
+        EvalError::Conversion(format!(
+            "the value is larger than {} MiB once converted (a table shared or repeated many times?); store \
+             large data with cas.store and return its hash",
+            MAX_CONVERTED_BYTES >> 20
+        ))
+    })?;
+    Ok(())
+}
+
+fn from_lua_within(value: &LuaValue, depth: usize, budget: &mut usize) -> Result<prost_types::Value, EvalError> {
+    let text = match value {
+        LuaValue::String(s) => s.as_bytes().len(),
+        _ => 0,
+    };
+    spend(budget, text)?;
     let kind = match value {
         LuaValue::Nil => Kind::NullValue(0),
         LuaValue::Boolean(b) => Kind::BoolValue(*b),
@@ -62,7 +89,7 @@ pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, Ev
                     "a table nests deeper than {MAX_DEPTH} levels (a cycle?)"
                 )));
             }
-            table_to_json(table, depth)?
+            table_to_json(table, depth, budget)?
         }
         other => {
             return Err(EvalError::Conversion(format!(
@@ -74,7 +101,7 @@ pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, Ev
     Ok(prost_types::Value { kind: Some(kind) })
 }
 
-fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Kind, EvalError> {
+fn table_to_json(table: &mlua::Table, depth: usize, budget: &mut usize) -> Result<Kind, EvalError> {
     let length = table.raw_len();
     let mut count = 0usize;
     let mut fields = std::collections::BTreeMap::new();
@@ -94,7 +121,8 @@ fn table_to_json(table: &mlua::Table, depth: usize) -> Result<Kind, EvalError> {
                 )));
             }
         };
-        let value = from_lua(&value, depth + 1).map_err(|e| match e {
+        spend(budget, key.len())?;
+        let value = from_lua_within(&value, depth + 1, budget).map_err(|e| match e {
             EvalError::Conversion(m) => EvalError::Conversion(format!("{key}: {m}")),
             other => other,
         })?;

@@ -38,12 +38,17 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
          read, a unique prefix of at least 8 works too.",
     );
     let store_fn = {
-        let (cas, run) = (cas.clone(), run.clone());
+        let cas = cas.clone();
         api.lua()
-            .create_function(move |lua, (data, mime): (mlua::LuaString, Option<String>)| {
-                run.settle(lua)?;
+            .create_function(move |_, (data, mime): (mlua::LuaString, Option<String>)| {
                 let cas = store(&cas, "cas.store")?;
                 let mime = mime.unwrap_or_else(|| "application/octet-stream".to_string());
+                if mime.len() > 255 || !mime.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                    return Err(fail(
+                        "cas.store",
+                        "the MIME type must be at most 255 printable ASCII characters",
+                    ));
+                }
                 let stored = cas.store(&data.as_bytes(), &mime).map_err(|e| fail("cas.store", e))?;
                 Ok(stored.info.hash.to_string())
             })?
@@ -59,7 +64,6 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
     let get = {
         let (cas, run) = (cas.clone(), run.clone());
         api.lua().create_function(move |lua, hash: String| {
-            run.settle(lua)?;
             let cas = store(&cas, "cas.get")?;
             let hash = resolve(cas, "cas.get", &hash)?;
             let limit = run.memory_limit() as u64;
@@ -76,9 +80,8 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
         get,
     )?;
     let inspect = {
-        let (cas, run) = (cas.clone(), run.clone());
+        let cas = cas.clone();
         api.lua().create_function(move |lua, hash: String| {
-            run.settle(lua)?;
             let cas = store(&cas, "cas.inspect")?;
             let hash = resolve(cas, "cas.inspect", &hash)?;
             let info = cas.inspect(&hash).map_err(|e| fail("cas.inspect", e))?;
@@ -93,9 +96,7 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
         inspect,
     )?;
     let exists = {
-        let run = run.clone();
-        api.lua().create_function(move |lua, hash: String| {
-            run.settle(lua)?;
+        api.lua().create_function(move |_, hash: String| {
             let cas = store(&cas, "cas.exists")?;
             match cas.resolve(&hash) {
                 Ok(_) => Ok(LuaValue::Boolean(true)),

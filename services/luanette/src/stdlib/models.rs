@@ -248,7 +248,7 @@ impl Caller {
         }
     }
 
-    /// One Orpheus request: settles a speculative run, builds the body, posts it.
+    /// One Orpheus request: builds the body, posts it.
     async fn orpheus(
         &self,
         lua: &Lua,
@@ -256,7 +256,6 @@ impl Caller {
         (task, model): (&str, &str),
         options: &Table,
     ) -> mlua::Result<serde_json::Value> {
-        self.run.settle(lua)?;
         let body = orpheus_body(self, function, task, model, options)?;
         let target = Target::new("orpheus", &self.models.orpheus);
         self.post(lua, target, "/predict", body, &overrides(options)?).await
@@ -490,7 +489,6 @@ pub(super) fn install(
             let caller = caller.clone();
             async move {
                 let function = "musicgen.generate";
-                caller.run.settle(&lua)?;
                 let prompt: String = options
                     .get::<Option<String>>("prompt")?
                     .ok_or_else(|| fail(function, "needs `prompt`"))?;
@@ -536,7 +534,6 @@ pub(super) fn install(
             let caller = caller.clone();
             async move {
                 let function = "deepseek.chat";
-                caller.run.settle(&lua)?;
                 let messages: Table = options.get::<Option<Table>>("messages")?.ok_or_else(|| {
                     fail(
                         function,

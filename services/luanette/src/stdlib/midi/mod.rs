@@ -73,7 +73,6 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
     let load = {
         let (cas, run) = (cas.clone(), run.clone());
         api.lua().create_function(move |lua, hash: String| {
-            run.settle(lua)?;
             let store = cas
                 .as_ref()
                 .ok_or_else(|| fail("midi.load", "no CAS is available here"))?;
@@ -93,9 +92,7 @@ pub(super) fn install(api: &mut Registrar<'_>, cas: Option<::cas::Cas>, run: &Ru
         load,
     )?;
     let save = {
-        let run = run.clone();
-        api.lua().create_function(move |lua, table: Table| {
-            run.settle(lua)?;
+        api.lua().create_function(move |_, table: Table| {
             let song = read_song("midi.save", &table)?;
             let bytes = song::write(&song).map_err(|e| fail("midi.save", e))?;
             let store = cas

@@ -1,0 +1,355 @@
+//! Hostile Lua against the real binaries: a run can only hurt itself (issue 14, guarantee 1).
+//!
+//! - A C call no Lua hook can interrupt (a pathological string pattern) ends at its wall
+//!   limit + 250 ms, as `lua_eval` and as a job; `job_cancel` stops it within 250 ms; a job
+//!   that hit its limit is `failed` with `time_limit`, never `succeeded`.
+//! - While 8 such runs are in flight, every service answers pings with p99 < 10 ms.
+//! - Results, prints, `json.encode` and `otel.event` of a table that shares a huge string or
+//!   itself many times over are refused or bounded; Luanette's own memory stays small.
+//! - A sandbox process killed from outside fails only the run it held.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hooteproto::v1::{self as pb, ErrorCode, JobState, PingRequest};
+use hooteproto::{Client, Error, RequestOptions};
+use system_tests::{Cluster, Service};
+
+/// The wall limit the tests give scripts and jobs.
+const WALL: Duration = Duration::from_secs(2);
+/// What the issue allows past it.
+const OVERRUN: Duration = Duration::from_millis(250);
+/// A single C call (Lua's pattern matcher) that runs for hours: no instruction hook fires inside it.
+const ENDLESS_C_CALL: &str = "return string.rep('a', 20000):find('.-.-b')";
+
+/// One cluster at a time: on two cores, other tests' clusters would compete with the
+/// latencies measured here.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn cluster() -> Cluster {
+    Cluster::start(&[
+        ("LUANETTE_SCRIPT_TIMEOUT_SECS", "2"),
+        ("LUANETTE_JOB_TIMEOUT_SECS", "2"),
+    ])
+    .await
+}
+
+/// Pings every service in turn until stopped; the latencies, per service.
+struct Pinger {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(Service, Vec<Duration>)>>,
+}
+
+impl Pinger {
+    fn start(cluster: &Cluster) -> Pinger {
+        let clients: Vec<(Service, Client)> = Service::ALL.iter().map(|s| (*s, cluster.client(*s))).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut seen: Vec<(Service, Vec<Duration>)> = Service::ALL.iter().map(|s| (*s, Vec::new())).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    for (i, (service, client)) in clients.iter().enumerate() {
+                        let started = Instant::now();
+                        let options = RequestOptions {
+                            timeout: Some(Duration::from_secs(5)),
+                            ..Default::default()
+                        };
+                        let pong = client.call_with(PingRequest {}, options).await;
+                        assert!(pong.is_ok(), "{} did not answer a ping: {pong:?}", service.name());
+                        seen[i].1.push(started.elapsed());
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                seen
+            }
+        });
+        Pinger { stop, task }
+    }
+
+    /// Stops, and checks p99 < 10 ms for every service.
+    async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.task.await.expect("the pinger");
+        for (service, mut latencies) in seen {
+            latencies.sort();
+            assert!(latencies.len() >= 20, "too few pings to judge {}", service.name());
+            let p99 = latencies[latencies.len() * 99 / 100];
+            let max = latencies[latencies.len() - 1];
+            println!(
+                "{}: {} pings, p99 {p99:?}, max {max:?}",
+                service.name(),
+                latencies.len()
+            );
+            assert!(
+                p99 < Duration::from_millis(10),
+                "{} answered pings slowly: p99 {p99:?}",
+                service.name()
+            );
+        }
+    }
+}
+
+fn kind(error: &Error) -> String {
+    match error {
+        Error::Remote(status) => status
+            .details
+            .as_ref()
+            .and_then(|d| d.to_json().ok())
+            .and_then(|d| d.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+async fn eval(lua: &Client, code: &str) -> (Result<pb::LuaEvalReply, Error>, Duration) {
+    let started = Instant::now();
+    let reply = lua
+        .call(pb::LuaEvalRequest {
+            code: code.into(),
+            params: None,
+        })
+        .await;
+    (reply, started.elapsed())
+}
+
+async fn store(lua: &Client, content: &str) -> String {
+    lua.call(pb::ScriptStoreRequest {
+        content: content.into(),
+        tags: vec![],
+        creator: String::new(),
+    })
+    .await
+    .expect("store the script")
+    .script
+    .map(|s| s.script_hash)
+    .unwrap_or_default()
+}
+
+async fn execute(lua: &Client, hash: &str) -> String {
+    lua.call(pb::JobExecuteRequest {
+        script_hash: hash.into(),
+        params: None,
+        tags: vec![],
+    })
+    .await
+    .expect("start the job")
+    .job_id
+}
+
+async fn job(lua: &Client, job_id: &str) -> pb::JobInfo {
+    lua.call(pb::JobStatusRequest { job_id: job_id.into() })
+        .await
+        .expect("job status")
+        .job
+        .map(|j| *j)
+        .expect("a job record")
+}
+
+async fn wait_for(lua: &Client, job_id: &str, done: impl Fn(&pb::JobInfo) -> bool) -> pb::JobInfo {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = job(lua, job_id).await;
+        if done(&info) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "job {job_id} stuck in {:?}", info.state);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn status_line(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|kib| kib << 10)
+        .unwrap_or(0)
+}
+
+/// The sandbox processes `pid` started.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_c_call_that_never_returns_ends_at_its_limit_while_every_service_keeps_answering() {
+    let _serial = SERIAL.lock().await;
+    let cluster = cluster().await;
+    let lua = cluster.client(Service::Luanette);
+    // Warm up: the first evaluation may start a sandbox process.
+    assert_eq!(
+        eval(&lua, "return 1 + 1").await.0.expect("1 + 1").result,
+        Some(2.0.into_value())
+    );
+    let pinger = Pinger::start(&cluster);
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let lua = lua.clone();
+            tokio::spawn(async move { eval(&lua, ENDLESS_C_CALL).await })
+        })
+        .collect();
+    for run in runs {
+        let (reply, took) = run.await.expect("the run");
+        let error = reply.expect_err("an endless pattern match cannot succeed");
+        assert_eq!(error.code(), ErrorCode::DeadlineExceeded, "{error}");
+        assert_eq!(kind(&error), "time_limit", "{error}");
+        println!("endless C call stopped after {took:?}");
+        assert!(took < WALL + OVERRUN, "stopped after {took:?}");
+    }
+    pinger.finish().await;
+    let (after, _) = eval(&lua, "return 1 + 1").await;
+    assert_eq!(after.expect("Luanette still evaluates").result, Some(2.0.into_value()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_inside_a_c_call_is_cancelled_within_250_ms_and_a_timed_out_one_fails() {
+    let _serial = SERIAL.lock().await;
+    let cluster = cluster().await;
+    let lua = cluster.client(Service::Luanette);
+    let hash = store(&lua, &format!("function main() {ENDLESS_C_CALL} end")).await;
+
+    let cancelled = execute(&lua, &hash).await;
+    wait_for(&lua, &cancelled, |j| j.state == JobState::Running as i32).await;
+    // Let it get deep into the C call.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    lua.call(pb::JobCancelRequest {
+        job_id: cancelled.clone(),
+    })
+    .await
+    .expect("cancel");
+    let info = wait_for(&lua, &cancelled, |j| j.state != JobState::Running as i32).await;
+    let took = asked.elapsed();
+    println!("cancel took {took:?}");
+    assert_eq!(info.state, JobState::Cancelled as i32, "{info:?}");
+    assert!(took < OVERRUN, "the cancelled job stopped after {took:?}");
+
+    let timed_out = execute(&lua, &hash).await;
+    let info = wait_for(&lua, &timed_out, |j| {
+        j.state != JobState::Running as i32 && j.state != JobState::Pending as i32
+    })
+    .await;
+    assert_eq!(info.state, JobState::Failed as i32, "never succeeded: {info:?}");
+    let error = info.error.expect("a failed job says why");
+    assert_eq!(error.code, ErrorCode::DeadlineExceeded as i32, "{error:?}");
+    let details = error.details.and_then(|d| d.to_json().ok());
+    assert_eq!(
+        details.and_then(|d| d.get("kind").and_then(|k| k.as_str()).map(str::to_string)),
+        Some("time_limit".to_string())
+    );
+    let ran = duration(info.started_at, info.finished_at);
+    println!("timed-out job ran {ran:?}");
+    assert!(ran < WALL + OVERRUN, "the job ran {ran:?}");
+}
+
+fn duration(from: Option<prost_types::Timestamp>, to: Option<prost_types::Timestamp>) -> Duration {
+    let (Some(from), Some(to)) = (from, to) else {
+        return Duration::MAX;
+    };
+    let nanos = (to.seconds - from.seconds) as i128 * 1_000_000_000 + (to.nanos - from.nanos) as i128;
+    Duration::from_nanos(nanos.max(0) as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_and_huge_values_are_refused_or_bounded_and_luanette_stays_small() {
+    let _serial = SERIAL.lock().await;
+    let cluster = cluster().await;
+    let lua = cluster.client(Service::Luanette);
+    let pid = cluster.pid(Service::Luanette).expect("luanette runs");
+    let huge = "local s = string.rep('a', 64 << 20) local t = {} for i = 1, 8 do t[i] = s end";
+    // (code, what must come back)
+    let refused = [
+        (
+            "local a = {1} for i = 1, 30 do a = {a, a} end return a",
+            "larger than 64 MiB",
+        ),
+        (&format!("{huge} return t") as &str, "larger than 64 MiB"),
+        (&format!("{huge} return json.encode(t)"), "larger than 64 MiB"),
+        (
+            &format!("{huge} otel.event('big', {{t = t}}) return 1"),
+            "larger than 64 MiB",
+        ),
+    ];
+    for (code, message) in refused {
+        let (reply, took) = eval(&lua, code).await;
+        let error = reply.expect_err("refused");
+        assert_eq!(error.code(), ErrorCode::InvalidArgument, "{code}: {error}");
+        assert!(error.to_string().contains(message), "{code}: {error}");
+        println!("refused in {took:?}: {code}");
+    }
+    let (printed, _) = eval(&lua, &format!("{huge} print(table.unpack(t)) return 1")).await;
+    let printed = printed.expect("printing is bounded, not refused");
+    let bytes: usize = printed.output.iter().map(|l| l.message.len()).sum();
+    assert!(bytes <= (1 << 20) + 4096, "{bytes} bytes of output kept");
+    let peak = status_line(pid, "VmHWM:");
+    println!("luanette peak RSS {} MiB", peak >> 20);
+    assert!(peak < 256 << 20, "luanette itself peaked at {} MiB", peak >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_killed_from_outside_fails_only_its_own_run() {
+    let _serial = SERIAL.lock().await;
+    let cluster = cluster().await;
+    let lua = cluster.client(Service::Luanette);
+    let pid = cluster.pid(Service::Luanette).expect("luanette runs");
+    let before = children(pid);
+    let run = tokio::spawn({
+        let lua = lua.clone();
+        async move { eval(&lua, "local t = os.clock() while os.clock() - t < 1.5 do end return 1").await }
+    });
+    // Wait until one sandbox is busy (its CPU time grows), then kill every sandbox.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let busy = loop {
+        let busy: Vec<u32> = children(pid).into_iter().filter(|c| cpu_ticks(*c) > 5).collect();
+        if !busy.is_empty() {
+            break busy;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no sandbox process got busy (had {before:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    for child in busy {
+        // SAFETY: kill(2) on a process id we just read.
+        unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    }
+    let (reply, _) = run.await.expect("the run");
+    let error = reply.expect_err("its process died");
+    assert_eq!(error.code(), ErrorCode::Internal, "{error}");
+    let (after, _) = eval(&lua, "return 1 + 1").await;
+    assert_eq!(after.expect("the next run is served").result, Some(2.0.into_value()));
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    // utime and stime are fields 14 and 15; after the ")" they are at 11 and 12.
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+trait IntoValue {
+    fn into_value(self) -> prost_types::Value;
+}
+
+impl IntoValue for f64 {
+    fn into_value(self) -> prost_types::Value {
+        prost_types::Value {
+            kind: Some(prost_types::value::Kind::NumberValue(self)),
+        }
+    }
+}
