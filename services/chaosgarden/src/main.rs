@@ -44,7 +44,7 @@ struct Args {
     /// grpc.health.v1 address, or "none".
     #[arg(long, env = "CHAOSGARDEN_HEALTH_BIND", default_value = "127.0.0.1:6555")]
     health_bind: String,
-    /// File holding the shared HMAC key.
+    /// File holding the shared HMAC key [default: $HOOT_KEY, else <data dir>/hoot.key if it exists].
     #[arg(long, env = "HOOT_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Allow binding a non-loopback address without a key.
@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     config.sample_rate = args.sample_rate;
     config.synth_effects = args.synth_effects;
     config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
-    config.key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref())?;
+    config.key = hooteproto::auth::key_for_service(args.key_file.as_deref(), &data_dir)?;
     config.insecure = args.insecure;
     let stats = chaosgarden::run(config, hooteproto::server::shutdown_signal()).await?;
     tracing::info!(?stats, "chaosgarden stopped");
