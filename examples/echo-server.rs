@@ -21,7 +21,8 @@ struct Args {
     /// Endpoint to bind.
     #[arg(long, env = "HOOT_ECHO_BIND", default_value = "tcp://127.0.0.1:5599")]
     bind: String,
-    /// File holding the shared HMAC key (else HOOT_KEY_FILE / HOOT_KEY; none = unsigned).
+    /// File holding the shared HMAC key (else HOOT_KEY_FILE, HOOT_KEY, then <data dir>/hoot.key
+    /// if it exists, the data dir being $HOOT_DATA_DIR or ~/.local/share/hootenanny; none = unsigned).
     #[arg(long)]
     key_file: Option<PathBuf>,
     /// Allow a non-loopback bind without a key.
@@ -63,7 +64,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let mut config = ServerConfig::new(args.bind);
-    config.key = Key::from_flag_or_env(args.key_file.as_deref())?;
+    // Found as every Hootenanny program finds it; the key itself is never printed.
+    let data_dir = hooteproto::dirs::data_dir(None);
+    if let Some((key, source)) = Key::locate(args.key_file.as_deref(), &data_dir)? {
+        eprintln!("echo-server: unsigned messages are dropped (key: {source})");
+        config.key = Some(key);
+    }
     config.insecure = args.insecure;
     let server = Server::bind(config)?;
     println!("echo-server listening on {}", server.local_endpoint());

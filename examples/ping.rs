@@ -24,7 +24,8 @@ struct Args {
     /// How long to wait for each reply, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
-    /// File holding the shared HMAC key (else HOOT_KEY_FILE / HOOT_KEY; none = unsigned).
+    /// File holding the shared HMAC key (else HOOT_KEY_FILE, HOOT_KEY, then <data dir>/hoot.key
+    /// if it exists, the data dir being $HOOT_DATA_DIR or ~/.local/share/hootenanny; none = unsigned).
     #[arg(long)]
     key_file: Option<PathBuf>,
 }
@@ -37,7 +38,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut config = ClientConfig::new(&args.connect);
     config.name = "ping".into();
-    config.key = Key::from_flag_or_env(args.key_file.as_deref())?;
+    // Found as every Hootenanny program finds it; the key itself is never printed.
+    let data_dir = hooteproto::dirs::data_dir(None);
+    if let Some((key, source)) = Key::locate(args.key_file.as_deref(), &data_dir)? {
+        tracing::info!(key = %source, "signing with the shared key");
+        config.key = Some(key);
+    }
     let client = Client::connect(config)?;
     let options = RequestOptions {
         timeout: Some(Duration::from_millis(args.timeout_ms)),

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -56,6 +57,11 @@ def free_port():
 def start_echo_server(*extra_args, env=None):
     binary = os.environ.get("HOOT_ECHO_SERVER", os.path.join(ROOT, "target", "debug", "examples", "echo-server"))
     endpoint = f"tcp://127.0.0.1:{free_port()}"
+    if env is None:
+        # Like every Hootenanny program, the server would use <data dir>/hoot.key if it exists:
+        # point it at an empty data dir so a key in ~/.local/share/hootenanny cannot sign this test.
+        env = {k: v for k, v in os.environ.items() if k not in ("HOOT_KEY", "HOOT_KEY_FILE")}
+        env["HOOT_DATA_DIR"] = tempfile.mkdtemp(prefix="hoot-interop-")
     proc = subprocess.Popen([binary, "--bind", endpoint, *extra_args], stdout=subprocess.PIPE, env=env)
     assert proc.stdout.readline().startswith(b"echo-server listening"), "echo-server did not start"
     return proc, endpoint

@@ -55,7 +55,9 @@ async fn require_token(State(shared): State<Shared>, request: Request, next: Nex
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented != Some(token.as_ref()) {
+        // Constant time: how long the refusal takes says nothing about the token.
+        let accepted = presented.is_some_and(|p| hooteproto::auth::constant_time_eq(p.as_bytes(), token.as_bytes()));
+        if !accepted {
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 "a bearer token is required (Authorization: Bearer …)",

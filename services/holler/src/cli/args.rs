@@ -36,9 +36,13 @@ pub struct Args {
     /// How long to wait for a reply, in seconds.
     #[arg(long, global = true, default_value_t = 30.0)]
     pub timeout: f64,
-    /// File holding the shared HMAC key.
+    /// File holding the shared HMAC key [default: $HOOT_KEY, else <data dir>/hoot.key if it exists].
     #[arg(long, global = true, env = "HOOT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// Data directory: where `up` keeps its state and key, and where the other commands look
+    /// for the key [default: $XDG_DATA_HOME/hootenanny, i.e. ~/.local/share/hootenanny].
+    #[arg(long, global = true, env = "HOOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// OTLP/HTTP collector for traces (`up` and `serve`), e.g. http://127.0.0.1:4318.
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
@@ -53,16 +57,17 @@ pub struct Args {
 pub enum Command {
     /// Start Luanette, Hootenanny, Chaosgarden and the MCP gateway in this process.
     Up {
-        /// Data directory [default: $HOOT_DATA_DIR or ~/.local/share/hootenanny].
-        #[arg(long, env = "HOOT_DATA_DIR")]
-        data_dir: Option<PathBuf>,
+        /// Run without a key: the services obey unsigned messages from any local process
+        /// (by default `up` uses --key-file, else creates <data dir>/hoot.key, mode 0600).
+        #[arg(long)]
+        insecure: bool,
         /// The gateway's HTTP port.
         #[arg(long, env = "HOLLER_PORT", default_value_t = 8080)]
         port: u16,
         /// Chaosgarden's audio output: auto, none, or part of a device name.
         #[arg(long, default_value = "auto")]
         audio_device: String,
-        /// File holding a bearer token the gateway requires.
+        /// File holding a bearer token the gateway requires (not with --insecure).
         #[arg(long, env = "HOLLER_TOKEN_FILE")]
         token_file: Option<PathBuf>,
         /// Luanette's broadcast (PUB) endpoint, or "none".

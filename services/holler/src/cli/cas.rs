@@ -10,8 +10,10 @@ use super::{Context, Failure, usage};
 pub async fn run(context: &Context, command: CasCommand) -> Result<(), Failure> {
     match command {
         CasCommand::Put { file, mime, cas_root } => {
-            let root = cas_root.unwrap_or_else(|| hooteproto::dirs::data_dir(None).join("cas"));
+            let root = cas_root.unwrap_or_else(|| context.data_dir.join("cas"));
             if root.join("objects").is_dir() {
+                // What this process adds to the shared store is as private as what the services write.
+                hooteproto::dirs::restrict_new_files();
                 // Same host: import straight into the shared store, no bytes over ZMQ.
                 let cas = cas::Cas::open(&root).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
                 let stored = cas

@@ -95,6 +95,8 @@ pub struct Context {
     backends: Arc<Backends>,
     json: bool,
     timeout: Duration,
+    /// The data directory (`--data-dir`, `HOOT_DATA_DIR` or the default).
+    data_dir: std::path::PathBuf,
 }
 
 impl Context {
@@ -132,14 +134,24 @@ async fn run(args: Args) -> Result<(), Failure> {
         hootenanny: args.hootenanny.clone(),
         chaosgarden: args.chaosgarden.clone(),
     };
-    let key = hooteproto::Key::from_flag_or_env(args.key_file.as_deref()).map_err(|e| usage(e.to_string()))?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return Err(usage("--timeout must be a positive number of seconds"));
     }
+    let data_dir = hooteproto::dirs::data_dir(args.data_dir.clone());
+    // `up` uses (or creates) the stack's key; every other command finds it as any client does.
+    let key = match &args.command {
+        Command::Up { insecure, .. } => stack::up_key(args.key_file.as_deref(), &data_dir, *insecure)?,
+        _ => hooteproto::Key::locate(args.key_file.as_deref(), &data_dir).map_err(|e| usage(e.to_string()))?,
+    };
     let context = Context {
-        backends: Arc::new(Backends::connect(endpoints, key.clone(), "holler")?),
+        backends: Arc::new(Backends::connect(
+            endpoints,
+            key.as_ref().map(|(key, _)| key.clone()),
+            "holler",
+        )?),
         json: args.json,
         timeout: Duration::from_secs_f64(args.timeout),
+        data_dir,
     };
     let telemetry = stack::Telemetry {
         otlp_endpoint: args.otlp_endpoint,

@@ -1,6 +1,9 @@
 //! `holler up` and `holler serve`: the commands that run servers rather than call them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use hooteproto::Key;
+use hooteproto::auth::KeySource;
 
 use super::args::Command;
 use super::{Context, Failure, init_telemetry, usage};
@@ -28,6 +31,36 @@ fn read_token(file: Option<PathBuf>) -> Result<Option<String>, Failure> {
     }
 }
 
+/// The key `holler up` gives every service: `--key-file` (or `HOOT_KEY_FILE`, `HOOT_KEY`), else
+/// `<data dir>/hoot.key`, created (mode 0600, in a 0700 data directory) if missing. None with
+/// `--insecure`, which must not be combined with a key.
+pub fn up_key(flag: Option<&Path>, data_dir: &Path, insecure: bool) -> Result<Option<(Key, KeySource)>, Failure> {
+    // Everything `up` writes under the data directory from here on is private to this user.
+    hooteproto::dirs::prepare(data_dir).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let configured = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if insecure {
+        if flag.is_some() || configured(hooteproto::auth::KEY_FILE_ENV) || configured(hooteproto::auth::KEY_ENV) {
+            return Err(usage(
+                "--insecure runs without a key, but a key was given (--key-file, HOOT_KEY_FILE or HOOT_KEY)",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(found) = Key::locate(flag, data_dir).map_err(|e| usage(e.to_string()))? {
+        return Ok(Some(found));
+    }
+    let path = hooteproto::auth::default_key_file(data_dir);
+    let (key, created) = Key::load_or_create(&path).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    Ok(Some((
+        key,
+        if created {
+            KeySource::Created(path)
+        } else {
+            KeySource::DataDir(path)
+        },
+    )))
+}
+
 /// Where `up` and `serve` send their traces and how they log.
 pub struct Telemetry {
     /// OTLP/HTTP collector, if any.
@@ -41,12 +74,12 @@ pub async fn run(
     command: Command,
     telemetry: Telemetry,
     context: &Context,
-    key: Option<hooteproto::Key>,
+    key: Option<(Key, KeySource)>,
 ) -> Result<(), Failure> {
     let _telemetry = init_telemetry(telemetry.otlp_endpoint.as_deref(), telemetry.log_json)?;
     match command {
         Command::Up {
-            data_dir,
+            insecure: _,
             port,
             audio_device,
             token_file,
@@ -58,11 +91,19 @@ pub async fn run(
                 "none" | "null" => chaosgarden::Output::Null,
                 name => chaosgarden::Output::Device(name.into()),
             };
+            let token = read_token(token_file)?;
+            if token.is_some() && key.is_none() {
+                return Err(usage(
+                    "--token-file with --insecure would leave the services' ZMQ ports open to unsigned requests \
+                     (code runs without a credential): drop --insecure",
+                ));
+            }
             let config = holler::up::UpConfig {
-                data_dir: hooteproto::dirs::data_dir(data_dir),
+                data_dir: context.data_dir.clone(),
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 endpoints: context.backends.endpoints().clone(),
-                token: read_token(token_file)?,
+                token,
+                key,
                 audio,
                 health: !no_health,
                 broadcasts: endpoint_or_none(&broadcasts),
@@ -81,7 +122,7 @@ pub async fn run(
                 allowed_origins: allowed_origin,
                 token: read_token(token_file)?,
                 broadcasts: endpoint_or_none(&broadcasts),
-                key,
+                key: key.map(|(key, _)| key),
             };
             let bound = holler::serve::bind(config, context.backends.clone()).await?;
             eprintln!(
