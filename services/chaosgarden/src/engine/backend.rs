@@ -2,7 +2,9 @@
 //! block-duration against absolute deadlines (start + frames / rate), so the clock never
 //! drifts, markers fire on time, and the audio is discarded. When the machine stalls the
 //! thread, it catches up block by block (as a card's buffer would absorb it); only a stall
-//! longer than `MAX_CATCH_UP` counts as an xrun and restarts the clock from now.
+//! longer than `MAX_CATCH_UP` counts as an xrun and restarts the clock from now. While the
+//! transport is stopped and no command waits, the thread parks (a stopped clock costs
+//! nothing) until the engine unparks it with the next command.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,8 @@ use super::playhead::Playhead;
 
 /// The longest stall the clock catches up from.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+/// How long the thread parks at most while stopped (commands unpark it at once).
+const IDLE_PARK: Duration = Duration::from_millis(500);
 
 pub(super) fn spawn_null(
     mut playhead: Playhead,
@@ -31,6 +35,16 @@ pub(super) fn spawn_null(
             let mut start = Instant::now();
             let mut frames: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
+                if playhead.idle() {
+                    // Stopped: nothing to hear, so no clock to keep. The engine unparks this
+                    // thread with every command (and at shutdown); the clock restarts then.
+                    std::thread::park_timeout(IDLE_PARK);
+                    if playhead.idle() {
+                        continue;
+                    }
+                    start = Instant::now();
+                    frames = 0;
+                }
                 let deadline = start + Duration::from_nanos(frames * 1_000_000_000 / rate);
                 let now = Instant::now();
                 if deadline > now {

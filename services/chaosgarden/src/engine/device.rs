@@ -129,8 +129,9 @@ impl Device {
                         return;
                     }
                 };
+                // The engine unparks this thread at shutdown (and with every command).
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::park_timeout(Duration::from_millis(500));
                 }
                 drop(stream);
             })?;

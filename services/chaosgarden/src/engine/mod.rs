@@ -118,6 +118,11 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     /// The epoch the scheduler has caught up with (see `Scheduler::settled`).
     settled: Arc<AtomicU64>,
+    /// Commands queued so far (what `Control::sent` says, readable without its lock).
+    queued: Arc<AtomicU64>,
+    /// The scheduler and the backend thread, which park while the transport is stopped and
+    /// are unparked by every command.
+    wake: Vec<std::thread::Thread>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -190,6 +195,7 @@ impl Engine {
         let sample_rate = arrangement.sample_rate;
         let latest = Arc::new(Mutex::new(arrangement.clone()));
         let settled = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicU64::new(0));
         let scheduler = scheduler::Scheduler {
             transitions,
             anchor: anchor.clone(),
@@ -199,6 +205,7 @@ impl Engine {
             midi: config.midi,
             stop: stop.clone(),
             settled: settled.clone(),
+            queued: queued.clone(),
         };
         let scheduler = std::thread::Builder::new()
             .name("chaosgarden-scheduler".into())
@@ -206,6 +213,7 @@ impl Engine {
                 promote_to_realtime(40);
                 scheduler.run()
             })?;
+        let wake = thread.iter().chain([&scheduler]).map(|t| t.thread().clone()).collect();
         Ok(Self {
             anchor,
             sample_rate,
@@ -219,6 +227,8 @@ impl Engine {
             fires,
             stop,
             settled,
+            queued,
+            wake,
             threads: Mutex::new(thread.into_iter().chain([scheduler]).collect()),
         })
     }
@@ -291,7 +301,33 @@ impl Engine {
             .push(command)
             .map_err(|_| Status::unavailable("the audio thread is not taking commands (its queue is full)"))?;
         control.sent += 1;
-        Ok(control.sent)
+        let sent = control.sent;
+        self.queued.store(sent, Ordering::Release);
+        drop(control);
+        self.wake();
+        Ok(sent)
+    }
+
+    /// Unparks the threads that sleep while the transport is stopped.
+    fn wake(&self) {
+        for thread in &self.wake {
+            thread.unpark();
+        }
+    }
+
+    /// Frees the arrangements the real-time side has let go of (it never frees one
+    /// itself), so a removed region's audio is freed when the removal has taken effect
+    /// rather than at the next edit.
+    fn release(&self) {
+        let released: Vec<Arc<Arrangement>> = {
+            let mut control = lock(&self.control);
+            let (held, released) = std::mem::take(&mut control.history)
+                .into_iter()
+                .partition(|a| Arc::strong_count(a) > 1);
+            control.history = held;
+            released
+        };
+        drop(released);
     }
 
     /// Hands a new arrangement to the real-time side; returns the command's number for
@@ -309,6 +345,7 @@ impl Engine {
         while Instant::now() < deadline {
             let snapshot = self.anchor.read();
             if snapshot.applied >= sent && self.settled.load(Ordering::Acquire) >= snapshot.epoch {
+                self.release();
                 return;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -369,6 +406,7 @@ impl Engine {
     /// Stops the threads (also done on drop).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.wake();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = thread.join();

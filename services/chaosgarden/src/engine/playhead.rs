@@ -159,6 +159,12 @@ impl Playhead {
         self.arrangement.sample_rate
     }
 
+    /// Whether a block would do nothing: stopped, with no command waiting. A backend that
+    /// owns its clock (the null one) may then sleep until the control side wakes it.
+    pub fn idle(&self) -> bool {
+        !self.playing && self.commands.is_empty()
+    }
+
     fn transition(&mut self, cause: Cause, was_playing: bool, end_beats: f64, nanos: u64) {
         self.epoch += 1;
         let transition = Transition {

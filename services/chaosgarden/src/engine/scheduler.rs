@@ -40,6 +40,9 @@ pub trait MidiSink: Send {
 
 /// How long the scheduler sleeps at most between looks at the clock.
 const IDLE: Duration = Duration::from_millis(2);
+/// How long the scheduler parks at most while the transport is stopped and nothing is in
+/// flight (any command unparks it at once; this is only a safety net).
+const PARKED: Duration = Duration::from_millis(500);
 /// Sleep until this long before a deadline, then spin.
 const SPIN: Duration = Duration::from_micros(250);
 
@@ -54,6 +57,8 @@ pub(crate) struct Scheduler {
     /// The last epoch whose transition the scheduler has handled (late markers fired, MIDI
     /// silenced), so a `transport_stop` or `transport_seek` can answer after its effects.
     pub settled: Arc<AtomicU64>,
+    /// Commands the control side has queued (the engine unparks this thread after each).
+    pub queued: Arc<AtomicU64>,
 }
 
 fn sleep_until(deadline: Instant) {
@@ -113,7 +118,19 @@ impl Scheduler {
                 .unwrap_or_else(|| Instant::now() + IDLE)
                 .min(Instant::now() + IDLE);
             let Some(snapshot) = current.filter(|s| s.playing && s.version == arrangement.version) else {
-                sleep_until(wake_by.min(Instant::now() + Duration::from_micros(500)));
+                // Stopped with every command applied and every transition handled: nothing
+                // can happen until the next command, which unparks this thread. Otherwise
+                // (a command on its way to the real-time side) keep looking every 0.5 ms.
+                let idle = !anchor.playing
+                    && anchor.epoch == epoch
+                    && pending.is_none()
+                    && self.transitions.is_empty()
+                    && anchor.applied >= self.queued.load(Ordering::Acquire);
+                if idle {
+                    std::thread::park_timeout(PARKED);
+                } else {
+                    sleep_until(wake_by.min(Instant::now() + Duration::from_micros(500)));
+                }
                 continue;
             };
             // Cues in this pass end where a pending transition ends it, or at the loop's end.
