@@ -57,6 +57,7 @@ impl Request {
 
 /// How the server answers: given the request and how many came before it,
 /// `(status, body, delay before answering)`.
+/// For a 3xx status the body is sent as the `location` header instead.
 pub type Reply = Box<dyn Fn(&Request, usize) -> (u16, Vec<u8>, Duration) + Send + Sync>;
 
 /// A scriptable HTTP server on a free loopback port; it runs until the process ends.
@@ -145,8 +146,14 @@ fn serve(stream: std::net::TcpStream, log: &(Mutex<Vec<Request>>, Condvar), repl
         };
         let (status, body, delay) = reply(&request, count);
         std::thread::sleep(delay);
+        // A redirect's body is its Location.
+        let (location, body) = if (300..400).contains(&status) {
+            (format!("location: {}\r\n", String::from_utf8_lossy(&body)), Vec::new())
+        } else {
+            (String::new(), body)
+        };
         let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{location}content-length: {}\r\n\r\n",
             body.len()
         );
         let stream = reader.get_mut();

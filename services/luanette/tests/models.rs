@@ -293,11 +293,11 @@ async fn backend_failures_become_clear_lua_errors() {
         assert!(message.contains(expected), "{code}: {message}");
     }
     let before = seen.requests().len();
-    let unreachable = lua
+    let chosen = lua
         .error("return orpheus.generate{url = 'http://127.0.0.1:9', retries = 1}")
         .await;
-    assert!(unreachable.contains("cannot reach"), "{unreachable}");
-    assert_eq!(seen.requests().len(), before, "the other URL was used");
+    assert!(chosen.contains("`url` is not a per-call option"), "{chosen}");
+    assert_eq!(seen.requests().len(), before, "nothing was sent anywhere");
     let job = lua
         .job("function main() return pcall(orpheus.generate, {model = 'children'}) end")
         .await;
@@ -306,6 +306,35 @@ async fn backend_failures_become_clear_lua_errors() {
         done.state,
         JobState::Succeeded as i32,
         "a script can catch a backend failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_host_is_not_followed_so_the_key_stays_with_its_host() {
+    let (elsewhere, elsewhere_seen) = backend(Box::new(|_, _| (200, json(serde_json::json!({})), Duration::ZERO)));
+    let target = format!("{elsewhere}/chat/completions");
+    let (url, seen) = backend(Box::new(move |request, _| {
+        if request.path == "/moved" {
+            (307, target.clone().into_bytes(), Duration::ZERO)
+        } else {
+            (307, b"/moved".to_vec(), Duration::ZERO)
+        }
+    }));
+    let lua = start(&url, |_| {}).await;
+    let message = lua
+        .error("return deepseek.chat{messages = {{role = 'user', content = 'hi'}}, retries = 0}")
+        .await;
+    assert!(message.contains("HTTP 307"), "{message}");
+    let requests = seen.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        ["/chat/completions", "/moved"],
+        "a redirect on the configured host is followed"
+    );
+    assert!(requests[1].has_header("authorization", "Bearer test-key"));
+    assert!(
+        elsewhere_seen.requests().is_empty(),
+        "the request (and its key) went to a host nobody configured"
     );
 }
 
@@ -327,14 +356,11 @@ async fn overloaded_backends_are_retried() {
     assert_eq!(hashes.as_array().map(Vec::len), Some(1));
     assert_eq!(seen.requests().len(), 3);
     let (busy, busy_seen) = backend(Box::new(|_, _| (503, b"busy".to_vec(), Duration::ZERO)));
-    let message = lua
-        .error(&format!("return orpheus.generate{{url = '{busy}', retries = 0}}"))
-        .await;
+    let lua = start(&busy, |_| {}).await;
+    let message = lua.error("return orpheus.generate{retries = 0}").await;
     assert!(message.contains("HTTP 503"), "{message}");
     assert_eq!(busy_seen.requests().len(), 1, "no retry when told so");
-    let message = lua
-        .error(&format!("return orpheus.generate{{url = '{busy}', retries = 1}}"))
-        .await;
+    let message = lua.error("return orpheus.generate{retries = 1}").await;
     assert!(message.contains("HTTP 503"), "{message}");
     assert_eq!(busy_seen.requests().len(), 3, "one retry, then the error");
 }

@@ -47,6 +47,19 @@ pub(crate) fn http_client(slot: &OnceLock<Option<reqwest::Client>>) -> Option<re
     slot.get_or_init(|| {
         reqwest::Client::builder()
             .user_agent(concat!("luanette/", env!("CARGO_PKG_VERSION")))
+            // A redirect to another host would carry the request (and a bearer key) to a
+            // host the operator never configured.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_host = attempt.previous().first().is_some_and(|first| {
+                    first.host_str() == attempt.url().host_str()
+                        && first.port_or_known_default() == attempt.url().port_or_known_default()
+                });
+                if same_host && attempt.previous().len() < 5 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|error| tracing::error!(%error, "no HTTP client: model calls will fail"))

@@ -104,32 +104,44 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Per-call overrides from the options table.
+/// Per-call overrides from the options table. The endpoint is not one of them: model
+/// URLs (and the keys that go with them) are the operator's, never the script's.
 struct Overrides {
-    url: Option<String>,
     timeout: Option<Duration>,
     retries: Option<u32>,
 }
 
 fn overrides(options: &Table) -> mlua::Result<Overrides> {
+    if options.contains_key("url")? {
+        return Err(mlua::Error::runtime(
+            "`url` is not a per-call option: model endpoints are configured by the operator \
+             (--orpheus-url, --musicgen-url, --deepseek-url)",
+        ));
+    }
     let timeout: Option<f64> = options.get("timeout")?;
     if timeout.is_some_and(|t| !(t > 0.0 && t <= 3600.0)) {
         return Err(mlua::Error::runtime("timeout must be between 0 and 3600 seconds"));
     }
     let retries: Option<u32> = options.get("retries")?;
     Ok(Overrides {
-        url: options.get("url")?,
         timeout: timeout.map(Duration::from_secs_f64),
         retries: retries.map(|r| r.min(10)),
     })
 }
 
-/// The first `n` characters of a body, for error messages.
+/// The first characters of a body, for error messages: short, on one line, printable.
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text: String = text.chars().take(200).collect();
+    let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT * 4)]);
+    let text: String = text
+        .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
+        .take(EXCERPT)
+        .collect();
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Characters of a failed call's body kept in its error.
+const EXCERPT: usize = 200;
 
 impl Caller {
     /// POSTs JSON and returns the JSON answer, with retries, limits, tracing and clear errors.
@@ -151,7 +163,7 @@ impl Caller {
             .as_deref()
             .and_then(super::http_client)
             .ok_or_else(|| fail(backend_name, "HTTP is not available here"))?;
-        let base = overrides.url.clone().or_else(|| backend.url.clone()).ok_or_else(|| {
+        let base = backend.url.clone().ok_or_else(|| {
             fail(
                 backend_name,
                 format!(
@@ -378,7 +390,7 @@ pub(super) fn install(
         "orpheus",
         "Orpheus MIDI models (see docs/models.md). Options common to every call: temperature (0-2, default 1.0), \
          top_p (0-1, 0.95), max_tokens (1024), variations (1-16, default 1), model (base, children, mono_melodies, \
-         bridge, loops, classifier), and per call url, timeout (seconds) and retries. Generated MIDI is stored in the \
+         bridge, loops, classifier), and per call timeout (seconds) and retries (the endpoints are the operator's). Generated MIDI is stored in the \
          CAS; calls return a list of hashes.",
     );
     for (name, task, model, signature, doc) in [
