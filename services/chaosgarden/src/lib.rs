@@ -66,6 +66,9 @@ pub struct Config {
     pub synth_effects: bool,
     /// Output frames per second.
     pub sample_rate: u32,
+    /// The most bytes decoded media (decoded, resampled and rendered audio, renders in
+    /// progress) may hold; edits and renders past it are refused with RESOURCE_EXHAUSTED.
+    pub media_budget: u64,
     /// Frames per block on the null backend.
     pub block: usize,
     /// Where to serve grpc.health.v1 (None: not at all).
@@ -93,6 +96,7 @@ impl Config {
             soundfont: None,
             synth_effects: true,
             sample_rate: 48_000,
+            media_budget: media::DEFAULT_BUDGET,
             block: 256,
             health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6555))),
             key: None,
@@ -156,8 +160,14 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         trigger: config.luanette.as_ref().map(|_| trigger_tx),
     })?;
     let path = config.data_dir.join("chaosgarden").join("timeline.binpb");
-    let editor =
-        tokio::task::spawn_blocking(move || timeline::Editor::open(cas, synth, Some(path), midi_cues)).await??;
+    let editor_config = timeline::EditorConfig {
+        synth,
+        path: Some(path),
+        midi_cues,
+        sample_rate: engine.sample_rate(),
+        media_budget: config.media_budget,
+    };
+    let editor = tokio::task::spawn_blocking(move || timeline::Editor::open_with(cas, editor_config)).await??;
     let studio = Arc::new(Studio {
         engine,
         editor: tokio::sync::Mutex::new(editor),
@@ -201,6 +211,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         endpoint = %server.local_endpoint(),
         backend = studio.engine.backend(),
         sample_rate = studio.engine.sample_rate(),
+        media_budget = config.media_budget,
         luanette = config.luanette.as_deref().unwrap_or("none"),
         "chaosgarden ready"
     );

@@ -1,8 +1,12 @@
 //! Turning CAS objects into sound: WAV files are decoded (and resampled to the output
 //! rate), MIDI files are parsed once and rendered through a SoundFont at a region's place
 //! on the tempo map. Everything here runs off the real-time thread, ahead of the playhead.
+//!
+//! Nothing here trusts a header: a WAV's rate, channel count and length are checked (and its
+//! declared length against the bytes it really has) before anything is allocated for its
+//! samples, and [`WavFile`] says what decoding will cost so the caller can refuse it first.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +19,20 @@ use crate::time::TempoMap;
 pub const MAX_SECONDS: f64 = 10.0 * 60.0;
 /// The most beats a MIDI file may span (its rendered length is bounded by MAX_SECONDS too).
 pub const MAX_MIDI_BEATS: f64 = 10_000.0;
+/// The lowest sample rate a WAV may have.
+pub const MIN_SAMPLE_RATE: u32 = 8_000;
+/// The highest sample rate a WAV may have.
+pub const MAX_SAMPLE_RATE: u32 = 384_000;
+/// The most channels a WAV may have (the first two are heard).
+pub const MAX_CHANNELS: u16 = 64;
+/// The largest MIDI file read (real ones are kilobytes).
+pub const MAX_MIDI_BYTES: u64 = 4 << 20;
+/// The most channel messages a MIDI file may hold.
+pub const MAX_MIDI_EVENTS: usize = 500_000;
+/// What decoded media may hold in memory by default: 1 GiB.
+pub const DEFAULT_BUDGET: u64 = 1 << 30;
+/// Bytes one decoded frame takes (stereo f32).
+pub const FRAME_BYTES: u64 = 8;
 /// The longest a MIDI region may ring on after its last event.
 const MAX_TAIL_SECONDS: f64 = 3.0;
 /// Below this peak a rendered tail counts as silence.
@@ -32,6 +50,26 @@ pub enum MediaError {
     /// A WAV file that does not decode.
     #[error("the WAV does not decode: {0}")]
     Wav(String),
+    /// A WAV at a sample rate outside MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE.
+    #[error("the WAV's sample rate is {0} Hz; Chaosgarden plays WAVs at {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")]
+    SampleRate(u32),
+    /// A WAV with more than MAX_CHANNELS channels.
+    #[error("the WAV has {0} channels; at most {MAX_CHANNELS} are accepted")]
+    Channels(u16),
+    /// A WAV whose header declares more sample data than the file holds.
+    #[error("the WAV's header declares {declared} bytes of samples, but the whole file is {actual} bytes")]
+    Truncated {
+        /// Bytes of samples the header declares.
+        declared: u64,
+        /// Bytes in the file.
+        actual: u64,
+    },
+    /// A MIDI file larger than MAX_MIDI_BYTES.
+    #[error("the MIDI file is {0} bytes; at most {MAX_MIDI_BYTES} are read")]
+    MidiTooLarge(u64),
+    /// A MIDI file with more than MAX_MIDI_EVENTS channel messages.
+    #[error("the MIDI file holds more than {MAX_MIDI_EVENTS} channel messages")]
+    TooManyEvents,
     /// Longer than MAX_SECONDS.
     #[error("the material lasts {0:.0} s; regions are limited to {MAX_SECONDS} s")]
     TooLong(f64),
@@ -68,14 +106,20 @@ pub struct MidiSong {
 pub struct Audio {
     /// Frames per second.
     pub sample_rate: u32,
-    /// Left, right, left, right…
-    pub samples: Vec<f32>,
+    /// Left, right, left, right… (shared with the clips that play it when no resampling
+    /// is needed).
+    pub samples: Arc<Vec<f32>>,
 }
 
 impl Audio {
     /// Frames (samples per channel).
     pub fn frames(&self) -> u64 {
         (self.samples.len() / 2) as u64
+    }
+
+    /// Bytes its samples take.
+    pub fn bytes(&self) -> u64 {
+        self.frames() * FRAME_BYTES
     }
 }
 
@@ -96,20 +140,57 @@ impl Media {
             Media::Audio(_) => RegionKind::Audio,
         }
     }
+
+    /// Bytes it holds decoded.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Media::Midi(song) => (song.events.len() * std::mem::size_of::<MidiEvent>()) as u64,
+            Media::Audio(audio) => audio.bytes(),
+        }
+    }
 }
 
-/// Recognises and parses MIDI or WAV bytes.
+/// What an object's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A Standard MIDI File (MThd).
+    Midi,
+    /// A RIFF/WAVE file.
+    Wav,
+}
+
+/// Bytes [`sniff`] looks at.
+pub const SNIFF_BYTES: usize = 12;
+
+/// Recognises MIDI or WAV from an object's first [`SNIFF_BYTES`] bytes (or all of it, if shorter).
+pub fn sniff(head: &[u8]) -> Result<Format, MediaError> {
+    if head.starts_with(b"MThd") {
+        Ok(Format::Midi)
+    } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        Ok(Format::Wav)
+    } else {
+        Err(MediaError::UnknownFormat(head.iter().take(8).copied().collect()))
+    }
+}
+
+/// Recognises and parses MIDI or WAV bytes (with the limits above; the caller's budget is
+/// not consulted: see [`WavFile`] for that).
 pub fn parse(bytes: &[u8]) -> Result<Media, MediaError> {
-    if bytes.starts_with(b"MThd") {
-        return parse_midi(bytes).map(|song| Media::Midi(Arc::new(song)));
+    match sniff(&bytes[..bytes.len().min(SNIFF_BYTES)])? {
+        Format::Midi => parse_midi(bytes).map(|song| Media::Midi(Arc::new(song))),
+        Format::Wav => {
+            let (audio, _) = WavFile::open(Cursor::new(bytes), bytes.len() as u64)?.decode()?;
+            Ok(Media::Audio(Arc::new(audio)))
+        }
     }
-    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
-        return decode_wav(bytes).map(|audio| Media::Audio(Arc::new(audio)));
-    }
-    Err(MediaError::UnknownFormat(bytes.iter().take(8).copied().collect()))
 }
 
-fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MediaError> {
+/// Parses a Standard MIDI File (at most [`MAX_MIDI_BYTES`] and [`MAX_MIDI_EVENTS`]).
+pub fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MediaError> {
+    if bytes.len() as u64 > MAX_MIDI_BYTES {
+        return Err(MediaError::MidiTooLarge(bytes.len() as u64));
+    }
+    check_midi_chunks(bytes)?;
     let smf = midly::Smf::parse(bytes).map_err(|e| MediaError::Midi(e.to_string()))?;
     // Ticks to beats. SMPTE-timed files have no beats; they are read at 120 bpm.
     let beats_per_tick = match smf.header.timing {
@@ -123,6 +204,9 @@ fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MediaError> {
         for event in track {
             tick += event.delta.as_int() as u64;
             if let midly::TrackEventKind::Midi { channel, message } = event.kind {
+                if events.len() >= MAX_MIDI_EVENTS {
+                    return Err(MediaError::TooManyEvents);
+                }
                 let beats = tick as f64 * beats_per_tick;
                 let ch = channel.as_int();
                 let (status, a, b, len) = match message {
@@ -158,46 +242,149 @@ fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MediaError> {
     Ok(MidiSong { events, length_beats })
 }
 
-fn decode_wav(bytes: &[u8]) -> Result<Audio, MediaError> {
-    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| MediaError::Wav(e.to_string()))?;
-    let spec = reader.spec();
-    if spec.sample_rate == 0 || spec.channels == 0 {
-        return Err(MediaError::Wav("the header says 0 channels or 0 Hz".into()));
-    }
-    let frames = reader.duration() as u64;
-    let seconds = frames as f64 / spec.sample_rate as f64;
-    if seconds > MAX_SECONDS {
-        return Err(MediaError::TooLong(seconds));
-    }
-    let channels = spec.channels as usize;
-    let raw: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .into_samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| MediaError::Wav(e.to_string()))?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader
-                .into_samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()
-                .map_err(|e| MediaError::Wav(e.to_string()))?
+/// Walks a MIDI file's chunks: each must fit in the file, and the header may not promise
+/// more tracks than there are. (midly itself tolerates both, quietly reading less.)
+fn check_midi_chunks(bytes: &[u8]) -> Result<(), MediaError> {
+    let mut rest = bytes;
+    let mut declared_tracks = None;
+    let mut tracks = 0u32;
+    // Fewer than 8 bytes at the end is padding, not a chunk.
+    while rest.len() >= 8 {
+        let id = &rest[0..4];
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as u64;
+        let available = (rest.len() - 8) as u64;
+        if len > available {
+            return Err(MediaError::Midi(format!(
+                "a {} chunk declares {len} bytes, but only {available} follow",
+                String::from_utf8_lossy(id)
+            )));
         }
-    };
-    let mut samples = Vec::with_capacity(raw.len() / channels * 2);
-    for frame in raw.chunks_exact(channels) {
-        let left = frame[0];
-        let right = if channels > 1 { frame[1] } else { left };
-        samples.push(left);
-        samples.push(right);
+        let body = &rest[8..8 + len as usize];
+        match id {
+            b"MThd" if body.len() >= 6 => declared_tracks = Some(u16::from_be_bytes([body[2], body[3]])),
+            b"MThd" => return Err(MediaError::Midi("the header chunk is shorter than 6 bytes".into())),
+            b"MTrk" => tracks += 1,
+            _ => {}
+        }
+        rest = &rest[8 + len as usize..];
     }
-    Ok(Audio {
-        sample_rate: spec.sample_rate,
-        samples,
-    })
+    match declared_tracks {
+        None => Err(MediaError::Midi("no header chunk (MThd)".into())),
+        Some(declared) if declared as u32 > tracks => Err(MediaError::Midi(format!(
+            "the header declares {declared} tracks, but the file holds {tracks}"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
-/// The audio at another sample rate (linear interpolation; a copy when the rates match).
+/// A WAV whose header has been read and checked, its samples not yet decoded: its rate is
+/// within [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`], it has at most [`MAX_CHANNELS`]
+/// channels, it lasts at most [`MAX_SECONDS`], and the file really holds the samples its
+/// header declares. [`WavFile::decoded_bytes`] is what [`WavFile::decode`] will allocate.
+pub struct WavFile<R: Read> {
+    reader: hound::WavReader<R>,
+}
+
+impl<R: Read> WavFile<R> {
+    /// Reads and checks the header of a WAV that is `size` bytes long in all.
+    pub fn open(input: R, size: u64) -> Result<Self, MediaError> {
+        let reader = hound::WavReader::new(input).map_err(|e| MediaError::Wav(e.to_string()))?;
+        let spec = reader.spec();
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
+            return Err(MediaError::SampleRate(spec.sample_rate));
+        }
+        if spec.channels == 0 {
+            return Err(MediaError::Wav("the header says 0 channels".into()));
+        }
+        if spec.channels > MAX_CHANNELS {
+            return Err(MediaError::Channels(spec.channels));
+        }
+        // The least the declared samples can take (hound has checked the container size
+        // holds `bits_per_sample`).
+        let declared = reader.len() as u64 * (spec.bits_per_sample as u64).div_ceil(8);
+        if declared > size {
+            return Err(MediaError::Truncated { declared, actual: size });
+        }
+        let seconds = reader.duration() as f64 / spec.sample_rate as f64;
+        if seconds > MAX_SECONDS {
+            return Err(MediaError::TooLong(seconds));
+        }
+        Ok(Self { reader })
+    }
+
+    /// Frames per second.
+    pub fn sample_rate(&self) -> u32 {
+        self.reader.spec().sample_rate
+    }
+
+    /// Frames the header declares (checked against the file's size).
+    pub fn frames(&self) -> u64 {
+        self.reader.duration() as u64
+    }
+
+    /// Bytes the decoded audio will take.
+    pub fn decoded_bytes(&self) -> u64 {
+        self.frames() * FRAME_BYTES
+    }
+
+    /// Decodes to interleaved stereo (mono doubled, channels past the second dropped), and
+    /// hands back the input positioned after the samples.
+    pub fn decode(mut self) -> Result<(Audio, R), MediaError> {
+        let spec = self.reader.spec();
+        let channels = spec.channels as usize;
+        let mut samples = Vec::with_capacity(self.frames() as usize * 2);
+        match spec.sample_format {
+            hound::SampleFormat::Float => stereo(self.reader.samples::<f32>(), channels, &mut samples)?,
+            hound::SampleFormat::Int => {
+                let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+                let scaled = self.reader.samples::<i32>().map(|s| s.map(|v| v as f32 * scale));
+                stereo(scaled, channels, &mut samples)?
+            }
+        }
+        let audio = Audio {
+            sample_rate: spec.sample_rate,
+            samples: Arc::new(samples),
+        };
+        Ok((audio, self.reader.into_inner()))
+    }
+}
+
+/// Keeps the first two channels of interleaved `samples` (doubling mono) in `out`.
+fn stereo(
+    samples: impl Iterator<Item = Result<f32, hound::Error>>,
+    channels: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), MediaError> {
+    let mut left = 0.0;
+    for (i, sample) in samples.enumerate() {
+        let sample = sample.map_err(|e| MediaError::Wav(e.to_string()))?;
+        match i % channels {
+            0 if channels == 1 => {
+                out.push(sample);
+                out.push(sample);
+            }
+            0 => left = sample,
+            1 => {
+                out.push(left);
+                out.push(sample);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Frames `frames` frames at `from` Hz become at `to` Hz (what [`resample`] returns).
+pub fn resampled_frames(frames: u64, from: u32, to: u32) -> u64 {
+    if from == to {
+        return frames;
+    }
+    let ratio = from as f64 / to as f64;
+    (frames as f64 / ratio).floor() as u64
+}
+
+/// The audio at another sample rate (linear interpolation; shared, not copied, when the
+/// rates match).
 pub fn resample(audio: &Audio, sample_rate: u32) -> Audio {
     if audio.sample_rate == sample_rate {
         return Audio {
@@ -205,11 +392,25 @@ pub fn resample(audio: &Audio, sample_rate: u32) -> Audio {
             samples: audio.samples.clone(),
         };
     }
+    let frames = resampled_frames(audio.frames(), audio.sample_rate, sample_rate);
+    Audio {
+        sample_rate,
+        samples: Arc::new(resample_span(audio, sample_rate, 0, frames)),
+    }
+}
+
+/// Output frames `from..to` of [`resample`]`(audio, sample_rate)` (the same values, without
+/// computing the rest), clamped to its length.
+pub fn resample_span(audio: &Audio, sample_rate: u32, from: u64, to: u64) -> Vec<f32> {
+    let to = to.min(resampled_frames(audio.frames(), audio.sample_rate, sample_rate));
+    let from = from.min(to);
+    let mut samples = Vec::with_capacity((to - from) as usize * 2);
+    if audio.sample_rate == sample_rate {
+        samples.extend_from_slice(&audio.samples[from as usize * 2..to as usize * 2]);
+        return samples;
+    }
     let ratio = audio.sample_rate as f64 / sample_rate as f64;
-    let in_frames = audio.frames() as usize;
-    let out_frames = (in_frames as f64 / ratio).floor() as usize;
-    let mut samples = Vec::with_capacity(out_frames * 2);
-    for i in 0..out_frames {
+    for i in from as usize..to as usize {
         let at = i as f64 * ratio;
         let j = at.floor() as usize;
         let frac = (at - j as f64) as f32;
@@ -219,7 +420,26 @@ pub fn resample(audio: &Audio, sample_rate: u32) -> Audio {
             samples.push(a + (b - a) * frac);
         }
     }
-    Audio { sample_rate, samples }
+    samples
+}
+
+/// Frames a song placed at `start_beats` on `map` renders to at most, tail included (what
+/// [`Synth::render`] allocates).
+pub fn midi_render_frames(song: &MidiSong, map: &TempoMap, start_beats: f64, sample_rate: u32) -> u64 {
+    let origin = map.sample_at(start_beats, sample_rate);
+    let end = song
+        .events
+        .last()
+        .map(|e| map.sample_at(start_beats + e.beats, sample_rate).saturating_sub(origin))
+        .unwrap_or(0);
+    let longest = (MAX_SECONDS * sample_rate as f64) as u64;
+    end.min(longest) + tail_frames(sample_rate)
+}
+
+/// Frames a render may add after the last event (the tail, rounded up to whole blocks).
+fn tail_frames(sample_rate: u32) -> u64 {
+    let block = (sample_rate / 50).max(1) as u64;
+    ((MAX_TAIL_SECONDS * sample_rate as f64) as u64).div_ceil(block) * block + block
 }
 
 /// A loaded SoundFont, shared by every render.
@@ -291,7 +511,8 @@ impl Synth {
         if end as f64 / sample_rate as f64 > MAX_SECONDS {
             return Err(MediaError::TooLong(end as f64 / sample_rate as f64));
         }
-        let mut out = Vec::with_capacity(end as usize * 2 + sample_rate as usize);
+        // Room for the tail too, so the buffer never grows (and doubles) while rendering it.
+        let mut out = Vec::with_capacity((end + tail_frames(sample_rate)) as usize * 2);
         let mut left = vec![0.0f32; 1024];
         let mut right = vec![0.0f32; 1024];
         let mut cursor: u64 = 0;
@@ -330,6 +551,7 @@ impl Synth {
             }
             tail += block;
         }
+        out.shrink_to_fit();
         Ok(out)
     }
 }
@@ -393,5 +615,26 @@ mod tests {
         let up = resample(&audio, 48_000);
         assert_eq!(up.frames(), 4800);
         assert!((up.samples[2] - 0.5).abs() < 1e-3, "halfway between 1 and 0");
+    }
+
+    #[test]
+    fn a_resampled_span_is_the_same_frames_as_the_whole() {
+        let audio = Audio {
+            sample_rate: 44_100,
+            samples: Arc::new((0..2 * 44_100).map(|i| ((i as f32) * 0.37).sin()).collect()),
+        };
+        let whole = resample(&audio, 96_000);
+        assert_eq!(whole.frames(), resampled_frames(audio.frames(), 44_100, 96_000));
+        for (from, to) in [(0, 10), (1_000, 5_000), (95_990, 96_000), (95_990, 200_000)] {
+            let span = resample_span(&audio, 96_000, from, to);
+            let to = to.min(whole.frames());
+            assert_eq!(
+                span[..],
+                whole.samples[from as usize * 2..to as usize * 2],
+                "{from}..{to}"
+            );
+        }
+        let same = resample(&audio, 44_100);
+        assert!(Arc::ptr_eq(&same.samples, &audio.samples), "no copy at the same rate");
     }
 }

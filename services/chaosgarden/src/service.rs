@@ -173,18 +173,26 @@ impl Service {
             }
         };
         tokio::task::spawn_blocking(move || {
-            let (arrangement, cas) = {
+            // The reservation counts this render's audio against the media budget until the
+            // WAV is stored and dropped.
+            let (arrangement, reservation, cas) = {
                 let mut editor = studio.editor.blocking_lock();
-                (editor.arrange(0, sample_rate), editor.cas().clone())
+                let (arrangement, reservation) =
+                    editor.arrange_for_render(sample_rate, request.from_beats, request.to_beats)?;
+                (arrangement, reservation, editor.cas().clone())
             };
             let rendered = render::render(&arrangement, request.from_beats, request.to_beats)?;
+            drop(arrangement);
             let stored = cas.store(&rendered.wav, "audio/wav").map_err(cas_status)?;
+            let (frames, start_frame) = (rendered.frames, rendered.start_frame);
+            drop(rendered);
+            drop(reservation);
             Ok(Payload::TimelineRenderReply(pb::TimelineRenderReply {
                 cas_hash: stored.info.hash.to_string(),
-                frames: rendered.frames,
+                frames,
                 sample_rate,
                 channels: 2,
-                start_frame: rendered.start_frame,
+                start_frame,
             }))
         })
         .await

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hooteproto::Status;
 use hooteproto::v1::{self as pb, TimelineEventType};
@@ -127,7 +128,48 @@ impl Timeline {
     }
 }
 
+/// What an [`Editor`] needs besides the CAS.
+pub struct EditorConfig {
+    /// The SoundFont MIDI regions render through (None: MIDI is not heard).
+    pub synth: Option<Synth>,
+    /// Where the timeline is saved (None: nowhere).
+    pub path: Option<PathBuf>,
+    /// Whether MIDI regions also go out as MIDI cues.
+    pub midi_cues: bool,
+    /// The rate the engine plays at: what decoded audio is kept at.
+    pub sample_rate: u32,
+    /// The most bytes decoded media may hold ([`media::DEFAULT_BUDGET`]).
+    pub media_budget: u64,
+}
+
+impl EditorConfig {
+    /// A timeline saved nowhere, at 48 kHz, with the default budget and no SoundFont.
+    pub fn new() -> Self {
+        Self {
+            synth: None,
+            path: None,
+            midi_cues: false,
+            sample_rate: 48_000,
+            media_budget: media::DEFAULT_BUDGET,
+        }
+    }
+}
+
+impl Default for EditorConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A region's key into the rendered-MIDI cache: object, rate, position, tempo map.
+type MidiKey = (String, u32, u64, u64);
+
 /// The timeline plus what it takes to hear it: the CAS, decoded media, rendered MIDI.
+///
+/// Memory is budgeted: decoded objects, their resampled copies and rendered MIDI (and a
+/// render's own audio, while it runs) together stay within the media budget; an edit that
+/// would exceed it is refused with RESOURCE_EXHAUSTED. Only the playing rate is cached;
+/// what a region removal leaves unused is dropped at once.
 pub struct Editor {
     /// The timeline.
     pub timeline: Timeline,
@@ -135,23 +177,63 @@ pub struct Editor {
     synth: Option<Synth>,
     path: Option<PathBuf>,
     midi_cues: bool,
+    sample_rate: u32,
+    budget: u64,
     media: HashMap<String, Media>,
-    audio: HashMap<(String, u32), Arc<Vec<f32>>>,
-    midi: HashMap<(String, u32, u64, u64), Arc<Vec<f32>>>,
+    audio: HashMap<String, Arc<Vec<f32>>>,
+    midi: HashMap<MidiKey, Arc<Vec<f32>>>,
+    /// Bytes running renders hold (see [`Reservation`]).
+    rendering: Arc<AtomicU64>,
+}
+
+/// Bytes a running render holds, counted against the media budget until this is dropped.
+#[must_use = "the render's memory is counted until the reservation is dropped"]
+pub struct Reservation {
+    bytes: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 impl Editor {
-    /// Opens (or starts) the timeline saved at `path`, loading its regions from the CAS.
+    /// Opens (or starts) the timeline saved at `path`, loading its regions from the CAS, at
+    /// 48 kHz with the default media budget.
     pub fn open(cas: cas::Cas, synth: Option<Synth>, path: Option<PathBuf>, midi_cues: bool) -> anyhow::Result<Self> {
+        Self::open_with(
+            cas,
+            EditorConfig {
+                synth,
+                path,
+                midi_cues,
+                ..EditorConfig::new()
+            },
+        )
+    }
+
+    /// Opens (or starts) the timeline saved at `config.path`, loading its regions from the
+    /// CAS. Regions that cannot be loaded (gone from the CAS, or past the budget) stay on
+    /// the timeline, silent, and are logged.
+    pub fn open_with(cas: cas::Cas, config: EditorConfig) -> anyhow::Result<Self> {
         let mut editor = Self {
             timeline: Timeline::default(),
             cas,
-            synth,
-            path,
-            midi_cues,
+            synth: config.synth,
+            path: config.path,
+            midi_cues: config.midi_cues,
+            sample_rate: config.sample_rate,
+            budget: config.media_budget,
             media: HashMap::new(),
             audio: HashMap::new(),
             midi: HashMap::new(),
+            rendering: Arc::new(AtomicU64::new(0)),
         };
         if let Some(path) = editor.path.clone()
             && path.exists()
@@ -175,16 +257,17 @@ impl Editor {
                 .max()
                 .unwrap_or(0);
             editor.timeline.markers = saved.markers;
-            for region in &saved.regions {
-                if let Err(status) = editor.load(&region.cas_hash) {
+            for region in saved.regions {
+                if let Err(status) = editor.admit(&region.cas_hash, region.position_beats) {
                     tracing::error!(region = %region.region_id, %status, "a saved region cannot be loaded; it stays on the timeline but is silent");
                 }
+                editor.timeline.regions.push(region);
             }
-            editor.timeline.regions = saved.regions;
             tracing::info!(
                 path = %path.display(),
                 markers = editor.timeline.markers.len(),
                 regions = editor.timeline.regions.len(),
+                media = %mib(editor.media_bytes()),
                 "timeline restored"
             );
         }
@@ -196,6 +279,39 @@ impl Editor {
         &self.cas
     }
 
+    /// The media budget, in bytes.
+    pub fn media_budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Bytes the decoded media held now take: decoded objects, resampled copies and
+    /// rendered MIDI (shared buffers counted once).
+    pub fn media_bytes(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0;
+        let buffers = self
+            .media
+            .values()
+            .filter_map(|m| match m {
+                Media::Audio(audio) => Some(&audio.samples),
+                Media::Midi(_) => None,
+            })
+            .chain(self.audio.values())
+            .chain(self.midi.values());
+        for buffer in buffers {
+            if seen.insert(Arc::as_ptr(buffer)) {
+                total += (buffer.len() * std::mem::size_of::<f32>()) as u64;
+            }
+        }
+        total
+            + self
+                .media
+                .values()
+                .filter(|m| matches!(m, Media::Midi(_)))
+                .map(Media::bytes)
+                .sum::<u64>()
+    }
+
     fn save(&self) -> Result<(), Status> {
         let Some(path) = &self.path else { return Ok(()) };
         let bytes = self.timeline.to_proto(0.0, 0.0).encode_to_vec();
@@ -203,13 +319,126 @@ impl Editor {
             .map_err(|e| Status::internal(format!("saving the timeline to {}: {e}", path.display())))
     }
 
+    /// Bytes the timeline's media take once arranged at the playing rate under `map`: each
+    /// object decoded once, each WAV resampled once (shared when the rates match), each MIDI
+    /// region rendered once per position, and, with MIDI out, a cue per MIDI message.
+    /// `extra` is a region (object, position) not on the timeline yet.
+    fn footprint(&self, map: &TempoMap, extra: Option<(&str, f64)>) -> u64 {
+        let mut objects = std::collections::HashSet::new();
+        let mut renders = std::collections::HashSet::new();
+        let mut total = 0;
+        let regions = self
+            .timeline
+            .regions
+            .iter()
+            .map(|r| (r.cas_hash.as_str(), r.position_beats));
+        for (hash, position) in regions.chain(extra) {
+            let Some(media) = self.media.get(hash) else { continue };
+            if objects.insert(hash) {
+                total += media.bytes();
+                if let Media::Audio(audio) = media
+                    && audio.sample_rate != self.sample_rate
+                {
+                    total += media::resampled_frames(audio.frames(), audio.sample_rate, self.sample_rate)
+                        * media::FRAME_BYTES;
+                }
+            }
+            if let Media::Midi(song) = media {
+                if self.synth.is_some() && renders.insert((hash, position.to_bits())) {
+                    total += media::midi_render_frames(song, map, position, self.sample_rate) * media::FRAME_BYTES;
+                }
+                if self.midi_cues {
+                    total += (song.events.len() * std::mem::size_of::<Cue>()) as u64;
+                }
+            }
+        }
+        total
+    }
+
+    /// Refuses with RESOURCE_EXHAUSTED when `needed` bytes, and what running renders hold,
+    /// exceed the budget.
+    fn within_budget(&self, needed: u64, what: &str) -> Result<(), Status> {
+        let needed = needed + self.rendering.load(Ordering::Acquire);
+        if needed <= self.budget {
+            return Ok(());
+        }
+        Err(Status::resource_exhausted(format!(
+            "{what} would hold {} of decoded audio, over the media budget of {} (--media-budget, CHAOSGARDEN_MEDIA_BUDGET); remove regions to make room",
+            mib(needed),
+            mib(self.budget)
+        )))
+    }
+
+    /// Drops decoded objects no region uses any more.
+    fn evict_unused(&mut self) {
+        let used: std::collections::HashSet<&str> = self.timeline.regions.iter().map(|r| r.cas_hash.as_str()).collect();
+        self.media.retain(|hash, _| used.contains(hash.as_str()));
+        self.audio.retain(|hash, _| used.contains(hash.as_str()));
+        self.midi.retain(|key, _| used.contains(key.0.as_str()));
+    }
+
+    /// Loads (if need be) the object for a region at `position` and checks that the
+    /// timeline with it stays within the budget. On failure nothing new stays loaded.
+    fn admit(&mut self, hash: &str, position: f64) -> Result<Media, Status> {
+        let result = self.load(hash).and_then(|media| {
+            let needed = self.footprint(&self.timeline.map, Some((hash, position)));
+            self.within_budget(needed, "adding this region").map(|_| media)
+        });
+        if result.is_err() {
+            self.evict_unused();
+        }
+        result
+    }
+
+    /// Decodes an object, streaming it from the CAS: a WAV's header is checked, and what
+    /// decoding and resampling it will take is checked against the budget, before its
+    /// samples are read.
     fn load(&mut self, hash: &str) -> Result<Media, Status> {
+        use std::io::Read as _;
         if let Some(media) = self.media.get(hash) {
             return Ok(media.clone());
         }
         let parsed = cas::Hash::parse(hash).map_err(cas_status)?;
-        let bytes = self.cas.read(&parsed, MAX_OBJECT_BYTES, true).map_err(cas_status)?;
-        let media = media::parse(&bytes).map_err(|e| media_status(hash, e))?;
+        let reader = self.cas.open_reader(&parsed, true).map_err(cas_status)?;
+        let size = reader.size();
+        let read_error = |e: std::io::Error| {
+            Status::new(
+                hooteproto::v1::ErrorCode::DataLoss,
+                format!("reading CAS object {hash}: {e}"),
+            )
+        };
+        let mut input = std::io::BufReader::with_capacity(64 << 10, reader);
+        let mut head = Vec::with_capacity(media::SNIFF_BYTES);
+        (&mut input)
+            .take(media::SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(read_error)?;
+        let media = match media::sniff(&head).map_err(|e| media_status(hash, e))? {
+            media::Format::Midi => {
+                if size > media::MAX_MIDI_BYTES {
+                    return Err(media_status(hash, MediaError::MidiTooLarge(size)));
+                }
+                let mut bytes = Vec::with_capacity(size as usize);
+                bytes.extend_from_slice(&head);
+                input.read_to_end(&mut bytes).map_err(read_error)?;
+                Media::Midi(Arc::new(media::parse_midi(&bytes).map_err(|e| media_status(hash, e))?))
+            }
+            media::Format::Wav => {
+                let wav = media::WavFile::open(std::io::Cursor::new(head).chain(input), size)
+                    .map_err(|e| media_status(hash, e))?;
+                let resampled = if wav.sample_rate() == self.sample_rate {
+                    0
+                } else {
+                    media::resampled_frames(wav.frames(), wav.sample_rate(), self.sample_rate) * media::FRAME_BYTES
+                };
+                let needed = self.footprint(&self.timeline.map, None) + wav.decoded_bytes() + resampled;
+                self.within_budget(needed, "adding this WAV")?;
+                let (audio, rest) = wav.decode().map_err(|e| media_status(hash, e))?;
+                // Read what follows the samples too, so the CAS checks the object's hash.
+                std::io::copy(&mut rest.into_inner().1, &mut std::io::sink()).map_err(read_error)?;
+                Media::Audio(Arc::new(audio))
+            }
+        };
         self.media.insert(hash.to_string(), media.clone());
         Ok(media)
     }
@@ -226,7 +455,6 @@ impl Editor {
             }
         }
     }
-
     /// Adds a marker.
     pub fn add_marker(&mut self, request: pb::TimelineAddMarkerRequest) -> Result<pb::TimelineMarker, Status> {
         let kind = TimelineEventType::try_from(request.event_type)
@@ -293,8 +521,9 @@ impl Editor {
             )));
         }
         let hash = self.cas.resolve(hash).map_err(cas_status)?.to_string();
-        let media = self.load(&hash)?;
+        let media = self.admit(&hash, position_beats)?;
         if matches!(media, Media::Midi(_)) && self.synth.is_none() && !self.midi_cues {
+            self.evict_unused();
             return Err(Status::failed_precondition(
                 "this is a MIDI file, but chaosgarden has no SoundFont to render it and no MIDI output to send it to (start it with --soundfont FILE or --midi-out PORT)",
             ));
@@ -325,23 +554,26 @@ impl Editor {
         if markers == self.timeline.markers.len() && regions == self.timeline.regions.len() {
             return Err(Status::not_found(format!("no marker or region {id:?} on the timeline")));
         }
+        self.evict_unused();
         self.save()
     }
 
     /// Adds, replaces or removes a tempo change.
     pub fn set_tempo(&mut self, change: pb::TempoChange) -> Result<(), Status> {
+        let mut map = self.timeline.map.clone();
         if change.tempo_bpm == 0.0 {
-            self.timeline.map.remove(change.position_beats).map_err(time_status)?;
+            map.remove(change.position_beats).map_err(time_status)?;
         } else {
             let meter = match change.time_signature {
                 Some(ts) => Some(Meter::new(ts.numerator, ts.denominator).map_err(time_status)?),
                 None => None,
             };
-            self.timeline
-                .map
-                .set(change.position_beats, change.tempo_bpm, meter)
+            map.set(change.position_beats, change.tempo_bpm, meter)
                 .map_err(time_status)?;
         }
+        // MIDI renders last longer at a slower tempo.
+        self.within_budget(self.footprint(&map, None), "this tempo change")?;
+        self.timeline.map = map;
         // Audio regions keep their length in seconds, so their length in beats follows the tempo.
         let durations: Vec<f64> = self
             .timeline
@@ -378,10 +610,12 @@ impl Editor {
     }
 
     /// Builds what the real-time side plays, at `sample_rate`: audio rendered, cues sorted.
+    /// At the playing rate, resampled and rendered audio is kept for the next arrangement
+    /// (and what the timeline no longer uses is dropped); at any other rate nothing is kept.
     pub fn arrange(&mut self, version: u64, sample_rate: u32) -> Arrangement {
         let map = self.timeline.map.clone();
         let fingerprint = map_fingerprint(&map);
-        let mut clips = Vec::new();
+        let cache = sample_rate == self.sample_rate;
         let mut cues: Vec<Cue> = self
             .timeline
             .markers
@@ -392,8 +626,12 @@ impl Editor {
             })
             .collect();
         let regions = self.timeline.regions.clone();
-        self.render_missing_midi(&regions, &map, fingerprint, sample_rate);
-        let (mut used_audio, mut used_midi) = (Vec::new(), Vec::new());
+        let mut rendered = self.render_midi(&regions, &map, fingerprint, sample_rate);
+        if cache {
+            self.midi.extend(rendered.drain());
+        }
+        let mut clips = Vec::new();
+        let (mut used_audio, mut used_midi) = (std::collections::HashSet::new(), std::collections::HashSet::new());
         for region in &regions {
             let Some(media) = self.media.get(&region.cas_hash).cloned() else {
                 continue;
@@ -401,14 +639,14 @@ impl Editor {
             let gain = 10f64.powf(region.gain_db / 20.0) as f32;
             let start = map.sample_at(region.position_beats, sample_rate);
             let samples = match &media {
-                Media::Audio(audio) => {
-                    let key = (region.cas_hash.clone(), sample_rate);
-                    used_audio.push(key.clone());
+                Media::Audio(audio) if cache => {
+                    used_audio.insert(region.cas_hash.clone());
                     self.audio
-                        .entry(key)
-                        .or_insert_with(|| Arc::new(media::resample(audio, sample_rate).samples))
+                        .entry(region.cas_hash.clone())
+                        .or_insert_with(|| media::resample(audio, sample_rate).samples)
                         .clone()
                 }
+                Media::Audio(audio) => media::resample(audio, sample_rate).samples,
                 Media::Midi(song) => {
                     if self.midi_cues {
                         cues.extend(song.events.iter().map(|e| Cue {
@@ -416,16 +654,12 @@ impl Editor {
                             kind: CueKind::Midi(*e),
                         }));
                     }
-                    let key = (
-                        region.cas_hash.clone(),
-                        sample_rate,
-                        region.position_beats.to_bits(),
-                        fingerprint,
-                    );
-                    let Some(samples) = self.midi.get(&key).cloned() else {
+                    let key = midi_key(region, sample_rate, fingerprint);
+                    let held = if cache { self.midi.get(&key) } else { rendered.get(&key) };
+                    let Some(samples) = held.cloned() else {
                         continue;
                     };
-                    used_midi.push(key);
+                    used_midi.insert(key);
                     samples
                 }
             };
@@ -433,9 +667,12 @@ impl Editor {
         }
         clips.sort_by_key(|c| c.start);
         cues.sort_by(|a, b| a.beats.total_cmp(&b.beats));
-        // Keep renders the timeline still uses at this rate; drop the rest.
-        self.audio.retain(|k, _| k.1 != sample_rate || used_audio.contains(k));
-        self.midi.retain(|k, _| k.1 != sample_rate || used_midi.contains(k));
+        if cache {
+            // Keep what this arrangement plays; drop the rest (and objects no region uses).
+            self.audio.retain(|k, _| used_audio.contains(k));
+            self.midi.retain(|k, _| used_midi.contains(k));
+            self.evict_unused();
+        }
         let loop_range = self.timeline.loop_range.map(|(from, to)| {
             (
                 (from, to),
@@ -451,36 +688,173 @@ impl Editor {
             cues,
         }
     }
+
+    /// What [`crate::render::render`] mixes for beats `from..to` (`to == 0`: to the end) at
+    /// `sample_rate`. At the playing rate that is the arrangement that plays. At another
+    /// rate only the regions sounding in the range are resampled (only the frames in it) or
+    /// rendered, for this render alone. Refused with RESOURCE_EXHAUSTED when that, the
+    /// rendered WAV and the timeline's media together would exceed the budget; the
+    /// [`Reservation`] counts the render's own memory until the render is done with it.
+    pub fn arrange_for_render(
+        &mut self,
+        sample_rate: u32,
+        from: f64,
+        to: f64,
+    ) -> Result<(Arrangement, Reservation), Status> {
+        if !from.is_finite() || from < 0.0 || !to.is_finite() || to < 0.0 {
+            return Err(Status::invalid_argument(format!("cannot render {from}..{to} beats")));
+        }
+        if to != 0.0 && to <= from {
+            return Err(Status::invalid_argument(format!(
+                "to_beats ({to}) must be after from_beats ({from})"
+            )));
+        }
+        let map = self.timeline.map.clone();
+        let fingerprint = map_fingerprint(&map);
+        let cache = sample_rate == self.sample_rate;
+        // Where each region sounds at this rate, in frames.
+        let extents: Vec<Option<(u64, u64)>> = self
+            .timeline
+            .regions
+            .iter()
+            .map(|region| {
+                let start = map.sample_at(region.position_beats, sample_rate);
+                let frames = match self.media.get(&region.cas_hash)? {
+                    Media::Audio(audio) => media::resampled_frames(audio.frames(), audio.sample_rate, sample_rate),
+                    Media::Midi(song) if self.synth.is_some() => {
+                        media::midi_render_frames(song, &map, region.position_beats, sample_rate)
+                    }
+                    Media::Midi(_) => return None,
+                };
+                Some((start, start + frames))
+            })
+            .collect();
+        let first = map.sample_at(from, sample_rate);
+        let last = if to == 0.0 {
+            extents.iter().flatten().map(|e| e.1).max().unwrap_or(0)
+        } else {
+            map.sample_at(to, sample_rate)
+        };
+        let longest = (media::MAX_SECONDS * sample_rate as f64) as u64;
+        let footprint = self.footprint(&map, None);
+        let mut needed = footprint + last.saturating_sub(first).min(longest) * media::FRAME_BYTES;
+        let mut sounding = Vec::new();
+        let mut counted = std::collections::HashSet::new();
+        for (region, extent) in self.timeline.regions.iter().zip(&extents) {
+            let Some((start, end)) = *extent else { continue };
+            if start >= last.max(first + 1) || end <= first {
+                continue;
+            }
+            sounding.push(region.clone());
+            if cache {
+                continue;
+            }
+            match self.media.get(&region.cas_hash) {
+                Some(Media::Audio(audio)) if audio.sample_rate != sample_rate => {
+                    needed += end.min(last).saturating_sub(start.max(first)) * media::FRAME_BYTES;
+                }
+                Some(Media::Midi(_)) if counted.insert(midi_key(region, sample_rate, fingerprint)) => {
+                    needed += (end - start) * media::FRAME_BYTES;
+                }
+                _ => {}
+            }
+        }
+        self.within_budget(needed, "this render")?;
+        let bytes = needed - footprint;
+        self.rendering.fetch_add(bytes, Ordering::AcqRel);
+        let reservation = Reservation {
+            bytes,
+            held: self.rendering.clone(),
+        };
+        if cache {
+            return Ok((self.arrange(0, sample_rate), reservation));
+        }
+        let rendered = self.render_midi(&sounding, &map, fingerprint, sample_rate);
+        let mut clips = Vec::new();
+        for region in &sounding {
+            let Some(media) = self.media.get(&region.cas_hash) else {
+                continue;
+            };
+            let gain = 10f64.powf(region.gain_db / 20.0) as f32;
+            let start = map.sample_at(region.position_beats, sample_rate);
+            let clip = match media {
+                Media::Audio(audio) if audio.sample_rate == sample_rate => Placed {
+                    start,
+                    gain,
+                    samples: audio.samples.clone(),
+                },
+                Media::Audio(audio) => {
+                    let skip = first.saturating_sub(start);
+                    let span = media::resample_span(audio, sample_rate, skip, last.max(first + 1) - start);
+                    Placed {
+                        start: start + skip,
+                        gain,
+                        samples: Arc::new(span),
+                    }
+                }
+                Media::Midi(_) => match rendered.get(&midi_key(region, sample_rate, fingerprint)) {
+                    Some(samples) => Placed {
+                        start,
+                        gain,
+                        samples: samples.clone(),
+                    },
+                    None => continue,
+                },
+            };
+            clips.push(clip);
+        }
+        clips.sort_by_key(|c| c.start);
+        let arrangement = Arrangement {
+            version: 0,
+            sample_rate,
+            map,
+            clips,
+            loop_range: None,
+            cues: Vec::new(),
+        };
+        Ok((arrangement, reservation))
+    }
+}
+
+fn midi_key(region: &pb::TimelineRegion, sample_rate: u32, fingerprint: u64) -> MidiKey {
+    (
+        region.cas_hash.clone(),
+        sample_rate,
+        region.position_beats.to_bits(),
+        fingerprint,
+    )
 }
 
 impl Editor {
-    /// Renders the MIDI regions not rendered yet at this rate and tempo map, in parallel
-    /// (one SoundFont synthesizer per region, on every core).
-    fn render_missing_midi(
-        &mut self,
+    /// Renders the MIDI regions among `regions` not already rendered at this rate and tempo
+    /// map (when `sample_rate` is the playing rate), in parallel (one SoundFont synthesizer
+    /// per region, on every core).
+    fn render_midi(
+        &self,
         regions: &[pb::TimelineRegion],
         map: &TempoMap,
         fingerprint: u64,
         sample_rate: u32,
-    ) {
-        let Some(synth) = self.synth.clone() else { return };
+    ) -> HashMap<MidiKey, Arc<Vec<f32>>> {
+        let mut done = HashMap::new();
+        let Some(synth) = self.synth.clone() else { return done };
+        let cached = if sample_rate == self.sample_rate {
+            Some(&self.midi)
+        } else {
+            None
+        };
         let mut missing = Vec::new();
         for region in regions {
-            let key = (
-                region.cas_hash.clone(),
-                sample_rate,
-                region.position_beats.to_bits(),
-                fingerprint,
-            );
+            let key = midi_key(region, sample_rate, fingerprint);
             if let Some(Media::Midi(song)) = self.media.get(&region.cas_hash)
-                && !self.midi.contains_key(&key)
+                && !cached.is_some_and(|c| c.contains_key(&key))
                 && !missing.iter().any(|(k, _, _)| *k == key)
             {
                 missing.push((key, song.clone(), region.position_beats));
             }
         }
         if missing.is_empty() {
-            return;
+            return done;
         }
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -508,11 +882,12 @@ impl Editor {
         for (key, result) in rendered.into_iter().flatten() {
             match result {
                 Ok(samples) => {
-                    self.midi.insert(key, Arc::new(samples));
+                    done.insert(key, Arc::new(samples));
                 }
                 Err(e) => tracing::error!(cas_hash = %key.0, error = %e, "cannot render a MIDI region"),
             }
         }
+        done
     }
 }
 
