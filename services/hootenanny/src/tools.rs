@@ -40,7 +40,7 @@ const TOOLS: &[(&str, &str, &str)] = &[
     (
         "graph_query",
         "GraphQueryRequest",
-        "Run a GraphQL query over artifacts, their lineage (parents, children, ancestors), tags, creators, CAS objects and device bindings. The schema is the resource hootenanny://graph/schema.graphql.",
+        "Run a GraphQL query over artifacts, their lineage (parents, children, ancestors), tags, creators, CAS objects and device bindings. The schema is the resource hootenanny://graph/schema.graphql. A query is priced before it runs, each list at its bound (its `first` argument, or 64 parents, 1000 ancestors): pass a smaller `first` if one is refused as over budget.",
     ),
     (
         "graph_bind",

@@ -136,6 +136,16 @@ async fn duplicate_parents_count_once_and_list_fan_out_is_priced() {
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     answers_ping(client).await;
 
+    // The README's example fits the default budgets.
+    let example = r#"{ artifacts(tag: "jazz") { name ancestors { name } } }"#;
+    assert!(
+        query(client, example.into())
+            .await
+            .expect("the README example")
+            .errors
+            .is_empty()
+    );
+
     // Two levels are fine, and the lineage is what was asked.
     let two = format!(
         "{{ artifact(id: \"{}\") {{ parents {{ name children {{ name }} }} }} }}",
