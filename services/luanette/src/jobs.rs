@@ -46,10 +46,28 @@ pub struct JobsConfig {
     pub limits: Limits,
     /// How long finished jobs are kept.
     pub retention: Duration,
+    /// Unfinished jobs one client (one routing id) may have at once.
+    pub max_unfinished_per_client: usize,
+    /// Largest params a job is started with, encoded (larger data goes to the CAS by hash).
+    pub max_params: usize,
+    /// Largest result a job may finish with, encoded; a larger one fails the job.
+    pub max_result: usize,
 }
+
+impl JobsConfig {
+    /// The documented defaults: 1 MiB params and results, 256 unfinished jobs per client.
+    pub const DEFAULT_MAX_PARAMS: usize = 1 << 20;
+    pub const DEFAULT_MAX_RESULT: usize = 1 << 20;
+    pub const DEFAULT_MAX_UNFINISHED_PER_CLIENT: usize = 256;
+}
+
+/// The most one `job_list` page holds, encoded; it ends early past this.
+const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// A job that has not finished: how to cancel it and what it last reported.
 struct Live {
+    /// The routing id of the client that started it.
+    owner: Vec<u8>,
     cancel: Arc<AtomicBool>,
     progress: Mutex<(f64, String, Option<Instant>)>,
 }
@@ -204,6 +222,7 @@ impl Jobs {
         params: Option<hooteproto::wkt::Struct>,
         tags: Vec<String>,
         traceparent: String,
+        owner: &[u8],
     ) -> Result<JobInfo, Status> {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(Status::unavailable("luanette is shutting down"));
@@ -216,7 +235,19 @@ impl Jobs {
             ),
             None => None,
         };
+        let size = prost_params.as_ref().map_or(0, prost::Message::encoded_len);
+        if size > self.config.max_params {
+            return Err(Status::invalid_argument(format!(
+                "job params are {size} bytes, more than the {} allowed (--max-job-params); store large data with \
+                 cas_store and pass its hash",
+                self.config.max_params
+            ))
+            .with_details(details(
+                serde_json::json!({"kind": "params_too_large", "limit": self.config.max_params}),
+            )));
+        }
         let live = Arc::new(Live {
+            owner: owner.to_vec(),
             cancel: Arc::new(AtomicBool::new(false)),
             progress: Mutex::new((0.0, String::new(), None)),
         });
@@ -225,8 +256,15 @@ impl Jobs {
             let mut map = self.live.lock().map_err(internal)?;
             if map.len() >= self.config.max_unfinished {
                 return Err(Status::resource_exhausted(format!(
-                    "{} jobs are unfinished; wait for some to finish",
+                    "{} jobs are unfinished, the most luanette keeps (--max-unfinished-jobs); wait for some to finish",
                     map.len()
+                )));
+            }
+            let own = map.values().filter(|live| live.owner == owner).count();
+            if own >= self.config.max_unfinished_per_client {
+                return Err(Status::resource_exhausted(format!(
+                    "this client has {own} unfinished jobs, the most one client may have \
+                     (--max-unfinished-jobs-per-client); wait for some to finish or cancel them"
                 )));
             }
             map.insert(job_id.clone(), live.clone());
@@ -358,6 +396,23 @@ impl Jobs {
         let task = Task::Main { code, params, context };
         match self.runner.run(task, self.config.limits, live.cancel.clone()).await {
             Ok(outcome) => match outcome.result {
+                Ok(value) if prost::Message::encoded_len(&value) > self.config.max_result => (
+                    JobState::Failed,
+                    None,
+                    Some(
+                        Status::resource_exhausted(format!(
+                            "the job's result is {} bytes, more than the {} a job record keeps (--max-job-result); \
+                             store large data with cas.store and return its hash",
+                            prost::Message::encoded_len(&value),
+                            self.config.max_result
+                        ))
+                        .with_details(details(
+                            serde_json::json!({"kind": "result_too_large", "limit": self.config.max_result}),
+                        ))
+                        .to_proto(),
+                    ),
+                    outcome.output,
+                ),
                 Ok(value) => (JobState::Succeeded, Some(value), None, outcome.output),
                 Err(EvalError::Cancelled) if self.stopping.load(Ordering::Relaxed) => (
                     JobState::Failed,
@@ -527,7 +582,14 @@ impl Jobs {
     }
 
     /// One page of jobs, newest first, optionally only those in `status`.
-    pub fn list(&self, status: JobState, page_size: usize, page_token: &str) -> Result<pb::JobListReply, Status> {
+    /// Params are left out unless `include_params`; a page ends early past [`MAX_PAGE_BYTES`].
+    pub fn list(
+        &self,
+        status: JobState,
+        page_size: usize,
+        page_token: &str,
+        include_params: bool,
+    ) -> Result<pb::JobListReply, Status> {
         let page_size = if page_size == 0 {
             DEFAULT_PAGE
         } else {
@@ -539,6 +601,7 @@ impl Jobs {
             self.tree.range::<&[u8], _>(..page_token.as_bytes())
         };
         let mut jobs = Vec::new();
+        let mut page_bytes = 0usize;
         let mut next_page_token = String::new();
         for item in range.rev() {
             let (_, bytes) = item.map_err(internal)?;
@@ -546,12 +609,17 @@ impl Jobs {
             if status != JobState::Unspecified && state_of(&job) != status {
                 continue;
             }
-            if jobs.len() == page_size {
+            // Listing leaves out logs (and params unless asked); job_status has them.
+            job.logs.clear();
+            if !include_params {
+                job.params = None;
+            }
+            let size = prost::Message::encoded_len(&job);
+            if jobs.len() == page_size || (!jobs.is_empty() && page_bytes + size > MAX_PAGE_BYTES) {
                 next_page_token = jobs.last().map(|j: &JobInfo| j.job_id.clone()).unwrap_or_default();
                 break;
             }
-            // Listing leaves out logs; job_status has them.
-            job.logs.clear();
+            page_bytes += size;
             jobs.push(job);
         }
         Ok(pb::JobListReply { jobs, next_page_token })

@@ -73,6 +73,12 @@ pub struct Config {
     pub max_jobs: usize,
     /// Jobs that may be unfinished at once.
     pub max_unfinished_jobs: usize,
+    /// Unfinished jobs one client (routing id) may have at once.
+    pub max_unfinished_jobs_per_client: usize,
+    /// Largest job params, encoded.
+    pub max_job_params: usize,
+    /// Largest job result, encoded.
+    pub max_job_result: usize,
     /// Limits of one job.
     pub job_limits: sandbox::Limits,
     /// How long finished jobs are kept.
@@ -104,6 +110,9 @@ impl Config {
             limits: sandbox::Limits::default(),
             max_jobs: 8,
             max_unfinished_jobs: 10_000,
+            max_unfinished_jobs_per_client: jobs::JobsConfig::DEFAULT_MAX_UNFINISHED_PER_CLIENT,
+            max_job_params: jobs::JobsConfig::DEFAULT_MAX_PARAMS,
+            max_job_result: jobs::JobsConfig::DEFAULT_MAX_RESULT,
             job_limits: sandbox::Limits::default(),
             job_retention: Duration::from_secs(7 * 24 * 3600),
             models: stdlib::Models::default(),
@@ -179,6 +188,9 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
             max_unfinished: config.max_unfinished_jobs,
             limits: config.job_limits,
             retention: config.job_retention,
+            max_unfinished_per_client: config.max_unfinished_jobs_per_client,
+            max_params: config.max_job_params,
+            max_result: config.max_job_result,
         },
         publisher.clone(),
         pool("job", config.max_jobs, config.max_unfinished_jobs, config.job_limits),

@@ -47,6 +47,18 @@ struct Args {
     /// Wall-clock limit of one job, in seconds.
     #[arg(long, env = "LUANETTE_JOB_TIMEOUT_SECS", default_value_t = 30)]
     job_timeout_secs: u64,
+    /// Jobs that may be unfinished (pending or running) at once.
+    #[arg(long, env = "LUANETTE_MAX_UNFINISHED_JOBS", default_value_t = 10_000)]
+    max_unfinished_jobs: usize,
+    /// Unfinished jobs one client (one routing id) may have at once.
+    #[arg(long, env = "LUANETTE_MAX_UNFINISHED_JOBS_PER_CLIENT", default_value_t = 256)]
+    max_unfinished_jobs_per_client: usize,
+    /// Largest params a job may be started with, in bytes (larger data goes to the CAS by hash).
+    #[arg(long, env = "LUANETTE_MAX_JOB_PARAMS", default_value_t = 1 << 20)]
+    max_job_params: usize,
+    /// Largest result a job may finish with, in bytes; a larger one fails the job.
+    #[arg(long, env = "LUANETTE_MAX_JOB_RESULT", default_value_t = 1 << 20)]
+    max_job_result: usize,
     /// How long finished jobs are kept, in seconds (default: 7 days).
     #[arg(long, env = "LUANETTE_JOB_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
     job_retention_secs: u64,
@@ -106,6 +118,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.job_limits.wall = Duration::from_secs(args.job_timeout_secs);
     config.job_limits.memory = args.memory_limit_mib << 20;
     config.job_retention = Duration::from_secs(args.job_retention_secs);
+    config.max_unfinished_jobs = args.max_unfinished_jobs;
+    config.max_unfinished_jobs_per_client = args.max_unfinished_jobs_per_client;
+    config.max_job_params = args.max_job_params;
+    config.max_job_result = args.max_job_result;
     config.sandbox_program = args.sandbox_program.clone();
     config.warm_sandboxes = args.warm_sandboxes;
     let backend = |url: Option<String>| luanette::stdlib::Backend {

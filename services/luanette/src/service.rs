@@ -170,7 +170,14 @@ impl Service {
         let (info, source) = self.scripts.source(script_hash)?;
         crate::scripts::validate_params(&info, params.as_ref())?;
         self.jobs
-            .start(info.script_hash, source, params, tags, traceparent(context))
+            .start(
+                info.script_hash,
+                source,
+                params,
+                tags,
+                traceparent(context),
+                &context.peer,
+            )
             .await
     }
 
@@ -269,6 +276,7 @@ impl Handler for Service {
                     status,
                     request.page_size as usize,
                     &request.page_token,
+                    request.include_params,
                 )?))
             }
             Payload::TimelineEvent(request) => self.timeline_event(&context, request).await,

@@ -172,6 +172,7 @@ async fn a_job_runs_main_and_keeps_result_logs_and_progress() {
             status: JobState::Succeeded as i32,
             page_size: 0,
             page_token: String::new(),
+            include_params: false,
         })
         .await
         .expect("list");
@@ -352,6 +353,7 @@ async fn failures_are_recorded_with_their_kind() {
             status: JobState::Failed as i32,
             page_size: 2,
             page_token: String::new(),
+            include_params: false,
         })
         .await
         .expect("list");
@@ -362,6 +364,7 @@ async fn failures_are_recorded_with_their_kind() {
             status: JobState::Failed as i32,
             page_size: 2,
             page_token: failed.next_page_token.clone(),
+            include_params: false,
         })
         .await
         .expect("page 2");
@@ -690,4 +693,87 @@ async fn the_abc_example_transposes_and_stores_a_tune() {
         .remove(0);
     assert_eq!(state(&failed), JobState::Failed);
     assert!(failed.error.expect("error").message.contains("cannot be played"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_sizes_are_bounded_where_they_are_stored_and_one_client_cannot_take_every_slot() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lua = start_with(dir.path(), |c| {
+        c.max_job_params = 64 << 10;
+        c.max_job_result = 64 << 10;
+        c.max_unfinished_jobs_per_client = 3;
+    })
+    .await;
+    let echo = store(&lua.client, "function main(p) return p end").await;
+
+    // Params over the cap are refused before anything is recorded.
+    let big = "x".repeat(100 << 10);
+    let refused = execute(&lua.client, &echo, serde_json::json!({ "blob": big }))
+        .await
+        .expect_err("params over the cap");
+    assert_eq!(refused.code(), ErrorCode::InvalidArgument, "{refused}");
+    assert!(refused.to_string().contains("--max-job-params"), "{refused}");
+
+    // A result over the cap fails the job, naming the cap; it is never recorded whole.
+    let grow = store(&lua.client, "function main() return string.rep('y', 100 << 10) end").await;
+    let id = execute(&lua.client, &grow, serde_json::json!({})).await.expect("start");
+    poll(&lua.client, &[&id], 10_000, PollMode::All).await;
+    let job = status(&lua.client, &id).await;
+    assert_eq!(state(&job), JobState::Failed, "{job:?}");
+    let error = job.error.expect("why it failed");
+    assert_eq!(error.code, ErrorCode::ResourceExhausted as i32, "{error:?}");
+    assert!(error.message.contains("--max-job-result"), "{error:?}");
+    assert!(job.result.is_none());
+
+    // job_list leaves params out unless asked.
+    let small = execute(&lua.client, &echo, serde_json::json!({ "n": 1 }))
+        .await
+        .expect("start");
+    poll(&lua.client, &[&small], 10_000, PollMode::All).await;
+    for include_params in [false, true] {
+        let page = lua
+            .client
+            .call(JobListRequest {
+                include_params,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let listed = page.jobs.iter().find(|j| j.job_id == small).expect("listed");
+        assert_eq!(listed.params.is_some(), include_params);
+    }
+
+    // One client (one routing id) may hold at most 3 unfinished jobs; another still gets in.
+    let endless = store(
+        &lua.client,
+        "function main() local t = os.clock() while os.clock() - t < 20 do end end",
+    )
+    .await;
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        mine.push(
+            execute(&lua.client, &endless, serde_json::json!({}))
+                .await
+                .expect("within the cap"),
+        );
+    }
+    let over = execute(&lua.client, &endless, serde_json::json!({}))
+        .await
+        .expect_err("a fourth unfinished job");
+    assert_eq!(over.code(), ErrorCode::ResourceExhausted, "{over}");
+    assert!(over.to_string().contains("--max-unfinished-jobs-per-client"), "{over}");
+    let endpoint = lua.client.endpoint().to_string();
+    let other = Client::connect(ClientConfig::new(endpoint)).expect("another client");
+    let theirs = execute(&other, &echo, serde_json::json!({ "n": 2 }))
+        .await
+        .expect("another client is not refused");
+    for id in &mine {
+        other
+            .call(JobCancelRequest { job_id: id.clone() })
+            .await
+            .expect("cancel");
+    }
+    let done = poll(&other, &[&theirs], 10_000, PollMode::All).await;
+    assert_eq!(done.pending_job_ids.len(), 0, "the other client's job finished");
+    let _ = lua.stop.send(());
 }
