@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import uuid
+from pathlib import Path
 
 from google.protobuf import json_format, struct_pb2
 
@@ -27,15 +28,37 @@ def connection_lost(endpoint: str, case: str) -> HootError:
     )
 
 
-def load_key(key: bytes | str | None = None) -> bytes | None:
-    """The shared key: given, else $HOOT_KEY_FILE (trailing whitespace dropped), else $HOOT_KEY."""
+KEY_FILE_NAME = "hoot.key"
+
+
+def data_dir() -> Path:
+    """The data directory, as every Hootenanny program finds it: $HOOT_DATA_DIR, else
+    $XDG_DATA_HOME/hootenanny, else ~/.local/share/hootenanny."""
+    if os.environ.get("HOOT_DATA_DIR"):
+        return Path(os.environ["HOOT_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "hootenanny"
+
+
+def _read_key_file(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read().rstrip()  # trailing whitespace (a final newline) is not part of the key
+
+
+def load_key(key: bytes | str | None = None, key_file: str | os.PathLike | None = None) -> bytes | None:
+    """The shared key, found as every Hootenanny program finds it: `key`, else the file
+    `key_file`, else the file $HOOT_KEY_FILE, else $HOOT_KEY, else <data dir>/hoot.key if it
+    exists (the key `holler up` creates); none means unsigned."""
     if key is not None:
         key = key.encode() if isinstance(key, str) else key
+    elif key_file is not None:
+        key = _read_key_file(key_file)
     elif os.environ.get("HOOT_KEY_FILE"):
-        with open(os.environ["HOOT_KEY_FILE"], "rb") as f:
-            key = f.read().rstrip()
+        key = _read_key_file(os.environ["HOOT_KEY_FILE"])
     elif os.environ.get("HOOT_KEY"):
         key = os.environ["HOOT_KEY"].encode()
+    elif (data_dir() / KEY_FILE_NAME).exists():
+        key = _read_key_file(data_dir() / KEY_FILE_NAME)
     if key is not None and len(key) < 16:
         raise ValueError("a HOOT/1 key must be at least 16 bytes (PROTOCOL.md §5)")
     return key

@@ -7,6 +7,7 @@ idempotent, else UNAVAILABLE (PROTOCOL.md §9)."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import zmq
 import zmq.asyncio
@@ -20,12 +21,12 @@ from hooteproto.v1 import error_pb2
 class Client(Calls):
     """The asyncio flavour of `hooteproto.Client`: the same methods, as coroutines."""
 
-    def __init__(self, endpoint: str, *, key: bytes | str | None = None, timeout: float = 10.0,
-                 attempt_timeout: float = 1.0, name: str = "py-aio"):
+    def __init__(self, endpoint: str, *, key: bytes | str | None = None, key_file: str | os.PathLike | None = None,
+                 timeout: float = 10.0, attempt_timeout: float = 1.0, name: str = "py-aio"):
         self.endpoint = endpoint
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
-        self._framer = Framer(load_key(key), name)
+        self._framer = Framer(load_key(key, key_file), name)
         self._context = zmq.asyncio.Context.instance()
         self._pending: dict[str, asyncio.Future] = {}
         self._socket = None

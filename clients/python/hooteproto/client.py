@@ -5,6 +5,7 @@ in flight stops waiting at once: resent if idempotent, else UNAVAILABLE (PROTOCO
 
 from __future__ import annotations
 
+import os
 import time
 
 import zmq
@@ -20,15 +21,18 @@ class Client(Calls):
 
     - `timeout`: seconds for a whole request (retries included), sent as `timeout_ms`.
     - `attempt_timeout`: seconds one attempt of an idempotent request waits before resending.
-    - `key`: the shared HMAC key (default: $HOOT_KEY_FILE or $HOOT_KEY; none: unsigned).
+    - `key` / `key_file`: the shared HMAC key, or a file holding it (default: the file
+      $HOOT_KEY_FILE, else $HOOT_KEY, else <data dir>/hoot.key if it exists, the data dir being
+      $HOOT_DATA_DIR or ~/.local/share/hootenanny; none: unsigned). With a key, unsigned
+      replies are dropped.
     """
 
-    def __init__(self, endpoint: str, *, key: bytes | str | None = None, timeout: float = 10.0,
-                 attempt_timeout: float = 1.0, name: str = "py"):
+    def __init__(self, endpoint: str, *, key: bytes | str | None = None, key_file: str | os.PathLike | None = None,
+                 timeout: float = 10.0, attempt_timeout: float = 1.0, name: str = "py"):
         self.endpoint = endpoint
         self.timeout = timeout
         self.attempt_timeout = attempt_timeout
-        self._framer = Framer(load_key(key), name)
+        self._framer = Framer(load_key(key, key_file), name)
         self._context = zmq.Context.instance()
         self._socket = None
         self._monitor = None

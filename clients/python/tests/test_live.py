@@ -24,8 +24,29 @@ from hooteproto.v1 import error_pb2, job_pb2, transport_pb2  # noqa: E402
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     s = Stack(tmp_path_factory.mktemp("clients-python"))
-    yield s
+    with pytest.MonkeyPatch.context() as env:
+        # As a user on the stack's host: clients find <data dir>/hoot.key, the key `holler up`
+        # created, by themselves.
+        env.setenv("HOOT_DATA_DIR", str(s.data))
+        env.delenv("HOOT_KEY", raising=False)
+        env.delenv("HOOT_KEY_FILE", raising=False)
+        yield s
     s.stop()
+
+
+def test_holler_up_requires_its_key_and_clients_find_it(stack):
+    key_file = stack.data / "hoot.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and stack.data.stat().st_mode & 0o777 == 0o700
+    assert hooteproto._core.load_key() == key_file.read_bytes().rstrip()
+    with hooteproto.Client(stack.endpoints["luanette"]) as lua:
+        assert lua.lua_eval("return 6 * 7").result.number_value == 42
+    with hooteproto.Client(stack.endpoints["luanette"], key_file=str(key_file)) as lua:
+        assert lua.ping().service == "luanette"
+    forged = hooteproto.Client(stack.endpoints["luanette"], key=b"not the key this stack holds", timeout=0.7,
+                               attempt_timeout=0.3)
+    with forged, pytest.raises(HootError) as error:
+        forged.lua_eval("return 1")  # dropped, never answered (PROTOCOL.md §5)
+    assert error.value.code_name == "DEADLINE_EXCEEDED"
 
 
 def test_typed_calls_against_every_service(stack):

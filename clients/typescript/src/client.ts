@@ -25,8 +25,13 @@ import {
 
 /** How a client behaves unless a call says otherwise. */
 export interface ClientOptions {
-  /** The shared HMAC key (default: the file `$HOOT_KEY_FILE`, else `$HOOT_KEY`; none: unsigned). */
+  /**
+   * The shared HMAC key (default: the file `keyFile`, else the file `$HOOT_KEY_FILE`, else
+   * `$HOOT_KEY`, else `<data dir>/hoot.key` if it exists; none: unsigned).
+   */
   key?: string | Uint8Array;
+  /** A file holding the shared HMAC key (trailing whitespace dropped), when `key` is not given. */
+  keyFile?: string;
   /** Milliseconds for a whole request, retries included; sent as `Envelope.timeout_ms`. Default 10 000. */
   timeoutMs?: number;
   /** Milliseconds one attempt of an idempotent request waits before it is resent. Default 1 000. */
@@ -85,7 +90,7 @@ export class Client extends Calls {
   ) {
     super();
     this.maxMessageSize = options.maxMessageSize ?? MAX_MESSAGE_SIZE;
-    this.framer = new Framer(loadKey(options.key), options.name ?? "ts", this.maxMessageSize);
+    this.framer = new Framer(loadKey(options.key, options.keyFile), options.name ?? "ts", this.maxMessageSize);
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 1_000;
   }

@@ -12,8 +12,10 @@ export { type CallOptions, Client, type ClientOptions, type RequestInit } from "
 export { HootError } from "./errors.js";
 export * from "./gen/hooteproto/v1/index.js";
 export {
+  dataDir,
   Framer,
   isIdempotent,
+  KEY_FILE_NAME,
   loadKey,
   MAX_MESSAGE_SIZE,
   PROTOCOL,

@@ -2,7 +2,9 @@
 // reply decoding, shared by every request a client sends.
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 
 import { create, fromBinary, getOption, type MessageInitShape } from "@bufbuild/protobuf";
 
@@ -28,18 +30,41 @@ export type MessageOf<C extends Payload["case"]> = Extract<Payload, { case: C }>
 /** What a request of case `C` is answered with. */
 export type ReplyOf<C extends RequestCase> = MessageOf<`${C}Reply`>;
 
+/** The key file's name in the data directory: what `holler up` creates, and where clients look last. */
+export const KEY_FILE_NAME = "hoot.key";
+
 /**
- * The shared key: given, else the file `$HOOT_KEY_FILE` (trailing whitespace dropped), else
- * `$HOOT_KEY`; none means unsigned (§5). A key shorter than 16 bytes is refused.
+ * The data directory, as every Hootenanny program finds it: `$HOOT_DATA_DIR`, else
+ * `$XDG_DATA_HOME/hootenanny`, else `~/.local/share/hootenanny`.
  */
-export function loadKey(key?: string | Uint8Array): Buffer | undefined {
+export function dataDir(): string {
+  if (process.env.HOOT_DATA_DIR) return process.env.HOOT_DATA_DIR;
+  return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "hootenanny");
+}
+
+/** A key file's contents; trailing whitespace (a final newline) is not part of the key. */
+function readKeyFile(path: string): Buffer {
+  return Buffer.from(readFileSync(path).toString("latin1").trimEnd(), "latin1");
+}
+
+/**
+ * The shared key, found as every Hootenanny program finds it: `key`, else the file `keyFile`,
+ * else the file `$HOOT_KEY_FILE`, else `$HOOT_KEY`, else `<data dir>/hoot.key` if it exists (the
+ * key `holler up` creates); none means unsigned (§5). A key shorter than 16 bytes is refused.
+ */
+export function loadKey(key?: string | Uint8Array, keyFile?: string): Buffer | undefined {
   let found: Buffer | undefined;
+  const inDataDir = join(dataDir(), KEY_FILE_NAME);
   if (key !== undefined) {
     found = Buffer.from(key);
+  } else if (keyFile !== undefined) {
+    found = readKeyFile(keyFile);
   } else if (process.env.HOOT_KEY_FILE) {
-    found = Buffer.from(readFileSync(process.env.HOOT_KEY_FILE).toString("latin1").trimEnd(), "latin1");
+    found = readKeyFile(process.env.HOOT_KEY_FILE);
   } else if (process.env.HOOT_KEY) {
     found = Buffer.from(process.env.HOOT_KEY);
+  } else if (existsSync(inDataDir)) {
+    found = readKeyFile(inDataDir);
   }
   if (found !== undefined && found.length < 16) {
     throw new RangeError("a HOOT/1 key must be at least 16 bytes (PROTOCOL.md §5)");

@@ -3,6 +3,8 @@
 // and a restart of the whole stack in the middle of a request that the client rides out.
 
 import assert from "node:assert/strict";
+import { statSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import {
@@ -10,6 +12,8 @@ import {
   ErrorCode,
   HootError,
   JobState,
+  KEY_FILE_NAME,
+  loadKey,
   PlaybackState,
   plain,
   TimelineEventType,
@@ -29,11 +33,37 @@ async function failure(promise: Promise<unknown>): Promise<HootError> {
 
 describe("against holler up", () => {
   let stack: Stack;
+  const ambient = process.env.HOOT_DATA_DIR;
   before(async () => {
     stack = await Stack.start();
+    // As a user on the stack's host: clients find <data dir>/hoot.key, the key holler up
+    // created, by themselves.
+    process.env.HOOT_DATA_DIR = stack.dataDir;
   });
   after(async () => {
+    if (ambient === undefined) delete process.env.HOOT_DATA_DIR;
+    else process.env.HOOT_DATA_DIR = ambient;
     assert.equal(await stack.stop(), 0, "holler up exits cleanly on SIGTERM");
+  });
+
+  test("holler up requires a key, and clients find it in the data dir", async () => {
+    const found = loadKey();
+    assert.ok(found !== undefined && found.length === 64, "holler up created a 64-hex-character key");
+    assert.equal(statSync(join(stack.dataDir, KEY_FILE_NAME)).mode & 0o777, 0o600, "hoot.key is 0600");
+    assert.equal(statSync(stack.dataDir).mode & 0o777, 0o700, "the data dir is 0700");
+    const signed = new Client(stack.endpoints.luanette);
+    const forged = new Client(stack.endpoints.luanette, {
+      key: "not the key this stack holds!",
+      timeoutMs: 700,
+      attemptTimeoutMs: 300,
+    });
+    try {
+      assert.equal((await signed.luaEval("return 6 * 7")).result?.kind.value, 42);
+      assert.equal((await failure(forged.luaEval("return 1"))).code, ErrorCode.DEADLINE_EXCEEDED);
+    } finally {
+      signed.close();
+      forged.close();
+    }
   });
 
   test("typed calls reach every service", async () => {

@@ -51,6 +51,11 @@ export class Stack {
   private broadcasts = "";
   private child: ChildProcess | undefined;
 
+  /** The stack's data directory, where `holler up` creates `hoot.key`. */
+  get dataDir(): string {
+    return join(this.dir, "data");
+  }
+
   static async start(): Promise<Stack> {
     const stack = new Stack();
     for (const name of ["luanette", "hootenanny", "chaosgarden"] as const) {
@@ -69,7 +74,7 @@ export class Stack {
     this.child = spawn(
       join(TARGET, "holler"),
       ["--luanette", e.luanette, "--hootenanny", e.hootenanny, "--chaosgarden", e.chaosgarden, "up"].concat(
-        ["--data-dir", join(this.dir, "data"), "--port", String(this.port), "--audio-device", "none"],
+        ["--data-dir", this.dataDir, "--port", String(this.port), "--audio-device", "none"],
         ["--broadcasts", this.broadcasts, "--no-health"],
       ),
       { stdio: ["ignore", out, out] },
@@ -118,6 +123,8 @@ export class EchoServer {
     const env = { ...process.env };
     delete env.HOOT_KEY_FILE;
     delete env.HOOT_KEY;
+    // An empty data dir: no <data dir>/hoot.key can give it a key behind the test's back.
+    env.HOOT_DATA_DIR = dir;
     if (key !== undefined) env.HOOT_KEY = key;
     const child = spawn(join(TARGET, "examples", "echo-server"), ["--bind", endpoint], { stdio: ["ignore", out, out], env });
     const port = Number(endpoint.split(":").pop());
