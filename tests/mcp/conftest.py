@@ -47,7 +47,9 @@ class Stack:
             token_file.write_text(token + "\n")
             args += ["--token-file", str(token_file)]
         self.log = open(tmp / "holler.log", "a")
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        # No key from the environment: holler up creates (or reuses) <data dir>/hoot.key.
+        env = {k: v for k, v in os.environ.items() if k not in ("HOOT_KEY", "HOOT_KEY_FILE")}
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -63,7 +65,12 @@ class Stack:
         raise RuntimeError(f"holler up did not come up; log: {(tmp / 'holler.log').read_text()}")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """The `holler` CLI as a user on this host runs it: it finds the key `holler up` created
+        in the data directory by itself."""
         env = dict(os.environ, **{f"HOLLER_{k.upper()}": v for k, v in self.endpoints.items()})
+        for name in ("HOOT_KEY", "HOOT_KEY_FILE"):
+            env.pop(name, None)
+        env["HOOT_DATA_DIR"] = str(self.data)
         return subprocess.run([str(HOLLER), *args], env=env, capture_output=True, text=True, timeout=60)
 
     def stop(self) -> int:

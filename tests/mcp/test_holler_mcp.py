@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 
@@ -265,11 +266,15 @@ def test_sessions_hear_when_a_backend_comes_back(tmp_path):
 
     lua_endpoint = f"tcp://127.0.0.1:{free_port()}"
     port = free_port()
+    # Gateway and Luanette share a data dir, as on one host: neither has a key there, so both
+    # run unsigned (a key in ~/.local/share/hootenanny must not sign for the gateway alone).
+    env = {k: v for k, v in os.environ.items() if k not in ("HOOT_KEY", "HOOT_KEY_FILE")}
+    env["HOOT_DATA_DIR"] = str(tmp_path / "lua")
     serve = subprocess.Popen(
         [str(HOLLER), "--luanette", lua_endpoint,
          "--hootenanny", f"tcp://127.0.0.1:{free_port()}", "--chaosgarden", f"tcp://127.0.0.1:{free_port()}",
          "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     luanette = None
     try:
         url = f"http://127.0.0.1:{port}/mcp"
@@ -296,7 +301,7 @@ def test_sessions_hear_when_a_backend_comes_back(tmp_path):
                     luanette = subprocess.Popen(
                         [str(ROOT / "target" / "debug" / "luanette"), "--bind", lua_endpoint,
                          "--data-dir", str(tmp_path / "lua"), "--pub-bind", "none", "--health-bind", "none"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
                     await asyncio.wait_for(heard.wait(), timeout=15)
                     after = {t.name for t in (await session.list_tools()).tools}
                     return before, after
