@@ -28,7 +28,7 @@ pub const GRACE: Duration = Duration::from_millis(150);
 const CANCEL_CHECK: Duration = Duration::from_millis(10);
 /// Address space a sandbox process needs beyond its Lua memory limit: the binary's
 /// mappings, its runtime, an HTTP client, and the conversion of a large result.
-const ADDRESS_SPACE_OVERHEAD: usize = 768 << 20;
+const ADDRESS_SPACE_OVERHEAD: usize = 192 << 20;
 /// Events (progress, otel) a run may send; past this the process is treated as runaway.
 const MAX_EVENTS: usize = 100_000;
 
@@ -225,7 +225,21 @@ impl Inner {
     /// Starts one sandbox process and hands it its configuration.
     async fn start(&self) -> Result<Process, Status> {
         let failed = |e: std::io::Error| Status::unavailable(format!("the Lua sandbox could not be started: {e}"));
-        let mut child = self.program.command().spawn().map_err(failed)?;
+        // Starting a process blocks the calling thread until it has exec'd; keep that off
+        // the threads that answer requests.
+        let mut command = self.program.command();
+        let mut child = tokio::task::spawn_blocking(move || command.spawn())
+            .await
+            .map_err(|_| Status::unavailable("the Lua sandbox could not be started"))?
+            .map_err(failed)?;
+        if let Some(pid) = child.id() {
+            // Its start-up (loading, building a VM) is background work too; the process
+            // lowers its own priority the same way once it runs, in case this fails.
+            // SAFETY: setpriority on a process id we just started.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, pid, crate::isolation::NICENESS);
+            }
+        }
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Status::internal("the Lua sandbox has no pipes"));
         };

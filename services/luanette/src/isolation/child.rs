@@ -239,11 +239,9 @@ fn limit_resources(address_space: u64) {
         unsafe { libc::setrlimit(resource, &limit) }
     };
     set(libc::RLIMIT_CORE, 0);
-    // Scripts are background work next to the service's request loop: when they compete
-    // for a core, the loop (and every other service on the host) wins.
     // SAFETY: setpriority on this process with a constant niceness.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        libc::setpriority(libc::PRIO_PROCESS, 0, super::NICENESS);
     }
     if address_space > 0 {
         set(libc::RLIMIT_AS, address_space);
