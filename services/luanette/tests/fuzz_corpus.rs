@@ -10,3 +10,12 @@ fn the_lua_value_fuzz_corpus_passes_its_check() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lua_value");
     testkit::replay_corpus(&dir, 20, check::run);
 }
+
+#[path = "../../../fuzz/checks/lua_program.rs"]
+mod program;
+
+#[test]
+fn the_lua_program_fuzz_corpus_passes_its_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lua_program");
+    testkit::replay_corpus(&dir, 20, program::run);
+}

@@ -30,7 +30,7 @@ pub use errors::EvalError;
 use errors::classify;
 pub use run::RunHandle;
 use run::{Output, RunState, Trip, install_limits};
-pub use values::{from_lua, struct_to_lua, to_lua};
+pub use values::{MAX_CONVERTED_BYTES, from_lua, struct_to_lua, to_lua};
 
 /// Per-evaluation limits.
 #[derive(Debug, Clone, Copy)]
