@@ -109,8 +109,8 @@ fn statement(c: &mut Choices, depth: usize) -> String {
         8 => format!("{v} = json.encode({})", expression(c, depth)),
         9 => format!("{v} = json.decode('[1, {{\"a\": [true, null, {}]}}]')", c.next(100)),
         10 => format!(
-            "{v} = midi.write({{ticks_per_beat = 96, tracks = {{{{events = {{{{type = 'note_on', channel = 0, \
-             pitch = {}, velocity = 100, time = 0}}}}}}}}}})",
+            "{v} = #midi.write({{tracks = {{{{{{tick = {}, type = 'note_on', channel = 0, note = {}, velocity = 100}}}}}}}})",
+            c.next(100_000),
             c.next(128)
         ),
         11 => format!(

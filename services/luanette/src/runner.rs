@@ -225,13 +225,7 @@ impl Inner {
     /// Starts one sandbox process and hands it its configuration.
     async fn start(&self) -> Result<Process, Status> {
         let failed = |e: std::io::Error| Status::unavailable(format!("the Lua sandbox could not be started: {e}"));
-        // Starting a process blocks the calling thread until it has exec'd; keep that off
-        // the threads that answer requests.
-        let mut command = self.program.command();
-        let mut child = tokio::task::spawn_blocking(move || command.spawn())
-            .await
-            .map_err(|_| Status::unavailable("the Lua sandbox could not be started"))?
-            .map_err(failed)?;
+        let mut child = spawn(self.program.command()).await.map_err(failed)?;
         if let Some(pid) = child.id() {
             // Its start-up (loading, building a VM) is background work too; the process
             // lowers its own priority the same way once it runs, in case this fails.
@@ -372,6 +366,45 @@ enum Ended {
     Runaway,
     TooLarge,
     Died,
+}
+
+type SpawnRequest = (
+    tokio::process::Command,
+    tokio::runtime::Handle,
+    tokio::sync::oneshot::Sender<std::io::Result<Child>>,
+);
+
+/// Starts a process from one long-lived thread. Starting blocks the calling thread until
+/// the child has exec'd, so it stays off the threads that answer requests; and the thread
+/// must outlive its children, because their parent-death signal (see `isolation::child`)
+/// fires when the thread that started them exits, as the blocking pool's idle threads do.
+async fn spawn(command: tokio::process::Command) -> std::io::Result<Child> {
+    static SPAWNER: std::sync::OnceLock<Option<Mutex<std::sync::mpsc::Sender<SpawnRequest>>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("lua-sandbox-spawner".into())
+            .spawn(move || {
+                for (mut command, runtime, reply) in receiver {
+                    let _entered = runtime.enter();
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(sender))
+    });
+    let (reply, spawned) = tokio::sync::oneshot::channel();
+    let sent = spawner
+        .as_ref()
+        .and_then(|sender| sender.lock().ok())
+        .map(|sender| sender.send((command, tokio::runtime::Handle::current(), reply)).is_ok());
+    if sent != Some(true) {
+        return Err(std::io::Error::other("the sandbox spawner thread is not running"));
+    }
+    spawned
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the sandbox spawner thread stopped")))
 }
 
 /// Reads one event (at most `max` bytes) and hands the pipe back; `Ok(None)` at its end.

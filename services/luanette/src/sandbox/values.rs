@@ -51,18 +51,54 @@ pub fn to_lua(lua: &Lua, value: &prost_types::Value, depth: usize) -> Result<Lua
 /// needs string (or integer) keys and becomes an object; `{}` is an empty object.
 /// Functions, userdata, threads, NaN and non-UTF-8 strings are refused with the path.
 pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, EvalError> {
+    // Priced first, once per distinct table, so a table shared many times over is refused
+    // in time proportional to the tables it has, not to what it would expand to.
+    if converted_size(value, depth, &mut std::collections::HashMap::new()) > MAX_CONVERTED_BYTES {
+        return Err(too_large());
+    }
     let mut budget = MAX_CONVERTED_BYTES;
     from_lua_within(value, depth, &mut budget)
 }
 
+fn too_large() -> EvalError {
+    EvalError::Conversion(format!(
+        "the value is larger than {} MiB once converted (a table shared or repeated many times?); store \
+         large data with cas.store and return its hash",
+        MAX_CONVERTED_BYTES >> 20
+    ))
+}
+
+/// What `value` would cost converted (saturating; past [`MAX_CONVERTED_BYTES`] it stops
+/// counting). Each table is walked once: a repeat costs what its first visit measured.
+/// Depth is bounded as in the conversion, so a cycle ends there (and fails there).
+fn converted_size(value: &LuaValue, depth: usize, seen: &mut std::collections::HashMap<usize, usize>) -> usize {
+    match value {
+        LuaValue::String(s) => NODE_COST + s.as_bytes().len(),
+        LuaValue::Table(table) if depth < MAX_DEPTH => {
+            let key = table.to_pointer() as usize;
+            if let Some(size) = seen.get(&key) {
+                return *size;
+            }
+            let mut size = NODE_COST;
+            for pair in table.pairs::<LuaValue, LuaValue>() {
+                let Ok((key, value)) = pair else { break };
+                size = size
+                    .saturating_add(NODE_COST)
+                    .saturating_add(converted_size(&key, depth + 1, seen))
+                    .saturating_add(converted_size(&value, depth + 1, seen));
+                if size > MAX_CONVERTED_BYTES {
+                    break;
+                }
+            }
+            seen.insert(key, size);
+            size
+        }
+        _ => NODE_COST,
+    }
+}
+
 fn spend(budget: &mut usize, bytes: usize) -> Result<(), EvalError> {
-    *budget = budget.checked_sub(NODE_COST + bytes).ok_or_else(|| {
-        EvalError::Conversion(format!(
-            "the value is larger than {} MiB once converted (a table shared or repeated many times?); store \
-             large data with cas.store and return its hash",
-            MAX_CONVERTED_BYTES >> 20
-        ))
-    })?;
+    *budget = budget.checked_sub(NODE_COST + bytes).ok_or_else(too_large)?;
     Ok(())
 }
 
