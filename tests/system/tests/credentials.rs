@@ -8,6 +8,8 @@
 //!   token.
 //! - `--token-file`: HTTP without the right token is refused (and a near miss is no better), and
 //!   ZMQ without the key runs nothing.
+//! - Luanette's broadcasts are signed: a subscriber with the key hears them, one with another key
+//!   accepts none.
 //! - A standalone service picks up `<data dir>/hoot.key` when it exists.
 //! - A client flooding Luanette is refused RESOURCE_EXHAUSTED naming the cap, while another
 //!   client's ping still answers at once.
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hooteproto::broadcast::Subscriber;
 use hooteproto::v1::{
     self as pb, ErrorCode, JobCancelRequest, JobExecuteRequest, JobPollRequest, LuaEvalRequest, PingRequest,
     RegisterRequest, ScriptStoreRequest, ShutdownRequest,
@@ -67,12 +70,18 @@ impl Up {
         let log = dir.join(format!("holler-{port}.log"));
         let out = std::fs::File::create(&log).expect("a log file");
         let err = out.try_clone().expect("a log file");
+        let broadcasts = if args.contains(&"--broadcasts") {
+            &[][..]
+        } else {
+            &["--broadcasts", "none"][..]
+        };
         let child = command(&binary("holler"))
             .args(["--luanette", &endpoints[0], "--hootenanny", &endpoints[1]])
             .args(["--chaosgarden", &endpoints[2], "up", "--data-dir"])
             .arg(&data)
             .args(["--port", &port.to_string(), "--audio-device", "none"])
-            .args(["--broadcasts", "none", "--no-health"])
+            .args(broadcasts)
+            .arg("--no-health")
             .args(args)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -420,6 +429,64 @@ async fn a_token_stack_has_no_path_that_runs_code_without_a_credential() {
     assert!(
         is_dropped(&stranger, eval).await,
         "unsigned lua_eval over ZMQ is dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holler_up_signs_its_broadcasts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broadcasts = format!("tcp://127.0.0.1:{}", free_port());
+    let up = Up::start(dir.path(), &["--broadcasts", &broadcasts], |up| Some(up.key())).await;
+    let key = up.key();
+    let mut keyed = Subscriber::connect(&broadcasts, &["job_"], Some(key.clone())).expect("subscribe");
+    let stranger = Key::new(b"not the key this stack holds".to_vec()).expect("a key");
+    let mut forged = Subscriber::connect(&broadcasts, &["job_"], Some(stranger)).expect("subscribe");
+    let lua = client(&up.endpoints[0], Some(key), Duration::from_secs(10));
+    let script_hash = lua
+        .call(ScriptStoreRequest {
+            content: "function main() return 1 end".into(),
+            tags: vec![],
+            creator: "credentials-test".into(),
+        })
+        .await
+        .expect("script_store")
+        .script
+        .expect("the stored script")
+        .script_hash;
+    // Subscriptions take a moment to reach the publisher: run jobs until one is heard.
+    let heard = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            lua.call(JobExecuteRequest {
+                script_hash: script_hash.clone(),
+                params: None,
+                tags: vec![],
+            })
+            .await
+            .expect("job_execute");
+            if let Ok(Ok(broadcast)) = tokio::time::timeout(Duration::from_millis(500), keyed.recv()).await {
+                return broadcast;
+            }
+        }
+    })
+    .await
+    .expect("a subscriber with the key hears Luanette's broadcasts");
+    assert_eq!(heard.source, "luanette");
+    // One more job, now that both subscriptions are in place: the other key hears it and drops it.
+    lua.call(JobExecuteRequest {
+        script_hash,
+        params: None,
+        tags: vec![],
+    })
+    .await
+    .expect("job_execute");
+    let accepted = tokio::time::timeout(Duration::from_secs(2), forged.recv()).await;
+    assert!(
+        accepted.is_err(),
+        "a subscriber with another key accepts nothing: {accepted:?}"
+    );
+    assert!(
+        forged.rejected() > 0,
+        "it heard the broadcasts and dropped them as wrongly signed"
     );
 }
 
