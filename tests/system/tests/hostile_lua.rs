@@ -368,3 +368,44 @@ impl IntoValue for f64 {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_events_cannot_flood_or_forge_the_log() {
+    let _serial = SERIAL.lock().await;
+    let cluster = cluster().await;
+    let lua = cluster.client(Service::Luanette);
+    let before = cluster.log(Service::Luanette).len();
+    let (flood, _) = eval(
+        &lua,
+        "local a = {text = string.rep('b', 5000)} for i = 1, 20000 do otel.event('flood', a) end return 1",
+    )
+    .await;
+    let flood = flood.expect("a flood is capped, not an error");
+    assert!(
+        flood.output.iter().any(|l| l.message.contains("more than 100 events")),
+        "the script is told its events were dropped: {:?}",
+        flood.output
+    );
+    let (forged, _) = eval(
+        &lua,
+        "otel.event('x\\n2026-12-02T00:00:00Z  INFO holler::serve: forged', {}) return 1",
+    )
+    .await;
+    let forged = forged.expect_err("a name with a newline is refused");
+    assert_eq!(forged.code(), ErrorCode::InvalidArgument, "{forged}");
+    let (attribute, _) = eval(
+        &lua,
+        "otel.event('fine', {note = 'a\\n2026-12-02T00:00:00Z  INFO holler::serve: forged'}) return 1",
+    )
+    .await;
+    attribute.expect("attributes may hold anything");
+    let log = cluster.log(Service::Luanette);
+    let grown = log.len() - before;
+    println!("the log grew {grown} bytes");
+    assert!(grown < 1 << 20, "20,000 events of 5 kB grew the log by {grown} bytes");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("INFO holler::serve: forged") && !l.contains("attributes")),
+        "a script forged a log line:\n{log}"
+    );
+}

@@ -117,15 +117,7 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
                         "otel.event: the name must be 1-128 characters of A-Z a-z 0-9 . _ -",
                     ));
                 }
-                let attributes = match attributes {
-                    Some(table) => {
-                        let value = super::from_lua(&mlua::Value::Table(table), 0)
-                            .map_err(|e| mlua::Error::runtime(format!("otel.event: {e}")))?;
-                        let json = hooteproto::wkt::value_to_json(value).to_string();
-                        json.chars().take(4096).collect()
-                    }
-                    None => String::new(),
-                };
+                // Counted before any work, so dropped events cost nothing.
                 let (traceparent, events) = {
                     let Ok(mut state) = state.lock() else { return Ok(()) };
                     state.events += 1;
@@ -139,6 +131,15 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
                         return Ok(());
                     }
                     (state.context.traceparent.clone(), state.context.events.clone())
+                };
+                let attributes = match attributes {
+                    Some(table) => {
+                        let value = super::from_lua(&mlua::Value::Table(table), 0)
+                            .map_err(|e| mlua::Error::runtime(format!("otel.event: {e}")))?;
+                        let json = hooteproto::wkt::value_to_json(value).to_string();
+                        json.chars().take(4096).collect()
+                    }
+                    None => String::new(),
                 };
                 match events {
                     Some(send) => send(&name, &attributes),
