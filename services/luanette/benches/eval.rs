@@ -6,6 +6,10 @@
 //! - Raw libzmq: a DEALER/ROUTER echo of the same frames, no Lua, no SDK.
 //!
 //! Goals (issue 4): 1 client ≥ 0.9× raw libzmq; 50 clients ≥ 1.0× Redis.
+//!
+//! With `LUANETTE_BEFORE=<path of another luanette binary>` it also measures that binary as a
+//! process, in the same run (issue 14 compares Lua run in sandbox processes with Lua run on
+//! the service's own threads).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -301,6 +305,60 @@ fn main() {
         "50 clients: luanette / raw libzmq = {:.2}x",
         lua50.per_second / raw50.per_second
     );
+    if let Some(before) = std::env::var_os("LUANETTE_BEFORE") {
+        compare_with(&runtime, std::path::Path::new(&before));
+    }
     let _ = stop.send(());
     let _ = runtime.block_on(server);
+}
+
+/// Measures a luanette binary as its own process: (1 client, 50 clients).
+fn measure_binary(runtime: &tokio::runtime::Runtime, binary: &std::path::Path) -> (Rate, Rate) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let endpoint = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    let mut child = Command::new(binary)
+        .args([
+            "--bind",
+            &endpoint,
+            "--pub-bind",
+            "none",
+            "--health-bind",
+            "none",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start luanette");
+    let rates = runtime.block_on(async {
+        luanette_rate(&endpoint, 1, 1000, false, false).await; // warm up (waits for it to answer)
+        let one = luanette_rate(&endpoint, 1, SEQUENTIAL, false, false).await;
+        let fifty = luanette_rate(&endpoint, CLIENTS, PER_CLIENT, false, false).await;
+        (one, fifty)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    rates
+}
+
+/// This build's binary against another, both as processes, alternated twice.
+fn compare_with(runtime: &tokio::runtime::Runtime, before: &std::path::Path) {
+    let now = std::path::Path::new(env!("CARGO_BIN_EXE_luanette"));
+    println!();
+    for round in 1..=2 {
+        let (before1, before50) = measure_binary(runtime, before);
+        let (now1, now50) = measure_binary(runtime, now);
+        row(&format!("round {round}: before"), 1, &before1);
+        row(&format!("round {round}: before"), CLIENTS, &before50);
+        row(&format!("round {round}: now"), 1, &now1);
+        row(&format!("round {round}: now"), CLIENTS, &now50);
+        println!(
+            "round {round}: now / before = {:.2}x at 1 client (p50 {:.1} vs {:.1} µs), {:.2}x at {CLIENTS} clients",
+            now1.per_second / before1.per_second,
+            now1.p50_us,
+            before1.p50_us,
+            now50.per_second / before50.per_second
+        );
+    }
 }
