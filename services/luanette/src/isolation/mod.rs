@@ -48,8 +48,9 @@ impl Program {
     }
 
     /// `explicit` if given; else this executable if it hosts sandboxes (it called
-    /// [`run_if_requested`]); else a `luanette` binary beside this executable or one
-    /// directory up (where Cargo puts binaries relative to test executables).
+    /// [`run_if_requested`]); else a `luanette` (or `holler`, which hosts them too) binary
+    /// beside this executable or one directory up (where Cargo puts binaries relative to
+    /// test and bench executables).
     pub fn locate(explicit: Option<PathBuf>) -> Result<Self, String> {
         if let Some(path) = explicit {
             return Ok(Self::new(path));
@@ -59,14 +60,15 @@ impl Program {
             return Ok(Self::new(this));
         }
         let dir = this.parent().unwrap_or(Path::new("."));
-        [dir.join("luanette"), dir.join("../luanette")]
+        ["luanette", "holler", "../luanette", "../holler"]
             .into_iter()
+            .map(|name| dir.join(name))
             .find(|candidate| candidate.is_file())
             .map(Self::new)
             .ok_or_else(|| {
                 format!(
-                    "no executable to run Lua sandboxes: this program ({}) does not host them and no `luanette` \
-                     binary is beside it; build luanette or set --sandbox-program (LUANETTE_SANDBOX_PROGRAM)",
+                    "no executable to run Lua sandboxes: this program ({}) does not host them and no `luanette` or \
+                     `holler` binary is beside it; build luanette or set --sandbox-program (LUANETTE_SANDBOX_PROGRAM)",
                     this.display()
                 )
             })
