@@ -199,8 +199,14 @@ impl Drop for Proc {
 }
 
 pub fn spawn_echo_server(bind: &str) -> Proc {
+    // Like every Hootenanny program it would use <data dir>/hoot.key if one exists (e.g. in
+    // ~/.local/share/hootenanny after a `holler up`): point it at a data dir that has none.
+    let no_data_dir = std::env::temp_dir().join(format!("hooteproto-tests-no-data-dir-{}", std::process::id()));
     let child = Command::new(example("echo-server"))
         .args(["--bind", bind])
+        .env_remove("HOOT_KEY")
+        .env_remove("HOOT_KEY_FILE")
+        .env("HOOT_DATA_DIR", no_data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
