@@ -27,8 +27,9 @@ pub const GRACE: Duration = Duration::from_millis(150);
 /// How often a running script's cancel flag is looked at.
 const CANCEL_CHECK: Duration = Duration::from_millis(10);
 /// Address space a sandbox process needs beyond its Lua memory limit: the binary's
-/// mappings, its runtime, an HTTP client, and the conversion of a large result.
-const ADDRESS_SPACE_OVERHEAD: usize = 192 << 20;
+/// mappings, its runtime and stacks. Everything else it does (the Lua heap, conversions,
+/// encoding, the stdlib) comes out of the run's own memory limit.
+const ADDRESS_SPACE_OVERHEAD: usize = 64 << 20;
 /// Events (progress, otel) a run may send; past this the process is treated as runaway.
 const MAX_EVENTS: usize = 100_000;
 

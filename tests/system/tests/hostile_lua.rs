@@ -409,3 +409,62 @@ async fn otel_events_cannot_flood_or_forge_the_log() {
         "a script forged a log line:\n{log}"
     );
 }
+
+/// Resident memory of `pid` and every sandbox process it started, in bytes.
+fn family_rss(pid: u32) -> u64 {
+    status_line(pid, "VmRSS:") + children(pid).into_iter().map(|c| status_line(c, "VmRSS:")).sum::<u64>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_memory_bombs_stay_within_their_limits_all_told() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(&[("LUANETTE_MEMORY_LIMIT_MIB", "64")]).await;
+    let lua = cluster.client(Service::Luanette);
+    let pid = cluster.pid(Service::Luanette).expect("luanette runs");
+    let bombs = [
+        // The Lua heap.
+        "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end",
+        // Rust-side work on the script's behalf: the MIDI writer and the JSON encoder.
+        "local s = string.rep('a', 16 << 20) local e = {} for i = 1, 64 do e[i] = {tick = 0, type = 'sysex', data = s} end \
+         return #midi.write{tracks = {e}}",
+        "local s = string.rep('a', 16 << 20) return #json.encode({s, s, s})",
+    ];
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(family_rss(pid));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        }
+    });
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let lua = lua.clone();
+            let code = bombs[i % bombs.len()];
+            tokio::spawn(async move { (code, eval(&lua, code).await.0) })
+        })
+        .collect();
+    for run in runs {
+        let (code, reply) = run.await.expect("the run");
+        let error = reply.expect_err("a bomb cannot succeed");
+        assert!(
+            kind(&error) == "memory_limit" || kind(&error) == "conversion",
+            "{code}: {error}"
+        );
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let peak = sampler.await.expect("sampler");
+    let bound: u64 = 8 * (64 << 20) + (256 << 20);
+    println!(
+        "luanette and its sandboxes peaked at {} MiB (bound {} MiB)",
+        peak >> 20,
+        bound >> 20
+    );
+    assert!(peak < bound, "peak {} MiB", peak >> 20);
+    let (after, _) = eval(&lua, "return 1 + 1").await;
+    assert_eq!(after.expect("Luanette still evaluates").result, Some(2.0.into_value()));
+}
