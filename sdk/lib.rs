@@ -9,11 +9,14 @@
 //!   (prost + protox; no system `protoc`). Payload helpers (`name`, `is_idempotent`) and the
 //!   [`Request`] impls that pair each request with its reply are generated too.
 //! - [`wire`]: HOOT/1 framing — `["HOOT/1", signature, envelope]`, size limits, malformed input.
-//! - [`auth`]: the optional shared key (HMAC-SHA256 signatures), from a file or env var.
+//! - [`auth`]: the optional shared key (HMAC-SHA256 signatures), found the same way by every
+//!   program (`--key-file`, `HOOT_KEY_FILE`, `HOOT_KEY`, `<data dir>/hoot.key`), created 0600 by
+//!   `holler up`; constant-time comparison of other secrets (bearer tokens).
 //! - [`client`]: [`Client`], a DEALER for async callers: many concurrent requests, deadlines,
 //!   retries of idempotent requests, reconnection after a server restart.
 //! - [`server`]: [`Server`], a ROUTER that runs a [`Handler`] per request with bounded
-//!   concurrency and drains gracefully on shutdown.
+//!   concurrency (in all and per client, with capacity reserved for `ping`, `register`,
+//!   `timeline_event` and `shutdown`) and drains gracefully on shutdown.
 //! - [`broadcast`]: [`broadcast::Publisher`] and [`broadcast::Subscriber`] for `Broadcast`s over PUB/SUB.
 //! - `telemetry` (feature `telemetry`): logging + OpenTelemetry (OTLP/HTTP) setup for service binaries.
 //! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
@@ -22,7 +25,8 @@
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
 //!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
 //! - `health` (feature `health`): grpc.health.v1 for service binaries.
-//! - [`dirs`]: the shared data directory and CAS root conventions.
+//! - [`dirs`]: the shared data directory and CAS root conventions; a private data dir (0700,
+//!   umask 077).
 //! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
 //!
 //! Only the private `socket` module touches libzmq; nothing else in the project should.
