@@ -267,6 +267,10 @@ impl Gateway {
             .args(["--hootenanny", &cluster.endpoint(Service::Hootenanny)])
             .args(["--chaosgarden", &cluster.endpoint(Service::Chaosgarden)])
             .args(["serve", "--port", &port.to_string(), "--broadcasts", "none"])
+            // The cluster's data dir, so it finds the cluster's key (if any) and never the
+            // key of a stack in this user's default data dir.
+            .env("HOOT_DATA_DIR", cluster.data_dir())
+            .envs(cluster.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
