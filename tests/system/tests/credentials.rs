@@ -16,8 +16,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hooteproto::broadcast::Subscriber;
@@ -25,136 +25,8 @@ use hooteproto::v1::{
     self as pb, ErrorCode, JobCancelRequest, JobExecuteRequest, JobPollRequest, LuaEvalRequest, PingRequest,
     RegisterRequest, ScriptStoreRequest, ShutdownRequest,
 };
-use hooteproto::{Client, ClientConfig, Error, Key, RequestOptions};
-use system_tests::{binary, free_port};
-
-/// Variables that would hand a process a key or a data dir behind the test's back.
-const AMBIENT: [&str; 8] = [
-    "HOOT_KEY",
-    "HOOT_KEY_FILE",
-    "HOOT_DATA_DIR",
-    "HOLLER_TOKEN_FILE",
-    "HOLLER_LUANETTE",
-    "HOLLER_HOOTENANNY",
-    "HOLLER_CHAOSGARDEN",
-    "HOOT_CAS_ROOT",
-];
-
-const BACKENDS: [&str; 3] = ["luanette", "hootenanny", "chaosgarden"];
-
-/// `holler up` as a child process on free ports; killed when dropped.
-struct Up {
-    child: Child,
-    port: u16,
-    data: PathBuf,
-    /// luanette, hootenanny, chaosgarden.
-    endpoints: [String; 3],
-    log: PathBuf,
-}
-
-fn command(program: &Path) -> Command {
-    let mut command = Command::new(program);
-    for name in AMBIENT {
-        command.env_remove(name);
-    }
-    command
-}
-
-impl Up {
-    /// Spawns `holler up` with `args` after `up`; does not wait.
-    fn spawn(dir: &Path, args: &[&str]) -> Up {
-        let endpoint = || format!("tcp://127.0.0.1:{}", free_port());
-        let endpoints = [endpoint(), endpoint(), endpoint()];
-        let port = free_port();
-        let data = dir.join("data");
-        let log = dir.join(format!("holler-{port}.log"));
-        let out = std::fs::File::create(&log).expect("a log file");
-        let err = out.try_clone().expect("a log file");
-        let broadcasts = if args.contains(&"--broadcasts") {
-            &[][..]
-        } else {
-            &["--broadcasts", "none"][..]
-        };
-        let child = command(&binary("holler"))
-            .args(["--luanette", &endpoints[0], "--hootenanny", &endpoints[1]])
-            .args(["--chaosgarden", &endpoints[2], "up", "--data-dir"])
-            .arg(&data)
-            .args(["--port", &port.to_string(), "--audio-device", "none"])
-            .args(broadcasts)
-            .arg("--no-health")
-            .args(args)
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn holler up");
-        Up {
-            child,
-            port,
-            data,
-            endpoints,
-            log,
-        }
-    }
-
-    /// Spawns `holler up` and waits until the gateway listens and every backend answers a ping
-    /// signed with `key` (None: unsigned).
-    async fn start(dir: &Path, args: &[&str], key: impl Fn(&Up) -> Option<Key>) -> Up {
-        let mut up = Up::spawn(dir, args);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", up.port)).is_err() {
-            if let Ok(Some(status)) = up.child.try_wait() {
-                panic!("holler up exited {status}:\n{}", up.output());
-            }
-            assert!(Instant::now() < deadline, "holler up did not come up:\n{}", up.output());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let key = key(&up);
-        for endpoint in &up.endpoints {
-            let client = client(endpoint, key.clone(), Duration::from_secs(1));
-            while client.call(PingRequest {}).await.is_err() {
-                assert!(Instant::now() < deadline, "{endpoint} did not answer:\n{}", up.output());
-            }
-        }
-        up
-    }
-
-    /// What `holler up` printed and logged so far.
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The `holler` CLI as a user on this host runs it: the data dir in `HOOT_DATA_DIR`, no key
-    /// named anywhere (it finds `<data dir>/hoot.key` by itself).
-    fn cli(&self, args: &[&str]) -> Output {
-        command(&binary("holler"))
-            .env("HOOT_DATA_DIR", &self.data)
-            .env("HOLLER_LUANETTE", &self.endpoints[0])
-            .env("HOLLER_HOOTENANNY", &self.endpoints[1])
-            .env("HOLLER_CHAOSGARDEN", &self.endpoints[2])
-            .args(["--timeout", "10"])
-            .args(args)
-            .output()
-            .expect("run holler")
-    }
-
-    fn key(&self) -> Key {
-        Key::from_file(&self.data.join("hoot.key")).expect("the stack's key")
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(endpoint: &str, key: Option<Key>, timeout: Duration) -> Client {
-    let mut config = ClientConfig::new(endpoint);
-    config.key = key;
-    config.timeout = timeout;
-    Client::connect(config).expect("a client")
-}
+use hooteproto::{Client, Error, Key, RequestOptions};
+use system_tests::{BACKENDS, Up, binary, client, command, free_port};
 
 /// Sent once (never retried), waiting at most `timeout`.
 fn once(timeout: Duration) -> RequestOptions {
