@@ -468,3 +468,59 @@ async fn eight_memory_bombs_stay_within_their_limits_all_told() {
     let (after, _) = eval(&lua, "return 1 + 1").await;
     assert_eq!(after.expect("Luanette still evaluates").result, Some(2.0.into_value()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_holds_none_of_the_services_descriptors_or_secrets() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(&[("DEEPSEEK_API_KEY", "a-secret-the-sandbox-must-not-see")]).await;
+    let lua = cluster.client(Service::Luanette);
+    let pid = cluster.pid(Service::Luanette).expect("luanette runs");
+    assert_eq!(
+        eval(&lua, "return 1 + 1").await.0.expect("1 + 1").result,
+        Some(2.0.into_value())
+    );
+    let sandboxes = children(pid);
+    assert!(!sandboxes.is_empty(), "luanette keeps sandbox processes started");
+    let data = cluster.data_dir().canonicalize().expect("the data dir");
+    let service: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("luanette's descriptors")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect();
+    for sandbox in sandboxes {
+        let mut held = Vec::new();
+        for fd in std::fs::read_dir(format!("/proc/{sandbox}/fd"))
+            .expect("its descriptors")
+            .flatten()
+        {
+            let number: u32 = fd.file_name().to_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            held.push(format!("{number} -> {}", target.display()));
+            // 0 and 1 are its pipes to Luanette; 2 is Luanette's own stderr (here its log
+            // file), where a crash message belongs.
+            assert!(
+                number <= 2 || !target.starts_with(&data),
+                "sandbox {sandbox} holds {} of the service's data",
+                target.display()
+            );
+            // Its own runtime makes sockets (a signal pipe); none may be one of Luanette's.
+            assert!(
+                number <= 2 || !target.to_string_lossy().starts_with("socket:") || !service.contains(&target),
+                "sandbox {sandbox} shares a socket with Luanette: {held:?}"
+            );
+        }
+        let environment = std::fs::read(format!("/proc/{sandbox}/environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&environment).contains("a-secret-the-sandbox-must-not-see"),
+            "sandbox {sandbox} inherited DEEPSEEK_API_KEY"
+        );
+        assert!(
+            std::fs::read_to_string(format!("/proc/{sandbox}/limits"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("Max address space") && !l.contains("unlimited")),
+            "sandbox {sandbox} has no address-space limit"
+        );
+        println!("sandbox {sandbox}: {held:?}");
+    }
+}

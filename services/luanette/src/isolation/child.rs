@@ -29,8 +29,10 @@ pub fn main() -> i32 {
         _ => return 2,
     };
     limit_resources(hello.address_space);
+    // I/O and timers for model calls; no signal or process driver (nothing to reap here).
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .max_blocking_threads(2)
         .build()
     else {

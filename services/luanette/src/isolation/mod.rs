@@ -55,10 +55,12 @@ impl Program {
         if let Some(path) = explicit {
             return Ok(Self::new(path));
         }
-        let this = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         if HOSTS_SANDBOX.load(Ordering::Relaxed) {
-            return Ok(Self::new(this));
+            // The running image itself, even if its file has since been replaced (an upgrade,
+            // a rebuild): a sandbox must speak the same pipe protocol as its service.
+            return Ok(Self::new("/proc/self/exe"));
         }
+        let this = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let dir = this.parent().unwrap_or(Path::new("."));
         ["luanette", "holler", "../luanette", "../holler"]
             .into_iter()
