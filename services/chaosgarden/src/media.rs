@@ -374,6 +374,19 @@ fn stereo(
     Ok(())
 }
 
+/// Hands memory the allocator holds free back to the OS. Decoded audio comes in buffers of
+/// megabytes; once glibc has freed one that large it serves the next ones from its heaps
+/// (its mmap threshold rises to 32 MiB) and keeps what they free, so after a render or a
+/// region's removal the process would stay as large as its largest moment. Called after
+/// those, never on the real-time side. A no-op where the allocator is not glibc's.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Frames `frames` frames at `from` Hz become at `to` Hz (what [`resample`] returns).
 pub fn resampled_frames(frames: u64, from: u32, to: u32) -> u64 {
     if from == to {

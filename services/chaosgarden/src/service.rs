@@ -11,10 +11,10 @@ use hooteproto::{Handler, RequestContext, Status};
 
 use crate::engine::Engine;
 use crate::engine::playhead::Command;
-use crate::render;
 use crate::time::MAX_BEATS;
 use crate::timeline::{Editor, cas_status};
 use crate::tools;
+use crate::{media, render};
 
 /// The timeline and the engine playing it.
 pub struct Studio {
@@ -32,16 +32,33 @@ impl Studio {
         edit: impl FnOnce(&mut Editor) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
         let studio = self.clone();
-        let (value, sent) = tokio::task::spawn_blocking(move || {
+        let (value, sent, freed) = tokio::task::spawn_blocking(move || {
             let mut editor = studio.editor.blocking_lock();
-            let value = edit(&mut editor)?;
+            let value = edit(&mut editor);
+            let freed = editor.take_freed();
+            let value = match value {
+                Ok(value) => value,
+                Err(status) => {
+                    drop(editor);
+                    if freed {
+                        media::return_freed_memory();
+                    }
+                    return Err(status);
+                }
+            };
             let arrangement = editor.arrange(studio.engine.next_version(), studio.engine.sample_rate());
+            let freed = freed | editor.take_freed();
             let sent = studio.engine.adopt(arrangement)?;
-            Ok::<_, Status>((value, sent))
+            Ok::<_, Status>((value, sent, freed))
         })
         .await
         .map_err(|e| Status::internal(format!("timeline edit failed: {e}")))??;
+        // Once applied, the real-time side has let go of the previous arrangement and the
+        // engine has freed it: that is when a removed region's audio is really gone.
         self.engine.applied(sent).await;
+        if freed {
+            let _ = tokio::task::spawn_blocking(media::return_freed_memory).await;
+        }
         Ok(value)
     }
 
@@ -187,6 +204,7 @@ impl Service {
             let (frames, start_frame) = (rendered.frames, rendered.start_frame);
             drop(rendered);
             drop(reservation);
+            media::return_freed_memory();
             Ok(Payload::TimelineRenderReply(pb::TimelineRenderReply {
                 cas_hash: stored.info.hash.to_string(),
                 frames,

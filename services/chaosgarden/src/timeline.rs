@@ -184,6 +184,8 @@ pub struct Editor {
     midi: HashMap<MidiKey, Arc<Vec<f32>>>,
     /// Bytes running renders hold (see [`Reservation`]).
     rendering: Arc<AtomicU64>,
+    /// Whether decoded media was dropped since [`Editor::take_freed`] was last called.
+    freed: bool,
 }
 
 /// Bytes a running render holds, counted against the media budget until this is dropped.
@@ -234,6 +236,7 @@ impl Editor {
             audio: HashMap::new(),
             midi: HashMap::new(),
             rendering: Arc::new(AtomicU64::new(0)),
+            freed: false,
         };
         if let Some(path) = editor.path.clone()
             && path.exists()
@@ -371,10 +374,22 @@ impl Editor {
 
     /// Drops decoded objects no region uses any more.
     fn evict_unused(&mut self) {
+        let before = self.cached();
         let used: std::collections::HashSet<&str> = self.timeline.regions.iter().map(|r| r.cas_hash.as_str()).collect();
         self.media.retain(|hash, _| used.contains(hash.as_str()));
         self.audio.retain(|hash, _| used.contains(hash.as_str()));
         self.midi.retain(|key, _| used.contains(key.0.as_str()));
+        self.freed |= self.cached() < before;
+    }
+
+    fn cached(&self) -> usize {
+        self.media.len() + self.audio.len() + self.midi.len()
+    }
+
+    /// Whether decoded media was dropped since the last call (so the allocator may have
+    /// memory to give back; see [`media::return_freed_memory`]).
+    pub fn take_freed(&mut self) -> bool {
+        std::mem::take(&mut self.freed)
     }
 
     /// Loads (if need be) the object for a region at `position` and checks that the
@@ -669,8 +684,10 @@ impl Editor {
         cues.sort_by(|a, b| a.beats.total_cmp(&b.beats));
         if cache {
             // Keep what this arrangement plays; drop the rest (and objects no region uses).
+            let before = self.cached();
             self.audio.retain(|k, _| used_audio.contains(k));
             self.midi.retain(|k, _| used_midi.contains(k));
+            self.freed |= self.cached() < before;
             self.evict_unused();
         }
         let loop_range = self.timeline.loop_range.map(|(from, to)| {
