@@ -5,7 +5,7 @@
 //! its messages are declared here rather than in `schema/`; they reuse the schema's
 //! `LogEntry` and the well-known `Value`/`Struct`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Duration;
 
 use hooteproto::v1::LogEntry;
@@ -276,15 +276,6 @@ impl Hello {
     }
 }
 
-/// Writes one framed message and flushes.
-pub fn write_frame(out: &mut impl Write, message: &impl prost::Message) -> io::Result<()> {
-    let body = message.encode_to_vec();
-    let length = u32::try_from(body.len()).map_err(|_| io::Error::other("message larger than 4 GiB"))?;
-    out.write_all(&length.to_le_bytes())?;
-    out.write_all(&body)?;
-    out.flush()
-}
-
 /// Reads one framed message of at most `max` bytes; `Ok(None)` at a clean end of input.
 pub fn read_frame<M: prost::Message + Default>(input: &mut impl Read, max: usize) -> io::Result<Option<M>> {
     let mut length = [0u8; 4];
@@ -307,7 +298,7 @@ pub fn read_frame<M: prost::Message + Default>(input: &mut impl Read, max: usize
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Encodes a frame for an async writer.
+/// One framed message, ready for a single write.
 pub fn frame(message: &impl prost::Message) -> Vec<u8> {
     let body = message.encode_to_vec();
     let mut framed = Vec::with_capacity(body.len() + 4);
