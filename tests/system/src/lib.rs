@@ -439,3 +439,102 @@ pub fn client(endpoint: &str, key: Option<Key>, timeout: Duration) -> Client {
     config.timeout = timeout;
     Client::connect(config).expect("a client")
 }
+
+// ------------------------------------------------------------ checks shared by the tests
+
+/// Pings each client in turn until [`Pinger::finish`]; every ping must be answered (5 s).
+pub struct Pinger {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(String, Vec<Duration>)>>,
+}
+
+impl Pinger {
+    /// Starts pinging `clients` (a name for messages, the client), `pause` apart.
+    pub fn start(clients: Vec<(String, Client)>, pause: Duration) -> Pinger {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut seen: Vec<(String, Vec<Duration>)> =
+                    clients.iter().map(|(name, _)| (name.clone(), Vec::new())).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    for (i, (name, client)) in clients.iter().enumerate() {
+                        let started = Instant::now();
+                        let options = hooteproto::RequestOptions {
+                            timeout: Some(Duration::from_secs(5)),
+                            ..Default::default()
+                        };
+                        let pong = client.call_with(PingRequest {}, options).await;
+                        assert!(pong.is_ok(), "{name} did not answer a ping: {pong:?}");
+                        seen[i].1.push(started.elapsed());
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                seen
+            }
+        });
+        Pinger { stop, task }
+    }
+
+    /// Stops; each client's latencies, sorted.
+    pub async fn finish(self) -> Vec<(String, Vec<Duration>)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut seen = self.task.await.expect("the pinger");
+        for (_, latencies) in &mut seen {
+            latencies.sort();
+        }
+        seen
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted latencies.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+/// Asserts that `service` answers a ping within 2 s (5 s at most), with its log if not.
+pub async fn still_serving(cluster: &Cluster, service: Service) {
+    let started = Instant::now();
+    let options = hooteproto::RequestOptions {
+        timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let pong = cluster.client(service).call_with(PingRequest {}, options).await;
+    assert!(
+        pong.is_ok(),
+        "{} stopped answering: {pong:?}\n{}",
+        service.name(),
+        cluster.log(service)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{} answers, but slowly",
+        service.name()
+    );
+}
+
+/// `details.kind` of a remote error ("" when it has none).
+pub fn error_kind(error: &hooteproto::Error) -> String {
+    match error {
+        hooteproto::Error::Remote(status) => status
+            .details
+            .as_ref()
+            .and_then(|d| d.to_json().ok())
+            .and_then(|d| d.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// A field of `/proc/<pid>/status` given in kB (`VmRSS:`, `VmHWM:`), in bytes; 0 if absent.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib << 10)
+        .unwrap_or(0)
+}

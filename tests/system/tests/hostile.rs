@@ -4,17 +4,15 @@
 //! the schema has; and, with a key set, unsigned and wrongly signed messages. Each case gets
 //! the documented answer or drop (schema/PROTOCOL.md §7), and the service keeps answering.
 
-use std::time::{Duration, Instant};
-
+use hooteproto::Key;
 use hooteproto::json::message_descriptor;
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{Envelope, ErrorCode, PingRequest};
 use hooteproto::wire::{self, DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL};
-use hooteproto::{Key, RequestOptions};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, Kind, Value};
 use rand::{Rng, SeedableRng};
-use system_tests::{Cluster, Service};
+use system_tests::{Cluster, Service, still_serving};
 
 const KEY: &str = "a shared key for the hostile tests";
 
@@ -48,31 +46,6 @@ fn reply(frames: &[Vec<u8>], key: Option<&Key>) -> (String, &'static str, Option
         _ => None,
     };
     (envelope.id, payload.name(), code)
-}
-
-async fn still_serving(cluster: &Cluster, service: Service) {
-    let started = Instant::now();
-    let pong = cluster
-        .client(service)
-        .call_with(
-            PingRequest {},
-            RequestOptions {
-                timeout: Some(Duration::from_secs(5)),
-                ..Default::default()
-            },
-        )
-        .await;
-    assert!(
-        pong.is_ok(),
-        "{} stopped answering: {pong:?}\n{}",
-        service.name(),
-        cluster.log(service)
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{} answers, but slowly",
-        service.name()
-    );
 }
 
 /// A raw ZMTP peer announcing a 1 TiB frame: the service cuts the connection.

@@ -9,13 +9,11 @@
 //! Each is refused with the budget named, pings stay fast meanwhile (p99 printed and
 //! asserted), the process stays small, and it answers normally afterwards.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hooteproto::v1::*;
 use hooteproto::{Client, Error, RequestOptions, Status};
-use system_tests::{Cluster, Service};
+use system_tests::{Cluster, Pinger, Service, percentile};
 
 /// Ping p99 must stay under this while the hostile queries run. 10 ms is the goal; the
 /// assertion allows for a 2-core host shared with parallel builds (the p99 is printed).
@@ -96,11 +94,6 @@ fn peak_rss_kib(cluster: &Cluster) -> Option<u64> {
     None
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_graph_queries_are_refused_while_pings_stay_fast() {
     let cluster = Cluster::start(&[]).await;
@@ -166,29 +159,10 @@ async fn hostile_graph_queries_are_refused_while_pings_stay_fast() {
                       c: artifacts(first: 200) { parents { id } } }";
 
     // Ping throughout, from a client of its own.
-    let stop = Arc::new(AtomicBool::new(false));
-    let pinger = {
-        let (client, stop) = (cluster.client(Service::Hootenanny), stop.clone());
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let pong = client
-                    .call_with(
-                        PingRequest {},
-                        RequestOptions {
-                            timeout: Some(Duration::from_secs(5)),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                latencies.push(started.elapsed());
-                assert!(pong.is_ok(), "a ping failed during the hostile queries: {pong:?}");
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            latencies
-        })
-    };
+    let pinger = Pinger::start(
+        vec![("hootenanny".into(), cluster.client(Service::Hootenanny))],
+        Duration::from_millis(1),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let mut slowest = [Duration::ZERO; 4];
@@ -218,9 +192,7 @@ async fn hostile_graph_queries_are_refused_while_pings_stay_fast() {
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = pinger.await.expect("the pinger");
-    latencies.sort();
+    let latencies = pinger.finish().await.remove(0).1;
     let (p50, p99, max) = (
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),

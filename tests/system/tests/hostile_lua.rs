@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hooteproto::v1::{self as pb, ErrorCode, JobState, PingRequest};
-use hooteproto::{Client, Error, RequestOptions};
-use system_tests::{Cluster, Service};
+use hooteproto::v1::{self as pb, ErrorCode, JobState};
+use hooteproto::{Client, Error};
+use system_tests::{Cluster, Pinger, Service, error_kind, percentile, proc_status_bytes};
 
 /// The wall limit the tests give scripts and jobs.
 const WALL: Duration = Duration::from_secs(2);
@@ -39,71 +39,24 @@ async fn cluster_with_wall(seconds: &str) -> Cluster {
     .await
 }
 
-/// Pings every service in turn until stopped; the latencies, per service.
-struct Pinger {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<(Service, Vec<Duration>)>>,
+/// Pings every service in turn until `finish`, which checks p99 < 10 ms for each.
+fn ping_everyone(cluster: &Cluster) -> Pinger {
+    let clients = Service::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), cluster.client(*s)))
+        .collect();
+    Pinger::start(clients, Duration::from_millis(5))
 }
 
-impl Pinger {
-    fn start(cluster: &Cluster) -> Pinger {
-        let clients: Vec<(Service, Client)> = Service::ALL.iter().map(|s| (*s, cluster.client(*s))).collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let mut seen: Vec<(Service, Vec<Duration>)> = Service::ALL.iter().map(|s| (*s, Vec::new())).collect();
-                while !stop.load(Ordering::Relaxed) {
-                    for (i, (service, client)) in clients.iter().enumerate() {
-                        let started = Instant::now();
-                        let options = RequestOptions {
-                            timeout: Some(Duration::from_secs(5)),
-                            ..Default::default()
-                        };
-                        let pong = client.call_with(PingRequest {}, options).await;
-                        assert!(pong.is_ok(), "{} did not answer a ping: {pong:?}", service.name());
-                        seen[i].1.push(started.elapsed());
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                seen
-            }
-        });
-        Pinger { stop, task }
-    }
-
-    /// Stops, and checks p99 < 10 ms for every service.
-    async fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let seen = self.task.await.expect("the pinger");
-        for (service, mut latencies) in seen {
-            latencies.sort();
-            assert!(latencies.len() >= 20, "too few pings to judge {}", service.name());
-            let p99 = latencies[latencies.len() * 99 / 100];
-            let max = latencies[latencies.len() - 1];
-            println!(
-                "{}: {} pings, p99 {p99:?}, max {max:?}",
-                service.name(),
-                latencies.len()
-            );
-            assert!(
-                p99 < Duration::from_millis(10),
-                "{} answered pings slowly: p99 {p99:?}",
-                service.name()
-            );
-        }
-    }
-}
-
-fn kind(error: &Error) -> String {
-    match error {
-        Error::Remote(status) => status
-            .details
-            .as_ref()
-            .and_then(|d| d.to_json().ok())
-            .and_then(|d| d.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-            .unwrap_or_default(),
-        _ => String::new(),
+async fn fast_throughout(pinger: Pinger) {
+    for (service, latencies) in pinger.finish().await {
+        assert!(latencies.len() >= 20, "too few pings to judge {service}");
+        let (p99, max) = (percentile(&latencies, 0.99), latencies[latencies.len() - 1]);
+        println!("{service}: {} pings, p99 {p99:?}, max {max:?}", latencies.len());
+        assert!(
+            p99 < Duration::from_millis(10),
+            "{service} answered pings slowly: p99 {p99:?}"
+        );
     }
 }
 
@@ -163,16 +116,6 @@ async fn wait_for(lua: &Client, job_id: &str, done: impl Fn(&pb::JobInfo) -> boo
     }
 }
 
-fn status_line(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map(|kib| kib << 10)
-        .unwrap_or(0)
-}
-
 /// The sandbox processes `pid` started.
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -198,7 +141,7 @@ async fn a_c_call_that_never_returns_ends_at_its_limit_while_every_service_keeps
         eval(&lua, "return 1 + 1").await.0.expect("1 + 1").result,
         Some(2.0.into_value())
     );
-    let pinger = Pinger::start(&cluster);
+    let pinger = ping_everyone(&cluster);
     let runs: Vec<_> = (0..8)
         .map(|_| {
             let lua = lua.clone();
@@ -209,11 +152,11 @@ async fn a_c_call_that_never_returns_ends_at_its_limit_while_every_service_keeps
         let (reply, took) = run.await.expect("the run");
         let error = reply.expect_err("an endless pattern match cannot succeed");
         assert_eq!(error.code(), ErrorCode::DeadlineExceeded, "{error}");
-        assert_eq!(kind(&error), "time_limit", "{error}");
+        assert_eq!(error_kind(&error), "time_limit", "{error}");
         println!("endless C call stopped after {took:?}");
         assert!(took < WALL + OVERRUN, "stopped after {took:?}");
     }
-    pinger.finish().await;
+    fast_throughout(pinger).await;
     let (after, _) = eval(&lua, "return 1 + 1").await;
     assert_eq!(after.expect("Luanette still evaluates").result, Some(2.0.into_value()));
 }
@@ -303,13 +246,13 @@ async fn shared_and_huge_values_are_refused_or_bounded_and_luanette_stays_small(
     let (written, took) = eval(&lua, &format!("{huge} {sysex}")).await;
     let error = written.expect_err("more than the memory limit");
     assert_eq!(error.code(), ErrorCode::ResourceExhausted, "{error}");
-    assert_eq!(kind(&error), "memory_limit", "{error}");
+    assert_eq!(error_kind(&error), "memory_limit", "{error}");
     println!("midi.write of 512 MiB of sysex refused in {took:?}");
     let (printed, _) = eval(&lua, &format!("{huge} print(table.unpack(t)) return 1")).await;
     let printed = printed.expect("printing is bounded, not refused");
     let bytes: usize = printed.output.iter().map(|l| l.message.len()).sum();
     assert!(bytes <= (1 << 20) + 4096, "{bytes} bytes of output kept");
-    let peak = status_line(pid, "VmHWM:");
+    let peak = proc_status_bytes(pid, "VmHWM:");
     println!("luanette peak RSS {} MiB", peak >> 20);
     assert!(peak < 256 << 20, "luanette itself peaked at {} MiB", peak >> 20);
 }
@@ -412,7 +355,11 @@ async fn otel_events_cannot_flood_or_forge_the_log() {
 
 /// Resident memory of `pid` and every sandbox process it started, in bytes.
 fn family_rss(pid: u32) -> u64 {
-    status_line(pid, "VmRSS:") + children(pid).into_iter().map(|c| status_line(c, "VmRSS:")).sum::<u64>()
+    proc_status_bytes(pid, "VmRSS:")
+        + children(pid)
+            .into_iter()
+            .map(|c| proc_status_bytes(c, "VmRSS:"))
+            .sum::<u64>()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +399,7 @@ async fn eight_memory_bombs_stay_within_their_limits_all_told() {
         let (code, reply) = run.await.expect("the run");
         let error = reply.expect_err("a bomb cannot succeed");
         assert!(
-            kind(&error) == "memory_limit" || kind(&error) == "conversion",
+            error_kind(&error) == "memory_limit" || error_kind(&error) == "conversion",
             "{code}: {error}"
         );
     }

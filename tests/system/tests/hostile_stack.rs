@@ -2,25 +2,11 @@
 //! it, with the key it creates), while every backend is pinged throughout: each row gets its
 //! refusal or a bounded result, and the stack never stops answering.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hooteproto::v1::{self as pb, ErrorCode, JobState, PingRequest};
-use hooteproto::{Client, Error, Key, RequestOptions};
-use system_tests::{Up, client};
-
-fn kind(error: &Error) -> String {
-    match error {
-        Error::Remote(status) => status
-            .details
-            .as_ref()
-            .and_then(|d| d.to_json().ok())
-            .and_then(|d| d.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
-}
+use hooteproto::v1::{self as pb, ErrorCode, JobState};
+use hooteproto::{Client, Error, RequestOptions};
+use system_tests::{Pinger, Up, client, error_kind, percentile};
 
 fn within(timeout: Duration) -> RequestOptions {
     RequestOptions {
@@ -59,33 +45,6 @@ fn one_hertz_wav() -> Vec<u8> {
     out
 }
 
-/// Pings the three backends (signed) until stopped; returns the worst p99 and every failure.
-fn ping_throughout(up: &Up, key: &Key) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<(usize, Duration)>>) {
-    let clients: Vec<Client> = up
-        .endpoints
-        .iter()
-        .map(|e| client(e, Some(key.clone()), Duration::from_secs(5)))
-        .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                for (i, client) in clients.iter().enumerate() {
-                    let started = Instant::now();
-                    let pong = client.call(PingRequest {}).await;
-                    assert!(pong.is_ok(), "backend {i} stopped answering: {pong:?}");
-                    seen.push((i, started.elapsed()));
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            seen
-        }
-    });
-    (stop, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answering() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -94,7 +53,14 @@ async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answe
     let lua = client(&up.endpoints[0], Some(key.clone()), Duration::from_secs(60));
     let hoot = client(&up.endpoints[1], Some(key.clone()), Duration::from_secs(60));
     let garden = client(&up.endpoints[2], Some(key.clone()), Duration::from_secs(60));
-    let (stop, pinger) = ping_throughout(&up, &key);
+    let pinger = Pinger::start(
+        ["luanette", "hootenanny", "chaosgarden"]
+            .iter()
+            .zip(&up.endpoints)
+            .map(|(name, e)| (name.to_string(), client(e, Some(key.clone()), Duration::from_secs(5))))
+            .collect(),
+        Duration::from_millis(10),
+    );
     let slow = Duration::from_secs(60);
 
     // Lua: a result that shares one table 2^30 times over.
@@ -175,7 +141,7 @@ async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answe
     ] {
         let error = eval(&lua, &format!("{huge} {tail}"), slow).await.expect_err(tail);
         assert!(
-            kind(&error) == "memory_limit" || error.to_string().contains("larger than 64 MiB once converted"),
+            error_kind(&error) == "memory_limit" || error.to_string().contains("larger than 64 MiB once converted"),
             "{tail}: {error}"
         );
     }
@@ -299,10 +265,9 @@ async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answe
         let _ = other.call(pb::JobCancelRequest { job_id: id }).await;
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let mut pings = pinger.await.expect("the pinger");
-    pings.sort_by_key(|(_, took)| *took);
-    let p99 = pings[pings.len() * 99 / 100].1;
-    println!("{} pings to the three backends meanwhile, p99 {p99:?}", pings.len());
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    for (backend, latencies) in pinger.finish().await {
+        let p99 = percentile(&latencies, 0.99);
+        println!("{backend}: {} pings meanwhile, p99 {p99:?}", latencies.len());
+        assert!(p99 < Duration::from_millis(50), "{backend}: p99 {p99:?}");
+    }
 }
