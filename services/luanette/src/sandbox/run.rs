@@ -116,6 +116,28 @@ impl RunHandle {
     }
 }
 
+impl RunHandle {
+    /// Stops the run if its time is up or it was cancelled, as the hook would. Functions
+    /// that do work proportional to their input call it first: the hook counts
+    /// instructions, and a short loop around such a call (`for i = 1, 30 do s =
+    /// json.encode({s}) end`) runs too few of them to be checked in time.
+    pub fn check(&self, lua: &Lua) -> mlua::Result<()> {
+        let mut state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
+        if state.tripped.is_none() {
+            if state.cancel.load(Ordering::Relaxed) {
+                state.tripped = Some(Trip::Cancel);
+            } else if Instant::now() >= state.deadline {
+                state.tripped = Some(Trip::Time);
+            } else {
+                return Ok(());
+            }
+        }
+        drop(state);
+        poison(lua)?;
+        Err(mlua::Error::runtime("stopped by a limit"))
+    }
+}
+
 /// The hook that enforces the deadline and the cancel flag, and poisons the VM once tripped.
 pub(super) fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Result<()> {
     lua.set_global_hook(

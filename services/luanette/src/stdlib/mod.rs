@@ -68,8 +68,10 @@ pub(crate) fn http_client(slot: &OnceLock<Option<reqwest::Client>>) -> Option<re
     .clone()
 }
 
-/// Installs the modules that need more than the run itself.
+/// Installs the modules that need more than the run itself. Every function they register
+/// first checks the run's deadline and cancel flag (see [`RunHandle::check`]).
 pub(crate) fn install(api: &mut Registrar<'_>, services: &Services, run: &RunHandle) -> mlua::Result<()> {
+    api.check_every_call(run)?;
     json::install(api)?;
     abc::install(api)?;
     cas::install(api, services.cas.clone(), run)?;
@@ -116,6 +118,8 @@ pub struct Module {
 pub struct Registrar<'a> {
     lua: &'a Lua,
     modules: Vec<Module>,
+    /// `wrap(check, f)`: `f` behind a call of `check` (set by [`Registrar::check_every_call`]).
+    guard: Option<(mlua::Function, mlua::Function)>,
 }
 
 impl<'a> Registrar<'a> {
@@ -128,7 +132,22 @@ impl<'a> Registrar<'a> {
                 doc: "Globals.",
                 functions: Vec::new(),
             }],
+            guard: None,
         }
+    }
+
+    /// From now on, each registered function first calls [`RunHandle::check`]. The wrapper is
+    /// Lua, so functions that wait (model calls) can still yield through it.
+    pub fn check_every_call(&mut self, run: &RunHandle) -> mlua::Result<()> {
+        let run = run.clone();
+        let check = self.lua.create_function(move |lua, ()| run.check(lua))?;
+        let wrap = self
+            .lua
+            .load("local check, f = ... return function(...) check() return f(...) end")
+            .set_name("stdlib")
+            .into_function()?;
+        self.guard = Some((wrap, check));
+        Ok(())
     }
 
     /// The VM being set up.
@@ -154,6 +173,10 @@ impl<'a> Registrar<'a> {
         doc: &'static str,
         function: mlua::Function,
     ) -> mlua::Result<()> {
+        let function = match &self.guard {
+            Some((wrap, check)) => wrap.call::<mlua::Function>((check.clone(), function))?,
+            None => function,
+        };
         let globals = self.lua.globals();
         if module.is_empty() {
             globals.set(name, function)?;
