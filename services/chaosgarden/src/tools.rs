@@ -44,7 +44,7 @@ const TOOLS: &[(&str, &str, &str)] = &[
     (
         "timeline_add_region",
         "TimelineAddRegionRequest",
-        "Place a CAS object (a MIDI file or a WAV) at a beat, with a gain in dB. MIDI plays at the timeline's tempo through the SoundFont (and the MIDI output, if any).",
+        "Place a CAS object (a MIDI file or a WAV) at a beat, with a gain in dB. MIDI plays at the timeline's tempo through the SoundFont (and the MIDI output, if any). WAVs at 8-384 kHz, up to 600 s. Decoded audio shares a memory budget: past it this is RESOURCE_EXHAUSTED, and removing regions frees it.",
     ),
     (
         "timeline_remove",
@@ -59,7 +59,7 @@ const TOOLS: &[(&str, &str, &str)] = &[
     (
         "timeline_render",
         "TimelineRenderRequest",
-        "Render a range of beats to a stereo 32-bit float WAV in the CAS, faster than real time; returns its hash.",
+        "Render a range of beats to a stereo 32-bit float WAV in the CAS, faster than real time; returns its hash. Up to 600 s; the render's audio counts against the media budget while it runs (RESOURCE_EXHAUSTED past it).",
     ),
 ];
 
