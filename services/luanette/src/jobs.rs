@@ -68,7 +68,7 @@ const MAX_PAGE_BYTES: usize = 4 << 20;
 struct Live {
     /// The routing id of the client that started it.
     owner: Vec<u8>,
-    cancel: Arc<AtomicBool>,
+    cancel: tokio_util::sync::CancellationToken,
     progress: Mutex<(f64, String, Option<Instant>)>,
 }
 
@@ -248,7 +248,7 @@ impl Jobs {
         }
         let live = Arc::new(Live {
             owner: owner.to_vec(),
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel: tokio_util::sync::CancellationToken::new(),
             progress: Mutex::new((0.0, String::new(), None)),
         });
         let job_id = self.new_id();
@@ -373,7 +373,7 @@ impl Jobs {
                 Vec::new(),
             );
         };
-        if live.cancel.load(Ordering::Relaxed) {
+        if live.cancel.is_cancelled() {
             return self.stopped_before_running();
         }
         job.state = JobState::Running as i32;
@@ -568,7 +568,7 @@ impl Jobs {
     pub async fn cancel(&self, job_id: &str) -> Result<pb::JobCancelReply, Status> {
         let live = self.live.lock().map_err(internal)?.get(job_id).cloned();
         if let Some(live) = live {
-            live.cancel.store(true, Ordering::Relaxed);
+            live.cancel.cancel();
             // The hook notices within ~100 ms; a job waiting for a slot stops at once.
             let _ = self
                 .poll(&[job_id.to_string()], Duration::from_secs(2), PollMode::Any)
@@ -702,7 +702,7 @@ impl Jobs {
         self.stopping.store(true, Ordering::Relaxed);
         if let Ok(map) = self.live.lock() {
             for live in map.values() {
-                live.cancel.store(true, Ordering::Relaxed);
+                live.cancel.cancel();
             }
         }
         self.slots.close();

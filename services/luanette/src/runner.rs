@@ -8,7 +8,7 @@
 //! run only when it says it is clean: no limit tripped, its VM reset, its memory back
 //! near where it started. A full queue is refused.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use hooteproto::Status;
 use hooteproto::v1::LogEntry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio_util::sync::CancellationToken;
 
 use crate::isolation::protocol::{self, Done, Event, Hello, Run, RunKind, event};
 use crate::isolation::{Program, record_event};
@@ -24,8 +25,6 @@ use crate::sandbox::{EvalError, Limits, RunContext};
 /// How long past its wall limit a run may take before its process is killed: the child's
 /// own hook stops ordinary Lua at the limit; this catches C calls that never return.
 pub const GRACE: Duration = Duration::from_millis(150);
-/// How often a running script's cancel flag is looked at.
-const CANCEL_CHECK: Duration = Duration::from_millis(10);
 /// Address space a sandbox process needs beyond its Lua memory limit: the binary's
 /// mappings, its runtime and stacks. Everything else it does (the Lua heap, conversions,
 /// encoding, the stdlib) comes out of the run's own memory limit.
@@ -97,15 +96,6 @@ pub struct Runner {
     inner: Arc<Inner>,
 }
 
-/// Sets the cancel flag when the waiting request goes away (deadline, shutdown, disconnect).
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Counts a run waiting for a slot while it exists.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -137,10 +127,9 @@ impl Runner {
         Self { inner }
     }
 
-    /// Runs a task and waits for it. If this future is dropped, `cancel` is set, and the
-    /// process running it is killed.
-    pub async fn run(&self, task: Task, limits: Limits, cancel: Arc<AtomicBool>) -> Result<Outcome, Status> {
-        let _guard = CancelOnDrop(cancel.clone());
+    /// Runs a task and waits for it. Cancelling `cancel` kills the process running it at
+    /// once; so does dropping this future.
+    pub async fn run(&self, task: Task, limits: Limits, cancel: CancellationToken) -> Result<Outcome, Status> {
         let inner = &self.inner;
         if inner.waiting.fetch_add(1, Ordering::Relaxed) >= inner.config.queue {
             inner.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -157,7 +146,7 @@ impl Runner {
             .await
             .map_err(|_| Status::unavailable("the Lua runner has stopped"))?;
         drop(waiting);
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_cancelled() {
             return Ok(Outcome {
                 result: Err(EvalError::Cancelled),
                 output: Vec::new(),
@@ -252,7 +241,7 @@ impl Inner {
         mut process: Process,
         task: Task,
         limits: Limits,
-        cancel: &AtomicBool,
+        cancel: &CancellationToken,
     ) -> Result<(Result<prost_types::Value, EvalError>, Vec<LogEntry>), Status> {
         let (kind, code, params, context) = match task {
             Task::Eval { code, params, context } => (RunKind::Eval, code, params, context),
@@ -276,7 +265,6 @@ impl Inner {
             return Err(Status::unavailable(format!("the Lua sandbox went away: {error}")));
         }
         let deadline = tokio::time::Instant::now() + limits.wall + GRACE;
-        let mut checks = tokio::time::interval(CANCEL_CHECK);
         let mut events = 0usize;
         let Process {
             mut child,
@@ -310,9 +298,7 @@ impl Inner {
                     Ok(None) | Err(_) => break Ended::Died,
                 },
                 _ = tokio::time::sleep_until(deadline) => break Ended::Deadline,
-                _ = checks.tick() => if cancel.load(Ordering::Relaxed) {
-                    break Ended::Cancelled;
-                },
+                _ = cancel.cancelled() => break Ended::Cancelled,
             }
         };
         drop(reading);

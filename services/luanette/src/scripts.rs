@@ -9,9 +9,6 @@ use hooteproto::v1::{ScriptDescription, ScriptInfo, ScriptStoreReply, ScriptStor
 use prost::Message as _;
 use prost_types::value::Kind;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use crate::runner::Task;
 use crate::sandbox::{EvalError, Limits};
 
@@ -177,7 +174,7 @@ impl Scripts {
             .run(
                 Task::Describe { code: content.clone() },
                 DESCRIBE_LIMITS,
-                Arc::new(AtomicBool::new(false)),
+                tokio_util::sync::CancellationToken::new(),
             )
             .await?
             .result;

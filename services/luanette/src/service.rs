@@ -1,7 +1,6 @@
 //! The HOOT/1 handler: one arm per payload, delegating to the module that owns it.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use hooteproto::broadcast::Publisher;
@@ -9,6 +8,7 @@ use hooteproto::server::Lifecycle;
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, ErrorCode, JobState, PollMode, broadcast};
 use hooteproto::{Handler, RequestContext, Status};
+use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{Jobs, eval_status};
 use crate::runner::{Runner, Task};
@@ -128,7 +128,7 @@ impl Service {
                 ..RunContext::default()
             },
         };
-        let outcome = self.runner.run(task, limits, Arc::new(AtomicBool::new(false))).await?;
+        let outcome = self.runner.run(task, limits, CancellationToken::new()).await?;
         let result = outcome.result.map_err(eval_status)?;
         Ok(Payload::LuaEvalReply(pb::LuaEvalReply {
             result: Some(result),
