@@ -154,11 +154,7 @@ impl Runner {
             });
         }
         let started = Instant::now();
-        let process = match inner.take_idle() {
-            Some(process) => process,
-            None => inner.start().await?,
-        };
-        let outcome = inner.drive(process, task, limits, &cancel).await;
+        let outcome = inner.drive(task, limits, &cancel).await;
         drop(permit);
         inner.clone().top_up();
         let (result, output) = outcome?;
@@ -235,10 +231,9 @@ impl Inner {
         })
     }
 
-    /// Sends the task to `process` and follows it to its end, its deadline or its cancel.
+    /// Sends the task to a process and follows it to its end, its deadline or its cancel.
     async fn drive(
         &self,
-        mut process: Process,
         task: Task,
         limits: Limits,
         cancel: &CancellationToken,
@@ -261,9 +256,24 @@ impl Inner {
             traceparent: context.traceparent.clone(),
             progress: context.progress.is_some(),
         };
-        if let Err(error) = process.stdin.write_all(&protocol::frame(&run)).await {
-            return Err(Status::unavailable(format!("the Lua sandbox went away: {error}")));
-        }
+        let frame = protocol::frame(&run);
+        // An idle process can have died since it was last used (killed from outside); then
+        // the run goes to a fresh one rather than failing.
+        let mut idle = self.take_idle();
+        let sent = match idle.as_mut() {
+            Some(process) => process.stdin.write_all(&frame).await.is_ok(),
+            None => false,
+        };
+        let process = match idle {
+            Some(process) if sent => process,
+            _ => {
+                let mut fresh = self.start().await?;
+                if let Err(error) = fresh.stdin.write_all(&frame).await {
+                    return Err(Status::unavailable(format!("the Lua sandbox went away: {error}")));
+                }
+                fresh
+            }
+        };
         let deadline = tokio::time::Instant::now() + limits.wall + GRACE;
         let mut events = 0usize;
         let Process {
