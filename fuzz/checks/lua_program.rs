@@ -23,8 +23,8 @@ use prost::Message as _;
 
 /// Tight limits, so the fuzzer spends its time on many programs.
 const LIMITS: Limits = Limits {
-    wall: Duration::from_millis(5),
-    memory: 2 << 20,
+    wall: Duration::from_millis(2),
+    memory: 1 << 20,
 };
 const OVERRUN: Duration = Duration::from_millis(250);
 

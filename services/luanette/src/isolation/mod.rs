@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// How much lower than the service a sandbox process runs: scripts are background work
+/// How much lower than the service a sandbox process runs (the lowest): scripts are background work
 /// next to the service's request loop, so when they compete for a core, the loop wins.
-pub const NICENESS: i32 = 10;
+pub const NICENESS: i32 = 19;
 
 /// The first argument that makes a binary a sandbox process.
 pub const WORKER_ARG: &str = "__luanette-sandbox";
