@@ -124,6 +124,7 @@ pub struct Bound {
 
 /// Loads the SoundFont, starts the engine, opens the timeline and binds every socket.
 pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
+    media::keep_large_buffers_out_of_the_heap();
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let synth = match &config.soundfont {
