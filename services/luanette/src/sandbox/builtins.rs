@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use hooteproto::v1::LogLevel;
 use mlua::Lua;
 
-use super::run::RunState;
+use super::run::{RunHandle, RunState};
 
 /// The longest captured line; the output as a whole is bounded too (see `Output`).
 const MAX_LINE: usize = 1 << 20;
@@ -20,6 +20,7 @@ pub(super) fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<
     let capture = |level: LogLevel| {
         let state = state.clone();
         move |lua: &Lua, args: mlua::MultiValue| {
+            RunHandle(state.clone()).check(lua)?;
             let tostring: mlua::Function = lua.globals().get("tostring")?;
             // Never copy more than a line can keep: a script printing a huge string many
             // times over must not make this process hold all of it at once.
@@ -54,7 +55,8 @@ pub(super) fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<
     let warn = {
         let state = state.clone();
         api.lua()
-            .create_function(move |_, parts: mlua::Variadic<mlua::LuaString>| {
+            .create_function(move |lua, parts: mlua::Variadic<mlua::LuaString>| {
+                RunHandle(state.clone()).check(lua)?;
                 let mut message = String::new();
                 for part in parts.iter() {
                     let bytes = part.as_bytes();
@@ -111,7 +113,8 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
     let event = {
         let state = state.clone();
         api.lua()
-            .create_function(move |_, (name, attributes): (String, Option<mlua::Table>)| {
+            .create_function(move |lua, (name, attributes): (String, Option<mlua::Table>)| {
+                RunHandle(state.clone()).check(lua)?;
                 if !crate::isolation::valid_event_name(&name) {
                     return Err(mlua::Error::runtime(
                         "otel.event: the name must be 1-128 characters of A-Z a-z 0-9 . _ -",
@@ -161,7 +164,8 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
     let progress = {
         let state = state.clone();
         api.lua()
-            .create_function(move |_, (fraction, message): (f64, Option<String>)| {
+            .create_function(move |lua, (fraction, message): (f64, Option<String>)| {
+                RunHandle(state.clone()).check(lua)?;
                 if !(0.0..=1.0).contains(&fraction) {
                     return Err(mlua::Error::runtime("job.progress: fraction must be between 0 and 1"));
                 }
