@@ -10,35 +10,8 @@ use hooteproto::v1::*;
 use hooteproto::{Client, ClientConfig, Error};
 use prost_types::value::Kind;
 
-struct Running {
-    client: Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<hooteproto::ServerStats>>,
-}
-
-impl Running {
-    async fn stop(self) -> hooteproto::ServerStats {
-        let _ = self.stop.send(());
-        self.task.await.expect("task").expect("run")
-    }
-}
-
-fn config(dir: &std::path::Path) -> hootenanny::Config {
-    let mut config = hootenanny::Config::new(dir.to_path_buf());
-    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
-    config.health_bind = None;
-    config
-}
-
-async fn start(config: hootenanny::Config) -> Running {
-    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(hootenanny::run(config, async move {
-        let _ = stopped.await;
-    }));
-    client.call(PingRequest {}).await.expect("hootenanny answers ping");
-    Running { client, stop, task }
-}
+mod common;
+use common::{config, start};
 
 fn code(result: Result<impl std::fmt::Debug, Error>) -> ErrorCode {
     match result {

@@ -1,0 +1,38 @@
+//! What the black-box tests share: Hootenanny started in-process on a free loopback port.
+
+use hooteproto::v1::PingRequest;
+use hooteproto::{Client, ClientConfig};
+
+/// A Hootenanny serving in this process, and a client of it.
+pub struct Running {
+    pub client: Client,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<hooteproto::ServerStats>>,
+}
+
+impl Running {
+    /// Shuts it down and returns what it served.
+    pub async fn stop(self) -> hooteproto::ServerStats {
+        let _ = self.stop.send(());
+        self.task.await.expect("task").expect("run")
+    }
+}
+
+/// The defaults, on a free loopback port, without health.
+pub fn config(dir: &std::path::Path) -> hootenanny::Config {
+    let mut config = hootenanny::Config::new(dir.to_path_buf());
+    config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    config.health_bind = None;
+    config
+}
+
+/// Starts it and waits until it answers a ping.
+pub async fn start(config: hootenanny::Config) -> Running {
+    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(hootenanny::run(config, async move {
+        let _ = stopped.await;
+    }));
+    client.call(PingRequest {}).await.expect("hootenanny answers ping");
+    Running { client, stop, task }
+}
