@@ -214,11 +214,8 @@ impl Inner {
         let mut child = spawn(self.program.command()).await.map_err(failed)?;
         if let Some(pid) = child.id() {
             // Its start-up (loading, building a VM) is background work too; the process
-            // lowers its own priority the same way once it runs, in case this fails.
-            // SAFETY: setpriority on a process id we just started.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, pid, crate::isolation::NICENESS);
-            }
+            // does the same to itself once it runs, in case this came too late.
+            crate::isolation::make_background(pid);
         }
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Status::internal("the Lua sandbox has no pipes"));

@@ -254,10 +254,7 @@ fn limit_resources(address_space: u64) {
         unsafe { libc::setrlimit(resource, &limit) }
     };
     set(libc::RLIMIT_CORE, 0);
-    // SAFETY: setpriority on this process with a constant niceness.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, super::NICENESS);
-    }
+    super::make_background(0);
     if address_space > 0 {
         set(libc::RLIMIT_AS, address_space);
     }
