@@ -189,7 +189,7 @@ fn values_cross_both_ways() {
     for (bad, why) in [
         ("return print", "function"),
         ("return {f = function() end}", "f: a function"),
-        ("local t = {} ; t.self = t ; return t", "deeper"),
+        ("local t = {} ; t.self = t ; return t", "cycle"),
         ("return {[true] = 1}", "boolean"),
         ("return 0/0", "not a JSON number"),
         ("return '\\xff'", "UTF-8"),

@@ -53,7 +53,7 @@ pub fn to_lua(lua: &Lua, value: &prost_types::Value, depth: usize) -> Result<Lua
 pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, EvalError> {
     // Priced first, once per distinct table, so a table shared many times over is refused
     // in time proportional to the tables it has, not to what it would expand to.
-    if converted_size(value, depth, &mut std::collections::HashMap::new()) > MAX_CONVERTED_BYTES {
+    if converted_size(value, depth, &mut std::collections::HashMap::new())? > MAX_CONVERTED_BYTES {
         return Err(too_large());
     }
     let mut budget = MAX_CONVERTED_BYTES;
@@ -69,31 +69,43 @@ fn too_large() -> EvalError {
 }
 
 /// What `value` would cost converted (saturating; past [`MAX_CONVERTED_BYTES`] it stops
-/// counting). Each table is walked once: a repeat costs what its first visit measured.
-/// Depth is bounded as in the conversion, so a cycle ends there (and fails there).
-fn converted_size(value: &LuaValue, depth: usize, seen: &mut std::collections::HashMap<usize, usize>) -> usize {
+/// counting). Each table is walked once: a repeat costs what its first visit measured, and a
+/// table met again while it is still being walked is a cycle, refused at once (a walk down
+/// to the depth limit would revisit the whole table at every level).
+fn converted_size(
+    value: &LuaValue,
+    depth: usize,
+    seen: &mut std::collections::HashMap<usize, Option<usize>>,
+) -> Result<usize, EvalError> {
     match value {
-        LuaValue::String(s) => NODE_COST + s.as_bytes().len(),
+        LuaValue::String(s) => Ok(NODE_COST + s.as_bytes().len()),
         LuaValue::Table(table) if depth < MAX_DEPTH => {
             let key = table.to_pointer() as usize;
-            if let Some(size) = seen.get(&key) {
-                return *size;
+            match seen.get(&key) {
+                Some(Some(size)) => return Ok(*size),
+                Some(None) => {
+                    return Err(EvalError::Conversion(
+                        "a table contains itself (a cycle) and cannot be JSON".into(),
+                    ));
+                }
+                None => {}
             }
+            seen.insert(key, None);
             let mut size = NODE_COST;
             for pair in table.pairs::<LuaValue, LuaValue>() {
                 let Ok((key, value)) = pair else { break };
                 size = size
                     .saturating_add(NODE_COST)
-                    .saturating_add(converted_size(&key, depth + 1, seen))
-                    .saturating_add(converted_size(&value, depth + 1, seen));
+                    .saturating_add(converted_size(&key, depth + 1, seen)?)
+                    .saturating_add(converted_size(&value, depth + 1, seen)?);
                 if size > MAX_CONVERTED_BYTES {
                     break;
                 }
             }
-            seen.insert(key, size);
-            size
+            seen.insert(key, Some(size));
+            Ok(size)
         }
-        _ => NODE_COST,
+        _ => Ok(NODE_COST),
     }
 }
 
