@@ -30,7 +30,7 @@ pub use errors::EvalError;
 use errors::classify;
 pub use run::RunHandle;
 use run::{Output, RunState, Trip, install_limits};
-pub use values::{MAX_CONVERTED_BYTES, from_lua, struct_to_lua, to_lua};
+pub use values::{MAX_CONVERTED_BYTES, from_lua, from_lua_limited, struct_to_lua, to_lua};
 
 /// Per-evaluation limits.
 #[derive(Debug, Clone, Copy)]
@@ -301,7 +301,7 @@ impl Vm {
             }
             _ => top,
         };
-        let result = from_lua(&result, 0)?;
+        let result = from_lua_limited(&result, limits.memory)?;
         Ok(EvalOutput {
             result,
             output: self.take_output()?,

@@ -51,20 +51,34 @@ pub fn to_lua(lua: &Lua, value: &prost_types::Value, depth: usize) -> Result<Lua
 /// needs string (or integer) keys and becomes an object; `{}` is an empty object.
 /// Functions, userdata, threads, NaN and non-UTF-8 strings are refused with the path.
 pub fn from_lua(value: &LuaValue, depth: usize) -> Result<prost_types::Value, EvalError> {
-    // Priced first, once per distinct table, so a table shared many times over is refused
-    // in time proportional to the tables it has, not to what it would expand to.
-    if converted_size(value, depth, &mut std::collections::HashMap::new())? > MAX_CONVERTED_BYTES {
-        return Err(too_large());
-    }
-    let mut budget = MAX_CONVERTED_BYTES;
-    from_lua_within(value, depth, &mut budget)
+    convert(value, depth, MAX_CONVERTED_BYTES)
 }
 
-fn too_large() -> EvalError {
+/// [`from_lua`] for a run's result, which may become at most `memory` (its memory limit
+/// covers what is done on its behalf), and never more than [`MAX_CONVERTED_BYTES`].
+pub fn from_lua_limited(value: &LuaValue, memory: usize) -> Result<prost_types::Value, EvalError> {
+    convert(value, 0, memory.min(MAX_CONVERTED_BYTES))
+}
+
+fn convert(value: &LuaValue, depth: usize, limit: usize) -> Result<prost_types::Value, EvalError> {
+    // Priced first, once per distinct table, so a table shared many times over is refused
+    // in time proportional to the tables it has, not to what it would expand to.
+    if converted_size(value, depth, &mut std::collections::HashMap::new())? > limit {
+        return Err(too_large(limit));
+    }
+    let mut budget = limit;
+    from_lua_within(value, depth, &mut budget, limit)
+}
+
+fn too_large(limit: usize) -> EvalError {
     EvalError::Conversion(format!(
-        "the value is larger than {} MiB once converted (a table shared or repeated many times?); store \
+        "the value is larger than {} once converted (a table shared or repeated many times?); store \
          large data with cas.store and return its hash",
-        MAX_CONVERTED_BYTES >> 20
+        if limit >= 1 << 20 {
+            format!("{} MiB", limit >> 20)
+        } else {
+            format!("{} KiB", limit >> 10)
+        }
     ))
 }
 
@@ -109,17 +123,22 @@ fn converted_size(
     }
 }
 
-fn spend(budget: &mut usize, bytes: usize) -> Result<(), EvalError> {
-    *budget = budget.checked_sub(NODE_COST + bytes).ok_or_else(too_large)?;
+fn spend(budget: &mut usize, bytes: usize, limit: usize) -> Result<(), EvalError> {
+    *budget = budget.checked_sub(NODE_COST + bytes).ok_or_else(|| too_large(limit))?;
     Ok(())
 }
 
-fn from_lua_within(value: &LuaValue, depth: usize, budget: &mut usize) -> Result<prost_types::Value, EvalError> {
+fn from_lua_within(
+    value: &LuaValue,
+    depth: usize,
+    budget: &mut usize,
+    limit: usize,
+) -> Result<prost_types::Value, EvalError> {
     let text = match value {
         LuaValue::String(s) => s.as_bytes().len(),
         _ => 0,
     };
-    spend(budget, text)?;
+    spend(budget, text, limit)?;
     let kind = match value {
         LuaValue::Nil => Kind::NullValue(0),
         LuaValue::Boolean(b) => Kind::BoolValue(*b),
@@ -137,7 +156,7 @@ fn from_lua_within(value: &LuaValue, depth: usize, budget: &mut usize) -> Result
                     "a table nests deeper than {MAX_DEPTH} levels (a cycle?)"
                 )));
             }
-            table_to_json(table, depth, budget)?
+            table_to_json(table, depth, budget, limit)?
         }
         other => {
             return Err(EvalError::Conversion(format!(
@@ -149,7 +168,7 @@ fn from_lua_within(value: &LuaValue, depth: usize, budget: &mut usize) -> Result
     Ok(prost_types::Value { kind: Some(kind) })
 }
 
-fn table_to_json(table: &mlua::Table, depth: usize, budget: &mut usize) -> Result<Kind, EvalError> {
+fn table_to_json(table: &mlua::Table, depth: usize, budget: &mut usize, limit: usize) -> Result<Kind, EvalError> {
     let length = table.raw_len();
     let mut count = 0usize;
     let mut fields = std::collections::BTreeMap::new();
@@ -169,8 +188,8 @@ fn table_to_json(table: &mlua::Table, depth: usize, budget: &mut usize) -> Resul
                 )));
             }
         };
-        spend(budget, key.len())?;
-        let value = from_lua_within(&value, depth + 1, budget).map_err(|e| match e {
+        spend(budget, key.len(), limit)?;
+        let value = from_lua_within(&value, depth + 1, budget, limit).map_err(|e| match e {
             EvalError::Conversion(m) => EvalError::Conversion(format!("{key}: {m}")),
             other => other,
         })?;
