@@ -121,7 +121,7 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
                     ));
                 }
                 // Counted before any work, so dropped events cost nothing.
-                let (traceparent, events) = {
+                let (traceparent, events, memory) = {
                     let Ok(mut state) = state.lock() else { return Ok(()) };
                     state.events += 1;
                     if state.events > MAX_EVENTS {
@@ -133,11 +133,15 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
                         }
                         return Ok(());
                     }
-                    (state.context.traceparent.clone(), state.context.events.clone())
+                    (
+                        state.context.traceparent.clone(),
+                        state.context.events.clone(),
+                        state.limits.memory,
+                    )
                 };
                 let attributes = match attributes {
                     Some(table) => {
-                        let value = super::from_lua(&mlua::Value::Table(table), 0)
+                        let value = super::from_lua_limited(&mlua::Value::Table(table), memory)
                             .map_err(|e| mlua::Error::runtime(format!("otel.event: {e}")))?;
                         let json = hooteproto::wkt::value_to_json(value).to_string();
                         json.chars().take(4096).collect()

@@ -3,7 +3,7 @@
 use mlua::{Lua, Value as LuaValue};
 
 use super::{Registrar, fail};
-use crate::sandbox::{from_lua, to_lua};
+use crate::sandbox::{RunHandle, from_lua_limited, to_lua};
 
 /// Whole numbers as integers (`3`, not `3.0`), as people and most parsers expect.
 fn integral(value: serde_json::Value) -> serde_json::Value {
@@ -20,10 +20,12 @@ fn integral(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-pub(super) fn install(api: &mut Registrar<'_>) -> mlua::Result<()> {
+pub(super) fn install(api: &mut Registrar<'_>, run: &RunHandle) -> mlua::Result<()> {
     api.module("json", "JSON text to and from Lua values.");
-    let encode = api.lua().create_function(|_, value: LuaValue| {
-        let value = from_lua(&value, 0).map_err(|e| fail("json.encode", e))?;
+    let run = run.clone();
+    // Bounded by the run's memory limit: the text must fit in the VM anyway.
+    let encode = api.lua().create_function(move |_, value: LuaValue| {
+        let value = from_lua_limited(&value, run.memory_limit()).map_err(|e| fail("json.encode", e))?;
         serde_json::to_string(&integral(hooteproto::wkt::value_to_json(value))).map_err(|e| fail("json.encode", e))
     })?;
     api.function(

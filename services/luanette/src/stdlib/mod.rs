@@ -72,7 +72,7 @@ pub(crate) fn http_client(slot: &OnceLock<Option<reqwest::Client>>) -> Option<re
 /// first checks the run's deadline and cancel flag (see [`RunHandle::check`]).
 pub(crate) fn install(api: &mut Registrar<'_>, services: &Services, run: &RunHandle) -> mlua::Result<()> {
     api.check_every_call(run)?;
-    json::install(api)?;
+    json::install(api, run)?;
     abc::install(api)?;
     cas::install(api, services.cas.clone(), run)?;
     midi::install(api, services.cas.clone(), run)?;
