@@ -6,10 +6,11 @@
 //!
 //! ## Map
 //! - [`time`]: the tempo map; beats ⇄ ticks ⇄ seconds ⇄ samples, exact on samples and ticks.
-//! - [`media`]: MIDI and WAV from the CAS into audio (SoundFont synth, decoder, resampler).
+//! - [`media`]: MIDI and WAV from the CAS into audio (SoundFont synth, decoder, resampler);
+//!   [`media::builtin_font`] generates the General MIDI SoundFont used when there is no other.
 //! - [`timeline`]: markers, regions, tempo and loop; saved on every edit; arranged for playback.
 //! - [`engine`]: the real-time playhead (lock-free, allocation-free), its backends (null,
-//!   cpal) and the marker scheduler.
+//!   and cpal with the `devices` feature) and the marker scheduler.
 //! - [`render`]: offline render of a beat range to a WAV.
 //! - [`trigger`]: marker → Luanette (events, transition jobs, placing results), registration.
 //! - `service`: the request handler. [`bind`] then [`Bound::run`] (or [`run`]).
@@ -60,7 +61,10 @@ pub struct Config {
     pub midi_out: Option<String>,
     /// A MIDI sink to use instead of a port (tests, embedding).
     pub midi_sink: Option<Box<dyn MidiSink>>,
-    /// A SoundFont for MIDI regions (None: the first of [`media::SOUNDFONT_SEARCH`] found).
+    /// The SoundFont MIDI regions play through: a .sf2 file (an error at [`bind`] if it
+    /// cannot be read), or [`media::BUILTIN_SOUNDFONT`] (`builtin`) for the built-in General
+    /// MIDI font. None: the first of [`media::SOUNDFONT_SEARCH`] found, else the built-in
+    /// font, so MIDI is always heard.
     pub soundfont: Option<PathBuf>,
     /// Reverb and chorus on MIDI regions.
     pub synth_effects: bool,
@@ -120,6 +124,7 @@ pub struct Bound {
     registration: pb::WorkerRegistration,
     health: Option<health::HealthServer>,
     lifecycle: Arc<Lifecycle>,
+    soundfont: String,
 }
 
 /// Loads the SoundFont, starts the engine, opens the timeline and binds every socket.
@@ -127,28 +132,25 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
     media::keep_large_buffers_out_of_the_heap();
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
-    let synth = match &config.soundfont {
-        Some(path) => Some(media::Synth::load(path)?),
-        None => match media::Synth::find() {
-            Some((path, synth)) => {
-                tracing::info!(soundfont = %path.display(), "SoundFont found");
-                Some(synth)
-            }
-            None => {
-                tracing::warn!("no SoundFont found (--soundfont FILE); MIDI regions will not be heard");
-                None
-            }
-        },
-    };
-    let synth = synth.map(|s| s.with_effects(config.synth_effects));
+    let synth = media::Synth::choose(config.soundfont.as_deref())?.with_effects(config.synth_effects);
+    let soundfont = synth.description().to_string();
+    if synth.is_builtin() && config.soundfont.is_none() {
+        tracing::info!(
+            "no General MIDI SoundFont on this system: MIDI plays through the small built-in one \
+             (for better sound: apt install fluid-soundfont-gm, or --soundfont FILE)"
+        );
+    } else {
+        tracing::info!(soundfont = %soundfont, "SoundFont loaded");
+    }
     let midi = match (config.midi_sink.take(), &config.midi_out) {
         (Some(sink), _) => Some(sink),
         #[cfg(feature = "devices")]
         (None, Some(port)) => Some(Box::new(engine::device::open_midi(port)?) as Box<dyn MidiSink>),
         #[cfg(not(feature = "devices"))]
-        (None, Some(port)) => {
-            anyhow::bail!("MIDI port {port:?} asked for, but chaosgarden was built without the `devices` feature")
-        }
+        (None, Some(port)) => anyhow::bail!(
+            "MIDI port {port:?} asked for, but chaosgarden was built without MIDI ports: rebuild it with \
+             `--features devices` (needs Debian's libasound2-dev)"
+        ),
         (None, None) => None,
     };
     let midi_cues = midi.is_some();
@@ -162,7 +164,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
     })?;
     let path = config.data_dir.join("chaosgarden").join("timeline.binpb");
     let editor_config = timeline::EditorConfig {
-        synth,
+        synth: Some(synth),
         path: Some(path),
         midi_cues,
         sample_rate: engine.sample_rate(),
@@ -212,6 +214,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         endpoint = %server.local_endpoint(),
         backend = studio.engine.backend(),
         sample_rate = studio.engine.sample_rate(),
+        soundfont = %soundfont,
         media_budget = config.media_budget,
         luanette = config.luanette.as_deref().unwrap_or("none"),
         "chaosgarden ready"
@@ -223,6 +226,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         registration,
         health,
         lifecycle,
+        soundfont,
     })
 }
 
@@ -230,6 +234,12 @@ impl Bound {
     /// The HOOT/1 endpoint actually bound.
     pub fn endpoint(&self) -> &str {
         self.server.local_endpoint()
+    }
+
+    /// Which SoundFont MIDI regions play through: its path, or
+    /// [`media::BUILTIN_DESCRIPTION`] ("built-in General MIDI (generated)").
+    pub fn soundfont(&self) -> &str {
+        &self.soundfont
     }
 
     /// The timeline and engine (for embedding and tests).
@@ -246,6 +256,7 @@ impl Bound {
             registration,
             health,
             lifecycle,
+            soundfont: _,
         } = self;
         let mut tasks = Vec::new();
         if let Some((client, fires)) = luanette {

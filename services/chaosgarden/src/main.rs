@@ -26,13 +26,17 @@ struct Args {
     #[arg(long, env = "HOOT_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Audio output: "auto" (the default sound card, else the null backend), "none" (the
-    /// null backend: a real-time clock without sound), or part of a device's name.
+    /// null backend: a real-time clock without sound), or part of a device's name. Sound
+    /// cards need a build with `--features devices` (and Debian's libasound2-dev).
     #[arg(long, env = "CHAOSGARDEN_AUDIO_DEVICE", default_value = "auto")]
     audio_device: String,
-    /// MIDI output port (part of its name) that MIDI regions are also sent to.
+    /// MIDI output port (part of its name) that MIDI regions are also sent to (needs a build
+    /// with `--features devices`).
     #[arg(long, env = "CHAOSGARDEN_MIDI_OUT")]
     midi_out: Option<String>,
-    /// SoundFont (.sf2) for MIDI regions [default: the first GM SoundFont under /usr/share/sounds/sf2].
+    /// SoundFont (.sf2) for MIDI regions, or "builtin" for the small General MIDI font built
+    /// into chaosgarden [default: the first GM SoundFont under /usr/share/sounds/sf2, else
+    /// the built-in one; `apt install fluid-soundfont-gm` sounds better].
     #[arg(long, env = "CHAOSGARDEN_SOUNDFONT")]
     soundfont: Option<PathBuf>,
     /// Reverb and chorus on MIDI regions (false renders dry, about 1.7× faster).

@@ -5,10 +5,15 @@
 //! Nothing here trusts a header: a WAV's rate, channel count and length are checked (and its
 //! declared length against the bytes it really has) before anything is allocated for its
 //! samples, and [`WavFile`] says what decoding will cost so the caller can refuse it first.
+//!
+//! MIDI always has a SoundFont to play through: the one asked for, else a system General
+//! MIDI SoundFont, else the small one [`builtin_font`] generates ([`Synth::choose`]).
+
+pub mod builtin_font;
 
 use std::io::{Cursor, Read};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use hooteproto::v1::RegionKind;
 use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
@@ -73,9 +78,6 @@ pub enum MediaError {
     /// Longer than MAX_SECONDS.
     #[error("the material lasts {0:.0} s; regions are limited to {MAX_SECONDS} s")]
     TooLong(f64),
-    /// A MIDI region needs a SoundFont to be heard.
-    #[error("no SoundFont is loaded, so MIDI cannot be rendered to audio (pass --soundfont FILE)")]
-    NoSoundFont,
     /// The synthesizer refused its settings.
     #[error("the synthesizer failed: {0}")]
     Synth(String),
@@ -477,13 +479,21 @@ fn tail_frames(sample_rate: u32) -> u64 {
 pub struct Synth {
     font: Arc<SoundFont>,
     effects: bool,
+    description: Arc<str>,
+    builtin: bool,
 }
 
 impl std::fmt::Debug for Synth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Synth")
+        write!(f, "Synth({})", self.description)
     }
 }
+
+/// The `--soundfont` value (and [`Synth::choose`] path) that asks for the built-in font.
+pub const BUILTIN_SOUNDFONT: &str = "builtin";
+
+/// How the built-in font is described ([`Synth::description`]).
+pub const BUILTIN_DESCRIPTION: &str = "built-in General MIDI (generated)";
 
 /// Where Debian and others put General MIDI SoundFonts, tried in order when none is given.
 pub const SOUNDFONT_SEARCH: &[&str] = &[
@@ -501,7 +511,54 @@ impl Synth {
         Ok(Self {
             font: Arc::new(font),
             effects: true,
+            description: path.display().to_string().into(),
+            builtin: false,
         })
+    }
+
+    /// The built-in General MIDI font ([`builtin_font`]), generated on first use and
+    /// shared after that.
+    pub fn builtin() -> Result<Self, MediaError> {
+        static FONT: OnceLock<Result<Arc<SoundFont>, String>> = OnceLock::new();
+        let font = FONT.get_or_init(|| {
+            let bytes = builtin_font::generate();
+            SoundFont::new(&mut bytes.as_slice())
+                .map(Arc::new)
+                .map_err(|e| format!("the built-in SoundFont does not parse: {e:?}"))
+        });
+        match font {
+            Ok(font) => Ok(Self {
+                font: font.clone(),
+                effects: true,
+                description: BUILTIN_DESCRIPTION.into(),
+                builtin: true,
+            }),
+            Err(e) => Err(MediaError::Synth(e.clone())),
+        }
+    }
+
+    /// The SoundFont to play MIDI through: `soundfont` if given (a file, or
+    /// [`BUILTIN_SOUNDFONT`]), else the first of [`SOUNDFONT_SEARCH`] found, else the
+    /// built-in font. Fails only for a file that cannot be read as a SoundFont.
+    pub fn choose(soundfont: Option<&Path>) -> Result<Self, MediaError> {
+        match soundfont {
+            Some(path) if path == Path::new(BUILTIN_SOUNDFONT) => Self::builtin(),
+            Some(path) => Self::load(path),
+            None => match Self::find() {
+                Some((_, synth)) => Ok(synth),
+                None => Self::builtin(),
+            },
+        }
+    }
+
+    /// Which SoundFont this is: its path, or [`BUILTIN_DESCRIPTION`].
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Whether this is the built-in font.
+    pub fn is_builtin(&self) -> bool {
+        self.builtin
     }
 
     /// Turns the synthesizer's reverb and chorus on (the default) or off. Off renders
@@ -512,7 +569,7 @@ impl Synth {
     }
 
     /// The first SoundFont found in `SOUNDFONT_SEARCH`.
-    pub fn find() -> Option<(std::path::PathBuf, Self)> {
+    pub fn find() -> Option<(PathBuf, Self)> {
         SOUNDFONT_SEARCH.iter().find_map(|p| {
             let path = Path::new(p);
             Self::load(path).ok().map(|synth| (path.to_path_buf(), synth))

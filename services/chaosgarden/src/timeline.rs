@@ -540,7 +540,7 @@ impl Editor {
         if matches!(media, Media::Midi(_)) && self.synth.is_none() && !self.midi_cues {
             self.evict_unused();
             return Err(Status::failed_precondition(
-                "this is a MIDI file, but chaosgarden has no SoundFont to render it and no MIDI output to send it to (start it with --soundfont FILE or --midi-out PORT)",
+                "this is a MIDI file, but this timeline has no synthesizer to render it and no MIDI output to send it to (EditorConfig::synth or midi_cues)",
             ));
         }
         let region = pb::TimelineRegion {

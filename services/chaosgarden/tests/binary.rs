@@ -1,13 +1,18 @@
 //! The `chaosgarden` binary as an operator runs it: it starts with no sound card (auto
 //! falls back to the null backend), serves, and exits cleanly on SIGTERM; bad flags and a
-//! missing device or SoundFont stop it at once with a message that says why.
+//! missing device or SoundFont stop it at once with a message that says why; MIDI is heard
+//! with no SoundFont installed (the built-in one) and with `--soundfont builtin`.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cas_put, midi_file, read_wav};
 use hooteproto::Client;
 use hooteproto::client::ClientConfig;
-use hooteproto::v1::{PingRequest, TransportStatusRequest};
+use hooteproto::v1::{self as pb, PingRequest, TransportStatusRequest};
 
 fn chaosgarden(dir: &std::path::Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chaosgarden"));
@@ -22,6 +27,7 @@ fn chaosgarden(dir: &std::path::Path, args: &[&str]) -> Command {
         ])
         .args(args)
         .env("RUST_LOG", "info")
+        .env_remove("CHAOSGARDEN_SOUNDFONT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
@@ -48,6 +54,11 @@ async fn it_starts_without_a_sound_card_and_stops_on_sigterm() {
         "backend {:?}",
         state.backend
     );
+    terminate(&mut child).await;
+}
+
+/// Sends SIGTERM, waits for a clean exit, and returns what it logged.
+async fn terminate(child: &mut Child) -> String {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -61,6 +72,65 @@ async fn it_starts_without_a_sound_card_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "chaosgarden exits cleanly on SIGTERM: {status}");
+    let mut log = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut log).expect("stderr");
+    }
+    log
+}
+
+/// Starts the binary with `args`, places a C major chord (MIDI) at beat 0 and renders the
+/// timeline offline: the render's peak, and what the binary logged.
+async fn render_a_chord(args: &[&str]) -> (f32, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let endpoint = format!("tcp://127.0.0.1:{}", testkit::free_port());
+    let mut child = chaosgarden(dir.path(), &["--bind", &endpoint, "--audio-device", "none"])
+        .args(args)
+        .spawn()
+        .expect("spawn chaosgarden");
+    let client = Client::connect(ClientConfig::new(endpoint)).expect("connect");
+    client.call(PingRequest {}).await.expect("ping");
+    let chord = midi_file(&[(60, 0.0, 2.0), (64, 0.0, 2.0), (67, 0.0, 2.0)]);
+    let hash = cas_put(dir.path(), &chord, "audio/midi");
+    let region = client
+        .call(pb::TimelineAddRegionRequest {
+            cas_hash: hash,
+            position_beats: 0.0,
+            gain_db: 0.0,
+        })
+        .await
+        .expect("a MIDI region is accepted")
+        .region
+        .expect("region");
+    assert_eq!(region.kind, pb::RegionKind::Midi as i32);
+    let rendered = client
+        .call(pb::TimelineRenderRequest {
+            from_beats: 0.0,
+            to_beats: 4.0,
+            sample_rate: 0,
+        })
+        .await
+        .expect("the MIDI region renders");
+    let (_, samples) = read_wav(dir.path(), &rendered.cas_hash);
+    let peak = samples.iter().fold(0.0f32, |p, v| p.max(v.abs()));
+    (peak, terminate(&mut child).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn midi_is_heard_through_the_builtin_soundfont() {
+    let (peak, log) = render_a_chord(&["--soundfont", "builtin"]).await;
+    assert!(
+        peak > 0.0316 && peak < 1.0,
+        "a chord at velocity 100 peaks at {peak}, not between -30 dBFS and clipping"
+    );
+    assert!(log.contains("built-in General MIDI (generated)"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn midi_is_heard_without_a_soundfont_flag() {
+    // A system SoundFont if this machine has one, else the built-in font: heard either way.
+    let (peak, log) = render_a_chord(&[]).await;
+    assert!(peak > 0.0316 && peak < 1.0, "peak {peak}: {log}");
 }
 
 #[test]

@@ -112,6 +112,7 @@ async fn regions_land_on_the_exact_sample_under_a_tempo_map() {
 async fn midi_regions_are_heard_from_their_first_sample() {
     let dir = tempfile::tempdir().expect("tmp");
     let garden = garden(dir.path(), |_| {}).await;
+    assert_eq!(garden.soundfont, chaosgarden::media::BUILTIN_DESCRIPTION);
     let midi = cas_put(dir.path(), &midi_file(&[(60, 0.0, 1.0), (67, 1.0, 1.0)]), "audio/midi");
     add_region(&garden, &midi, 8.0, 0.0).await;
     let rendered = render(&garden, 0.0, 0.0).await;
@@ -126,6 +127,11 @@ async fn midi_regions_are_heard_from_their_first_sample() {
     assert!(
         rendered.frames > (start + 2 * 24_000) as u64,
         "rendered to the end of the notes and their release"
+    );
+    let loudest = samples.iter().fold(0.0f32, |p, v| p.max(v.abs()));
+    assert!(
+        loudest > 0.0316 && loudest < 1.0,
+        "heard clearly, without clipping: peak {loudest}"
     );
     garden.stop().await;
 }

@@ -191,7 +191,7 @@ async fn a_transition_marker_generates_material_that_plays_at_the_next_section()
     );
     // From the boundary on, the render is the transition itself, sample for sample: the
     // same MIDI rendered alone through the same SoundFont.
-    let (_, synth) = chaosgarden::media::Synth::find().expect("a SoundFont (Debian: timgm6mb-soundfont)");
+    let synth = chaosgarden::media::Synth::builtin().expect("the built-in SoundFont");
     let bytes = cas::Cas::open(dir.path().join("cas"))
         .expect("cas")
         .read(&cas::Hash::parse(&region.cas_hash).expect("hash"), 1 << 20, true)

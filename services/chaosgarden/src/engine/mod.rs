@@ -37,7 +37,8 @@ const TRANSITION_RING: usize = 1024;
 pub enum Output {
     /// No sound card: a thread that advances the clock in real time and discards the audio.
     Null,
-    /// The default sound card, falling back to `Null` (with a warning) when there is none.
+    /// The default sound card, falling back to `Null` (with a warning) when there is none
+    /// or when chaosgarden is built without the `devices` feature.
     Auto,
     /// A sound card whose name contains this text (an error if there is none).
     Device(String),
@@ -256,9 +257,13 @@ impl Engine {
         #[cfg(not(feature = "devices"))]
         match &config.output {
             Output::Null => {}
-            Output::Auto => tracing::info!("built without the `devices` feature; using the null backend"),
+            Output::Auto => tracing::info!(
+                "built without sound card support, so the null backend keeps time silently; to hear it, rebuild \
+                 with `--features devices` (needs Debian's libasound2-dev)"
+            ),
             Output::Device(name) => anyhow::bail!(
-                "audio device {name:?} asked for, but chaosgarden was built without the `devices` feature (cpal)"
+                "audio device {name:?} asked for, but chaosgarden was built without sound card support: rebuild \
+                 it with `--features devices` (needs Debian's libasound2-dev)"
             ),
         }
         let (playhead, started) = Started::prepare(config.sample_rate, anchor);

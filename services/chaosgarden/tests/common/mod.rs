@@ -16,6 +16,8 @@ pub struct Garden {
     pub client: Client,
     pub studio: Arc<Studio>,
     pub endpoint: String,
+    /// Which SoundFont MIDI plays through (`Bound::soundfont`).
+    pub soundfont: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<ServerStats>>>,
 }
@@ -41,10 +43,13 @@ pub async fn garden(dir: &Path, configure: impl FnOnce(&mut chaosgarden::Config)
     config.luanette = None;
     config.output = Output::Null;
     config.health_bind = None;
+    // The same sound on every machine, whatever SoundFonts it has installed.
+    config.soundfont = Some(chaosgarden::media::BUILTIN_SOUNDFONT.into());
     configure(&mut config);
     let bound = chaosgarden::bind(config).await.expect("chaosgarden starts");
     let endpoint = bound.endpoint().to_string();
     let studio = bound.studio();
+    let soundfont = bound.soundfont().to_string();
     let client = Client::connect(ClientConfig::new(endpoint.clone())).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(bound.run(async move {
@@ -55,6 +60,7 @@ pub async fn garden(dir: &Path, configure: impl FnOnce(&mut chaosgarden::Config)
         client,
         studio,
         endpoint,
+        soundfont,
         stop: Some(stop),
         task: Some(task),
     }
