@@ -31,13 +31,16 @@ pub fn canonicalize(descriptor: &MessageDescriptor, bytes: &[u8]) -> Result<Vec<
 /// How deep messages may nest, as prost's decoder allows.
 const RECURSION_LIMIT: u32 = 100;
 
+/// The map field being read (its number) and its entries so far, each with its sort key.
+type OpenMap = Option<(u32, Vec<(SortKey, Vec<u8>)>)>;
+
 fn message(descriptor: &MessageDescriptor, mut bytes: &[u8], depth: u32) -> Result<Vec<u8>, CanonicalError> {
     let depth = depth
         .checked_sub(1)
-        .ok_or_else(|| CanonicalError::Malformed("messages nested too deeply"))?;
+        .ok_or(CanonicalError::Malformed("messages nested too deeply"))?;
     let mut out = Vec::with_capacity(bytes.len());
     // Entries of the map field being read: an encoder writes one field's entries together.
-    let mut map: Option<(u32, Vec<(SortKey, Vec<u8>)>)> = None;
+    let mut map: OpenMap = None;
     while bytes.has_remaining() {
         let (number, wire_type) = decode_key(&mut bytes)?;
         if map.as_ref().is_some_and(|(n, _)| *n != number) {
@@ -70,7 +73,7 @@ enum SortKey {
     Bytes(Vec<u8>),
 }
 
-fn flush(map: &mut Option<(u32, Vec<(SortKey, Vec<u8>)>)>, out: &mut Vec<u8>) {
+fn flush(map: &mut OpenMap, out: &mut Vec<u8>) {
     if let Some((number, mut entries)) = map.take() {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, entry) in entries {
@@ -112,7 +115,7 @@ fn sort_key(kind: &Kind, mut raw: &[u8]) -> Result<SortKey, CanonicalError> {
     let fixed = |raw: &[u8], n: usize| -> Result<u64, CanonicalError> {
         let bytes = raw
             .get(..n)
-            .ok_or_else(|| CanonicalError::Malformed("a truncated map key"))?;
+            .ok_or(CanonicalError::Malformed("a truncated map key"))?;
         Ok(bytes.iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     };
     Ok(match kind {

@@ -121,6 +121,10 @@ fn bump(counter: &AtomicU64) {
 }
 
 /// What a waiting request gets from the I/O task.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every delivery is a reply; boxing it would cost an allocation per call to shrink the rare `Lost`"
+)]
 enum Delivery {
     /// The reply.
     Reply(Envelope),

@@ -353,6 +353,11 @@ impl Inner {
     }
 }
 
+/// How a sandbox's run ended, as the parent saw it.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per run, moved once; boxing the common `Done` would buy nothing"
+)]
 enum Ended {
     Done(Done, BufReader<ChildStdout>),
     Deadline,

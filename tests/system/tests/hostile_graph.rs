@@ -81,7 +81,7 @@ fn peak_rss_kib(cluster: &Cluster) -> Option<u64> {
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let ours =
-            args.first().is_some_and(|a| a.ends_with(b"/hootenanny")) && args.iter().any(|a| *a == data_dir.as_bytes());
+            args.first().is_some_and(|a| a.ends_with(b"/hootenanny")) && args.contains(&data_dir.as_bytes());
         if !ours {
             continue;
         }

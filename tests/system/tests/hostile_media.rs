@@ -49,7 +49,7 @@ fn chaosgarden_pid(endpoint: &str) -> u32 {
         let is_chaosgarden = args
             .first()
             .is_some_and(|a| a.ends_with(b"/chaosgarden") || *a == b"chaosgarden");
-        if is_chaosgarden && args.iter().any(|a| *a == endpoint.as_bytes()) {
+        if is_chaosgarden && args.contains(&endpoint.as_bytes()) {
             return pid;
         }
     }

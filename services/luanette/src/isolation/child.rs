@@ -63,7 +63,7 @@ pub fn main() -> i32 {
         // Reading /proc costs more than a small run: look after every run that moved a lot
         // of data, and every 16th run otherwise.
         runs += 1;
-        let heavy = done.encoded_len() > 1 << 20 || runs % 16 == 0;
+        let heavy = done.encoded_len() > 1 << 20 || runs.is_multiple_of(16);
         let reusable = clean && (!heavy || resident_bytes() <= baseline + REUSE_SLACK);
         let done = Done { reusable, ..done };
         if send(&Event {
