@@ -101,7 +101,7 @@ pub struct Bound {
 }
 
 /// How often the gateway checks which backends answer.
-const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Binds the listener and builds the routes.
 pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Result<Bound> {

@@ -3,45 +3,64 @@
 //! services still talk HOOT/1 over loopback ZMQ: the same code paths as a split deployment.
 //! With a key (the default: the CLI passes `<data dir>/hoot.key`), every service drops unsigned
 //! messages, the gateway signs what it sends, and broadcasts are signed and checked.
+//!
+//! [`start`] brings up the three services alone ([`Stack`]); `holler mcp --up` puts MCP over
+//! stdio in front of them, and [`run`] (`holler up`) the HTTP gateway.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use tokio::task::JoinHandle;
 
 use crate::backends::{Backends, Endpoints};
 use crate::serve::{self, ServeConfig};
 
-/// What `holler up` starts.
-pub struct UpConfig {
+/// The three services `holler up` and `holler mcp --up` start.
+pub struct StackConfig {
     /// The shared data directory (CAS and each service's state under it).
     pub data_dir: PathBuf,
-    /// The gateway's HTTP address.
-    pub listen: SocketAddr,
     /// The three backends' endpoints (defaults: :5570, :5580, :5555).
     pub endpoints: Endpoints,
-    /// A bearer token the gateway requires, if any.
-    pub token: Option<String>,
     /// The shared key every service requires and the gateway signs with, and where it came
     /// from (shown, never the key). None: unsigned (`--insecure`).
     pub key: Option<(hooteproto::Key, hooteproto::auth::KeySource)>,
     /// Chaosgarden's audio output.
     pub audio: chaosgarden::Output,
+    /// The SoundFont for MIDI regions (None: a system GM SoundFont, else the built-in one).
+    pub soundfont: Option<PathBuf>,
     /// Serve grpc.health.v1 on the conventional ports (:6570, :6580, :6555).
     pub health: bool,
     /// Luanette's broadcast endpoint (None: no broadcasts).
     pub broadcasts: Option<String>,
 }
 
-/// Runs the stack until `shutdown`; then stops the gateway and drains every service.
-pub async fn run(
-    config: UpConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// What `holler up` starts: the services and the MCP gateway over HTTP.
+pub struct UpConfig {
+    /// The services.
+    pub stack: StackConfig,
+    /// The gateway's HTTP address.
+    pub listen: SocketAddr,
+    /// A bearer token the gateway requires, if any.
+    pub token: Option<String>,
+}
+
+/// The three services, running.
+pub struct Stack {
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    stop: tokio::sync::broadcast::Sender<()>,
+    /// Clients for the three services, signing with the stack's key.
+    pub backends: Arc<Backends>,
+    /// Which SoundFont MIDI regions play through (a path, or the built-in font).
+    pub soundfont: String,
+}
+
+/// Starts Luanette, Hootenanny and Chaosgarden on their endpoints, sharing the data directory.
+pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     let cas_root = config.data_dir.join("cas");
     let key = config.key.as_ref().map(|(key, _)| key.clone());
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let stopped = |tx: &tokio::sync::broadcast::Sender<()>| {
         let mut rx = tx.subscribe();
         async move {
@@ -72,52 +91,108 @@ pub async fn run(
     garden.luanette = Some(config.endpoints.luanette.clone());
     garden.cas_root = cas_root;
     garden.output = config.audio.clone();
+    garden.soundfont = config.soundfont.clone();
     garden.key = key.clone();
     if !config.health {
         garden.health_bind = None;
     }
     let garden = chaosgarden::bind(garden).await.context("starting chaosgarden")?;
+    let soundfont = garden.soundfont().to_string();
 
-    let backends = Arc::new(Backends::connect(config.endpoints.clone(), key.clone(), "holler")?);
+    let backends = Arc::new(Backends::connect(config.endpoints.clone(), key, "holler")?);
+    let tasks = vec![
+        tokio::spawn({
+            let stop = stopped(&stop);
+            async move { lua.run(stop).await.map(|_| ()) }
+        }),
+        tokio::spawn({
+            let stop = stopped(&stop);
+            async move { hootenanny::run(hoot, stop).await.map(|_| ()) }
+        }),
+        tokio::spawn({
+            let stop = stopped(&stop);
+            async move { garden.run(stop).await.map(|_| ()) }
+        }),
+    ];
+    Ok(Stack {
+        tasks,
+        stop,
+        backends,
+        soundfont,
+    })
+}
+
+impl Stack {
+    /// Completes when the stack is told to stop.
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    }
+
+    /// Stops every service (each drains what it has in flight) and reports the first failure.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        tracing::info!("stopping the stack");
+        let _ = self.stop.send(());
+        let mut failure = None;
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(e),
+                Err(e) => failure = Some(anyhow::anyhow!("a service task failed: {e}")),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How to make sound-card and MIDI-port output available, if this build lacks them (one line).
+pub fn devices_hint() -> Option<&'static str> {
+    (!cfg!(feature = "devices")).then_some(
+        "no sound card or MIDI ports in this build (renders and the null clock work): \
+         rebuild with `--features devices` (needs Debian's libasound2-dev)",
+    )
+}
+
+/// Runs the stack and the HTTP gateway until `shutdown`; then stops the gateway and drains
+/// every service.
+pub async fn run(
+    config: UpConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut stack = start(&config.stack).await?;
     let gateway = serve::bind(
         ServeConfig {
             listen: config.listen,
             allowed_origins: Vec::new(),
             token: config.token.clone(),
-            broadcasts: config.broadcasts.clone(),
-            key: key.clone(),
+            broadcasts: config.stack.broadcasts.clone(),
+            key: config.stack.key.as_ref().map(|(key, _)| key.clone()),
         },
-        backends,
+        stack.backends.clone(),
     )
     .await
     .with_context(|| format!("binding the MCP gateway on {}", config.listen))?;
     let url = format!("http://{}/mcp", gateway.local_addr()?);
+    let stopped = stack.stopped();
+    stack.tasks.push(tokio::spawn(gateway.run(stopped)));
 
-    let tasks = vec![
-        tokio::spawn({
-            let stop = stopped(&stop_tx);
-            async move { lua.run(stop).await.map(|_| ()) }
-        }),
-        tokio::spawn({
-            let stop = stopped(&stop_tx);
-            async move { hootenanny::run(hoot, stop).await.map(|_| ()) }
-        }),
-        tokio::spawn({
-            let stop = stopped(&stop_tx);
-            async move { garden.run(stop).await.map(|_| ()) }
-        }),
-        tokio::spawn({
-            let stop = stopped(&stop_tx);
-            async move { gateway.run(stop).await }
-        }),
-    ];
-    println!("Hootenanny is up. Data: {}", config.data_dir.display());
+    let endpoints = &config.stack.endpoints;
+    println!("Hootenanny is up. Data: {}", config.stack.data_dir.display());
     println!("  MCP (Streamable HTTP): {url}");
     println!(
         "  luanette {}  hootenanny {}  chaosgarden {}",
-        config.endpoints.luanette, config.endpoints.hootenanny, config.endpoints.chaosgarden
+        endpoints.luanette, endpoints.hootenanny, endpoints.chaosgarden
     );
-    match &config.key {
+    println!("  MIDI plays through: {}", stack.soundfont);
+    if let Some(hint) = devices_hint() {
+        println!("  {hint}");
+    }
+    match &config.stack.key {
         Some((_, source)) => {
             tracing::info!(key = %source, "HOOT/1 messages must be signed");
             println!("  key: {source}: the services obey only messages signed with it; the CLI and clients");
@@ -134,18 +209,5 @@ pub async fn run(
     println!("Connect an MCP client to {url} (e.g. `claude mcp add --transport http hootenanny {url}`),");
     println!("or use the CLI directly: `holler ping`, `holler lua 'return 1 + 1'`. Ctrl-C stops everything.");
     shutdown.await;
-    tracing::info!("stopping the stack");
-    let _ = stop_tx.send(());
-    let mut failure = None;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failure = Some(e),
-            Err(e) => failure = Some(anyhow::anyhow!("a service task failed: {e}")),
-        }
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    stack.stop().await
 }

@@ -60,7 +60,7 @@ fn tunes_sound_as_abc2midi_plays_them() {
     let abc2midi = std::process::Command::new("abc2midi").arg("-ver").output();
     assert!(
         abc2midi.is_ok(),
-        "abc2midi is needed (Debian package abcmidi; .ci/run installs it)"
+        "abc2midi is needed (Debian package abcmidi; scripts/test installs it through scripts/system-packages)"
     );
     let dir = tempfile::tempdir().expect("tmp");
     let cas = cas::Cas::open(dir.path().join("cas")).expect("cas");

@@ -53,29 +53,50 @@ pub struct Args {
     pub command: Command,
 }
 
+/// How `up` and `mcp --up` run the services.
+#[derive(clap::Args, Clone)]
+pub struct StackArgs {
+    /// Run without a key: the services obey unsigned messages from any local process
+    /// (by default `up` uses --key-file, else creates <data dir>/hoot.key, mode 0600).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Chaosgarden's audio output: auto, none, or part of a device name.
+    #[arg(long, default_value = "auto")]
+    pub audio_device: String,
+    /// SoundFont (.sf2) MIDI regions play through, or "builtin" [default: a General MIDI
+    /// SoundFont under /usr/share/sounds/sf2, else the small one built into holler].
+    #[arg(long, env = "CHAOSGARDEN_SOUNDFONT")]
+    pub soundfont: Option<PathBuf>,
+    /// Luanette's broadcast (PUB) endpoint, or "none".
+    #[arg(long, default_value = "tcp://127.0.0.1:5572")]
+    pub broadcasts: String,
+    /// Do not serve grpc.health.v1 (:6570, :6580, :6555), e.g. to run a second stack.
+    #[arg(long)]
+    pub no_health: bool,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Start Luanette, Hootenanny, Chaosgarden and the MCP gateway in this process.
     Up {
-        /// Run without a key: the services obey unsigned messages from any local process
-        /// (by default `up` uses --key-file, else creates <data dir>/hoot.key, mode 0600).
-        #[arg(long)]
-        insecure: bool,
+        #[command(flatten)]
+        stack: StackArgs,
         /// The gateway's HTTP port.
         #[arg(long, env = "HOLLER_PORT", default_value_t = 8080)]
         port: u16,
-        /// Chaosgarden's audio output: auto, none, or part of a device name.
-        #[arg(long, default_value = "auto")]
-        audio_device: String,
         /// File holding a bearer token the gateway requires (not with --insecure).
         #[arg(long, env = "HOLLER_TOKEN_FILE")]
         token_file: Option<PathBuf>,
-        /// Luanette's broadcast (PUB) endpoint, or "none".
-        #[arg(long, default_value = "tcp://127.0.0.1:5572")]
-        broadcasts: String,
-        /// Do not serve grpc.health.v1 (:6570, :6580, :6555), e.g. to run a second stack.
+    },
+    /// Speak MCP over stdin/stdout, for MCP hosts that launch their servers as a command:
+    /// in front of a running stack, or with --up in front of one started in this process.
+    Mcp {
+        /// Start Luanette, Hootenanny and Chaosgarden in this process first (as `holler up`,
+        /// without the HTTP gateway); they stop when the host closes the session.
         #[arg(long)]
-        no_health: bool,
+        up: bool,
+        #[command(flatten)]
+        stack: StackArgs,
     },
     /// Serve MCP (Streamable HTTP) in front of running backends.
     Serve {

@@ -149,7 +149,7 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
             context.print(&reply);
             Ok(())
         }
-        Command::Up { .. } | Command::Serve { .. } | Command::Completions { .. } => {
+        Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. } | Command::Completions { .. } => {
             unreachable!("dispatched in cli::run")
         }
     }

@@ -140,7 +140,9 @@ async fn run(args: Args) -> Result<(), Failure> {
     let data_dir = hooteproto::dirs::data_dir(args.data_dir.clone());
     // `up` uses (or creates) the stack's key; every other command finds it as any client does.
     let key = match &args.command {
-        Command::Up { insecure, .. } => stack::up_key(args.key_file.as_deref(), &data_dir, *insecure)?,
+        Command::Up { stack, .. } | Command::Mcp { up: true, stack } => {
+            stack::up_key(args.key_file.as_deref(), &data_dir, stack.insecure)?
+        }
         _ => hooteproto::Key::locate(args.key_file.as_deref(), &data_dir).map_err(|e| usage(e.to_string()))?,
     };
     let context = Context {
@@ -162,7 +164,9 @@ async fn run(args: Args) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut Args::command(), "holler", &mut std::io::stdout());
             Ok(())
         }
-        command @ (Command::Up { .. } | Command::Serve { .. }) => stack::run(command, telemetry, &context, key).await,
+        command @ (Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. }) => {
+            stack::run(command, telemetry, &context, key).await
+        }
         command => calls::run(command, &context).await,
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use hooteproto::Key;
 use hooteproto::auth::KeySource;
 
-use super::args::Command;
+use super::args::{Command, StackArgs};
 use super::{Context, Failure, init_telemetry, usage};
 
 /// `"none"` (or empty) turns an optional endpoint off.
@@ -69,7 +69,23 @@ pub struct Telemetry {
     pub log_json: bool,
 }
 
-/// Runs `up` or `serve` until Ctrl-C or SIGTERM.
+fn stack_config(stack: StackArgs, context: &Context, key: Option<(Key, KeySource)>) -> holler::up::StackConfig {
+    holler::up::StackConfig {
+        data_dir: context.data_dir.clone(),
+        endpoints: context.backends.endpoints().clone(),
+        key,
+        audio: match stack.audio_device.as_str() {
+            "auto" => chaosgarden::Output::Auto,
+            "none" | "null" => chaosgarden::Output::Null,
+            name => chaosgarden::Output::Device(name.into()),
+        },
+        soundfont: stack.soundfont,
+        health: !stack.no_health,
+        broadcasts: endpoint_or_none(&stack.broadcasts),
+    }
+}
+
+/// Runs `up`, `serve` or `mcp` until Ctrl-C or SIGTERM (or, for `mcp`, until the host closes stdin).
 pub async fn run(
     command: Command,
     telemetry: Telemetry,
@@ -79,18 +95,10 @@ pub async fn run(
     let _telemetry = init_telemetry(telemetry.otlp_endpoint.as_deref(), telemetry.log_json)?;
     match command {
         Command::Up {
-            insecure: _,
+            stack,
             port,
-            audio_device,
             token_file,
-            broadcasts,
-            no_health,
         } => {
-            let audio = match audio_device.as_str() {
-                "auto" => chaosgarden::Output::Auto,
-                "none" | "null" => chaosgarden::Output::Null,
-                name => chaosgarden::Output::Device(name.into()),
-            };
             let token = read_token(token_file)?;
             if token.is_some() && key.is_none() {
                 return Err(usage(
@@ -99,16 +107,37 @@ pub async fn run(
                 ));
             }
             let config = holler::up::UpConfig {
-                data_dir: context.data_dir.clone(),
+                stack: stack_config(stack, context, key),
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                endpoints: context.backends.endpoints().clone(),
                 token,
-                key,
-                audio,
-                health: !no_health,
-                broadcasts: endpoint_or_none(&broadcasts),
             };
             Ok(holler::up::run(config, hooteproto::server::shutdown_signal()).await?)
+        }
+        Command::Mcp { up: false, stack } => {
+            if stack.insecure || stack.soundfont.is_some() || stack.no_health || stack.audio_device != "auto" {
+                return Err(usage(
+                    "--insecure, --soundfont, --no-health and --audio-device start services: add --up \
+                     (without it, `holler mcp` talks to a stack already running)",
+                ));
+            }
+            let key = key.map(|(key, _)| key);
+            let broadcasts = endpoint_or_none(&stack.broadcasts);
+            let shutdown = hooteproto::server::shutdown_signal();
+            Ok(holler::stdio::run(context.backends.clone(), broadcasts, key, shutdown).await?)
+        }
+        Command::Mcp { up: true, stack } => {
+            let config = stack_config(stack, context, key);
+            let running = holler::up::start(&config).await?;
+            tracing::info!(soundfont = %running.soundfont, "the stack is up; MCP on stdio");
+            if let Some(hint) = holler::up::devices_hint() {
+                tracing::info!("{hint}");
+            }
+            let key = config.key.map(|(key, _)| key);
+            let shutdown = hooteproto::server::shutdown_signal();
+            let served = holler::stdio::run(running.backends.clone(), config.broadcasts, key, shutdown).await;
+            let stopped = running.stop().await;
+            served?;
+            Ok(stopped?)
         }
         Command::Serve {
             port,
