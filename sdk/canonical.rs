@@ -113,9 +113,7 @@ fn map_entry(field: &FieldDescriptor, mut bytes: &[u8], depth: u32) -> Result<(S
 
 fn sort_key(kind: &Kind, mut raw: &[u8]) -> Result<SortKey, CanonicalError> {
     let fixed = |raw: &[u8], n: usize| -> Result<u64, CanonicalError> {
-        let bytes = raw
-            .get(..n)
-            .ok_or(CanonicalError::Malformed("a truncated map key"))?;
+        let bytes = raw.get(..n).ok_or(CanonicalError::Malformed("a truncated map key"))?;
         Ok(bytes.iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     };
     Ok(match kind {

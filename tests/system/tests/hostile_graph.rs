@@ -80,8 +80,7 @@ fn peak_rss_kib(cluster: &Cluster) -> Option<u64> {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let ours =
-            args.first().is_some_and(|a| a.ends_with(b"/hootenanny")) && args.contains(&data_dir.as_bytes());
+        let ours = args.first().is_some_and(|a| a.ends_with(b"/hootenanny")) && args.contains(&data_dir.as_bytes());
         if !ours {
             continue;
         }
