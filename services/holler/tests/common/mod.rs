@@ -83,4 +83,15 @@ impl Up {
     }
 }
 
+/// A test that fails before `stop` must not leave its stack running (one outlived a failed CI
+/// run once, holding its ports and sandboxes).
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub use testkit::mcp::Session as Mcp;
