@@ -3,12 +3,14 @@
 //! - `hooteproto.v1.binpb`: the FileDescriptorSet, embedded for reflection and proto3 JSON;
 //! - `payload_meta.rs`: name / field number / idempotency of every payload and broadcast
 //!   case, and a typed `Request` impl for every request whose `<name>_reply` exists, all
-//!   read from the schema so the SDK never keeps a second list by hand.
+//!   read from the schema so the SDK never keeps a second list by hand;
+//! - `tools.rs`: the tool catalog (every request message with a `(hooteproto.v1.tool)`
+//!   option), the services that own tools and the name → service routing, and one handler
+//!   trait per service with a method per tool, plus its dispatcher.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use prost::Message as _;
 use prost_reflect::{DescriptorPool, OneofDescriptor};
 
 const SCHEMA_ROOT: &str = "schema";
@@ -34,8 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = compiler.file_descriptor_set();
 
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("hooteproto.v1.binpb"), fds.encode_to_vec())?;
+    // From the pool, not `fds`: prost-types drops the custom options (`(hooteproto.v1.required)`,
+    // `(hooteproto.v1.tool)`) that the SDK reads at run time.
+    std::fs::write(out.join("hooteproto.v1.binpb"), pool.encode_to_vec())?;
     std::fs::write(out.join("payload_meta.rs"), payload_meta(&pool)?)?;
+    std::fs::write(out.join("tools.rs"), tool_catalog(&pool)?)?;
 
     let mut config = prost_build::Config::new();
     config.btree_map(["."]);
@@ -157,4 +162,237 @@ fn upper_camel(snake: &str) -> String {
             }
         })
         .collect()
+}
+
+/// One tool as the schema declares it.
+struct ToolDecl {
+    name: String,
+    service: String,
+    request: String,
+    reply: String,
+    description: String,
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+}
+
+/// The tools: every `Envelope.payload` request whose message carries `(hooteproto.v1.tool)`,
+/// in payload order. The schema is refused when a tool's facts contradict it.
+fn tool_decls(pool: &DescriptorPool) -> Result<Vec<ToolDecl>, Box<dyn std::error::Error>> {
+    let tool = pool
+        .get_extension_by_name("hooteproto.v1.tool")
+        .ok_or("schema lacks the hooteproto.v1.tool option")?;
+    let idempotent = pool
+        .get_extension_by_name("hooteproto.v1.idempotent")
+        .ok_or("schema lacks the hooteproto.v1.idempotent option")?;
+    let envelope = pool
+        .get_message_by_name("hooteproto.v1.Envelope")
+        .ok_or("no Envelope")?;
+    let payload = envelope
+        .oneofs()
+        .find(|o| o.name() == "payload")
+        .ok_or("Envelope has no payload oneof")?;
+    let fields: Vec<_> = payload.fields().collect();
+    let mut tools = Vec::new();
+    for message in pool.all_messages() {
+        let options = message.options();
+        if !options.has_extension(&tool) {
+            continue;
+        }
+        let facts = options.get_extension(&tool);
+        let facts = facts.as_message().ok_or("(hooteproto.v1.tool) is not a message")?;
+        let text = |field: &str| {
+            facts
+                .get_field_by_name(field)
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        let flag = |field: &str| {
+            facts
+                .get_field_by_name(field)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)
+        };
+        let name = text("name");
+        let request = fields
+            .iter()
+            .find(|f| f.kind().as_message().map(|m| m.full_name()) == Some(message.full_name()))
+            .ok_or_else(|| {
+                format!(
+                    "{} is a tool but no Envelope.payload case carries it",
+                    message.full_name()
+                )
+            })?;
+        if request.name() != name {
+            return Err(format!(
+                "{}: tool name {name:?} must be its payload case's name {:?}",
+                message.full_name(),
+                request.name()
+            )
+            .into());
+        }
+        let reply = fields
+            .iter()
+            .find(|f| f.name() == format!("{name}_reply"))
+            .and_then(|f| f.kind().as_message().cloned())
+            .ok_or_else(|| format!("tool {name} has no {name}_reply payload case"))?;
+        let service = text("service");
+        if service.is_empty() || !service.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(format!("tool {name}: service {service:?} must be a lowercase name").into());
+        }
+        let description = text("description");
+        if description.trim().is_empty() {
+            return Err(format!("tool {name} has no description").into());
+        }
+        let decl = ToolDecl {
+            name,
+            service,
+            request: message.name().to_string(),
+            reply: reply.name().to_string(),
+            description,
+            read_only: flag("read_only"),
+            destructive: flag("destructive"),
+            idempotent: options.get_extension(&idempotent).as_bool() == Some(true),
+            open_world: flag("open_world"),
+        };
+        if decl.read_only && decl.destructive {
+            return Err(format!("tool {}: read_only and destructive contradict each other", decl.name).into());
+        }
+        tools.push((request.number(), decl));
+    }
+    tools.sort_by_key(|(number, _)| *number);
+    Ok(tools.into_iter().map(|(_, decl)| decl).collect())
+}
+
+/// `tools.rs`: the catalog, the services and their routing, the handler traits.
+fn tool_catalog(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Error>> {
+    let tools = tool_decls(pool)?;
+    let mut services: Vec<String> = Vec::new();
+    for tool in &tools {
+        if !services.contains(&tool.service) {
+            services.push(tool.service.clone());
+        }
+    }
+    let mut code =
+        String::from("// Generated by build.rs from the schema's (hooteproto.v1.tool) options. Do not edit.\n");
+
+    // The services.
+    let variants: Vec<String> = services.iter().map(|s| upper_camel(s)).collect();
+    writeln!(
+        code,
+        "\n/// A service that owns tools (every `service` named by a `(hooteproto.v1.tool)` option).\n\
+         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum Service {{"
+    )?;
+    for (service, variant) in services.iter().zip(&variants) {
+        writeln!(code, "    /// `{service}`.\n    {variant},")?;
+    }
+    writeln!(code, "}}\n\nimpl Service {{")?;
+    writeln!(
+        code,
+        "    /// All of them, in the order their first tool appears in `Envelope.payload`.\n    pub const ALL: [Service; {}] = [{}];",
+        services.len(),
+        variants
+            .iter()
+            .map(|v| format!("Service::{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(
+        code,
+        "\n    /// The service's name, e.g. `\"luanette\"`.\n    pub const fn name(self) -> &'static str {{\n        match self {{"
+    )?;
+    for (service, variant) in services.iter().zip(&variants) {
+        writeln!(code, "            Service::{variant} => {service:?},")?;
+    }
+    writeln!(code, "        }}\n    }}")?;
+    writeln!(
+        code,
+        "\n    /// A service by name.\n    pub fn parse(name: &str) -> Option<Service> {{\n        Self::ALL.into_iter().find(|s| s.name() == name)\n    }}"
+    )?;
+    writeln!(
+        code,
+        "\n    /// The service that serves a tool (routing by the schema, not by name prefix).\n    pub fn for_tool(tool: &str) -> Option<Service> {{\n        find(tool).map(|t| t.service)\n    }}"
+    )?;
+    writeln!(
+        code,
+        "\n    /// The service's tools, in `Envelope.payload` order.\n    pub fn tools(self) -> impl Iterator<Item = &'static Tool> {{\n        TOOLS.iter().filter(move |t| t.service == self)\n    }}\n}}"
+    )?;
+    writeln!(
+        code,
+        "\nimpl ::core::fmt::Display for Service {{\n    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {{\n        f.write_str(self.name())\n    }}\n}}"
+    )?;
+
+    // The catalog.
+    writeln!(
+        code,
+        "\n/// Every tool, in `Envelope.payload` order.\npub const TOOLS: &[Tool] = &["
+    )?;
+    for t in &tools {
+        writeln!(
+            code,
+            "    Tool {{\n        name: {:?},\n        service: Service::{},\n        request: {:?},\n        reply: {:?},\n        description: {:?},\n        read_only: {},\n        destructive: {},\n        idempotent: {},\n        open_world: {},\n    }},",
+            t.name,
+            upper_camel(&t.service),
+            format!("hooteproto.v1.{}", t.request),
+            format!("hooteproto.v1.{}", t.reply),
+            t.description,
+            t.read_only,
+            t.destructive,
+            t.idempotent,
+            t.open_world
+        )?;
+    }
+    writeln!(code, "];")?;
+    writeln!(
+        code,
+        "\n/// A tool by name.\npub fn find(name: &str) -> Option<&'static Tool> {{\n    match name {{"
+    )?;
+    for (i, t) in tools.iter().enumerate() {
+        writeln!(code, "        {:?} => Some(&TOOLS[{i}]),", t.name)?;
+    }
+    writeln!(code, "        _ => None,\n    }}\n}}")?;
+
+    // One handler trait per service, and its dispatcher.
+    for (service, variant) in services.iter().zip(&variants) {
+        writeln!(
+            code,
+            "\n/// The tools `{service}` serves: one method per tool request in the schema, so a tool\n\
+             /// without a handler does not compile. Route requests to it with [`dispatch_{service}`].\n\
+             pub trait {variant}Tools: Send + Sync {{"
+        )?;
+        for t in tools.iter().filter(|t| &t.service == service) {
+            let summary = t
+                .description
+                .split(". ")
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('.');
+            writeln!(
+                code,
+                "    /// `{name}`: {summary}.\n    fn {name}(\n        &self,\n        context: &crate::RequestContext,\n        request: crate::v1::{req},\n    ) -> impl ::core::future::Future<Output = ::core::result::Result<crate::v1::{rep}, crate::Status>> + Send;",
+                name = t.name,
+                req = t.request,
+                rep = t.reply,
+            )?;
+        }
+        writeln!(code, "}}")?;
+        writeln!(
+            code,
+            "\n/// Answers a `{service}` tool request with its [`{variant}Tools`] method; any other payload\n\
+             /// comes back as [`Dispatch::Other`] for the service's own handling.\n\
+             pub async fn dispatch_{service}<T: {variant}Tools + ?Sized>(\n    tools: &T,\n    context: &crate::RequestContext,\n    payload: crate::v1::envelope::Payload,\n) -> Dispatch {{\n    use crate::v1::envelope::Payload;\n    match payload {{"
+        )?;
+        for t in tools.iter().filter(|t| &t.service == service) {
+            writeln!(
+                code,
+                "        Payload::{req_variant}(request) => Dispatch::Answered(tools.{name}(context, request).await.map(Payload::{rep_variant})),",
+                req_variant = upper_camel(&t.name),
+                rep_variant = upper_camel(&format!("{}_reply", t.name)),
+                name = t.name,
+            )?;
+        }
+        writeln!(code, "        other => Dispatch::Other(other),\n    }}\n}}")?;
+    }
+    Ok(code)
 }

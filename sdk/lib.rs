@@ -20,7 +20,10 @@
 //! - [`broadcast`]: [`broadcast::Publisher`] and [`broadcast::Subscriber`] for `Broadcast`s over PUB/SUB.
 //! - `telemetry` (feature `telemetry`): logging + OpenTelemetry (OTLP/HTTP) setup for service binaries.
 //! - [`trace`]: W3C `traceparent` propagation between `tracing` spans across processes.
-//! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message.
+//! - [`json`]: the schema at run time (descriptor pool) and proto3 JSON for any message; the
+//!   tool JSON form agents see (short enum names, descriptions from comments, JSON Schemas).
+//! - [`tools`]: the tool catalog, routing and per-service handler traits, generated from the
+//!   schema's `(hooteproto.v1.tool)` options.
 //! - [`canonical`]: deterministic encoding (maps sorted by key) for messages built at run time.
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
 //!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
@@ -54,6 +57,7 @@ pub mod server;
 mod socket;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod tools;
 pub mod trace;
 pub mod wire;
 pub mod wkt;

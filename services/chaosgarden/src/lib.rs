@@ -21,7 +21,6 @@ pub mod render;
 mod service;
 pub mod time;
 pub mod timeline;
-mod tools;
 pub mod trigger;
 
 use std::future::Future;

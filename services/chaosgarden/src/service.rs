@@ -1,10 +1,12 @@
-//! The HOOT/1 handler and the [`Studio`] it edits: the timeline (behind one lock, so edits
+//! The HOOT/1 handler (the tools through the schema's `ChaosgardenTools` trait, one method
+//! per tool request) and the [`Studio`] it edits: the timeline (behind one lock, so edits
 //! are ordered) and the engine that plays it. Every edit re-arranges the timeline off the
 //! async threads (MIDI is rendered there) and hands the result to the real-time side.
 
 use std::sync::Arc;
 
 use hooteproto::server::Lifecycle;
+use hooteproto::tools::{ChaosgardenTools, Dispatch};
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb};
 use hooteproto::{Handler, RequestContext, Status};
@@ -13,7 +15,6 @@ use crate::engine::Engine;
 use crate::engine::playhead::Command;
 use crate::time::MAX_BEATS;
 use crate::timeline::{Editor, cas_status};
-use crate::tools;
 use crate::{media, render};
 
 /// The timeline and the engine playing it.
@@ -85,90 +86,17 @@ fn check_seek(beats: f64) -> Result<(), Status> {
 }
 
 impl Handler for Service {
-    async fn handle(&self, _context: RequestContext, payload: Payload) -> Result<Payload, Status> {
-        let studio = &self.studio;
-        let engine = &studio.engine;
+    async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+        let payload = match hooteproto::tools::dispatch_chaosgarden(self, &context, payload).await {
+            Dispatch::Answered(reply) => return reply,
+            Dispatch::Other(payload) => payload,
+        };
         match payload {
             Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
             Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
-            Payload::ListTools(_) => Ok(Payload::ListToolsReply(pb::ListToolsReply { tools: tools::tools()? })),
-            Payload::TransportPlay(_) => {
-                engine.command(Command::Play).await?;
-                Ok(Payload::TransportPlayReply(pb::TransportPlayReply {
-                    state: Some(engine.state()),
-                }))
-            }
-            Payload::TransportStop(_) => {
-                engine.command(Command::Stop).await?;
-                Ok(Payload::TransportStopReply(pb::TransportStopReply {
-                    state: Some(engine.state()),
-                }))
-            }
-            Payload::TransportSeek(request) => {
-                check_seek(request.position_beats)?;
-                engine.command(Command::Seek(request.position_beats)).await?;
-                Ok(Payload::TransportSeekReply(pb::TransportSeekReply {
-                    state: Some(engine.state()),
-                }))
-            }
-            Payload::TransportStatus(_) => Ok(Payload::TransportStatusReply(pb::TransportStatusReply {
-                state: Some(engine.state()),
-            })),
-            Payload::TransportLoop(request) => {
-                studio.edit(move |editor| editor.set_loop(request.loop_range)).await?;
-                Ok(Payload::TransportLoopReply(pb::TransportLoopReply {
-                    state: Some(engine.state()),
-                }))
-            }
-            Payload::TimelineQuery(request) => {
-                if !request.from_beats.is_finite() || !request.to_beats.is_finite() {
-                    return Err(Status::invalid_argument("from_beats and to_beats must be numbers"));
-                }
-                let mut reply = studio
-                    .editor
-                    .lock()
-                    .await
-                    .timeline
-                    .to_proto(request.from_beats, request.to_beats);
-                reply.transport = Some(engine.state());
-                Ok(Payload::TimelineQueryReply(reply))
-            }
-            Payload::TimelineAddMarker(request) => {
-                let marker = studio.edit(move |editor| editor.add_marker(request)).await?;
-                Ok(Payload::TimelineAddMarkerReply(pb::TimelineAddMarkerReply {
-                    marker: Some(marker),
-                }))
-            }
-            Payload::TimelineAddRegion(request) => {
-                let region = studio
-                    .edit(move |editor| {
-                        editor.add_region(&request.cas_hash, request.position_beats, request.gain_db, "")
-                    })
-                    .await?;
-                Ok(Payload::TimelineAddRegionReply(pb::TimelineAddRegionReply {
-                    region: Some(region),
-                }))
-            }
-            Payload::TimelineRemove(request) => {
-                let id = request.id.clone();
-                studio.edit(move |editor| editor.remove(&request.id)).await?;
-                Ok(Payload::TimelineRemoveReply(pb::TimelineRemoveReply { id }))
-            }
-            Payload::TimelineSetTempo(request) => {
-                let change = request
-                    .change
-                    .ok_or_else(|| Status::invalid_argument("change is required"))?;
-                let map = studio
-                    .edit(move |editor| {
-                        editor.set_tempo(change)?;
-                        Ok(editor.timeline.map.to_proto())
-                    })
-                    .await?;
-                Ok(Payload::TimelineSetTempoReply(pb::TimelineSetTempoReply {
-                    tempo_map: map,
-                }))
-            }
-            Payload::TimelineRender(request) => self.render(request).await,
+            Payload::ListTools(_) => Ok(Payload::ListToolsReply(hooteproto::tools::list(
+                hooteproto::tools::Service::Chaosgarden,
+            )?)),
             other => Err(Status::unimplemented(format!(
                 "chaosgarden does not serve `{}`",
                 other.name()
@@ -177,8 +105,146 @@ impl Handler for Service {
     }
 }
 
+impl ChaosgardenTools for Service {
+    async fn transport_play(
+        &self,
+        _context: &RequestContext,
+        _request: pb::TransportPlayRequest,
+    ) -> Result<pb::TransportPlayReply, Status> {
+        let engine = &self.studio.engine;
+        engine.command(Command::Play).await?;
+        Ok(pb::TransportPlayReply {
+            state: Some(engine.state()),
+        })
+    }
+
+    async fn transport_stop(
+        &self,
+        _context: &RequestContext,
+        _request: pb::TransportStopRequest,
+    ) -> Result<pb::TransportStopReply, Status> {
+        let engine = &self.studio.engine;
+        engine.command(Command::Stop).await?;
+        Ok(pb::TransportStopReply {
+            state: Some(engine.state()),
+        })
+    }
+
+    async fn transport_seek(
+        &self,
+        _context: &RequestContext,
+        request: pb::TransportSeekRequest,
+    ) -> Result<pb::TransportSeekReply, Status> {
+        let engine = &self.studio.engine;
+        check_seek(request.position_beats)?;
+        engine.command(Command::Seek(request.position_beats)).await?;
+        Ok(pb::TransportSeekReply {
+            state: Some(engine.state()),
+        })
+    }
+
+    async fn transport_status(
+        &self,
+        _context: &RequestContext,
+        _request: pb::TransportStatusRequest,
+    ) -> Result<pb::TransportStatusReply, Status> {
+        Ok(pb::TransportStatusReply {
+            state: Some(self.studio.engine.state()),
+        })
+    }
+
+    async fn transport_loop(
+        &self,
+        _context: &RequestContext,
+        request: pb::TransportLoopRequest,
+    ) -> Result<pb::TransportLoopReply, Status> {
+        self.studio
+            .edit(move |editor| editor.set_loop(request.loop_range))
+            .await?;
+        Ok(pb::TransportLoopReply {
+            state: Some(self.studio.engine.state()),
+        })
+    }
+
+    async fn timeline_query(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineQueryRequest,
+    ) -> Result<pb::TimelineQueryReply, Status> {
+        if !request.from_beats.is_finite() || !request.to_beats.is_finite() {
+            return Err(Status::invalid_argument("from_beats and to_beats must be numbers"));
+        }
+        let mut reply = self
+            .studio
+            .editor
+            .lock()
+            .await
+            .timeline
+            .to_proto(request.from_beats, request.to_beats);
+        reply.transport = Some(self.studio.engine.state());
+        Ok(reply)
+    }
+
+    async fn timeline_add_marker(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineAddMarkerRequest,
+    ) -> Result<pb::TimelineAddMarkerReply, Status> {
+        let marker = self.studio.edit(move |editor| editor.add_marker(request)).await?;
+        Ok(pb::TimelineAddMarkerReply { marker: Some(marker) })
+    }
+
+    async fn timeline_add_region(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineAddRegionRequest,
+    ) -> Result<pb::TimelineAddRegionReply, Status> {
+        let region = self
+            .studio
+            .edit(move |editor| editor.add_region(&request.cas_hash, request.position_beats, request.gain_db, ""))
+            .await?;
+        Ok(pb::TimelineAddRegionReply { region: Some(region) })
+    }
+
+    async fn timeline_remove(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineRemoveRequest,
+    ) -> Result<pb::TimelineRemoveReply, Status> {
+        let id = request.id.clone();
+        self.studio.edit(move |editor| editor.remove(&request.id)).await?;
+        Ok(pb::TimelineRemoveReply { id })
+    }
+
+    async fn timeline_set_tempo(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineSetTempoRequest,
+    ) -> Result<pb::TimelineSetTempoReply, Status> {
+        let change = request
+            .change
+            .ok_or_else(|| Status::invalid_argument("change is required"))?;
+        let map = self
+            .studio
+            .edit(move |editor| {
+                editor.set_tempo(change)?;
+                Ok(editor.timeline.map.to_proto())
+            })
+            .await?;
+        Ok(pb::TimelineSetTempoReply { tempo_map: map })
+    }
+
+    async fn timeline_render(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineRenderRequest,
+    ) -> Result<pb::TimelineRenderReply, Status> {
+        self.render(request).await
+    }
+}
+
 impl Service {
-    async fn render(&self, request: pb::TimelineRenderRequest) -> Result<Payload, Status> {
+    async fn render(&self, request: pb::TimelineRenderRequest) -> Result<pb::TimelineRenderReply, Status> {
         let studio = self.studio.clone();
         let sample_rate = match request.sample_rate {
             0 => studio.engine.sample_rate(),
@@ -205,13 +271,13 @@ impl Service {
             drop(rendered);
             drop(reservation);
             media::return_freed_memory();
-            Ok(Payload::TimelineRenderReply(pb::TimelineRenderReply {
+            Ok(pb::TimelineRenderReply {
                 cas_hash: stored.info.hash.to_string(),
                 frames,
                 sample_rate,
                 channels: 2,
                 start_frame,
-            }))
+            })
         })
         .await
         .map_err(|e| Status::internal(format!("render failed: {e}")))?

@@ -1,6 +1,6 @@
-//! The three backends as Holler sees them: one SDK client each, tool routing by name
-//! prefix, and tool calls made from JSON arguments (proto3 JSON of the request message
-//! whose oneof case is the tool's name: `lua_eval` is `LuaEvalRequest`).
+//! The three backends as Holler sees them: one SDK client each, tool routing by the schema's
+//! tool catalog (`hooteproto::tools`), and tool calls made from JSON arguments (the request
+//! message whose oneof case is the tool's name: `lua_eval` is `LuaEvalRequest`).
 
 use std::time::Duration;
 
@@ -10,46 +10,9 @@ use hooteproto::v1::{self as pb, Envelope};
 use hooteproto::{Client, Key};
 use serde_json::Value;
 
-/// A backend service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// Lua orchestration (`lua_`, `script_`, `job_`).
-    Luanette,
-    /// Storage, artifacts and graph (`cas_`, `artifact_`, `graph_`).
-    Hootenanny,
-    /// Transport and timeline (`transport_`, `timeline_`).
-    Chaosgarden,
-}
-
-impl Backend {
-    /// All of them, in a stable order.
-    pub const ALL: [Backend; 3] = [Backend::Luanette, Backend::Hootenanny, Backend::Chaosgarden];
-
-    /// The service name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Luanette => "luanette",
-            Backend::Hootenanny => "hootenanny",
-            Backend::Chaosgarden => "chaosgarden",
-        }
-    }
-
-    /// Parses a service name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.name() == name)
-    }
-
-    /// Which backend serves a tool, by its name's prefix.
-    pub fn for_tool(tool: &str) -> Option<Self> {
-        let prefix = tool.split('_').next().unwrap_or_default();
-        match prefix {
-            "lua" | "script" | "job" | "orpheus" | "musicgen" | "deepseek" => Some(Backend::Luanette),
-            "cas" | "artifact" | "graph" => Some(Backend::Hootenanny),
-            "transport" | "timeline" => Some(Backend::Chaosgarden),
-            _ => None,
-        }
-    }
-}
+/// A backend service: one of the services the schema's `(hooteproto.v1.tool)` options name,
+/// which also route each tool to its service (`Backend::for_tool`).
+pub use hooteproto::tools::Service as Backend;
 
 /// Where the backends are.
 #[derive(Debug, Clone)]
@@ -87,9 +50,7 @@ impl Endpoints {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No backend serves a tool of this name.
-    #[error(
-        "unknown tool {0:?}: tool names start with lua_, script_, job_ (luanette), cas_, artifact_, graph_ (hootenanny) or transport_, timeline_ (chaosgarden)"
-    )]
+    #[error("unknown tool {0:?}; the tools are {tools}", tools = tool_names())]
     UnknownTool(String),
     /// The arguments are not the request's proto3 JSON.
     #[error("arguments for {tool} do not match its input schema: {reason}")]
@@ -114,7 +75,24 @@ pub enum CallError {
     Remote(hooteproto::Status),
 }
 
+/// Every tool's name, for messages.
+fn tool_names() -> String {
+    hooteproto::tools::TOOLS
+        .iter()
+        .map(|t| t.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl CallError {
+    /// The error's text without its code (a remote status carries its code separately).
+    pub fn message(&self) -> String {
+        match self {
+            CallError::Remote(status) => status.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The canonical code.
     pub fn code(&self) -> pb::ErrorCode {
         match self {
@@ -289,20 +267,41 @@ impl Backends {
         }
     }
 
-    /// Calls a tool by name with JSON arguments; returns the reply's JSON.
-    pub async fn call_tool(&self, tool: &str, arguments: &Value, timeout: Duration) -> Result<Value, CallError> {
-        let backend = Backend::for_tool(tool).ok_or_else(|| CallError::UnknownTool(tool.to_string()))?;
-        let payload = payload_from_json(tool, arguments).map_err(|reason| CallError::BadArguments {
+    /// Calls a tool by name with JSON arguments (field names as in the schema or camelCase,
+    /// enums by short or full name); returns the reply.
+    pub async fn call(&self, tool: &str, arguments: &Value, timeout: Duration) -> Result<Payload, CallError> {
+        let facts = hooteproto::tools::find(tool).ok_or_else(|| CallError::UnknownTool(tool.to_string()))?;
+        let payload = hooteproto::json::tool_request(facts, arguments).map_err(|e| CallError::BadArguments {
             tool: tool.to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         let options = RequestOptions {
             timeout: Some(timeout),
             attempt_timeout: Some(timeout),
             ..Default::default()
         };
-        let reply = self.request(backend, payload, options).await?;
-        Ok(payload_to_json(reply))
+        self.request(facts.service, payload, options).await
+    }
+
+    /// Calls a tool; returns the reply's proto3 JSON (what the CLI prints with `--json`).
+    pub async fn call_tool(&self, tool: &str, arguments: &Value, timeout: Duration) -> Result<Value, CallError> {
+        Ok(payload_to_json(self.call(tool, arguments, timeout).await?))
+    }
+
+    /// Calls a tool; returns the reply in the tool JSON form agents see, which validates
+    /// against the tool's output schema (`hooteproto::json::tool_result`).
+    pub async fn call_tool_structured(
+        &self,
+        tool: &str,
+        arguments: &Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let reply = self.call(tool, arguments, timeout).await?;
+        hooteproto::json::tool_result(reply).map_err(|e| {
+            CallError::Remote(hooteproto::Status::internal(format!(
+                "reply not representable as JSON: {e}"
+            )))
+        })
     }
 
     /// One backend's tools (an error when it is down).

@@ -1,6 +1,9 @@
 //! The MCP side of the gateway: a hand-written `ServerHandler` whose tools are whatever
 //! the backends list right now (asked on every `tools/list`, so a backend that comes back
-//! brings its tools back), and whose calls are routed by name prefix over ZMQ.
+//! brings its tools back), with input and output schemas and annotations from the schema,
+//! and whose calls are routed to the service the schema names, over ZMQ. Results are the
+//! reply in the tool JSON form (`hooteproto::json::tool_result`), as `structuredContent`
+//! and as text.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use rmcp::model::{
     GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -190,23 +194,54 @@ impl Gateway {
         let mut tools = Vec::new();
         for (backend, list) in lists {
             match list {
-                Ok(list) => tools.extend(list.into_iter().filter(|t| valid_name(&t.name)).map(|t| {
-                    let mut schema = t.input_schema.and_then(|s| s.to_json().ok()).unwrap_or_default();
-                    if t.name == "job_execute"
-                        && let Some(serde_json::Value::Object(properties)) = schema.get_mut("properties")
-                    {
-                        properties.insert("wait".into(), serde_json::json!({
-                            "type": "boolean",
-                            "description": "Holler only: wait for the job to finish and return its record, sending the job's progress as MCP progress notifications; cancelling the call cancels the job.",
-                        }));
-                    }
-                    Tool::new(t.name, t.description, Arc::new(schema))
-                })),
+                Ok(list) => tools.extend(list.into_iter().filter(|t| valid_name(&t.name)).map(mcp_tool)),
                 Err(error) => tracing::debug!(backend = backend.name(), %error, "backend left out of tools/list"),
             }
         }
         tools
     }
+}
+
+/// The MCP form of a tool a backend lists: its schemas, and annotations from the schema's hints.
+/// `job_execute` also takes Holler's own `wait`, and then answers with the job's final record,
+/// so its output schema adds that record's fields.
+pub fn mcp_tool(info: hooteproto::v1::ToolInfo) -> Tool {
+    let mut input = info.input_schema.and_then(|s| s.to_json().ok()).unwrap_or_default();
+    let mut output = info.output_schema.and_then(|s| s.to_json().ok()).unwrap_or_default();
+    if info.name == "job_execute" {
+        if let Some(serde_json::Value::Object(properties)) = input.get_mut("properties") {
+            properties.insert("wait".into(), serde_json::json!({
+                "type": "boolean",
+                "description": "Holler only: wait for the job to finish and return its record (the result's other fields), sending the job's progress as MCP progress notifications; cancelling the call cancels the job.",
+            }));
+        }
+        if let (Ok(serde_json::Value::Object(job)), Some(serde_json::Value::Object(properties))) = (
+            hooteproto::json::tool_output_schema("hooteproto.v1.JobInfo"),
+            output.get_mut("properties"),
+        ) && let Some(serde_json::Value::Object(fields)) = job.get("properties")
+        {
+            for (name, schema) in fields {
+                if properties.contains_key(name) {
+                    continue;
+                }
+                let mut schema = schema.clone();
+                if let Some(object) = schema.as_object_mut() {
+                    let text = object.get("description").and_then(|d| d.as_str()).unwrap_or_default();
+                    object.insert("description".into(), format!("With wait: {text}").into());
+                }
+                properties.insert(name.clone(), schema);
+            }
+        }
+    }
+    let annotations = ToolAnnotations::new()
+        .read_only(info.read_only)
+        .destructive(info.destructive)
+        .idempotent(info.idempotent)
+        .open_world(info.open_world);
+    let mut tool = Tool::new(info.name, info.description, Arc::new(input));
+    tool.output_schema = Some(Arc::new(output));
+    tool.annotations = Some(annotations);
+    tool
 }
 
 /// Names common MCP clients accept: `^[a-zA-Z0-9_-]{1,64}$`.
@@ -228,13 +263,13 @@ impl Gateway {
         let backends = &self.backends;
         let short = Duration::from_secs(10);
         let started = match backends
-            .call_tool("job_execute", &serde_json::Value::Object(arguments), short)
+            .call_tool_structured("job_execute", &serde_json::Value::Object(arguments), short)
             .await
         {
             Ok(reply) => reply,
             Err(error) => return failure(&error),
         };
-        let Some(job_id) = started["jobId"].as_str().map(str::to_string) else {
+        let Some(job_id) = started["job_id"].as_str().map(str::to_string) else {
             return CallToolResult::error(vec![ContentBlock::text("INTERNAL: job_execute returned no job id")]);
         };
         let token = context.meta.get_progress_token();
@@ -243,15 +278,15 @@ impl Gateway {
             let poll = serde_json::json!({"job_ids": [job_id], "timeout_ms": 250});
             tokio::select! {
                 _ = context.ct.cancelled() => {
-                    let cancelled = backends.call_tool("job_cancel", &serde_json::json!({"job_id": job_id}), short).await;
+                    let cancelled = backends.call("job_cancel", &serde_json::json!({"job_id": job_id}), short).await;
                     tracing::info!(job = %job_id, ok = cancelled.is_ok(), "the MCP client cancelled; job cancelled");
                     return CallToolResult::error(vec![ContentBlock::text(format!("CANCELLED: job {job_id} was cancelled by the client"))]);
                 }
-                polled = backends.call_tool("job_poll", &poll, short) => match polled {
+                polled = backends.call_tool_structured("job_poll", &poll, short) => match polled {
                     Ok(reply) => {
                         if let Some(job) = reply["completed"].as_array().and_then(|c| c.first()) {
                             let text = serde_json::to_string_pretty(job).unwrap_or_default();
-                            let succeeded = job["state"] == "JOB_STATE_SUCCEEDED";
+                            let succeeded = job["state"] == "succeeded";
                             let mut result = if succeeded {
                                 CallToolResult::success(vec![ContentBlock::text(text)])
                             } else {
@@ -266,13 +301,13 @@ impl Gateway {
             }
             if let Some(token) = &token
                 && let Ok(status) = backends
-                    .call_tool("job_status", &serde_json::json!({"job_id": job_id}), short)
+                    .call_tool_structured("job_status", &serde_json::json!({"job_id": job_id}), short)
                     .await
             {
                 let progress = status["job"]["progress"].as_f64().unwrap_or(0.0);
                 if progress != reported {
                     reported = progress;
-                    let message = status["job"]["progressMessage"].as_str().unwrap_or_default();
+                    let message = status["job"]["progress_message"].as_str().unwrap_or_default();
                     let param = serde_json::json!({
                         "progressToken": token, "progress": progress, "total": 1.0, "message": message,
                     });
@@ -307,9 +342,27 @@ fn call_timeout(tool: &str, arguments: &serde_json::Value) -> Duration {
     CALL_TIMEOUT + Duration::from_millis(poll)
 }
 
+/// A failed call as the agent sees it: `CODE: message`, the code said once.
 fn failure(error: &CallError) -> CallToolResult {
     let code = hooteproto::error::code_name(error.code());
-    CallToolResult::error(vec![ContentBlock::text(format!("{code}: {error}"))])
+    CallToolResult::error(vec![ContentBlock::text(format!("{code}: {}", error.message()))])
+}
+
+/// What the server tells agents at `initialize`: each service and its tools, from the catalog.
+fn instructions() -> String {
+    let services: Vec<String> = Backend::ALL
+        .into_iter()
+        .map(|service| {
+            let tools: Vec<&str> = service.tools().map(|t| t.name).collect();
+            format!("{} ({})", service.name(), tools.join(", "))
+        })
+        .collect();
+    format!(
+        "Hootenanny: make music with Lua scripts, content-addressed storage and artifacts, and a real-time \
+         transport and timeline. Tools by service: {}. Enum values are short lowercase names (e.g. \
+         section_change); results follow each tool's outputSchema.",
+        services.join("; ")
+    )
 }
 
 impl ServerHandler for Gateway {
@@ -321,10 +374,7 @@ impl ServerHandler for Gateway {
                 .build(),
         )
         .with_server_info(Implementation::new("holler", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Hootenanny: make music with Lua scripts (lua_, script_, job_), content-addressed storage and \
-                 artifacts (cas_, artifact_, graph_), and a real-time transport and timeline (transport_, timeline_).",
-        )
+        .with_instructions(instructions())
     }
 
     async fn list_tools(
@@ -435,7 +485,7 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        if Backend::for_tool(&name).is_none() {
+        if hooteproto::tools::find(&name).is_none() {
             return Err(McpError::invalid_params(CallError::UnknownTool(name).to_string(), None));
         }
         let mut arguments = request.arguments.unwrap_or_default();
@@ -456,16 +506,14 @@ impl ServerHandler for Gateway {
         }
         let result = self
             .backends
-            .call_tool(&name, &arguments, call_timeout(&name, &arguments))
+            .call_tool_structured(&name, &arguments, call_timeout(&name, &arguments))
             .instrument(span)
             .await;
         Ok(match result {
             Ok(reply) => {
                 let text = serde_json::to_string_pretty(&reply).unwrap_or_default();
                 let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-                if reply.is_object() {
-                    result.structured_content = Some(reply);
-                }
+                result.structured_content = Some(reply);
                 result
             }
             Err(error) => failure(&error),

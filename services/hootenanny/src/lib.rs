@@ -9,8 +9,8 @@
 //! - [`run`]: open the stores, serve HOOT/1 and gRPC health until `shutdown`, drain, flush.
 //! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL, its
 //!   pricing and budgets ([`GraphLimits`]). - `objects`: CAS metadata read with a bound, MIME
-//!   type checks, errors without paths. - `tools`: tool list (schemas from `schema/`) and the
-//!   GraphQL SDL resource.
+//!   type checks, errors without paths. - `tools`: the GraphQL SDL resource (the tools
+//!   themselves are declared in `schema/` and served through `hooteproto::tools::HootenannyTools`).
 
 mod artifacts;
 mod graph;

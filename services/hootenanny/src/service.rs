@@ -1,10 +1,11 @@
-//! The HOOT/1 handler: one function per payload family, with CAS and sled work off the
-//! async threads (both fsync).
+//! The HOOT/1 handler: the tools through the schema's `HootenannyTools` trait (one method
+//! per tool request), with CAS and sled work off the async threads (both fsync).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use hooteproto::server::Lifecycle;
+use hooteproto::tools::{Dispatch, HootenannyTools};
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, ErrorCode};
 use hooteproto::{Handler, RequestContext, Status};
@@ -47,61 +48,16 @@ fn object(info: cas::ObjectInfo) -> pb::CasObject {
 
 impl Handler for Service {
     async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
+        let payload = match hooteproto::tools::dispatch_hootenanny(self, &context, payload).await {
+            Dispatch::Answered(reply) => return reply,
+            Dispatch::Other(payload) => payload,
+        };
         match payload {
             Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
             Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
-            Payload::CasStore(request) => self.cas_store(request).await,
-            Payload::CasInspect(request) => {
-                let cas = self.cas.clone();
-                let info = blocking(move || {
-                    cas.resolve(&request.hash)
-                        .and_then(|hash| objects::inspect(&cas, &hash))
-                })
-                .await?;
-                Ok(Payload::CasInspectReply(pb::CasInspectReply {
-                    object: Some(object(info)),
-                }))
-            }
-            Payload::CasGet(request) => self.cas_get(request).await,
-            Payload::ArtifactCreate(request) => {
-                let hash = cas::Hash::parse(&request.cas_hash).map_err(objects::status)?;
-                if !self.cas.contains(&hash) {
-                    return Err(Status::not_found(format!(
-                        "CAS object {hash} does not exist; store it first (cas_store)"
-                    )));
-                }
-                let artifact = self.store.create(request).await?;
-                Ok(Payload::ArtifactCreateReply(pb::ArtifactCreateReply {
-                    artifact: Some(Box::new(artifact)),
-                }))
-            }
-            Payload::ArtifactGet(request) => match self.store.get(&request.artifact_id)? {
-                Some(artifact) => Ok(Payload::ArtifactGetReply(pb::ArtifactGetReply {
-                    artifact: Some(Box::new(artifact)),
-                })),
-                None => Err(Status::not_found(format!("no artifact {:?}", request.artifact_id))),
-            },
-            Payload::ArtifactList(request) => {
-                let (artifacts, next_page_token) = self.store.list(
-                    &request.tag,
-                    &request.creator,
-                    request.page_size as usize,
-                    &request.page_token,
-                )?;
-                Ok(Payload::ArtifactListReply(pb::ArtifactListReply {
-                    artifacts,
-                    next_page_token,
-                }))
-            }
-            Payload::GraphQuery(request) => self.graph_query(&context, request).await,
-            Payload::GraphBind(request) => {
-                let binding = self
-                    .store
-                    .bind(&request.identity, request.hints.unwrap_or_default())
-                    .await?;
-                Ok(Payload::GraphBindReply(pb::GraphBindReply { binding: Some(binding) }))
-            }
-            Payload::ListTools(_) => Ok(Payload::ListToolsReply(pb::ListToolsReply { tools: tools::tools()? })),
+            Payload::ListTools(_) => Ok(Payload::ListToolsReply(hooteproto::tools::list(
+                hooteproto::tools::Service::Hootenanny,
+            )?)),
             Payload::ListResources(_) => Ok(Payload::ListResourcesReply(tools::resources())),
             Payload::ReadResource(request) => {
                 tools::read_resource(&request.uri, &self.schema).map(Payload::ReadResourceReply)
@@ -114,8 +70,12 @@ impl Handler for Service {
     }
 }
 
-impl Service {
-    async fn cas_store(&self, request: pb::CasStoreRequest) -> Result<Payload, Status> {
+impl HootenannyTools for Service {
+    async fn cas_store(
+        &self,
+        _context: &RequestContext,
+        request: pb::CasStoreRequest,
+    ) -> Result<pb::CasStoreReply, Status> {
         objects::check_mime(&request.mime_type)?;
         let cas = self.cas.clone();
         let stored = blocking(move || {
@@ -132,14 +92,89 @@ impl Service {
             cas.store(&request.data, &request.mime_type)
         })
         .await?;
-        Ok(Payload::CasStoreReply(pb::CasStoreReply {
+        Ok(pb::CasStoreReply {
             hash: stored.info.hash.to_string(),
             size: stored.info.size,
             already_existed: stored.already_existed,
-        }))
+        })
     }
 
-    async fn cas_get(&self, request: pb::CasGetRequest) -> Result<Payload, Status> {
+    async fn cas_inspect(
+        &self,
+        _context: &RequestContext,
+        request: pb::CasInspectRequest,
+    ) -> Result<pb::CasInspectReply, Status> {
+        let cas = self.cas.clone();
+        let info = blocking(move || {
+            cas.resolve(&request.hash)
+                .and_then(|hash| objects::inspect(&cas, &hash))
+        })
+        .await?;
+        Ok(pb::CasInspectReply {
+            object: Some(object(info)),
+        })
+    }
+
+    async fn artifact_create(
+        &self,
+        _context: &RequestContext,
+        request: pb::ArtifactCreateRequest,
+    ) -> Result<pb::ArtifactCreateReply, Status> {
+        let hash = cas::Hash::parse(&request.cas_hash).map_err(objects::status)?;
+        if !self.cas.contains(&hash) {
+            return Err(Status::not_found(format!(
+                "CAS object {hash} does not exist; store it first (cas_store)"
+            )));
+        }
+        let artifact = self.store.create(request).await?;
+        Ok(pb::ArtifactCreateReply {
+            artifact: Some(Box::new(artifact)),
+        })
+    }
+
+    async fn artifact_get(
+        &self,
+        _context: &RequestContext,
+        request: pb::ArtifactGetRequest,
+    ) -> Result<pb::ArtifactGetReply, Status> {
+        match self.store.get(&request.artifact_id)? {
+            Some(artifact) => Ok(pb::ArtifactGetReply {
+                artifact: Some(Box::new(artifact)),
+            }),
+            None => Err(Status::not_found(format!("no artifact {:?}", request.artifact_id))),
+        }
+    }
+
+    async fn artifact_list(
+        &self,
+        _context: &RequestContext,
+        request: pb::ArtifactListRequest,
+    ) -> Result<pb::ArtifactListReply, Status> {
+        let (artifacts, next_page_token) = self.store.list(
+            &request.tag,
+            &request.creator,
+            request.page_size as usize,
+            &request.page_token,
+        )?;
+        Ok(pb::ArtifactListReply {
+            artifacts,
+            next_page_token,
+        })
+    }
+
+    async fn graph_bind(
+        &self,
+        _context: &RequestContext,
+        request: pb::GraphBindRequest,
+    ) -> Result<pb::GraphBindReply, Status> {
+        let binding = self
+            .store
+            .bind(&request.identity, request.hints.unwrap_or_default())
+            .await?;
+        Ok(pb::GraphBindReply { binding: Some(binding) })
+    }
+
+    async fn cas_get(&self, _context: &RequestContext, request: pb::CasGetRequest) -> Result<pb::CasGetReply, Status> {
         let cas = self.cas.clone();
         let limit = self.max_reply_bytes;
         let offset = request.offset;
@@ -169,16 +204,20 @@ impl Service {
                 ),
             ));
         };
-        Ok(Payload::CasGetReply(pb::CasGetReply {
+        Ok(pb::CasGetReply {
             object: Some(object(info)),
             data,
             offset,
-        }))
+        })
     }
 
     /// Runs a query on the blocking pool (never on the threads that answer pings), at most
     /// `max_concurrent` at once, within the graph timeout or the request's deadline.
-    async fn graph_query(&self, context: &RequestContext, request: pb::GraphQueryRequest) -> Result<Payload, Status> {
+    async fn graph_query(
+        &self,
+        context: &RequestContext,
+        request: pb::GraphQueryRequest,
+    ) -> Result<pb::GraphQueryReply, Status> {
         let limits = self.graph_limits.clone();
         let accepted = Instant::now();
         let timeout = match context.deadline {
@@ -209,7 +248,7 @@ impl Service {
         // stuck in a single long read. Its slot stays taken until it really ends.
         let grace = std::time::Duration::from_millis(500);
         match tokio::time::timeout_at((deadline + grace).into(), work).await {
-            Ok(Ok(reply)) => reply.map(Payload::GraphQueryReply),
+            Ok(Ok(reply)) => reply,
             Ok(Err(e)) => Err(Status::internal(format!("graph query task failed: {e}"))),
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "the query ran past its deadline of {} ms (--graph-timeout-ms)",

@@ -401,20 +401,16 @@ async fn tools_and_the_schema_resource() {
     let hoot = start(config(dir.path())).await;
     let tools = hoot.client.call(ListToolsRequest {}).await.expect("tools").tools;
     let names: Vec<_> = tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "cas_store",
-            "cas_inspect",
-            "cas_get",
-            "artifact_create",
-            "artifact_get",
-            "artifact_list",
-            "graph_query",
-            "graph_bind"
-        ]
+    let declared: Vec<_> = hooteproto::tools::Service::Hootenanny.tools().map(|t| t.name).collect();
+    assert_eq!(names, declared, "hootenanny lists the tools the schema gives it");
+    assert!(
+        tools
+            .iter()
+            .all(|t| t.service == "hootenanny" && t.output_schema.is_some())
     );
-    let schema = tools[0].input_schema.as_ref().expect("schema").to_json().expect("json");
+    let store = tools.iter().find(|t| t.name == "cas_store").expect("cas_store");
+    assert!(store.idempotent && !store.read_only && !store.destructive);
+    let schema = store.input_schema.as_ref().expect("schema").to_json().expect("json");
     assert_eq!(schema["properties"]["data"]["contentEncoding"], "base64", "{schema:?}");
     assert_eq!(schema["properties"]["mime_type"]["type"], "string");
     let resources = hoot

@@ -1,10 +1,12 @@
-//! The HOOT/1 handler: one arm per payload, delegating to the module that owns it.
+//! The HOOT/1 handler: the tools through the schema's `LuanetteTools` trait (one method per
+//! tool request), the rest (registration, markers, resources, prompts) by payload.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hooteproto::broadcast::Publisher;
 use hooteproto::server::Lifecycle;
+use hooteproto::tools::{Dispatch, LuanetteTools};
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, ErrorCode, JobState, PollMode, broadcast};
 use hooteproto::{Handler, RequestContext, Status};
@@ -27,61 +29,6 @@ pub struct Service {
     pub(crate) limits: Limits,
     pub(crate) lifecycle: Arc<Lifecycle>,
 }
-
-/// (tool name, request message, description)
-const TOOLS: &[(&str, &str, &str)] = &[
-    (
-        "lua_eval",
-        "LuaEvalRequest",
-        "Run Lua 5.4 code now in a fresh sandbox (no files, no network except the music stdlib) and return its \
-         result as JSON with what it printed. `params` is visible as the global table `params`. Limits: wall time \
-         (default 30 s) and memory (default 256 MiB) per evaluation.",
-    ),
-    (
-        "script_store",
-        "ScriptStoreRequest",
-        "Store a Lua script by the hash of its source, with tags and a creator. Its syntax is checked and its \
-         describe() (returning {name, description, params = JSON Schema}) is recorded. Storing the same source again \
-         merges the tags.",
-    ),
-    (
-        "lua_describe",
-        "LuaDescribeRequest",
-        "A stored script's description, tags and creator, by hash or unique prefix.",
-    ),
-    (
-        "script_search",
-        "ScriptSearchRequest",
-        "Find stored scripts by tag, creator and/or vibe (words matched in name, description and tags), newest first.",
-    ),
-    (
-        "job_execute",
-        "JobExecuteRequest",
-        "Run a stored script as a background job: its main(params) runs on a fresh VM. params are validated against \
-         the script's describe().params JSON Schema first. Returns the job id at once; wait with job_poll.",
-    ),
-    (
-        "job_status",
-        "JobStatusRequest",
-        "A job's state, result or error, logs and progress.",
-    ),
-    (
-        "job_poll",
-        "JobPollRequest",
-        "Wait until any (or all) of the given jobs finish, up to timeout_ms (at most 300 s). Returns the finished \
-         jobs and the ids still pending.",
-    ),
-    (
-        "job_cancel",
-        "JobCancelRequest",
-        "Cancel a pending or running job; a running script is stopped within ~100 ms. Returns the job's state after.",
-    ),
-    (
-        "job_list",
-        "JobListRequest",
-        "List jobs newest first, optionally only those in one state; paged. Logs are left out (see job_status).",
-    ),
-];
 
 /// The traceparent to hand on: the current span's when tracing is on, else the caller's.
 fn traceparent(context: &RequestContext) -> String {
@@ -112,7 +59,7 @@ impl Service {
         }
     }
 
-    async fn lua_eval(&self, context: &RequestContext, request: pb::LuaEvalRequest) -> Result<Payload, Status> {
+    async fn eval(&self, context: &RequestContext, request: pb::LuaEvalRequest) -> Result<pb::LuaEvalReply, Status> {
         let params = request_params(request.params.as_ref())?;
         let mut limits = self.limits;
         if let Some(deadline) = context.deadline {
@@ -130,14 +77,14 @@ impl Service {
         };
         let outcome = self.runner.run(task, limits, CancellationToken::new()).await?;
         let result = outcome.result.map_err(eval_status)?;
-        Ok(Payload::LuaEvalReply(pb::LuaEvalReply {
+        Ok(pb::LuaEvalReply {
             result: Some(result),
             output: outcome.output,
             duration_us: u64::try_from(outcome.took.as_micros()).unwrap_or(u64::MAX),
-        }))
+        })
     }
 
-    async fn script_store(&self, request: pb::ScriptStoreRequest) -> Result<Payload, Status> {
+    async fn store(&self, request: pb::ScriptStoreRequest) -> Result<pb::ScriptStoreReply, Status> {
         let (reply, changed) = self.scripts.store(request, &self.runner).await?;
         if changed && let Some(script) = &reply.script {
             self.publish(broadcast::Event::ScriptInvalidate(pb::ScriptInvalidate {
@@ -150,7 +97,7 @@ impl Service {
                 .into(),
             }));
         }
-        Ok(Payload::ScriptStoreReply(reply))
+        Ok(reply)
     }
 
     /// Starts a job for a stored script after checking its params.
@@ -225,76 +172,130 @@ impl Service {
     }
 }
 
+impl LuanetteTools for Service {
+    async fn lua_eval(
+        &self,
+        context: &RequestContext,
+        request: pb::LuaEvalRequest,
+    ) -> Result<pb::LuaEvalReply, Status> {
+        self.eval(context, request).await
+    }
+
+    async fn lua_describe(
+        &self,
+        _context: &RequestContext,
+        request: pb::LuaDescribeRequest,
+    ) -> Result<pb::LuaDescribeReply, Status> {
+        Ok(pb::LuaDescribeReply {
+            script: Some(Box::new(self.scripts.describe(&request.script_hash)?)),
+        })
+    }
+
+    async fn script_store(
+        &self,
+        _context: &RequestContext,
+        request: pb::ScriptStoreRequest,
+    ) -> Result<pb::ScriptStoreReply, Status> {
+        self.store(request).await
+    }
+
+    async fn script_search(
+        &self,
+        _context: &RequestContext,
+        request: pb::ScriptSearchRequest,
+    ) -> Result<pb::ScriptSearchReply, Status> {
+        Ok(pb::ScriptSearchReply {
+            scripts: self
+                .scripts
+                .search(&request.tag, &request.creator, &request.vibe, request.limit as usize)?,
+        })
+    }
+
+    async fn job_execute(
+        &self,
+        context: &RequestContext,
+        request: pb::JobExecuteRequest,
+    ) -> Result<pb::JobExecuteReply, Status> {
+        let job = self
+            .execute(context, &request.script_hash, request.params, request.tags)
+            .await?;
+        Ok(pb::JobExecuteReply {
+            job_id: job.job_id,
+            state: job.state,
+        })
+    }
+
+    async fn job_status(
+        &self,
+        _context: &RequestContext,
+        request: pb::JobStatusRequest,
+    ) -> Result<pb::JobStatusReply, Status> {
+        Ok(pb::JobStatusReply {
+            job: Some(Box::new(self.jobs.status(&request.job_id)?)),
+        })
+    }
+
+    async fn job_poll(
+        &self,
+        context: &RequestContext,
+        request: pb::JobPollRequest,
+    ) -> Result<pb::JobPollReply, Status> {
+        let mut timeout = Duration::from_millis(u64::from(request.timeout_ms));
+        // Answer before the caller gives up, so it sees "timed out" rather than an error.
+        if let Some(deadline) = context.deadline {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            timeout = timeout.min(left.saturating_sub(left / 10 + Duration::from_millis(20)));
+        }
+        let mode = PollMode::try_from(request.mode).unwrap_or(PollMode::Any);
+        self.jobs.poll(&request.job_ids, timeout, mode).await
+    }
+
+    async fn job_cancel(
+        &self,
+        _context: &RequestContext,
+        request: pb::JobCancelRequest,
+    ) -> Result<pb::JobCancelReply, Status> {
+        self.jobs.cancel(&request.job_id).await
+    }
+
+    async fn job_list(
+        &self,
+        _context: &RequestContext,
+        request: pb::JobListRequest,
+    ) -> Result<pb::JobListReply, Status> {
+        let status = JobState::try_from(request.status)
+            .map_err(|_| Status::invalid_argument(format!("unknown job state {}", request.status)))?;
+        self.jobs.list(
+            status,
+            request.page_size as usize,
+            &request.page_token,
+            request.include_params,
+        )
+    }
+}
+
 impl Handler for Service {
     async fn handle(&self, context: RequestContext, payload: Payload) -> Result<Payload, Status> {
         self.workers.seen(&context.peer);
+        let payload = match hooteproto::tools::dispatch_luanette(self, &context, payload).await {
+            Dispatch::Answered(reply) => return reply,
+            Dispatch::Other(payload) => payload,
+        };
         match payload {
             Payload::Ping(_) => Ok(self.lifecycle.ping_reply()),
             Payload::Shutdown(request) => Ok(self.lifecycle.shutdown_reply(&request.reason)),
             Payload::Register(request) => Ok(Payload::RegisterReply(
                 self.workers.register(request.registration, &context.peer)?,
             )),
-            Payload::LuaEval(request) => self.lua_eval(&context, request).await,
-            Payload::ScriptStore(request) => self.script_store(request).await,
-            Payload::LuaDescribe(request) => Ok(Payload::LuaDescribeReply(pb::LuaDescribeReply {
-                script: Some(Box::new(self.scripts.describe(&request.script_hash)?)),
-            })),
-            Payload::ScriptSearch(request) => Ok(Payload::ScriptSearchReply(pb::ScriptSearchReply {
-                scripts: self
-                    .scripts
-                    .search(&request.tag, &request.creator, &request.vibe, request.limit as usize)?,
-            })),
-            Payload::JobExecute(request) => {
-                let job = self
-                    .execute(&context, &request.script_hash, request.params, request.tags)
-                    .await?;
-                Ok(Payload::JobExecuteReply(pb::JobExecuteReply {
-                    job_id: job.job_id,
-                    state: job.state,
-                }))
-            }
-            Payload::JobStatus(request) => Ok(Payload::JobStatusReply(pb::JobStatusReply {
-                job: Some(Box::new(self.jobs.status(&request.job_id)?)),
-            })),
-            Payload::JobPoll(request) => {
-                let mut timeout = Duration::from_millis(u64::from(request.timeout_ms));
-                // Answer before the caller gives up, so it sees "timed out" rather than an error.
-                if let Some(deadline) = context.deadline {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    timeout = timeout.min(left.saturating_sub(left / 10 + Duration::from_millis(20)));
-                }
-                let mode = PollMode::try_from(request.mode).unwrap_or(PollMode::Any);
-                Ok(Payload::JobPollReply(
-                    self.jobs.poll(&request.job_ids, timeout, mode).await?,
-                ))
-            }
-            Payload::JobCancel(request) => Ok(Payload::JobCancelReply(self.jobs.cancel(&request.job_id).await?)),
-            Payload::JobList(request) => {
-                let status = JobState::try_from(request.status)
-                    .map_err(|_| Status::invalid_argument(format!("unknown job state {}", request.status)))?;
-                Ok(Payload::JobListReply(self.jobs.list(
-                    status,
-                    request.page_size as usize,
-                    &request.page_token,
-                    request.include_params,
-                )?))
-            }
             Payload::TimelineEvent(request) => self.timeline_event(&context, request).await,
             Payload::ListResources(request) => Ok(Payload::ListResourcesReply(self.list_resources(&request.cursor)?)),
             Payload::ReadResource(request) => Ok(Payload::ReadResourceReply(self.read_resource(&request.uri)?)),
             Payload::ListPrompts(_) => Ok(Payload::ListPromptsReply(self.list_prompts())),
             Payload::GetPrompt(request) => Ok(Payload::GetPromptReply(self.get_prompt(request)?)),
             Payload::Complete(request) => Ok(Payload::CompleteReply(self.complete(&request)?)),
-            Payload::ListTools(_) => {
-                let tools = TOOLS
-                    .iter()
-                    .map(|(name, message, description)| {
-                        hooteproto::json::tool_info(name, message, description)
-                            .map_err(|e| Status::internal(e.to_string()))
-                    })
-                    .collect::<Result<_, Status>>()?;
-                Ok(Payload::ListToolsReply(pb::ListToolsReply { tools }))
-            }
+            Payload::ListTools(_) => Ok(Payload::ListToolsReply(hooteproto::tools::list(
+                hooteproto::tools::Service::Luanette,
+            )?)),
             other => Err(Status::new(
                 ErrorCode::Unimplemented,
                 format!("luanette does not serve `{}`", other.name()),

@@ -49,19 +49,11 @@ async fn tools_resources_prompts_and_completions_describe_the_service() {
         .into_iter()
         .map(|t| t.name)
         .collect();
-    for name in [
-        "lua_eval",
-        "lua_describe",
-        "script_store",
-        "script_search",
-        "job_execute",
-        "job_status",
-        "job_poll",
-        "job_cancel",
-        "job_list",
-    ] {
-        assert!(tools.contains(&name.to_string()), "{name} is listed");
-    }
+    let declared: Vec<String> = hooteproto::tools::Service::Luanette
+        .tools()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(tools, declared, "luanette lists the tools the schema gives it");
 
     let script = client
         .call(ScriptStoreRequest {
