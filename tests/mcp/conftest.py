@@ -2,6 +2,7 @@
 directory, for tests that talk to it as an MCP client would."""
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -12,6 +13,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLLER = ROOT / "target" / "debug" / "holler"
+
+
+def declared_tools() -> dict:
+    """Tool name -> service, read from the `(hooteproto.v1.tool)` options in schema/ (the only
+    list of tools there is)."""
+    tools = {}
+    for proto in sorted((ROOT / "schema" / "hooteproto" / "v1").glob("*.proto")):
+        for block in re.findall(r"option \(hooteproto\.v1\.tool\) = \{(.*?)\};", proto.read_text(), re.S):
+            name = re.search(r'name: "([^"]+)"', block).group(1)
+            tools[name] = re.search(r'service: "([^"]+)"', block).group(1)
+    return tools
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import urllib.request
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
-from conftest import Stack
+from conftest import Stack, declared_tools
 
 INIT = json.dumps({
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -38,9 +38,69 @@ def test_tools_from_all_three_backends(stack):
         return {t.name: t for t in tools.tools}
 
     tools = run(with_session(stack.url, body))
-    for name in ("lua_eval", "job_execute", "cas_store", "cas_inspect", "graph_query", "transport_play", "timeline_add_marker"):
-        assert name in tools, f"{name} missing from {sorted(tools)}"
+    assert set(tools) == set(declared_tools()), sorted(tools)
     assert tools["lua_eval"].inputSchema["properties"]["code"]["type"] == "string"
+
+
+def properties_of(schema, path=""):
+    """Every property anywhere in a JSON Schema, as (path, property)."""
+    for name, prop in (schema.get("properties") or {}).items():
+        yield f"{path}.{name}", prop
+        yield from properties_of(prop, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        yield from properties_of(schema["items"], f"{path}[]")
+
+
+def test_every_tool_has_a_contract_an_agent_can_use(stack):
+    """What the official SDK sees: descriptions on the input properties, `required` as the
+    schema says, short enum names and no UNSPECIFIED, annotations and an outputSchema."""
+    async def body(session):
+        return (await session.list_tools()).tools
+
+    tools = run(with_session(stack.url, body))
+    described = total = 0
+    for tool in tools:
+        assert tool.description, tool.name
+        assert tool.outputSchema and tool.outputSchema["type"] == "object", tool.name
+        assert tool.annotations is not None, tool.name
+        for hint in ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"):
+            assert isinstance(getattr(tool.annotations, hint), bool), (tool.name, hint)
+        assert not (tool.annotations.readOnlyHint and tool.annotations.destructiveHint), tool.name
+        for side in (tool.inputSchema, tool.outputSchema):
+            assert "UNSPECIFIED" not in json.dumps(side), tool.name
+        for path, prop in properties_of(tool.inputSchema, tool.name):
+            total += 1
+            described += bool(prop.get("description"))
+        for name in tool.inputSchema.get("required", []):
+            assert name in tool.inputSchema["properties"], (tool.name, name)
+    assert total > 50 and described / total >= 0.95, f"{described} of {total} input properties described"
+    by_name = {t.name: t for t in tools}
+    assert by_name["transport_seek"].inputSchema["required"] == ["position_beats"]
+    assert by_name["lua_eval"].inputSchema["required"] == ["code"]
+    assert by_name["timeline_add_marker"].inputSchema["properties"]["event_type"]["enum"] == [
+        "section_change", "beat_marker", "cue_point", "generate_transition"]
+    assert "required" not in by_name["transport_status"].inputSchema
+    assert by_name["transport_status"].annotations.readOnlyHint
+    assert by_name["timeline_remove"].annotations.destructiveHint
+    assert by_name["cas_store"].annotations.idempotentHint and not by_name["cas_store"].annotations.readOnlyHint
+    assert by_name["job_execute"].annotations.openWorldHint
+
+
+def test_wrong_arguments_are_answered_with_what_is_valid(stack):
+    async def body(session):
+        wrong = await session.call_tool("transport_seek", {"beats": 4})
+        short = await session.call_tool("timeline_add_marker", {"event_type": "cue_point", "position_beats": 3})
+        full = await session.call_tool(
+            "timeline_add_marker", {"event_type": "TIMELINE_EVENT_TYPE_BEAT_MARKER", "position_beats": 5})
+        return wrong, short, full
+
+    wrong, short, full = run(with_session(stack.url, body))
+    assert wrong.isError
+    text = text_of(wrong)
+    assert text.startswith("INVALID_ARGUMENT: ") and text.count("INVALID_ARGUMENT") == 1, text
+    assert "`beats`" in text and "valid fields: position_beats" in text, text
+    assert short.structuredContent["marker"]["event_type"] == "cue_point"
+    assert full.structuredContent["marker"]["event_type"] == "beat_marker"
 
 
 def test_lua_eval_cas_and_transport_through_the_gateway(stack):
@@ -60,9 +120,9 @@ def test_lua_eval_cas_and_transport_through_the_gateway(stack):
     assert json.loads(text_of(lua))["result"] == 42
     assert len(digest) == 64
     assert json.loads(text_of(inspected))["object"]["size"] in ("5", 5)
-    assert json.loads(text_of(played))["state"]["playback"] == "PLAYBACK_STATE_PLAYING"
+    assert json.loads(text_of(played))["state"]["playback"] == "playing"
     assert json.loads(text_of(status))["state"]["backend"] == "null"
-    assert bad.isError and "boom" in text_of(bad) and "INVALID_ARGUMENT" in text_of(bad)
+    assert bad.isError and "boom" in text_of(bad) and text_of(bad).count("INVALID_ARGUMENT") == 1, text_of(bad)
 
 
 def test_a_stored_script_runs_as_a_job(stack):
@@ -71,15 +131,15 @@ def test_a_stored_script_runs_as_a_job(stack):
             "content": "function main(p) job.progress(0.5, 'half') return {twice = p.n * 2} end",
             "tags": ["mcp-test"],
         })
-        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        script = json.loads(text_of(stored))["script"]["script_hash"]
         started = await session.call_tool("job_execute", {"script_hash": script, "params": {"n": 21}})
-        job_id = json.loads(text_of(started))["jobId"]
+        job_id = json.loads(text_of(started))["job_id"]
         polled = await session.call_tool("job_poll", {"job_ids": [job_id], "timeout_ms": 10000})
         return json.loads(text_of(polled))
 
     polled = run(with_session(stack.url, body))
     job = polled["completed"][0]
-    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    assert job["state"] == "succeeded"
     assert job["result"] == {"twice": 42}
 
 
@@ -169,7 +229,7 @@ def test_a_token_is_required_when_configured(tmp_path):
 def test_resources_prompts_and_completions_pass_through(stack):
     async def body(session):
         stored = await session.call_tool("script_store", {"content": "return 1", "tags": ["completion-test"]})
-        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        script = json.loads(text_of(stored))["script"]["script_hash"]
         resources = await session.list_resources()
         templates = await session.list_resource_templates()
         stdlib = await session.read_resource("lua://stdlib")
@@ -212,7 +272,7 @@ def test_a_job_can_be_waited_for_with_progress(stack):
 
     async def body(session):
         stored = await session.call_tool("script_store", {"content": SLOW, "tags": ["mcp-test"]})
-        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        script = json.loads(text_of(stored))["script"]["script_hash"]
         return await session.call_tool(
             "job_execute",
             {"script_hash": script, "params": {"steps": 3, "step_secs": 0.4}, "wait": True},
@@ -222,7 +282,7 @@ def test_a_job_can_be_waited_for_with_progress(stack):
     result = run(with_session(stack.url, body))
     assert not result.isError, text_of(result)
     job = json.loads(text_of(result))
-    assert job["state"] == "JOB_STATE_SUCCEEDED" and job["result"] == "done"
+    assert job["state"] == "succeeded" and job["result"] == "done"
     fractions = [round(v, 2) for v, _, _ in seen]
     assert 0.33 in fractions or 0.67 in fractions, seen
     assert fractions == sorted(fractions), "progress only goes forward"
@@ -234,7 +294,7 @@ def test_cancelling_the_call_cancels_the_job(stack):
 
     async def body(session):
         stored = await session.call_tool("script_store", {"content": SLOW, "tags": ["mcp-cancel"]})
-        script = json.loads(text_of(stored))["script"]["scriptHash"]
+        script = json.loads(text_of(stored))["script"]["script_hash"]
         request_id = session._request_id  # the id the next request gets
         call = asyncio.create_task(session.call_tool(
             "job_execute",
@@ -249,11 +309,11 @@ def test_cancelling_the_call_cancels_the_job(stack):
             await asyncio.wait_for(call, timeout=3)
         except (asyncio.TimeoutError, Exception):
             call.cancel()
-        jobs = await session.call_tool("job_list", {"status": "JOB_STATE_CANCELLED"})
+        jobs = await session.call_tool("job_list", {"status": "cancelled"})
         return script, json.loads(text_of(jobs))
 
     script, jobs = run(with_session(stack.url, body))
-    assert any(j["scriptHash"] == script for j in jobs.get("jobs", [])), jobs
+    assert any(j["script_hash"] == script for j in jobs.get("jobs", [])), jobs
 
 
 def test_sessions_hear_when_a_backend_comes_back(tmp_path):
@@ -334,11 +394,11 @@ def test_luanette_broadcasts_reach_subscribed_sessions(stack):
             async with ClientSession(read, write, message_handler=on_message) as session:
                 await session.initialize()
                 stored = await session.call_tool("script_store", {"content": SLOW, "tags": ["broadcast-test"]})
-                script = json.loads(text_of(stored))["script"]["scriptHash"]
+                script = json.loads(text_of(stored))["script"]["script_hash"]
                 await asyncio.wait_for(listed.wait(), timeout=5)
                 started = await session.call_tool(
                     "job_execute", {"script_hash": script, "params": {"steps": 4, "step_secs": 0.3}})
-                job_id = json.loads(text_of(started))["jobId"]
+                job_id = json.loads(text_of(started))["job_id"]
                 await session.subscribe_resource(f"lua://jobs/{job_id}")
                 await session.call_tool("job_poll", {"job_ids": [job_id], "timeout_ms": 10000})
                 await asyncio.sleep(0.3)

@@ -86,7 +86,7 @@ def test_mcp_up_serves_tools_and_makes_midi_audible_over_stdio(tmp_path):
                     await call(session, "timeline_add_region", {"casHash": song, "positionBeats": 0})
                     render = await call(session, "timeline_render", {"fromBeats": 0, "toBeats": 2})
                     assert int(render["frames"]) > 0
-                    wav = base64.b64decode((await call(session, "cas_get", {"hash": render["casHash"]}))["data"])
+                    wav = base64.b64decode((await call(session, "cas_get", {"hash": render["cas_hash"]}))["data"])
                     return peak_dbfs(wav)
 
     peak = anyio.run(session_run)
