@@ -98,8 +98,7 @@ async fn a_request_in_flight_when_the_server_dies_does_not_wait_out_its_deadline
     client.call(PingRequest {}).await.expect("first ping");
 
     let pid = server.0.id().to_string();
-    let stopped = std::process::Command::new("kill").args(["-STOP", &pid]).status();
-    assert!(stopped.is_ok_and(|s| s.success()), "SIGSTOP");
+    testkit::signal(server.0.id(), testkit::SIGSTOP).expect("SIGSTOP");
     // A signal takes effect asynchronously: wait until no thread of it can still answer.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !all_threads_stopped(&pid) {

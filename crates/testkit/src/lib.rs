@@ -8,8 +8,11 @@
 //! - [`mcp::Session`]: a minimal MCP client over Streamable HTTP, for gateway tests.
 //! - [`one_tebibyte_frame`]: a hand-written ZMTP peer that announces a 1 TiB frame.
 //! - [`replay_corpus`]: every file of a fuzz corpus through a check.
+//! - [`signal`]: `kill -SIG pid` without the `kill` program (minimal Debian images lack procps).
 
 pub mod mcp;
+
+pub use libc::{SIGKILL, SIGSTOP, SIGTERM};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -22,6 +25,19 @@ pub fn hex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// Sends `signal` (`libc::SIGTERM`, `libc::SIGSTOP`, …) to process `pid`, as `kill -SIG pid`
+/// would, but without needing the `kill` program, which a minimal system lacks.
+pub fn signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// A loopback TCP port that was free a moment ago.

@@ -59,10 +59,7 @@ async fn it_starts_without_a_sound_card_and_stops_on_sigterm() {
 
 /// Sends SIGTERM, waits for a clean exit, and returns what it logged.
 async fn terminate(child: &mut Child) -> String {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    testkit::signal(child.id(), testkit::SIGTERM).expect("SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {

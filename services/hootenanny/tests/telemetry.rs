@@ -54,10 +54,7 @@ fn request_spans_reach_the_collector_as_children_of_the_callers_span() {
     dealer.recv_multipart(0).expect("pong");
 
     // A graceful stop flushes the batch exporter.
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
+    testkit::signal(child.id(), testkit::SIGTERM).expect("SIGTERM");
     assert!(
         child.wait().expect("exit").success(),
         "hootenanny exits cleanly on SIGTERM"

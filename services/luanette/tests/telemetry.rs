@@ -124,10 +124,7 @@ fn eval_and_job_spans_join_the_callers_trace() {
     assert_ne!(job_span, PARENT_SPAN);
     assert_ne!(job_span, eval_span);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
+    testkit::signal(child.id(), testkit::SIGTERM).expect("SIGTERM");
     assert!(
         child.wait().expect("exit").success(),
         "luanette exits cleanly on SIGTERM"

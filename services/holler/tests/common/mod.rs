@@ -75,10 +75,7 @@ impl Up {
 
     /// SIGTERM and wait; true when it exited cleanly.
     pub fn stop(mut self) -> bool {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
+        testkit::signal(self.child.id(), testkit::SIGTERM).expect("SIGTERM");
         self.child.wait().expect("wait").success()
     }
 }
