@@ -28,6 +28,10 @@
 //! - [`wkt`]: [`wkt::Struct`], `google.protobuf.Struct` kept encoded until read (free-form JSON
 //!   objects are mostly passed along, and decoding them was most of an envelope's decode cost).
 //! - `health` (feature `health`): grpc.health.v1 for service binaries.
+//! - [`defaults`]: the conventional endpoints and ports (the only place they are written).
+//! - `cli` (feature `cli`): the flags every service binary shares (`--bind`, `--health-bind`,
+//!   `--key-file`, `--insecure`, `--otlp-endpoint`, `--log-json`, `--data-dir`, `--cas-root`),
+//!   declared once as a clap `Args` struct to flatten.
 //! - [`dirs`]: the shared data directory and CAS root conventions; a private data dir (0700,
 //!   umask 077).
 //! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
@@ -47,7 +51,10 @@
 pub mod auth;
 pub mod broadcast;
 pub mod canonical;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
+pub mod defaults;
 pub mod dirs;
 pub mod error;
 #[cfg(feature = "health")]

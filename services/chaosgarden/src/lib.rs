@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hooteproto::client::ClientConfig;
+use hooteproto::defaults;
 use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::v1 as pb;
@@ -88,9 +89,9 @@ impl Config {
     /// Defaults from the project conventions.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
-            bind: "tcp://127.0.0.1:5555".into(),
+            bind: defaults::CHAOSGARDEN.bind.into(),
             name: "chaosgarden".into(),
-            luanette: Some("tcp://127.0.0.1:5570".into()),
+            luanette: Some(defaults::LUANETTE.bind.into()),
             cas_root: data_dir.join("cas"),
             data_dir,
             output: Output::Auto,
@@ -101,7 +102,7 @@ impl Config {
             sample_rate: 48_000,
             media_budget: media::DEFAULT_BUDGET,
             block: 256,
-            health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6555))),
+            health_bind: Some(defaults::CHAOSGARDEN.health_addr()),
             key: None,
             insecure: false,
             drain_timeout: Duration::from_secs(5),

@@ -10,21 +10,14 @@ use clap::Parser;
     about = "Chaosgarden: real-time transport and timeline that triggers Luanette and plays the results"
 )]
 struct Args {
-    /// HOOT/1 ROUTER endpoint.
-    #[arg(long, env = "CHAOSGARDEN_BIND", default_value = "tcp://127.0.0.1:5555")]
-    bind: String,
+    #[command(flatten)]
+    common: hooteproto::cli::ServiceArgs<hooteproto::cli::Chaosgarden>,
     /// Luanette's ROUTER endpoint, or "none".
-    #[arg(long, env = "HOLLER_LUANETTE", default_value = "tcp://127.0.0.1:5570")]
+    #[arg(long, env = "HOLLER_LUANETTE", default_value = hooteproto::defaults::LUANETTE.bind)]
     luanette: String,
     /// The name this instance answers `ping` with and registers under.
     #[arg(long, env = "CHAOSGARDEN_NAME", default_value = "chaosgarden")]
     name: String,
-    /// The shared CAS root [default: <data dir>/cas].
-    #[arg(long, env = "HOOT_CAS_ROOT")]
-    cas_root: Option<PathBuf>,
-    /// Data directory [default: $XDG_DATA_HOME/hootenanny].
-    #[arg(long, env = "HOOT_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Audio output: "auto" (the default sound card, else the null backend), "none" (the
     /// null backend: a real-time clock without sound), or part of a device's name. Sound
     /// cards need a build with `--features devices` (and Debian's libasound2-dev).
@@ -50,21 +43,6 @@ struct Args {
     /// renders past it are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "CHAOSGARDEN_MEDIA_BUDGET", default_value = "1GiB", value_parser = parse_size)]
     media_budget: u64,
-    /// grpc.health.v1 address, or "none".
-    #[arg(long, env = "CHAOSGARDEN_HEALTH_BIND", default_value = "127.0.0.1:6555")]
-    health_bind: String,
-    /// File holding the shared HMAC key [default: $HOOT_KEY, else <data dir>/hoot.key if it exists].
-    #[arg(long, env = "HOOT_KEY_FILE")]
-    key_file: Option<PathBuf>,
-    /// Allow binding a non-loopback address without a key.
-    #[arg(long)]
-    insecure: bool,
-    /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long)]
-    log_json: bool,
 }
 
 /// "1073741824", "1GiB", "512 MiB", "64M": a size in bytes (units are powers of 1024).
@@ -94,11 +72,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = hooteproto::telemetry::init("chaosgarden", args.otlp_endpoint.as_deref(), args.log_json)?;
-    let data_dir = hooteproto::dirs::data_dir(args.data_dir);
-    let mut config = chaosgarden::Config::new(data_dir.clone());
-    config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
-    config.bind = args.bind;
+    let _telemetry = args.common.telemetry()?;
+    let common = args.common.resolve()?;
+    let mut config = chaosgarden::Config::new(common.data_dir);
+    config.cas_root = common.cas_root;
+    config.bind = common.bind;
+    config.health_bind = common.health_bind;
+    config.key = common.key;
+    config.insecure = common.insecure;
     config.name = args.name;
     config.luanette = match args.luanette.as_str() {
         "" | "none" => None,
@@ -114,9 +95,6 @@ async fn main() -> anyhow::Result<()> {
     config.sample_rate = args.sample_rate;
     config.media_budget = args.media_budget;
     config.synth_effects = args.synth_effects;
-    config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
-    config.key = hooteproto::auth::key_for_service(args.key_file.as_deref(), &data_dir)?;
-    config.insecure = args.insecure;
     let stats = chaosgarden::run(config, hooteproto::server::shutdown_signal()).await?;
     tracing::info!(?stats, "chaosgarden stopped");
     Ok(())

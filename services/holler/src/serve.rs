@@ -18,7 +18,7 @@ use crate::mcp::Gateway;
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Where to listen (default 127.0.0.1:8080).
+    /// Where to listen (default [`hooteproto::defaults::HOLLER_LISTEN`], 127.0.0.1:8080).
     pub listen: SocketAddr,
     /// Browser origins allowed besides loopback ones (`http://localhost:*`, `http://127.0.0.1:*`).
     pub allowed_origins: Vec<String>,
@@ -33,7 +33,7 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: hooteproto::defaults::HOLLER_LISTEN,
             allowed_origins: Vec::new(),
             token: None,
             broadcasts: None,

@@ -21,7 +21,7 @@ use crate::serve::{self, ServeConfig};
 pub struct StackConfig {
     /// The shared data directory (CAS and each service's state under it).
     pub data_dir: PathBuf,
-    /// The three backends' endpoints (defaults: :5570, :5580, :5555).
+    /// The three backends' endpoints (defaults: [`hooteproto::defaults`]).
     pub endpoints: Endpoints,
     /// The shared key every service requires and the gateway signs with, and where it came
     /// from (shown, never the key). None: unsigned (`--insecure`).
@@ -30,7 +30,7 @@ pub struct StackConfig {
     pub audio: chaosgarden::Output,
     /// The SoundFont for MIDI regions (None: a system GM SoundFont, else the built-in one).
     pub soundfont: Option<PathBuf>,
-    /// Serve grpc.health.v1 on the conventional ports (:6570, :6580, :6555).
+    /// Serve grpc.health.v1 on the conventional ports ([`hooteproto::defaults`]).
     pub health: bool,
     /// Luanette's broadcast endpoint (None: no broadcasts).
     pub broadcasts: Option<String>,
@@ -57,6 +57,8 @@ pub struct Stack {
 }
 
 /// Starts Luanette, Hootenanny and Chaosgarden on their endpoints, sharing the data directory.
+/// Each is bound (its stores open, its sockets listening) before this returns, so a client
+/// connecting once it has returned reaches a service, and a port in use fails it here.
 pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     let cas_root = config.data_dir.join("cas");
     let key = config.key.as_ref().map(|(key, _)| key.clone());
@@ -85,6 +87,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     if !config.health {
         hoot.health_bind = None;
     }
+    let hoot = hootenanny::bind(hoot).await.context("starting hootenanny")?;
 
     let mut garden = chaosgarden::Config::new(config.data_dir.clone());
     garden.bind = config.endpoints.chaosgarden.clone();
@@ -107,7 +110,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
         }),
         tokio::spawn({
             let stop = stopped(&stop);
-            async move { hootenanny::run(hoot, stop).await.map(|_| ()) }
+            async move { hoot.run(stop).await.map(|_| ()) }
         }),
         tokio::spawn({
             let stop = stopped(&stop);

@@ -6,7 +6,8 @@
 //! - a GraphQL graph over all of it, and device bindings: `graph_query`, `graph_bind`.
 //!
 //! ## Map
-//! - [`run`]: open the stores, serve HOOT/1 and gRPC health until `shutdown`, drain, flush.
+//! - [`bind`] (open the stores, bind HOOT/1 and gRPC health) then [`Bound::run`] (serve
+//!   until `shutdown`, drain, flush), or [`run`] for both.
 //! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL, its
 //!   pricing and budgets ([`GraphLimits`]). - `objects`: CAS metadata read with a bound, MIME
 //!   type checks, errors without paths. - `tools`: the GraphQL SDL resource (the tools
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hooteproto::defaults;
 use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::{Key, Server, ServerConfig, ServerStats};
@@ -63,10 +65,10 @@ impl Config {
     /// Defaults from the project conventions.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
-            bind: "tcp://127.0.0.1:5580".into(),
+            bind: defaults::HOOTENANNY.bind.into(),
             cas_root: data_dir.join("cas"),
             data_dir,
-            health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6580))),
+            health_bind: Some(defaults::HOOTENANNY.health_addr()),
             key: None,
             insecure: false,
             drain_timeout: Duration::from_secs(10),
@@ -79,6 +81,21 @@ impl Config {
 /// Serves until `shutdown` completes (or a `shutdown` request arrives), then stops taking
 /// requests, answers the accepted ones, flushes the database and returns the counters.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+    bind(config).await?.run(shutdown).await
+}
+
+/// A hootenanny whose stores are open and whose sockets are bound (so `tcp://127.0.0.1:*`
+/// has become a real port and clients may connect), ready to [`Bound::run`].
+pub struct Bound {
+    server: Server,
+    service: Arc<service::Service>,
+    store: artifacts::Store,
+    health: Option<health::HealthServer>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// Opens the CAS and the database and binds every socket, without serving yet.
+pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let db_dir = config.data_dir.join("hootenanny").join("db");
@@ -109,14 +126,39 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         max_reply_bytes: config.max_message_size.saturating_sub(64 * 1024) as u64,
     });
     tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), "hootenanny ready");
-    let stop = health::drain_trigger(shutdown, &lifecycle, health.as_ref());
-    let stats = server.run(service, stop).await?;
-    store
-        .flush()
-        .await
-        .map_err(|e| anyhow::anyhow!("final flush failed: {e}"))?;
-    if let Some(health) = health {
-        health.stop().await;
+    Ok(Bound {
+        server,
+        service,
+        store,
+        health,
+        lifecycle,
+    })
+}
+
+impl Bound {
+    /// The HOOT/1 endpoint actually bound.
+    pub fn endpoint(&self) -> &str {
+        self.server.local_endpoint()
     }
-    Ok(stats)
+
+    /// Serves until `shutdown` (see [`run`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<ServerStats> {
+        let Bound {
+            server,
+            service,
+            store,
+            health,
+            lifecycle,
+        } = self;
+        let stop = health::drain_trigger(shutdown, &lifecycle, health.as_ref());
+        let stats = server.run(service, stop).await?;
+        store
+            .flush()
+            .await
+            .map_err(|e| anyhow::anyhow!("final flush failed: {e}"))?;
+        if let Some(health) = health {
+            health.stop().await;
+        }
+        Ok(stats)
+    }
 }

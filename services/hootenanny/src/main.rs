@@ -1,7 +1,5 @@
 //! `hootenanny`: content-addressed storage, artifacts and graph queries over HOOT/1.
 
-use std::path::PathBuf;
-
 use clap::Parser;
 
 #[derive(Parser)]
@@ -10,30 +8,8 @@ use clap::Parser;
     about = "Hootenanny: content-addressed storage, artifacts with lineage, and graph queries over HOOT/1"
 )]
 struct Args {
-    /// HOOT/1 ROUTER endpoint.
-    #[arg(long, env = "HOOTENANNY_BIND", default_value = "tcp://127.0.0.1:5580")]
-    bind: String,
-    /// The shared CAS root [default: <data dir>/cas].
-    #[arg(long, env = "HOOT_CAS_ROOT")]
-    cas_root: Option<PathBuf>,
-    /// Data directory [default: $XDG_DATA_HOME/hootenanny].
-    #[arg(long, env = "HOOT_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// grpc.health.v1 address, or "none".
-    #[arg(long, env = "HOOTENANNY_HEALTH_BIND", default_value = "127.0.0.1:6580")]
-    health_bind: String,
-    /// File holding the shared HMAC key [default: $HOOT_KEY, else <data dir>/hoot.key if it exists].
-    #[arg(long, env = "HOOT_KEY_FILE")]
-    key_file: Option<PathBuf>,
-    /// Allow binding a non-loopback address without a key.
-    #[arg(long)]
-    insecure: bool,
-    /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (none: spans are not exported).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long)]
-    log_json: bool,
+    #[command(flatten)]
+    common: hooteproto::cli::ServiceArgs<hooteproto::cli::Hootenanny>,
     /// Highest price of a graph query: a field costs 1 plus what it selects, a list field its
     /// bound (`first`, or 64 parents, 1000 ancestors, ...) times what each item selects.
     #[arg(long, env = "HOOTENANNY_GRAPH_MAX_COST", default_value_t = 100_000)]
@@ -61,14 +37,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = hooteproto::telemetry::init("hootenanny", args.otlp_endpoint.as_deref(), args.log_json)?;
-    let data_dir = hooteproto::dirs::data_dir(args.data_dir);
-    let mut config = hootenanny::Config::new(data_dir.clone());
-    config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
-    config.bind = args.bind;
-    config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
-    config.key = hooteproto::auth::key_for_service(args.key_file.as_deref(), &data_dir)?;
-    config.insecure = args.insecure;
+    let _telemetry = args.common.telemetry()?;
+    let common = args.common.resolve()?;
+    let mut config = hootenanny::Config::new(common.data_dir);
+    config.cas_root = common.cas_root;
+    config.bind = common.bind;
+    config.health_bind = common.health_bind;
+    config.key = common.key;
+    config.insecure = common.insecure;
     config.graph = hootenanny::GraphLimits {
         max_cost: args.graph_max_cost,
         max_depth: args.graph_max_depth,

@@ -641,3 +641,33 @@ async fn health_watchers_see_not_serving_on_shutdown_and_do_not_hold_it_up() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     drop(hoot.stop);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_holds_the_port_before_serving_and_a_taken_port_fails_at_bind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut first = config(&dir.path().join("first"));
+    first.bind = "tcp://127.0.0.1:*".into();
+    let bound = hootenanny::bind(first).await.expect("bind");
+    let endpoint = bound.endpoint().to_string();
+    assert!(!endpoint.ends_with('*'), "the real port: {endpoint}");
+
+    // A second hootenanny on that port fails when it binds, not later while "running".
+    let mut second = config(&dir.path().join("second"));
+    second.bind = endpoint.clone();
+    let error = match hootenanny::bind(second).await {
+        Ok(_) => panic!("a second hootenanny bound {endpoint} too"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.to_lowercase().contains("in use"), "{error}");
+
+    // A client that connects once bind returned is answered as soon as it runs.
+    let client = Client::connect(ClientConfig::new(&endpoint)).expect("connect");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(bound.run(async move {
+        let _ = stopped.await;
+    }));
+    let pong = client.call(PingRequest {}).await.expect("ping");
+    assert_eq!(pong.service, "hootenanny");
+    let _ = stop.send(());
+    task.await.expect("task").expect("run");
+}

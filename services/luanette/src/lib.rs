@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hooteproto::broadcast::Publisher;
+use hooteproto::defaults;
 use hooteproto::health;
 use hooteproto::server::Lifecycle;
 use hooteproto::v1::{ShutdownNotice, broadcast};
@@ -97,12 +98,12 @@ impl Config {
     /// Defaults from the project conventions.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
-            bind: "tcp://127.0.0.1:5570".into(),
+            bind: defaults::LUANETTE.bind.into(),
             name: "lua-orchestrator".into(),
-            pub_bind: Some("tcp://127.0.0.1:5572".into()),
+            pub_bind: Some(defaults::LUANETTE_PUB.into()),
             cas_root: data_dir.join("cas"),
             data_dir,
-            health_bind: Some(SocketAddr::from(([127, 0, 0, 1], 6570))),
+            health_bind: Some(defaults::LUANETTE.health_addr()),
             key: None,
             insecure: false,
             max_scripts: 16,

@@ -8,30 +8,14 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version, about = "Luanette: sandboxed Lua orchestration over HOOT/1")]
 struct Args {
-    /// HOOT/1 ROUTER endpoint.
-    #[arg(long, env = "LUANETTE_BIND", default_value = "tcp://127.0.0.1:5570")]
-    bind: String,
+    #[command(flatten)]
+    common: hooteproto::cli::ServiceArgs<hooteproto::cli::Luanette>,
     /// The name this instance answers `ping` with.
     #[arg(long, env = "LUANETTE_NAME", default_value = "lua-orchestrator")]
     name: String,
     /// PUB endpoint for broadcasts (script invalidation, job state and progress, shutdown), or "none".
-    #[arg(long, env = "LUANETTE_PUB_BIND", default_value = "tcp://127.0.0.1:5572")]
+    #[arg(long, env = "LUANETTE_PUB_BIND", default_value = hooteproto::defaults::LUANETTE_PUB)]
     pub_bind: String,
-    /// The shared CAS root [default: <data dir>/cas].
-    #[arg(long, env = "HOOT_CAS_ROOT")]
-    cas_root: Option<PathBuf>,
-    /// Data directory [default: $XDG_DATA_HOME/hootenanny].
-    #[arg(long, env = "HOOT_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// grpc.health.v1 address, or "none".
-    #[arg(long, env = "LUANETTE_HEALTH_BIND", default_value = "127.0.0.1:6570")]
-    health_bind: String,
-    /// File holding the shared HMAC key [default: $HOOT_KEY, else <data dir>/hoot.key if it exists].
-    #[arg(long, env = "HOOT_KEY_FILE")]
-    key_file: Option<PathBuf>,
-    /// Allow binding a non-loopback address without a key.
-    #[arg(long)]
-    insecure: bool,
     /// Scripts that run at once.
     #[arg(long, env = "LUANETTE_MAX_SCRIPTS", default_value_t = 16)]
     max_scripts: usize,
@@ -83,12 +67,6 @@ struct Args {
     /// Sandbox processes kept started while idle, for evaluations and for jobs each.
     #[arg(long, env = "LUANETTE_WARM_SANDBOXES", default_value_t = 2)]
     warm_sandboxes: usize,
-    /// OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long)]
-    log_json: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,19 +76,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let _telemetry = hooteproto::telemetry::init("luanette", args.otlp_endpoint.as_deref(), args.log_json)?;
-    let data_dir = hooteproto::dirs::data_dir(args.data_dir);
-    let mut config = luanette::Config::new(data_dir.clone());
-    config.cas_root = hooteproto::dirs::cas_root(args.cas_root, &data_dir);
-    config.bind = args.bind;
+    let _telemetry = args.common.telemetry()?;
+    let common = args.common.resolve()?;
+    let mut config = luanette::Config::new(common.data_dir);
+    config.cas_root = common.cas_root;
+    config.bind = common.bind;
+    config.health_bind = common.health_bind;
+    config.key = common.key;
+    config.insecure = common.insecure;
     config.name = args.name;
     config.pub_bind = match args.pub_bind.as_str() {
         "" | "none" => None,
         endpoint => Some(endpoint.to_string()),
     };
-    config.health_bind = hooteproto::health::parse_bind(&args.health_bind)?;
-    config.key = hooteproto::auth::key_for_service(args.key_file.as_deref(), &data_dir)?;
-    config.insecure = args.insecure;
     config.max_scripts = args.max_scripts;
     config.limits.wall = Duration::from_secs(args.script_timeout_secs);
     config.limits.memory = args.memory_limit_mib << 20;

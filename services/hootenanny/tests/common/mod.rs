@@ -26,11 +26,12 @@ pub fn config(dir: &std::path::Path) -> hootenanny::Config {
     config
 }
 
-/// Starts it and waits until it answers a ping.
+/// Binds it, starts it and waits until it answers a ping.
 pub async fn start(config: hootenanny::Config) -> Running {
-    let client = Client::connect(ClientConfig::new(&config.bind)).expect("connect");
+    let bound = hootenanny::bind(config).await.expect("bind");
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(hootenanny::run(config, async move {
+    let task = tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("hootenanny answers ping");
