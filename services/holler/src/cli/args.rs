@@ -12,14 +12,14 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Args {
     /// Luanette's endpoint.
-    #[arg(long, global = true, env = "HOLLER_LUANETTE", default_value = "tcp://127.0.0.1:5570")]
+    #[arg(long, global = true, env = "HOLLER_LUANETTE", default_value = hooteproto::defaults::LUANETTE.bind)]
     pub luanette: String,
     /// Hootenanny's endpoint.
     #[arg(
         long,
         global = true,
         env = "HOLLER_HOOTENANNY",
-        default_value = "tcp://127.0.0.1:5580"
+        default_value = hooteproto::defaults::HOOTENANNY.bind
     )]
     pub hootenanny: String,
     /// Chaosgarden's endpoint.
@@ -27,7 +27,7 @@ pub struct Args {
         long,
         global = true,
         env = "HOLLER_CHAOSGARDEN",
-        default_value = "tcp://127.0.0.1:5555"
+        default_value = hooteproto::defaults::CHAOSGARDEN.bind
     )]
     pub chaosgarden: String,
     /// Print replies as JSON (for scripts).
