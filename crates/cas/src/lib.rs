@@ -27,11 +27,14 @@
 //! - [`hash`]: [`Hash`] and prefix rules. - [`store`]: [`Cas`], staging and commit.
 //! - [`import`]: streaming and move imports. - [`read`]: readers, verification, prefixes.
 //! - [`error`]: [`CasError`] with a [`ErrorKind`] for canonical error codes.
+//! - `status` (feature `status`): a [`CasError`] as the HOOT/1 status every service answers with.
 
 pub mod error;
 pub mod hash;
 pub mod import;
 pub mod read;
+#[cfg(feature = "status")]
+pub mod status;
 pub mod store;
 
 pub use error::{CasError, ErrorKind};

@@ -42,18 +42,8 @@ fn check_beats(field: &str, beats: f64) -> Result<(), Status> {
     }
 }
 
-/// A CAS error as a canonical status.
-pub fn cas_status(error: cas::CasError) -> Status {
-    use hooteproto::v1::ErrorCode;
-    let code = match error.kind() {
-        cas::ErrorKind::InvalidArgument => ErrorCode::InvalidArgument,
-        cas::ErrorKind::NotFound => ErrorCode::NotFound,
-        cas::ErrorKind::DataLoss => ErrorCode::DataLoss,
-        cas::ErrorKind::ResourceExhausted => ErrorCode::ResourceExhausted,
-        cas::ErrorKind::Io => ErrorCode::Internal,
-    };
-    Status::new(code, error.to_string())
-}
+/// A CAS error as a canonical status (the mapping every service shares).
+pub use cas::status::status as cas_status;
 
 /// Markers, regions, tempo and loop.
 #[derive(Debug, Default)]

@@ -4,14 +4,11 @@
 
 use cas::{Cas, CasError, Hash, ObjectInfo};
 use hooteproto::Status;
-use hooteproto::v1::ErrorCode;
 
 /// Longest MIME type accepted (RFC 6838 allows 127 + 1 + 127 characters).
 pub const MAX_MIME: usize = 255;
 /// Largest metadata sidecar read. One written for a valid MIME type is under 400 bytes.
 const MAX_META_BYTES: u64 = 4096;
-/// Longest error message sent back: messages may quote what the caller sent.
-const MAX_MESSAGE: usize = 1024;
 
 /// Whether `mime_type` is at most 255 bytes of printable ASCII.
 pub fn valid_mime(mime_type: &str) -> bool {
@@ -68,47 +65,8 @@ pub fn inspect(cas: &Cas, hash: &Hash) -> Result<ObjectInfo, CasError> {
     })
 }
 
-/// Cuts a message that quotes the caller down to [`MAX_MESSAGE`] bytes.
-pub fn bounded(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    message
-}
-
-/// A CAS error as a canonical status. Filesystem errors are logged here in full and answered
-/// without the path (which says where the store lives on this host).
-pub fn status(error: CasError) -> Status {
-    let code = match error.kind() {
-        cas::ErrorKind::InvalidArgument => ErrorCode::InvalidArgument,
-        cas::ErrorKind::NotFound => ErrorCode::NotFound,
-        cas::ErrorKind::DataLoss => ErrorCode::DataLoss,
-        cas::ErrorKind::ResourceExhausted => ErrorCode::ResourceExhausted,
-        cas::ErrorKind::Io => ErrorCode::Internal,
-    };
-    match &error {
-        CasError::Io { context, source, .. } => {
-            tracing::error!(%error, "CAS I/O failed");
-            Status::new(
-                code,
-                format!(
-                    "the CAS failed {context} an object ({}); details are in hootenanny's log",
-                    source.kind()
-                ),
-            )
-        }
-        CasError::CrossDevice(_) => {
-            tracing::error!(%error, "CAS import failed");
-            Status::new(code, "the file is on another filesystem than the CAS; copy it instead")
-        }
-        _ => Status::new(code, bounded(error.to_string())),
-    }
-}
+/// A CAS error as a canonical status (the mapping every service shares).
+pub use cas::status::status;
 
 #[cfg(test)]
 mod tests {
@@ -123,24 +81,5 @@ mod tests {
         assert!(!valid_mime("audio/midi\n"));
         assert!(!valid_mime("audio/m\u{ef}di"));
         assert!(!valid_mime("audio/\u{7f}"));
-    }
-
-    #[test]
-    fn io_errors_do_not_name_paths() {
-        let error = CasError::Io {
-            context: "seeking",
-            path: "/very/secret/place/objects/ab/cd".into(),
-            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-        };
-        let status = status(error);
-        assert_eq!(status.code, ErrorCode::Internal);
-        assert!(!status.message.contains("/very"), "{}", status.message);
-        assert!(status.message.contains("seeking"), "{}", status.message);
-    }
-
-    #[test]
-    fn long_messages_are_cut_on_a_char_boundary() {
-        let cut = bounded("\u{1F3B5}".repeat(1000));
-        assert!(cut.len() <= MAX_MESSAGE + '…'.len_utf8(), "{}", cut.len());
     }
 }

@@ -382,7 +382,7 @@ async fn cas_get_past_the_end_is_out_of_range_and_no_error_names_a_path() {
         "leaks a path: {}",
         refused.message
     );
-    assert!(refused.message.contains("hootenanny's log"), "{}", refused.message);
+    assert!(refused.message.contains("the service's log"), "{}", refused.message);
     // The graph reports CAS failures the same way.
     let reply = query(
         client,
