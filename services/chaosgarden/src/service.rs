@@ -216,6 +216,16 @@ impl ChaosgardenTools for Service {
         Ok(pb::TimelineRemoveReply { id })
     }
 
+    async fn timeline_move(
+        &self,
+        _context: &RequestContext,
+        request: pb::TimelineMoveRequest,
+    ) -> Result<pb::TimelineMoveReply, Status> {
+        self.studio
+            .edit(move |editor| editor.move_to(&request.id, request.position_beats))
+            .await
+    }
+
     async fn timeline_set_tempo(
         &self,
         _context: &RequestContext,

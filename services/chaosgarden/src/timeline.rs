@@ -563,6 +563,52 @@ impl Editor {
         self.save()
     }
 
+    /// Moves a marker or region to `position_beats`, keeping its id and everything else; a
+    /// region is checked against the media budget at its new place (a MIDI render depends on
+    /// where it starts) and an audio region's length in beats follows the tempo there.
+    pub fn move_to(&mut self, id: &str, position_beats: f64) -> Result<pb::TimelineMoveReply, Status> {
+        check_beats("position_beats", position_beats)?;
+        if let Some(at) = self.timeline.markers.iter().position(|m| m.marker_id == id) {
+            let mut marker = self.timeline.markers.remove(at);
+            marker.position_beats = position_beats;
+            let at = self
+                .timeline
+                .markers
+                .partition_point(|m| m.position_beats <= position_beats);
+            self.timeline.markers.insert(at, marker.clone());
+            self.save()?;
+            return Ok(pb::TimelineMoveReply {
+                marker: Some(marker),
+                region: None,
+            });
+        }
+        let at = self
+            .timeline
+            .regions
+            .iter()
+            .position(|r| r.region_id == id)
+            .ok_or_else(|| Status::not_found(format!("no marker or region {id:?} on the timeline")))?;
+        let was = std::mem::replace(&mut self.timeline.regions[at].position_beats, position_beats);
+        if let Err(status) = self.within_budget(self.footprint(&self.timeline.map, None), "moving this region") {
+            self.timeline.regions[at].position_beats = was;
+            return Err(status);
+        }
+        let mut region = self.timeline.regions.remove(at);
+        if let Some(media) = self.media.get(&region.cas_hash) {
+            region.duration_beats = self.duration_beats(media, position_beats);
+        }
+        let at = self
+            .timeline
+            .regions
+            .partition_point(|r| r.position_beats <= position_beats);
+        self.timeline.regions.insert(at, region.clone());
+        self.save()?;
+        Ok(pb::TimelineMoveReply {
+            marker: None,
+            region: Some(region),
+        })
+    }
+
     /// Adds, replaces or removes a tempo change.
     pub fn set_tempo(&mut self, change: pb::TempoChange) -> Result<(), Status> {
         let mut map = self.timeline.map.clone();

@@ -282,3 +282,89 @@ async fn the_timeline_survives_a_restart() {
     assert!(part.regions.is_empty(), "the region starts at beat 2");
     garden.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_move_puts_a_region_and_a_marker_at_their_new_beat_keeping_their_ids() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let garden = garden(dir.path(), |_| {}).await;
+    garden.client.call(tempo(4.0, 60.0)).await.expect("tempo"); // 120 bpm, then 60 from beat 4
+    // 0.5 s of audio: 1 beat at 120 bpm, half a beat at 60.
+    let click = cas_put(dir.path(), &click_wav(48_000, 24_000, &[0], 1.0), "audio/wav");
+    let region = add_region(&garden, &click, 1.0, -6.0).await;
+    assert_eq!(region.duration_beats, 1.0);
+    let marker = add_marker(
+        &garden.client,
+        TimelineEventType::CuePoint,
+        2.0,
+        serde_json::json!({"take": 3}),
+    )
+    .await;
+
+    let moved = garden
+        .client
+        .call(pb::TimelineMoveRequest {
+            id: region.region_id.clone(),
+            position_beats: 6.0,
+        })
+        .await
+        .expect("move region");
+    assert!(moved.marker.is_none());
+    let moved = moved.region.expect("the moved region");
+    assert_eq!(moved.region_id, region.region_id, "same id");
+    assert_eq!((moved.position_beats, moved.gain_db), (6.0, -6.0));
+    assert_eq!(moved.duration_beats, 0.5, "its length in beats at 60 bpm");
+
+    // The click is heard at beat 6 (2 s + 2 s = 4 s), and no longer at beat 1.
+    let rendered = render(&garden, 0.0, 8.0).await;
+    let (_, samples) = read_wav(dir.path(), &rendered.cas_hash);
+    assert_eq!(nonzero_frames(&samples, 0.1), [4 * 48_000]);
+
+    let moved = garden
+        .client
+        .call(pb::TimelineMoveRequest {
+            id: marker.marker_id.clone(),
+            position_beats: 0.5,
+        })
+        .await
+        .expect("move marker")
+        .marker
+        .expect("the moved marker");
+    assert_eq!(
+        (moved.marker_id.as_str(), moved.position_beats),
+        (marker.marker_id.as_str(), 0.5)
+    );
+    assert_eq!(moved.metadata, marker.metadata, "metadata kept");
+    let timeline = garden
+        .client
+        .call(pb::TimelineQueryRequest {
+            from_beats: 0.0,
+            to_beats: 0.0,
+        })
+        .await
+        .expect("query");
+    assert_eq!(timeline.markers.len(), 1);
+    assert_eq!(timeline.markers[0].position_beats, 0.5);
+    assert_eq!(timeline.regions.len(), 1);
+
+    // Unknown ids and bad positions are refused, and nothing moves.
+    let missing = garden
+        .client
+        .call(pb::TimelineMoveRequest {
+            id: "region-999".into(),
+            position_beats: 1.0,
+        })
+        .await
+        .expect_err("no such id");
+    assert_eq!(missing.code(), ErrorCode::NotFound);
+    assert!(missing.to_string().contains("region-999"), "{missing}");
+    let negative = garden
+        .client
+        .call(pb::TimelineMoveRequest {
+            id: region.region_id.clone(),
+            position_beats: -1.0,
+        })
+        .await
+        .expect_err("negative");
+    assert_eq!(negative.code(), ErrorCode::InvalidArgument);
+    garden.stop().await;
+}
