@@ -1,13 +1,17 @@
 //! The three backends as Holler sees them: one SDK client each, tool routing by the schema's
-//! tool catalog (`hooteproto::tools`), and tool calls made from JSON arguments (the request
-//! message whose oneof case is the tool's name: `lua_eval` is `LuaEvalRequest`).
+//! tool catalog (`hooteproto::tools`), typed calls ([`Backends::send`]: a `pb::*` request in,
+//! its typed reply out), tool calls made from JSON arguments for agents and `holler call`
+//! (the request message whose oneof case is the tool's name: `lua_eval` is
+//! `LuaEvalRequest`), and [`Backends::wait_job`], the one job-wait loop behind the CLI's
+//! `job run --wait`/`job wait` and MCP's `job_execute{wait: true}`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use hooteproto::client::{ClientConfig, RequestOptions};
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, Envelope};
-use hooteproto::{Client, Key};
+use hooteproto::{Client, Key, Request};
 use serde_json::Value;
 
 /// A backend service: one of the services the schema's `(hooteproto.v1.tool)` options name,
@@ -102,6 +106,38 @@ impl CallError {
             CallError::Remote(status) => status.code,
         }
     }
+}
+
+/// The service a request goes to: a tool's by the catalog; `None` for payloads that are not tools.
+pub fn route(payload: &Payload) -> Option<Backend> {
+    hooteproto::tools::find(payload.name()).map(|tool| tool.service)
+}
+
+/// A reply payload as the typed reply of `R`; another payload is a protocol mismatch.
+pub fn typed<R: Request>(reply: Payload) -> Result<R::Reply, CallError> {
+    R::reply_from(reply).map_err(|other| {
+        CallError::Remote(hooteproto::Status::internal(format!(
+            "the backend answered with {}",
+            other.name()
+        )))
+    })
+}
+
+/// Whether a job has ended (succeeded, failed or cancelled).
+pub fn job_finished(state: i32) -> bool {
+    matches!(
+        pb::JobState::try_from(state),
+        Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
+    )
+}
+
+/// How [`Backends::wait_job`] ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// The job ended; its final record (state, result or error, logs).
+    Finished(Box<pb::JobInfo>),
+    /// The caller stopped waiting (Ctrl-C, a cancelled MCP call); the job may still run.
+    Stopped,
 }
 
 /// A payload from its oneof case name and proto3 JSON.
@@ -264,6 +300,68 @@ impl Backends {
                 endpoint: self.endpoint(backend).to_string(),
                 reason: error.to_string(),
             }),
+        }
+    }
+
+    /// Sends a typed request to the service the tool catalog routes it to; the typed reply.
+    pub async fn send<R: Request>(&self, request: R, timeout: Duration) -> Result<R::Reply, CallError> {
+        let payload = request.into_payload();
+        let backend = route(&payload).ok_or_else(|| CallError::UnknownTool(payload.name().to_string()))?;
+        let options = RequestOptions {
+            timeout: Some(timeout),
+            attempt_timeout: Some(timeout),
+            ..Default::default()
+        };
+        typed::<R>(self.request(backend, payload, options).await?)
+    }
+
+    /// Follows a job until it ends or `stop` resolves: `progress` is called with the job's
+    /// record whenever its progress or message changes; the job is long-polled, so its end
+    /// is seen at once. Stopping does not cancel the job (MCP's caller does that itself).
+    pub async fn wait_job<F, Fut>(
+        &self,
+        job_id: &str,
+        mut progress: F,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Waited, CallError>
+    where
+        F: FnMut(&pb::JobInfo) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        const POLL_MS: u32 = 500;
+        let short = Duration::from_secs(10);
+        tokio::pin!(stop);
+        let mut reported: Option<(u64, String)> = None;
+        loop {
+            let status = tokio::select! {
+                _ = &mut stop => return Ok(Waited::Stopped),
+                status = self.send(pb::JobStatusRequest { job_id: job_id.to_string() }, short) => status?,
+            };
+            let job = status.job.ok_or_else(|| {
+                CallError::Remote(hooteproto::Status::internal(format!(
+                    "job_status answered without job {job_id}"
+                )))
+            })?;
+            if job_finished(job.state) {
+                return Ok(Waited::Finished(job));
+            }
+            let now = (job.progress.to_bits(), job.progress_message.clone());
+            if reported.as_ref() != Some(&now) {
+                progress(&job).await;
+                reported = Some(now);
+            }
+            let poll = pb::JobPollRequest {
+                job_ids: vec![job_id.to_string()],
+                timeout_ms: POLL_MS,
+                mode: pb::PollMode::Any as i32,
+            };
+            let polled = tokio::select! {
+                _ = &mut stop => return Ok(Waited::Stopped),
+                polled = self.send(poll, short + Duration::from_millis(POLL_MS.into())) => polled?,
+            };
+            if let Some(job) = polled.completed.into_iter().find(|j| j.job_id == job_id) {
+                return Ok(Waited::Finished(Box::new(job)));
+            }
         }
     }
 

@@ -19,7 +19,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tracing::Instrument as _;
 
-use crate::backends::{Backend, Backends, CallError};
+use hooteproto::v1::{self as pb, envelope::Payload};
+
+use crate::backends::{Backend, Backends, CallError, Waited};
 use crate::catalog::{self, from_mcp};
 
 /// How long `tools/list` waits for each backend.
@@ -254,7 +256,8 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Gateway {
     /// `job_execute` with `wait: true`: start the job, forward its progress, cancel it if
-    /// the client cancels the call, and return its final record.
+    /// the client cancels the call, and return its final record (the shared
+    /// [`Backends::wait_job`] loop, as the CLI's `job run --wait`).
     async fn run_job(
         &self,
         arguments: serde_json::Map<String, serde_json::Value>,
@@ -262,60 +265,64 @@ impl Gateway {
     ) -> CallToolResult {
         let backends = &self.backends;
         let short = Duration::from_secs(10);
-        let started = match backends
-            .call_tool_structured("job_execute", &serde_json::Value::Object(arguments), short)
+        // The agent's arguments are JSON (checked against the schema); the reply is read typed.
+        let started = backends
+            .call("job_execute", &serde_json::Value::Object(arguments), short)
             .await
-        {
-            Ok(reply) => reply,
+            .and_then(crate::backends::typed::<pb::JobExecuteRequest>);
+        let job_id = match started {
+            Ok(reply) => reply.job_id,
             Err(error) => return failure(&error),
         };
-        let Some(job_id) = started["job_id"].as_str().map(str::to_string) else {
-            return CallToolResult::error(vec![ContentBlock::text("INTERNAL: job_execute returned no job id")]);
-        };
         let token = context.meta.get_progress_token();
-        let mut reported = -1.0;
-        loop {
-            let poll = serde_json::json!({"job_ids": [job_id], "timeout_ms": 250});
-            tokio::select! {
-                _ = context.ct.cancelled() => {
-                    let cancelled = backends.call("job_cancel", &serde_json::json!({"job_id": job_id}), short).await;
-                    tracing::info!(job = %job_id, ok = cancelled.is_ok(), "the MCP client cancelled; job cancelled");
-                    return CallToolResult::error(vec![ContentBlock::text(format!("CANCELLED: job {job_id} was cancelled by the client"))]);
-                }
-                polled = backends.call_tool_structured("job_poll", &poll, short) => match polled {
-                    Ok(reply) => {
-                        if let Some(job) = reply["completed"].as_array().and_then(|c| c.first()) {
-                            let text = serde_json::to_string_pretty(job).unwrap_or_default();
-                            let succeeded = job["state"] == "succeeded";
-                            let mut result = if succeeded {
-                                CallToolResult::success(vec![ContentBlock::text(text)])
-                            } else {
-                                CallToolResult::error(vec![ContentBlock::text(text)])
-                            };
-                            result.structured_content = Some(job.clone());
-                            return result;
-                        }
-                    }
-                    Err(error) => return failure(&error),
+        let peer = context.peer.clone();
+        let progress = |job: &pb::JobInfo| {
+            let param = token.as_ref().map(|token| {
+                serde_json::json!({
+                    "progressToken": token, "progress": job.progress, "total": 1.0,
+                    "message": job.progress_message,
+                })
+            });
+            let peer = peer.clone();
+            async move {
+                if let Some(Ok(param)) = param.map(catalog::from_mcp) {
+                    let _ = peer.notify_progress(param).await;
                 }
             }
-            if let Some(token) = &token
-                && let Ok(status) = backends
-                    .call_tool_structured("job_status", &serde_json::json!({"job_id": job_id}), short)
-                    .await
-            {
-                let progress = status["job"]["progress"].as_f64().unwrap_or(0.0);
-                if progress != reported {
-                    reported = progress;
-                    let message = status["job"]["progress_message"].as_str().unwrap_or_default();
-                    let param = serde_json::json!({
-                        "progressToken": token, "progress": progress, "total": 1.0, "message": message,
-                    });
-                    if let Ok(param) = catalog::from_mcp(param) {
-                        let _ = context.peer.notify_progress(param).await;
+        };
+        match backends.wait_job(&job_id, progress, context.ct.cancelled()).await {
+            Ok(Waited::Finished(job)) => {
+                let succeeded = job.state == pb::JobState::Succeeded as i32;
+                let record =
+                    hooteproto::json::tool_result(Payload::JobStatusReply(pb::JobStatusReply { job: Some(job) }))
+                        .map(|mut reply| reply["job"].take());
+                let record = match record {
+                    Ok(record) => record,
+                    Err(e) => {
+                        return CallToolResult::error(vec![ContentBlock::text(format!(
+                            "INTERNAL: job {job_id} ended, but its record is not representable as JSON: {e}"
+                        ))]);
                     }
-                }
+                };
+                let text = serde_json::to_string_pretty(&record).unwrap_or_default();
+                let mut result = if succeeded {
+                    CallToolResult::success(vec![ContentBlock::text(text)])
+                } else {
+                    CallToolResult::error(vec![ContentBlock::text(text)])
+                };
+                result.structured_content = Some(record);
+                result
             }
+            Ok(Waited::Stopped) => {
+                let cancelled = backends
+                    .send(pb::JobCancelRequest { job_id: job_id.clone() }, short)
+                    .await;
+                tracing::info!(job = %job_id, ok = cancelled.is_ok(), "the MCP client cancelled; job cancelled");
+                CallToolResult::error(vec![ContentBlock::text(format!(
+                    "CANCELLED: job {job_id} was cancelled by the client"
+                ))])
+            }
+            Err(error) => failure(&error),
         }
     }
 }
