@@ -2,7 +2,49 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::builder::PossibleValuesParser;
+use clap::{Parser, Subcommand, ValueHint};
+
+/// The backends' names, for completion and checking.
+fn backend_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(holler::backends::Backend::ALL.map(|b| b.name()))
+}
+
+/// Every tool the schema declares (`hooteproto::tools::TOOLS`), for completion and checking.
+fn tool_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(hooteproto::tools::TOOLS.iter().map(|t| t.name))
+}
+
+/// An enum's values by their short names (`section_change`), from the schema, without the
+/// zero `*_UNSPECIFIED`.
+fn enum_values(full_name: &str) -> PossibleValuesParser {
+    let values: Vec<clap::builder::PossibleValue> = hooteproto::json::descriptor_pool()
+        .get_enum_by_name(full_name)
+        .into_iter()
+        .flat_map(|e| e.values().collect::<Vec<_>>())
+        .filter(|v| v.number() != 0)
+        // clap keeps `&'static str`s; these few names live as long as the program anyway.
+        .map(|v| clap::builder::PossibleValue::new(&*hooteproto::json::enum_short_name(&v).leak()))
+        .collect();
+    PossibleValuesParser::new(values)
+}
+
+/// Parameters for a script: `--params JSON`, `--param key=value` (repeatable; `key=@FILE`
+/// reads the file as a string, `@-` stdin) and `--params-file FILE` (`-`: stdin), merged in
+/// that order (a later `--param` wins).
+#[derive(clap::Args, Clone, Default)]
+pub struct ParamArgs {
+    /// Parameters as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// One parameter: key=value (the value is JSON if it parses as JSON, else a string),
+    /// key=@FILE for a file's contents as a string (@- for stdin). Repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// A JSON object of parameters in a file (- for stdin).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub params_file: Option<PathBuf>,
+}
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +91,9 @@ pub struct Args {
     /// Log as JSON lines (`up` and `serve`).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Say more: a script's traceback when it fails.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -116,42 +161,64 @@ pub enum Command {
         #[arg(long, env = "HOLLER_LUANETTE_PUB", default_value = "tcp://127.0.0.1:5572")]
         broadcasts: String,
     },
+    /// Which services answer at the configured endpoints (versions, uptime), and the data
+    /// dir and key file this CLI uses.
+    Status,
     /// Is a backend (or every backend) alive?
     Ping {
         /// luanette, hootenanny or chaosgarden [default: all].
+        #[arg(value_parser = backend_names())]
         backend: Option<String>,
     },
-    /// List the tools of a backend (or all).
+    /// List the tools of a backend (or all), or print one tool's input and output schema.
     Tools {
         /// luanette, hootenanny or chaosgarden [default: all].
+        #[arg(value_parser = backend_names())]
         backend: Option<String>,
+        /// Print this tool's description and its input and output JSON Schemas.
+        #[arg(long, value_name = "TOOL", value_parser = tool_names(), conflicts_with = "backend")]
+        schema: Option<String>,
     },
     /// Call any tool with JSON arguments, e.g. `holler call lua_eval '{"code":"return 1"}'`.
     Call {
         /// The tool's name.
+        #[arg(value_parser = tool_names(), hide_possible_values = true)]
         tool: String,
-        /// Its arguments (proto3 JSON of the request).
+        /// Its arguments (the request's JSON; field names as in the schema or camelCase,
+        /// enums by short name), or - for stdin.
         #[arg(default_value = "{}")]
         arguments: String,
     },
     /// Send any payload as proto3 JSON to a backend, e.g. `holler send luanette '{"ping":{}}'`.
     Send {
         /// luanette, hootenanny or chaosgarden.
+        #[arg(value_parser = backend_names())]
         backend: String,
         /// An envelope's JSON with one payload field.
         #[arg(value_name = "JSON")]
         payload: String,
     },
-    /// Evaluate Lua on Luanette.
+    /// Evaluate Lua on Luanette: what `print` and `log.*` write goes to stderr, the result to
+    /// stdout. Code that defines `main(params)` and returns nothing has `main(params)` called.
     Lua {
         /// The code (or use -f).
         code: Option<String>,
-        /// Read the code from a file.
-        #[arg(short = 'f', long)]
+        /// Read the code from a file (- for stdin).
+        #[arg(short = 'f', long, value_hint = ValueHint::FilePath, conflicts_with = "code")]
         file: Option<PathBuf>,
-        /// Parameters (a JSON object).
-        #[arg(long)]
-        params: Option<String>,
+        #[command(flatten)]
+        params: ParamArgs,
+    },
+    /// Resources: the Lua stdlib reference, scripts, jobs, the graph's schema.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// List the prompts, or render one: `holler prompt write-script goal="a bass line"`.
+    Prompt {
+        /// The prompt's name [default: list them].
+        name: Option<String>,
+        /// Its arguments, as key=value.
+        #[arg(value_name = "KEY=VALUE")]
+        arguments: Vec<String>,
     },
     /// Stored scripts.
     #[command(subcommand)]
@@ -174,7 +241,7 @@ pub enum Command {
     /// The timeline.
     #[command(subcommand)]
     Timeline(TimelineCommand),
-    /// Print shell completions.
+    /// Print shell completions (commands, flags, tool names, backends and enum values).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
@@ -182,10 +249,22 @@ pub enum Command {
 }
 
 #[derive(Subcommand)]
+pub enum ResourceCommand {
+    /// The resources and resource templates the backends offer.
+    List,
+    /// Print a resource, e.g. `holler resource read lua://stdlib`.
+    Read {
+        /// Its URI.
+        uri: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum ScriptCommand {
     /// Store a Lua file; prints its hash.
     Store {
-        /// The file.
+        /// The file (- for stdin).
+        #[arg(value_hint = ValueHint::FilePath)]
         file: PathBuf,
         /// Tags (repeatable).
         #[arg(long = "tag")]
@@ -203,9 +282,9 @@ pub enum ScriptCommand {
         #[arg(long, default_value = "")]
         creator: String,
     },
-    /// A script's description and parameter schema.
+    /// A script's name, description and parameters.
     Describe {
-        /// Its hash.
+        /// Its hash or a unique prefix.
         hash: String,
     },
 }
@@ -214,12 +293,12 @@ pub enum ScriptCommand {
 pub enum JobCommand {
     /// Run a stored script as a job (add --wait to wait for it with a progress bar).
     Run {
-        /// The script's hash.
+        /// The script's hash or a unique prefix.
         hash: String,
-        /// Parameters (a JSON object).
-        #[arg(long)]
-        params: Option<String>,
-        /// Wait for the job to finish.
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Wait for the job to finish: its id first, then progress, then its logs, duration
+        /// and result (Ctrl-C stops waiting, not the job).
         #[arg(long)]
         wait: bool,
     },
@@ -251,8 +330,8 @@ pub enum JobCommand {
     },
     /// Recent jobs, newest first.
     List {
-        /// pending, running, succeeded, failed or cancelled.
-        #[arg(long)]
+        /// Only jobs in this state.
+        #[arg(long, value_parser = enum_values("hooteproto.v1.JobState"))]
         state: Option<String>,
     },
 }
@@ -261,7 +340,8 @@ pub enum JobCommand {
 pub enum CasCommand {
     /// Store a file; prints its hash. On the CAS's own host the file is imported directly.
     Put {
-        /// The file.
+        /// The file (- for stdin).
+        #[arg(value_hint = ValueHint::FilePath)]
         file: PathBuf,
         /// Its MIME type.
         #[arg(long, default_value = "application/octet-stream")]
@@ -275,7 +355,7 @@ pub enum CasCommand {
         /// Hash or unique prefix.
         hash: String,
         /// Write here instead of stdout.
-        #[arg(short = 'o', long)]
+        #[arg(short = 'o', long, value_hint = ValueHint::FilePath)]
         output: Option<PathBuf>,
     },
     /// Size, type and age of an object.
@@ -289,7 +369,7 @@ pub enum CasCommand {
 pub enum ArtifactCommand {
     /// Name a CAS object as an artifact.
     Create {
-        /// The CAS hash.
+        /// The CAS hash or a unique prefix.
         hash: String,
         /// Its name.
         #[arg(long)]
@@ -318,14 +398,14 @@ pub enum ArtifactCommand {
 pub enum GraphCommand {
     /// Run a GraphQL query.
     Query {
-        /// The query.
+        /// The query (- for stdin).
         query: String,
     },
     /// Bind an identity to device hints (JSON).
     Bind {
         /// The identity, e.g. bass-synth.
         identity: String,
-        /// DeviceHints as JSON.
+        /// DeviceHints as JSON, e.g. '{"midi_port_patterns":["JD-Xi"]}'.
         hints: String,
     },
 }
@@ -359,6 +439,7 @@ pub enum TimelineCommand {
     /// Add a marker: section_change, beat_marker, cue_point or generate_transition.
     Marker {
         /// The kind.
+        #[arg(value_parser = enum_values("hooteproto.v1.TimelineEventType"))]
         kind: String,
         /// Where, in beats.
         beats: f64,
@@ -368,13 +449,16 @@ pub enum TimelineCommand {
     },
     /// Place a CAS object (MIDI or WAV) at a beat.
     Region {
-        /// The CAS hash.
+        /// The CAS hash or a unique prefix.
         hash: String,
         /// Where, in beats.
         beats: f64,
         /// Gain in dB.
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         gain_db: f64,
+        /// Add it even when the same object is already placed at the same beat.
+        #[arg(long)]
+        allow_duplicate: bool,
     },
     /// Remove a marker or region.
     Remove {

@@ -1,22 +1,39 @@
-//! The commands that call one backend tool and show its reply.
+//! The commands that call one backend and show its reply: each builds its `pb::*` request
+//! and reads the typed reply (`Context::send`); only `call` and `send` take JSON.
 
 use std::time::{Duration, Instant};
 
 use holler::backends::Backend;
+use hooteproto::v1::{self as pb, envelope::Payload};
 use serde_json::{Value, json};
 
-use super::args::{ArtifactCommand, Command, GraphCommand, TimelineCommand, TransportCommand};
-use super::{Context, Failure, backend, parse_json, usage};
+use super::args::{ArtifactCommand, Command, GraphCommand, ResourceCommand, TimelineCommand, TransportCommand};
+use super::output::{self, Table, enum_name, number, short};
+use super::{Context, Failure, backend, params, parse_json, usage};
 
 /// Runs a command that calls the backends (everything but up, serve and completions).
 pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
     match command {
+        Command::Status => status(context).await,
         Command::Ping { backend: which } => ping(context, which).await,
-        Command::Tools { backend: which } => tools(context, which).await,
+        Command::Tools { backend: which, schema } => match schema {
+            Some(tool) => tool_schema(&tool),
+            None => tools(context, which).await,
+        },
         Command::Call { tool, arguments } => {
+            let arguments = if arguments == "-" {
+                params::read_text(std::path::Path::new("-"))?
+            } else {
+                arguments
+            };
             let arguments = parse_json("the arguments", &arguments)?;
-            let reply = context.call(&tool, arguments).await?;
-            context.print(&reply);
+            let reply = context.backends.call(&tool, &arguments, context.timeout).await?;
+            if context.json {
+                outln!("{}", holler::backends::payload_to_json(reply));
+            } else {
+                let result = hooteproto::json::tool_result(reply).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+                outln!("{}", output::value(result));
+            }
             Ok(())
         }
         Command::Send {
@@ -33,126 +50,123 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
                 ..Default::default()
             };
             let reply = context.backends.request(which, payload, options).await?;
-            context.print(&holler::backends::payload_to_json(reply));
+            outln!("{}", holler::backends::payload_to_json(reply));
             Ok(())
         }
         Command::Lua { code, file, params } => {
             let code = match (code, file) {
                 (Some(code), None) => code,
-                (None, Some(file)) => {
-                    std::fs::read_to_string(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?
-                }
-                _ => return Err(usage("give the code, or -f FILE")),
+                (None, Some(file)) => params::read_text(&file)?,
+                _ => return Err(usage("give the code, or -f FILE (- for stdin)")),
             };
-            let mut arguments = json!({"code": code});
-            if let Some(params) = params {
-                arguments["params"] = parse_json("--params", &params)?;
-            }
-            let reply = context.call("lua_eval", arguments).await?;
-            context.show(&reply, |r| {
-                let mut text = String::new();
-                for line in r["output"].as_array().into_iter().flatten() {
-                    text.push_str(&format!("{}\n", line["message"].as_str().unwrap_or_default()));
-                }
-                text.push_str(&serde_json::to_string_pretty(&r["result"]).unwrap_or_default());
-                Some(text)
+            let params = params::collect(params)?;
+            let answer = context
+                .send(pb::LuaEvalRequest {
+                    code: call_main(&code),
+                    params: params.map(hooteproto::wkt::Struct::from_json),
+                })
+                .await?;
+            // What the script printed is not the result: it goes to stderr, the result to stdout.
+            output::logs(&answer.reply.output);
+            context.show(&answer, |reply| {
+                outln!("{}", output::proto_value(reply.result.clone()));
             });
             Ok(())
         }
+        Command::Resource(command) => resource(context, command).await,
+        Command::Prompt { name, arguments } => prompt(context, name, arguments).await,
         Command::Script(command) => super::jobs::script(context, command).await,
         Command::Job(command) => super::jobs::job(context, command).await,
         Command::Cas(command) => super::cas::run(context, command).await,
-        Command::Artifact(command) => {
-            let (tool, arguments) = match command {
-                ArtifactCommand::Create {
-                    hash,
-                    name,
-                    tags,
-                    parents,
-                } => (
-                    "artifact_create",
-                    json!({"cas_hash": hash, "name": name, "tags": tags, "parent_ids": parents, "creator": "holler"}),
-                ),
-                ArtifactCommand::Get { id } => ("artifact_get", json!({"artifact_id": id})),
-                ArtifactCommand::List { tag } => ("artifact_list", json!({"tag": tag})),
-            };
-            let reply = context.call(tool, arguments).await?;
-            context.print(&reply);
-            Ok(())
-        }
-        Command::Graph(command) => {
-            let (tool, arguments) = match command {
-                GraphCommand::Query { query } => ("graph_query", json!({"query": query})),
-                GraphCommand::Bind { identity, hints } => (
-                    "graph_bind",
-                    json!({"identity": identity, "hints": parse_json("the hints", &hints)?}),
-                ),
-            };
-            let reply = context.call(tool, arguments).await?;
-            context.print(&reply);
-            Ok(())
-        }
+        Command::Artifact(command) => artifact(context, command).await,
+        Command::Graph(command) => graph(context, command).await,
         Command::Transport(command) => {
-            let (tool, arguments) = match command {
-                TransportCommand::Play => ("transport_play", json!({})),
-                TransportCommand::Stop => ("transport_stop", json!({})),
-                TransportCommand::Seek { beats } => ("transport_seek", json!({"position_beats": beats})),
-                TransportCommand::Status => ("transport_status", json!({})),
+            let state = match command {
+                TransportCommand::Play => context.send(pb::TransportPlayRequest {}).await?.map(|r| r.state),
+                TransportCommand::Stop => context.send(pb::TransportStopRequest {}).await?.map(|r| r.state),
+                TransportCommand::Seek { beats } => context
+                    .send(pb::TransportSeekRequest { position_beats: beats })
+                    .await?
+                    .map(|r| r.state),
+                TransportCommand::Status => context.send(pb::TransportStatusRequest {}).await?.map(|r| r.state),
             };
-            let reply = context.call(tool, arguments).await?;
-            context.show(&reply, |r| {
-                let s = &r["state"];
-                Some(format!(
-                    "{} at beat {:.3} ({:.3} s), {} bpm, {} Hz on {}",
-                    s["playback"]
-                        .as_str()
-                        .unwrap_or("PLAYBACK_STATE_STOPPED")
-                        .trim_start_matches("PLAYBACK_STATE_")
-                        .to_lowercase(),
-                    s["positionBeats"].as_f64().unwrap_or(0.0),
-                    s["positionSeconds"].as_f64().unwrap_or(0.0),
-                    s["tempoBpm"].as_f64().unwrap_or(0.0),
-                    s["sampleRate"].as_u64().unwrap_or(0),
-                    s["backend"].as_str().unwrap_or("?"),
-                ))
-            });
+            context.show(&state, |state| outln!("{}", transport(state.as_ref())));
             Ok(())
         }
-        Command::Timeline(command) => {
-            let (tool, arguments) = match command {
-                TimelineCommand::Query { from, to } => ("timeline_query", json!({"from_beats": from, "to_beats": to})),
-                TimelineCommand::Marker { kind, beats, metadata } => {
-                    let metadata = match metadata {
-                        Some(m) => parse_json("--metadata", &m)?,
-                        None => json!({}),
-                    };
-                    let kind = format!("TIMELINE_EVENT_TYPE_{}", kind.to_uppercase());
-                    (
-                        "timeline_add_marker",
-                        json!({"event_type": kind, "position_beats": beats, "metadata": metadata}),
-                    )
-                }
-                TimelineCommand::Region { hash, beats, gain_db } => (
-                    "timeline_add_region",
-                    json!({"cas_hash": hash, "position_beats": beats, "gain_db": gain_db}),
-                ),
-                TimelineCommand::Remove { id } => ("timeline_remove", json!({"id": id})),
-                TimelineCommand::Tempo { bpm, at } => (
-                    "timeline_set_tempo",
-                    json!({"change": {"position_beats": at, "tempo_bpm": bpm}}),
-                ),
-                TimelineCommand::Render { from, to } => {
-                    ("timeline_render", json!({"from_beats": from, "to_beats": to}))
-                }
-            };
-            let reply = context.call(tool, arguments).await?;
-            context.print(&reply);
-            Ok(())
-        }
+        Command::Timeline(command) => timeline(context, command).await,
         Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. } | Command::Completions { .. } => {
-            unreachable!("dispatched in cli::run")
+            Err(Failure::new(1, "internal: this command is not a call"))
         }
     }
+}
+
+impl<T> super::Answer<T> {
+    /// The same answer with its reply mapped (the JSON stays the whole reply's).
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> super::Answer<U> {
+        super::Answer {
+            reply: f(self.reply),
+            json: self.json,
+        }
+    }
+}
+
+/// Code that defines `main(params)` and returns nothing has `main(params)` called, as a job
+/// would: the chunk runs inside a function (on the same line, so line numbers hold), then
+/// `main(params)` when the chunk returned no value and `main` is a function.
+fn call_main(code: &str) -> String {
+    let defines_main = code.lines().any(|line| {
+        let line = line.trim_start();
+        line.starts_with("function main(") || line.starts_with("function main (") || line.starts_with("main = function")
+    });
+    if !defines_main {
+        return code.to_string();
+    }
+    format!(
+        "local __holler = table.pack((function(...) {code}\nend)(...))\n\
+         if __holler.n == 0 and type(main) == \"function\" then return main(params) end\n\
+         return __holler[1]\n"
+    )
+}
+
+/// A transport state in one line.
+fn transport(state: Option<&pb::TransportState>) -> String {
+    let Some(s) = state else {
+        return "no transport state".into();
+    };
+    let mut text = format!(
+        "{} at beat {} ({:.3} s), {} bpm, {} Hz on {}",
+        enum_name("hooteproto.v1.PlaybackState", s.playback),
+        number(s.position_beats),
+        s.position_seconds,
+        number(s.tempo_bpm),
+        s.sample_rate,
+        s.backend,
+    );
+    if let Some(ts) = &s.time_signature {
+        text.push_str(&format!(", {}/{}", ts.numerator, ts.denominator));
+    }
+    if let Some(range) = s.loop_range.as_ref().filter(|r| r.enabled) {
+        text.push_str(&format!(
+            ", looping {}..{}",
+            number(range.from_beats),
+            number(range.to_beats)
+        ));
+    }
+    text
+}
+
+/// Pings a backend; `(latency, reply)`.
+async fn ping_one(context: &Context, target: Backend) -> (Duration, Result<pb::PingReply, Failure>) {
+    let started = Instant::now();
+    let reply = context
+        .send_to::<pb::PingRequest>(
+            target,
+            Payload::Ping(pb::PingRequest {}),
+            context.timeout.min(Duration::from_secs(3)),
+        )
+        .await
+        .map(|answer| answer.reply);
+    (started.elapsed(), reply)
 }
 
 async fn ping(context: &Context, which: Option<String>) -> Result<(), Failure> {
@@ -161,61 +175,107 @@ async fn ping(context: &Context, which: Option<String>) -> Result<(), Failure> {
         None => Backend::ALL.to_vec(),
     };
     let mut results = serde_json::Map::new();
+    let mut table = Table::new(&["SERVICE", "STATE", "ID", "VERSION", "LATENCY", "UPTIME"]);
     let mut down = None;
     for target in targets {
-        let started = Instant::now();
-        let options = hooteproto::RequestOptions {
-            timeout: Some(context.timeout.min(Duration::from_secs(3))),
-            ..Default::default()
-        };
-        let reply = context
-            .backends
-            .request(
-                target,
-                hooteproto::v1::envelope::Payload::Ping(Default::default()),
-                options,
-            )
-            .await;
-        let value = match reply {
-            Ok(reply) => {
-                let mut value = holler::backends::payload_to_json(reply);
-                value["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
-                value
+        let (latency, reply) = ping_one(context, target).await;
+        match reply {
+            Ok(pong) => {
+                results.insert(
+                    target.name().into(),
+                    json!({"workerId": pong.worker_id, "service": pong.service, "version": pong.version,
+                           "uptimeSecs": pong.uptime_secs, "latency_ms": latency.as_secs_f64() * 1e3}),
+                );
+                table.row(vec![
+                    target.name().into(),
+                    "up".into(),
+                    pong.worker_id,
+                    pong.version,
+                    format!("{:.2} ms", latency.as_secs_f64() * 1e3),
+                    output::duration(Duration::from_secs(pong.uptime_secs)),
+                ]);
             }
-            Err(error) => {
-                let value = json!({"error": error.to_string()});
-                down = Some(Failure::from(error));
-                value
-            }
-        };
-        results.insert(target.name().into(), value);
-    }
-    let results = Value::Object(results);
-    context.show(&results, |r| {
-        let mut text = String::new();
-        for (name, value) in r.as_object().into_iter().flatten() {
-            match value.get("error") {
-                Some(error) => text.push_str(&format!("{name:<12} down: {}\n", error.as_str().unwrap_or_default())),
-                None => text.push_str(&format!(
-                    "{name:<12} up   {} {} ({:.2} ms, up {} s)\n",
-                    value["workerId"].as_str().unwrap_or_default(),
-                    value["version"].as_str().unwrap_or_default(),
-                    value["latency_ms"].as_f64().unwrap_or_default(),
-                    value["uptimeSecs"]
-                        .as_str()
-                        .or(value["uptimeSecs"].as_u64().map(|_| ""))
-                        .unwrap_or("0"),
-                )),
+            Err(failure) => {
+                results.insert(target.name().into(), json!({"error": failure.message}));
+                table.row(vec![target.name().into(), "down".into(), failure.message.clone()]);
+                down = Some(failure);
             }
         }
-        Some(text.trim_end().to_string())
-    });
+    }
+    if context.json {
+        outln!("{}", Value::Object(results));
+    } else {
+        table.print("");
+    }
     match down {
-        Some(failure) => Err(Failure {
-            code: failure.code,
-            message: "a backend is down".into(),
-        }),
+        Some(failure) => Err(Failure::new(failure.code, "a backend is down")),
         None => Ok(()),
+    }
+}
+
+/// `holler status`: each service at its configured endpoint, and this CLI's data dir and key.
+async fn status(context: &Context) -> Result<(), Failure> {
+    // Asked at once, so the ones that are down cost one timeout, not one each.
+    let (luanette, hootenanny, chaosgarden) = tokio::join!(
+        ping_one(context, Backend::Luanette),
+        ping_one(context, Backend::Hootenanny),
+        ping_one(context, Backend::Chaosgarden),
+    );
+    let key = context
+        .key_source
+        .clone()
+        .unwrap_or_else(|| "none (unsigned requests)".into());
+    let mut table = Table::new(&["SERVICE", "ENDPOINT", "STATE", "VERSION", "UPTIME"]);
+    let mut services = serde_json::Map::new();
+    let mut up = 0;
+    for (target, (_, reply)) in Backend::ALL.into_iter().zip([luanette, hootenanny, chaosgarden]) {
+        let endpoint = context.backends.endpoint(target).to_string();
+        match reply {
+            Ok(pong) => {
+                up += 1;
+                services.insert(
+                    target.name().into(),
+                    json!({"endpoint": endpoint, "up": true, "version": pong.version, "uptime_secs": pong.uptime_secs}),
+                );
+                table.row(vec![
+                    target.name().into(),
+                    endpoint,
+                    "up".into(),
+                    pong.version,
+                    output::duration(Duration::from_secs(pong.uptime_secs)),
+                ]);
+            }
+            Err(failure) => {
+                let reason = if failure.code == 7 {
+                    "refused (check the key)"
+                } else {
+                    "not answering"
+                };
+                services.insert(
+                    target.name().into(),
+                    json!({"endpoint": endpoint, "up": false, "error": failure.message}),
+                );
+                table.row(vec![target.name().into(), endpoint, reason.into()]);
+            }
+        }
+    }
+    if context.json {
+        outln!(
+            "{}",
+            json!({"services": services, "data_dir": context.data_dir, "key": key})
+        );
+    } else {
+        table.print("");
+        outln!();
+        output::fields(&[("data dir", context.data_dir.display().to_string()), ("key", key)]);
+    }
+    match up {
+        3 => Ok(()),
+        0 => Err(Failure::new(
+            5,
+            "no service answers at these endpoints: start them with `holler up`",
+        )),
+        _ => Err(Failure::new(5, "some services do not answer")),
     }
 }
 
@@ -240,11 +300,452 @@ async fn tools(context: &Context, which: Option<String>) -> Result<(), Failure> 
             .iter()
             .map(|(b, t)| json!({"backend": b.name(), "name": t.name, "description": t.description}))
             .collect();
-        println!("{}", Value::Array(list));
+        outln!("{}", Value::Array(list));
     } else {
-        for (b, t) in &all {
-            let summary = t.description.split(". ").next().unwrap_or_default();
-            println!("{:<22} {:<12} {summary}", t.name, b.name());
+        let mut table = Table::new(&["TOOL", "SERVICE", "DESCRIPTION"]);
+        for (b, t) in all {
+            // The whole description, on one line: sentences are never cut.
+            let description = t.description.split_whitespace().collect::<Vec<_>>().join(" ");
+            table.row(vec![t.name, b.name().into(), description]);
+        }
+        table.print("no backend answered (holler status)");
+    }
+    Ok(())
+}
+
+/// `tools --schema TOOL`: the tool as the schema declares it (no backend needed).
+fn tool_schema(tool: &str) -> Result<(), Failure> {
+    let facts = hooteproto::tools::find(tool).ok_or_else(|| usage(format!("no tool {tool:?}")))?;
+    let info = facts.info().map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let schema = |s: Option<hooteproto::wkt::Struct>| {
+        s.and_then(|s| s.to_json().ok())
+            .map(Value::Object)
+            .unwrap_or(Value::Null)
+    };
+    let value = json!({
+        "name": info.name,
+        "service": info.service,
+        "description": info.description,
+        "read_only": info.read_only,
+        "destructive": info.destructive,
+        "idempotent": info.idempotent,
+        "open_world": info.open_world,
+        "input_schema": schema(info.input_schema),
+        "output_schema": schema(info.output_schema),
+    });
+    outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    Ok(())
+}
+
+async fn resource(context: &Context, command: ResourceCommand) -> Result<(), Failure> {
+    match command {
+        ResourceCommand::List => {
+            let mut resources = Vec::new();
+            let mut templates = Vec::new();
+            let mut json = serde_json::Map::new();
+            for target in [Backend::Luanette, Backend::Hootenanny] {
+                let request = Payload::ListResources(pb::ListResourcesRequest::default());
+                match context
+                    .send_to::<pb::ListResourcesRequest>(target, request, context.timeout)
+                    .await
+                {
+                    Ok(answer) => {
+                        if let Some(value) = answer.json {
+                            json.insert(target.name().into(), value);
+                        }
+                        resources.extend(answer.reply.resources);
+                        templates.extend(answer.reply.templates);
+                    }
+                    Err(failure) => eprintln!("holler: {} left out: {}", target.name(), failure.message),
+                }
+            }
+            if context.json {
+                outln!("{}", Value::Object(json));
+                return Ok(());
+            }
+            let mut table = Table::new(&["URI", "TYPE", "DESCRIPTION"]);
+            for r in resources {
+                table.row(vec![r.uri, r.mime_type, r.description]);
+            }
+            for t in templates {
+                table.row(vec![t.uri_template, t.mime_type, t.description]);
+            }
+            table.print("no resources (is the stack up? holler status)");
+            Ok(())
+        }
+        ResourceCommand::Read { uri } => {
+            let target = holler::catalog::resource_backend(&uri)
+                .ok_or_else(|| usage(format!("no resource {uri:?}: URIs start with lua:// or hootenanny://")))?;
+            let request = Payload::ReadResource(pb::ReadResourceRequest { uri });
+            let answer = context
+                .send_to::<pb::ReadResourceRequest>(target, request, context.timeout)
+                .await?;
+            context.show(&answer, |reply| {
+                for content in &reply.contents {
+                    match &content.content {
+                        Some(pb::resource_content::Content::Text(text)) => {
+                            let newline = if text.ends_with('\n') { "" } else { "\n" };
+                            output::write_out(&format!("{text}{newline}"));
+                        }
+                        Some(pb::resource_content::Content::Blob(bytes)) => output::write_bytes(bytes),
+                        None => {}
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn prompt(context: &Context, name: Option<String>, arguments: Vec<String>) -> Result<(), Failure> {
+    let Some(name) = name else {
+        if !arguments.is_empty() {
+            return Err(usage("give the prompt's name before its arguments"));
+        }
+        let request = Payload::ListPrompts(pb::ListPromptsRequest {});
+        let answer = context
+            .send_to::<pb::ListPromptsRequest>(Backend::Luanette, request, context.timeout)
+            .await?;
+        context.show(&answer, |reply| {
+            let mut table = Table::new(&["PROMPT", "ARGUMENTS", "DESCRIPTION"]);
+            for p in &reply.prompts {
+                let args: Vec<String> = p
+                    .arguments
+                    .iter()
+                    .map(|a| {
+                        if a.required {
+                            a.name.clone()
+                        } else {
+                            format!("[{}]", a.name)
+                        }
+                    })
+                    .collect();
+                table.row(vec![p.name.clone(), args.join(" "), p.description.clone()]);
+            }
+            table.print("no prompts");
+        });
+        return Ok(());
+    };
+    let mut map = std::collections::BTreeMap::new();
+    for argument in arguments {
+        let (key, value) = argument
+            .split_once('=')
+            .ok_or_else(|| usage(format!("prompt argument {argument:?}: expected key=value")))?;
+        let value = match value.strip_prefix('@') {
+            Some(file) => params::read_text(std::path::Path::new(file))?,
+            None => value.to_string(),
+        };
+        map.insert(key.to_string(), value);
+    }
+    let request = Payload::GetPrompt(pb::GetPromptRequest { name, arguments: map });
+    let answer = context
+        .send_to::<pb::GetPromptRequest>(Backend::Luanette, request, context.timeout)
+        .await?;
+    context.show(&answer, |reply| {
+        let many = reply.messages.len() > 1;
+        for message in &reply.messages {
+            if many {
+                outln!("--- {} ---", enum_name("hooteproto.v1.PromptRole", message.role));
+            }
+            outln!("{}", message.text.trim_end());
+        }
+    });
+    Ok(())
+}
+
+fn artifact_row(table: &mut Table, a: &pb::Artifact) {
+    table.row(vec![
+        a.artifact_id.clone(),
+        a.name.clone(),
+        short(&a.cas_hash),
+        a.tags.join(","),
+        output::time(&a.created_at),
+    ]);
+}
+
+fn artifact_fields(a: &pb::Artifact) {
+    output::fields(&[
+        ("id", a.artifact_id.clone()),
+        ("name", a.name.clone()),
+        ("hash", a.cas_hash.clone()),
+        ("tags", a.tags.join(", ")),
+        ("creator", a.creator.clone()),
+        ("parents", a.parent_ids.join(", ")),
+        ("created", output::time(&a.created_at)),
+    ]);
+}
+
+async fn artifact(context: &Context, command: ArtifactCommand) -> Result<(), Failure> {
+    match command {
+        ArtifactCommand::Create {
+            hash,
+            name,
+            tags,
+            parents,
+        } => {
+            let cas_hash = super::cas::resolve(context, &hash).await?;
+            let answer = context
+                .send(pb::ArtifactCreateRequest {
+                    cas_hash,
+                    name,
+                    tags,
+                    creator: "holler".into(),
+                    metadata: None,
+                    parent_ids: parents,
+                })
+                .await?;
+            context.show(&answer, |r| {
+                if let Some(a) = &r.artifact {
+                    artifact_fields(a)
+                }
+            });
+        }
+        ArtifactCommand::Get { id } => {
+            let answer = context.send(pb::ArtifactGetRequest { artifact_id: id }).await?;
+            context.show(&answer, |r| {
+                if let Some(a) = &r.artifact {
+                    artifact_fields(a)
+                }
+            });
+        }
+        ArtifactCommand::List { tag } => {
+            let answer = context
+                .send(pb::ArtifactListRequest {
+                    tag,
+                    ..Default::default()
+                })
+                .await?;
+            context.show(&answer, |r| {
+                let mut table = Table::new(&["ID", "NAME", "HASH", "TAGS", "CREATED"]);
+                r.artifacts.iter().for_each(|a| artifact_row(&mut table, a));
+                table.print("no artifacts");
+                if !r.next_page_token.is_empty() {
+                    eprintln!("(more: --json shows next_page_token)");
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn graph(context: &Context, command: GraphCommand) -> Result<(), Failure> {
+    match command {
+        GraphCommand::Query { query } => {
+            let query = if query == "-" {
+                params::read_text(std::path::Path::new("-"))?
+            } else {
+                query
+            };
+            let answer = context
+                .send(pb::GraphQueryRequest {
+                    query,
+                    ..Default::default()
+                })
+                .await?;
+            context.show(&answer, |r| {
+                for error in &r.errors {
+                    eprintln!("holler: graph error at {}: {}", error.path.join("."), error.message);
+                }
+                outln!("{}", output::proto_value(r.data.clone()));
+            });
+            if !answer.reply.errors.is_empty() && answer.reply.data.is_none() {
+                return Err(Failure::new(3, "the query failed"));
+            }
+        }
+        GraphCommand::Bind { identity, hints } => {
+            let hints = parse_json("the hints", &hints)?;
+            let bytes = hooteproto::json::json_to_bytes("hooteproto.v1.DeviceHints", &hints.to_string())
+                .map_err(|e| usage(format!("the hints: {e}")))?;
+            let hints = <pb::DeviceHints as prost::Message>::decode(bytes.as_slice())
+                .map_err(|e| usage(format!("the hints: {e}")))?;
+            let answer = context
+                .send(pb::GraphBindRequest {
+                    identity,
+                    hints: Some(hints),
+                })
+                .await?;
+            context.show(&answer, |r| {
+                if let Some(b) = &r.binding {
+                    let hints = b.hints.clone().unwrap_or_default();
+                    output::fields(&[
+                        ("identity", b.identity.clone()),
+                        ("midi ports", hints.midi_port_patterns.join(", ")),
+                        ("usb ids", hints.usb_ids.join(", ")),
+                        ("audio devices", hints.audio_device_names.join(", ")),
+                        ("updated", output::time(&b.updated_at)),
+                    ]);
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn print_timeline(reply: &pb::TimelineQueryReply) {
+    outln!("{}", transport(reply.transport.as_ref()));
+    let mut tempo = Table::new(&["AT BEAT", "BPM", "METER"]);
+    for t in &reply.tempo_map {
+        let meter = t
+            .time_signature
+            .as_ref()
+            .map(|s| format!("{}/{}", s.numerator, s.denominator))
+            .unwrap_or_else(|| "-".into());
+        tempo.row(vec![number(t.position_beats), number(t.tempo_bpm), meter]);
+    }
+    outln!();
+    tempo.print("no tempo changes");
+    let mut markers = Table::new(&["MARKER", "KIND", "AT BEAT", "METADATA"]);
+    for m in &reply.markers {
+        let metadata = m
+            .metadata
+            .as_ref()
+            .and_then(|s| s.to_json().ok())
+            .filter(|m| !m.is_empty())
+            .map(|m| output::integral(Value::Object(m)).to_string())
+            .unwrap_or_default();
+        markers.row(vec![
+            m.marker_id.clone(),
+            enum_name("hooteproto.v1.TimelineEventType", m.event_type),
+            number(m.position_beats),
+            metadata,
+        ]);
+    }
+    outln!();
+    markers.print("no markers");
+    let mut regions = Table::new(&["REGION", "KIND", "AT BEAT", "BEATS", "GAIN DB", "HASH"]);
+    for r in &reply.regions {
+        regions.row(vec![
+            r.region_id.clone(),
+            enum_name("hooteproto.v1.RegionKind", r.kind),
+            number(r.position_beats),
+            number(r.duration_beats),
+            number(r.gain_db),
+            short(&r.cas_hash),
+        ]);
+    }
+    outln!();
+    regions.print("no regions");
+}
+
+async fn timeline(context: &Context, command: TimelineCommand) -> Result<(), Failure> {
+    match command {
+        TimelineCommand::Query { from, to } => {
+            let answer = context
+                .send(pb::TimelineQueryRequest {
+                    from_beats: from,
+                    to_beats: to,
+                })
+                .await?;
+            context.show(&answer, print_timeline);
+        }
+        TimelineCommand::Marker { kind, beats, metadata } => {
+            let metadata = match metadata {
+                Some(m) => match parse_json("--metadata", &m)? {
+                    Value::Object(map) => Some(hooteproto::wkt::Struct::from_json(map)),
+                    other => return Err(usage(format!("--metadata must be a JSON object, not {other}"))),
+                },
+                None => None,
+            };
+            let event_type = output::enum_number("hooteproto.v1.TimelineEventType", &kind)
+                .ok_or_else(|| usage(format!("no marker kind {kind:?}")))?;
+            let answer = context
+                .send(pb::TimelineAddMarkerRequest {
+                    event_type,
+                    position_beats: beats,
+                    metadata,
+                })
+                .await?;
+            context.show(&answer, |r| {
+                if let Some(m) = &r.marker {
+                    outln!(
+                        "{} ({} at beat {})",
+                        m.marker_id,
+                        enum_name("hooteproto.v1.TimelineEventType", m.event_type),
+                        number(m.position_beats)
+                    );
+                }
+            });
+        }
+        TimelineCommand::Region {
+            hash,
+            beats,
+            gain_db,
+            allow_duplicate,
+        } => {
+            let cas_hash = super::cas::resolve(context, &hash).await?;
+            if !allow_duplicate {
+                let existing = context
+                    .send(pb::TimelineQueryRequest::default())
+                    .await?
+                    .reply
+                    .regions
+                    .into_iter()
+                    .find(|r| r.cas_hash == cas_hash && r.position_beats == beats);
+                if let Some(region) = existing {
+                    return Err(Failure::new(
+                        3,
+                        format!(
+                            "region {} already places {} at beat {}; pass --allow-duplicate to add another",
+                            region.region_id,
+                            short(&cas_hash),
+                            number(beats)
+                        ),
+                    ));
+                }
+            }
+            let answer = context
+                .send(pb::TimelineAddRegionRequest {
+                    cas_hash,
+                    position_beats: beats,
+                    gain_db,
+                })
+                .await?;
+            context.show(&answer, |r| {
+                if let Some(r) = &r.region {
+                    outln!(
+                        "{} ({} at beat {}, {} beats)",
+                        r.region_id,
+                        enum_name("hooteproto.v1.RegionKind", r.kind),
+                        number(r.position_beats),
+                        number(r.duration_beats)
+                    );
+                }
+            });
+        }
+        TimelineCommand::Remove { id } => {
+            let answer = context.send(pb::TimelineRemoveRequest { id }).await?;
+            context.show(&answer, |r| outln!("removed {}", r.id));
+        }
+        TimelineCommand::Tempo { bpm, at } => {
+            let answer = context
+                .send(pb::TimelineSetTempoRequest {
+                    change: Some(pb::TempoChange {
+                        position_beats: at,
+                        tempo_bpm: bpm,
+                        time_signature: None,
+                    }),
+                })
+                .await?;
+            context.show(&answer, |r| {
+                let mut table = Table::new(&["AT BEAT", "BPM"]);
+                for t in &r.tempo_map {
+                    table.row(vec![number(t.position_beats), number(t.tempo_bpm)]);
+                }
+                table.print("no tempo changes");
+            });
+        }
+        TimelineCommand::Render { from, to } => {
+            let answer = context
+                .send(pb::TimelineRenderRequest {
+                    from_beats: from,
+                    to_beats: to,
+                    sample_rate: 0,
+                })
+                .await?;
+            context.show(&answer, |r| {
+                outln!("{}", r.cas_hash);
+                eprintln!("{} frames, {} Hz, {} channels", r.frames, r.sample_rate, r.channels);
+            });
         }
     }
     Ok(())

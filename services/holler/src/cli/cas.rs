@@ -1,17 +1,49 @@
-//! The content-addressed store: `put` imports straight into a CAS on this host.
+//! The content-addressed store: `put` imports straight into a CAS on this host; hash
+//! prefixes are resolved here for every command that takes a hash.
 
-use std::io::Write as _;
+use std::path::Path;
 
+use hooteproto::v1 as pb;
 use serde_json::json;
 
 use super::args::CasCommand;
-use super::{Context, Failure, usage};
+use super::output;
+use super::{Context, Failure, params};
+
+/// A full hash from a hash or a unique prefix (8+ hex characters), as the CAS knows it.
+/// Scripts live in the same store, so script hashes resolve too.
+pub async fn resolve(context: &Context, hash: &str) -> Result<String, Failure> {
+    if hash.len() == 64 {
+        return Ok(hash.to_string());
+    }
+    let answer = context.send(pb::CasInspectRequest { hash: hash.to_string() }).await?;
+    answer
+        .reply
+        .object
+        .map(|o| o.hash)
+        .ok_or_else(|| Failure::new(4, format!("no object {hash}")))
+}
+
+fn show_stored(context: &Context, hash: &str, size: u64, already: bool, extra: serde_json::Value) {
+    if context.json {
+        let mut value = json!({"hash": hash, "size": size, "alreadyExisted": already});
+        if let (Some(object), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
+            object.extend(extra);
+        }
+        outln!("{value}");
+    } else {
+        outln!("{hash}");
+        if already {
+            eprintln!("(already stored)");
+        }
+    }
+}
 
 pub async fn run(context: &Context, command: CasCommand) -> Result<(), Failure> {
     match command {
         CasCommand::Put { file, mime, cas_root } => {
             let root = cas_root.unwrap_or_else(|| context.data_dir.join("cas"));
-            if root.join("objects").is_dir() {
+            if root.join("objects").is_dir() && file != Path::new("-") {
                 // What this process adds to the shared store is as private as what the services write.
                 hooteproto::dirs::restrict_new_files();
                 // Same host: import straight into the shared store, no bytes over ZMQ.
@@ -19,37 +51,49 @@ pub async fn run(context: &Context, command: CasCommand) -> Result<(), Failure> 
                 let stored = cas
                     .import_file(&file, &mime)
                     .map_err(|e| Failure::from(anyhow::anyhow!("importing {}: {e}", file.display())))?;
-                let reply = json!({"hash": stored.info.hash.to_string(), "size": stored.info.size, "already_existed": stored.already_existed, "imported_into": root});
-                context.show(&reply, |r| r["hash"].as_str().map(str::to_string));
+                let hash = stored.info.hash.to_string();
+                show_stored(
+                    context,
+                    &hash,
+                    stored.info.size,
+                    stored.already_existed,
+                    json!({"importedInto": root}),
+                );
                 return Ok(());
             }
-            let data = std::fs::read(&file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            use base64::Engine as _;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(data);
-            let reply = context
-                .call("cas_store", json!({"data": encoded, "mime_type": mime}))
-                .await?;
-            context.show(&reply, |r| r["hash"].as_str().map(str::to_string));
+            let data = params::read(&file)?;
+            let answer = context.send(pb::CasStoreRequest { data, mime_type: mime }).await?;
+            let r = answer.reply;
+            show_stored(context, &r.hash, r.size, r.already_existed, json!({}));
             Ok(())
         }
         CasCommand::Get { hash, output } => {
-            let reply = context.call("cas_get", json!({"hash": hash})).await?;
-            use base64::Engine as _;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(reply["data"].as_str().unwrap_or_default())
-                .map_err(|e| Failure::from(anyhow::anyhow!("the reply's data is not base64: {e}")))?;
+            let answer = context
+                .send(pb::CasGetRequest {
+                    hash,
+                    ..Default::default()
+                })
+                .await?;
             match output {
-                Some(path) => std::fs::write(&path, &data)
+                Some(path) if path != Path::new("-") => std::fs::write(&path, &answer.reply.data)
                     .map_err(|e| Failure::from(anyhow::anyhow!("writing {}: {e}", path.display())))?,
-                None => std::io::stdout()
-                    .write_all(&data)
-                    .map_err(|e| Failure::from(anyhow::anyhow!("writing to stdout: {e}")))?,
+                // The bytes themselves, even with --json: this is a file, not a reply.
+                _ => output::write_bytes(&answer.reply.data),
             }
             Ok(())
         }
         CasCommand::Inspect { hash } => {
-            let reply = context.call("cas_inspect", json!({"hash": hash})).await?;
-            context.print(&reply);
+            let answer = context.send(pb::CasInspectRequest { hash }).await?;
+            context.show(&answer, |r| {
+                if let Some(o) = &r.object {
+                    output::fields(&[
+                        ("hash", o.hash.clone()),
+                        ("size", format!("{} bytes", o.size)),
+                        ("type", o.mime_type.clone()),
+                        ("created", output::time(&o.created_at)),
+                    ]);
+                }
+            });
             Ok(())
         }
     }

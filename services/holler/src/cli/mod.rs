@@ -1,7 +1,9 @@
-//! The `holler` commands. Every backend command becomes a tool call (the tool's name is
-//! the request's oneof case, its arguments the request's proto3 JSON), sent straight to
-//! the backend over ZMQ; `--json` prints the reply as JSON, otherwise it is shown for a
-//! person. Exit codes:
+//! The `holler` commands. Every backend command builds its `pb::*` request and reads the typed
+//! reply (`Context::send`; the tool catalog routes it), straight to the backend over ZMQ;
+//! only `holler call` and `holler send` take JSON. `--json` prints the reply's proto3 JSON,
+//! otherwise it is shown for a person (`output`: aligned tables, integers as integers,
+//! enums by short name). stdout carries the result only: what a script prints, logs and
+//! progress go to stderr, and a closed stdout (`| head`) ends the program quietly. Exit codes:
 //!
 //! | code | meaning |
 //! |---|---|
@@ -13,11 +15,24 @@
 //! | 5 | a backend is unavailable or did not answer in time |
 //! | 6 | a job waited for ended failed or cancelled |
 //! | 7 | UNAUTHENTICATED or PERMISSION_DENIED (check the key) |
+//! | 130 | Ctrl-C while waiting for a job (the job keeps running) |
+
+/// Writes a line to stdout; a closed pipe (`holler … | head`) ends the program quietly.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod args;
 mod calls;
 mod cas;
 mod jobs;
+mod output;
+mod params;
 mod stack;
 
 use std::process::ExitCode;
@@ -36,6 +51,25 @@ use args::Command;
 pub struct Failure {
     code: u8,
     message: String,
+    /// Lua's traceback, when the failure is a script's (shown with `-v`).
+    traceback: Option<String>,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            traceback: None,
+        }
+    }
+}
+
+/// The traceback in a status's details (Luanette's runtime errors carry one).
+fn traceback(details: Option<&hooteproto::wkt::Struct>) -> Option<String> {
+    let details = details?.to_json().ok()?;
+    let traceback = details.get("traceback")?.as_str()?.trim();
+    (!traceback.is_empty()).then(|| traceback.to_string())
 }
 
 impl From<CallError> for Failure {
@@ -47,29 +81,31 @@ impl From<CallError> for Failure {
             ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => 7,
             _ => 1,
         };
+        let traceback = match &error {
+            CallError::Remote(status) => traceback(status.details.as_ref()),
+            _ => None,
+        };
         let message = match &error {
             // A backend's own error already names its code.
             CallError::Remote(_) => error.to_string(),
             _ => format!("{}: {error}", hooteproto::error::code_name(error.code())),
         };
-        Failure { code, message }
+        Failure {
+            code,
+            message,
+            traceback,
+        }
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
-        Failure {
-            code: 1,
-            message: format!("{error:#}"),
-        }
+        Failure::new(1, format!("{error:#}"))
     }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        code: 2,
-        message: message.into(),
-    }
+    Failure::new(2, message)
 }
 
 fn parse_json(what: &str, text: &str) -> Result<Value, Failure> {
@@ -82,10 +118,16 @@ fn backend(name: &str) -> Result<Backend, Failure> {
 
 /// Runs the command; the exit code follows the table above.
 pub async fn main(args: Args) -> ExitCode {
+    let verbose = args.verbose;
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("holler: {}", failure.message);
+            match &failure.traceback {
+                Some(traceback) if verbose => eprintln!("{traceback}"),
+                Some(_) => eprintln!("holler: (-v shows the traceback)"),
+                None => {}
+            }
             ExitCode::from(failure.code)
         }
     }
@@ -97,29 +139,58 @@ pub struct Context {
     timeout: Duration,
     /// The data directory (`--data-dir`, `HOOT_DATA_DIR` or the default).
     data_dir: std::path::PathBuf,
+    /// Where the key this CLI signs with came from (None: no key).
+    key_source: Option<String>,
+}
+
+/// A typed reply, and with `--json` its proto3 JSON.
+pub struct Answer<T> {
+    reply: T,
+    json: Option<Value>,
 }
 
 impl Context {
-    async fn call(&self, tool: &str, arguments: Value) -> Result<Value, Failure> {
-        Ok(self.backends.call_tool(tool, &arguments, self.timeout).await?)
+    /// A typed request to the service the catalog routes it to.
+    async fn send<R: hooteproto::Request>(&self, request: R) -> Result<Answer<R::Reply>, Failure> {
+        self.send_within(request, self.timeout).await
     }
 
-    fn print(&self, value: &Value) {
-        if self.json {
-            println!("{value}");
-        } else {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
-        }
+    async fn send_within<R: hooteproto::Request>(
+        &self,
+        request: R,
+        timeout: Duration,
+    ) -> Result<Answer<R::Reply>, Failure> {
+        let payload = request.into_payload();
+        let backend = holler::backends::route(&payload)
+            .ok_or_else(|| Failure::new(1, format!("{} is not a tool", payload.name())))?;
+        self.send_to::<R>(backend, payload, timeout).await
     }
 
-    /// Prints a reply: as JSON with --json, else `human` (or pretty JSON).
-    fn show(&self, value: &Value, human: impl FnOnce(&Value) -> Option<String>) {
-        if self.json {
-            println!("{value}");
-        } else if let Some(text) = human(value) {
-            println!("{text}");
-        } else {
-            self.print(value);
+    /// A request that is not a tool (resources, prompts) to a given backend.
+    async fn send_to<R: hooteproto::Request>(
+        &self,
+        backend: Backend,
+        payload: hooteproto::v1::envelope::Payload,
+        timeout: Duration,
+    ) -> Result<Answer<R::Reply>, Failure> {
+        let options = hooteproto::RequestOptions {
+            timeout: Some(timeout),
+            attempt_timeout: Some(timeout),
+            ..Default::default()
+        };
+        let reply = self.backends.request(backend, payload, options).await?;
+        let json = self.json.then(|| holler::backends::payload_to_json(reply.clone()));
+        Ok(Answer {
+            reply: holler::backends::typed::<R>(reply)?,
+            json,
+        })
+    }
+
+    /// Prints an answer: its proto3 JSON with `--json`, else what `human` prints.
+    fn show<T>(&self, answer: &Answer<T>, human: impl FnOnce(&T)) {
+        match &answer.json {
+            Some(json) => outln!("{json}"),
+            None => human(&answer.reply),
         }
     }
 }
@@ -154,6 +225,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         json: args.json,
         timeout: Duration::from_secs_f64(args.timeout),
         data_dir,
+        key_source: key.as_ref().map(|(_, source)| source.to_string()),
     };
     let telemetry = stack::Telemetry {
         otlp_endpoint: args.otlp_endpoint,
@@ -161,7 +233,9 @@ async fn run(args: Args) -> Result<(), Failure> {
     };
     match args.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Args::command(), "holler", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "holler", &mut script);
+            output::write_bytes(&script);
             Ok(())
         }
         command @ (Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. }) => {

@@ -61,6 +61,55 @@ pub fn up_key(flag: Option<&Path>, data_dir: &Path, insecure: bool) -> Result<Op
     )))
 }
 
+/// A start-up failure; an endpoint already bound or a data dir already locked (a second
+/// `holler up`) says so plainly.
+fn already_running(
+    error: anyhow::Error,
+    endpoints: &holler::backends::Endpoints,
+    data_dir: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> Failure {
+    let locked = error
+        .chain()
+        .any(|cause| cause.to_string().contains("could not acquire lock"));
+    if locked {
+        return Failure::new(
+            1,
+            format!(
+                "a stack is already running on the data dir {} (holler status shows it): stop it, \
+                 or pass another --data-dir and other endpoints (--luanette, --hootenanny, --chaosgarden) and --port",
+                data_dir.display()
+            ),
+        );
+    }
+    let in_use = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+            || cause.to_string().to_lowercase().contains("address already in use")
+    });
+    if !in_use {
+        return Failure::from(error);
+    }
+    let text = format!("{error:#}");
+    let service = holler::backends::Backend::ALL
+        .into_iter()
+        .find(|b| text.contains(&format!("starting {}", b.name())));
+    let message = match (service, listen) {
+        (Some(service), _) => format!(
+            "a stack is already running at {} ({}'s endpoint is in use; holler status shows it): stop it, \
+             or pass other endpoints (--luanette, --hootenanny, --chaosgarden) and --port",
+            endpoints.of(service),
+            service.name()
+        ),
+        (None, Some(listen)) => format!(
+            "{listen} is in use (another holler up or serve? holler status shows a stack): stop it, or pass --port"
+        ),
+        (None, None) => format!("an endpoint is in use (holler status shows a running stack): {text}"),
+    };
+    Failure::new(1, message)
+}
+
 /// Where `up` and `serve` send their traces and how they log.
 pub struct Telemetry {
     /// OTLP/HTTP collector, if any.
@@ -111,7 +160,12 @@ pub async fn run(
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 token,
             };
-            Ok(holler::up::run(config, hooteproto::server::shutdown_signal()).await?)
+            let endpoints = config.stack.endpoints.clone();
+            let data_dir = config.stack.data_dir.clone();
+            let listen = config.listen;
+            holler::up::run(config, hooteproto::server::shutdown_signal())
+                .await
+                .map_err(|e| already_running(e, &endpoints, &data_dir, Some(listen)))
         }
         Command::Mcp { up: false, stack } => {
             if stack.insecure || stack.soundfont.is_some() || stack.no_health || stack.audio_device != "auto" {
@@ -127,7 +181,9 @@ pub async fn run(
         }
         Command::Mcp { up: true, stack } => {
             let config = stack_config(stack, context, key);
-            let running = holler::up::start(&config).await?;
+            let running = holler::up::start(&config)
+                .await
+                .map_err(|e| already_running(e, &config.endpoints, &config.data_dir, None))?;
             tracing::info!(soundfont = %running.soundfont, "the stack is up; MCP on stdio");
             if let Some(hint) = holler::up::devices_hint() {
                 tracing::info!("{hint}");
