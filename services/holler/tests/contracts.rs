@@ -169,6 +169,10 @@ fn every_tool_keeps_its_contract_with_a_real_stack() {
     assert_eq!(region["region"]["kind"], "audio");
     let query = run("timeline_query", json!({}));
     assert_eq!(query["markers"].as_array().map(Vec::len), Some(2), "{query}");
+    let region_id = region["region"]["region_id"].as_str().expect("region_id");
+    let moved = run("timeline_move", json!({"id": region_id, "position_beats": 6}));
+    assert_eq!(moved["region"]["position_beats"], 6.0, "{moved}");
+    assert_eq!(moved["region"]["region_id"], region_id, "{moved}");
     let marker_id = marker["marker"]["marker_id"].as_str().expect("marker_id");
     run("timeline_remove", json!({"id": marker_id}));
     assert_eq!(
