@@ -223,6 +223,21 @@ fn reading_writing_and_scripts() {
     let output = child.wait_with_output().expect("holler");
     quiet_on_closed_pipe(output, "holler cas get | head -c 10");
     assert_eq!(first, [7u8; 10]);
+    // An object larger than one range comes whole (`-o FILE`).
+    let large = dir.path().join("large.bin");
+    let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&large, &bytes).expect("write");
+    let large_hash = stdout(&ok(run(&up, &data, &["cas", "put", large.to_str().expect("utf-8")])));
+    let copy = dir.path().join("copy.bin");
+    ok(run(
+        &up,
+        &data,
+        &["cas", "get", large_hash.trim(), "-o", copy.to_str().expect("utf-8")],
+    ));
+    assert!(
+        std::fs::read(&copy).expect("the copy") == bytes,
+        "cas get -o wrote another file"
+    );
     // `cas put -` reads stdin.
     let piped = ok(run_with_stdin(&up, &data, &["cas", "put", "-"], b"from stdin"));
     let piped_hash = stdout(&piped).trim().to_string();

@@ -68,17 +68,38 @@ pub async fn run(context: &Context, command: CasCommand) -> Result<(), Failure> 
             Ok(())
         }
         CasCommand::Get { hash, output } => {
-            let answer = context
-                .send(pb::CasGetRequest {
-                    hash,
-                    ..Default::default()
-                })
-                .await?;
-            match output {
-                Some(path) if path != Path::new("-") => std::fs::write(&path, &answer.reply.data)
-                    .map_err(|e| Failure::from(anyhow::anyhow!("writing {}: {e}", path.display())))?,
+            use std::io::Write as _;
+            // In ranges, written as they come: an object may be larger than one message.
+            const CHUNK: u64 = 4 << 20;
+            let mut file = match &output {
+                Some(path) if path != Path::new("-") => Some(
+                    std::fs::File::create(path)
+                        .map_err(|e| Failure::from(anyhow::anyhow!("creating {}: {e}", path.display())))?,
+                ),
                 // The bytes themselves, even with --json: this is a file, not a reply.
-                _ => output::write_bytes(&answer.reply.data),
+                _ => None,
+            };
+            let mut offset = 0u64;
+            loop {
+                let reply = context
+                    .send(pb::CasGetRequest {
+                        hash: hash.clone(),
+                        offset,
+                        length: CHUNK,
+                    })
+                    .await?
+                    .reply;
+                let size = reply.object.as_ref().map_or(0, |o| o.size);
+                match file.as_mut() {
+                    Some(file) => file
+                        .write_all(&reply.data)
+                        .map_err(|e| Failure::from(anyhow::anyhow!("writing: {e}")))?,
+                    None => output::write_bytes(&reply.data),
+                }
+                offset += reply.data.len() as u64;
+                if reply.data.is_empty() || offset >= size {
+                    break;
+                }
             }
             Ok(())
         }
