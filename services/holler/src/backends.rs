@@ -32,9 +32,9 @@ pub struct Endpoints {
 impl Default for Endpoints {
     fn default() -> Self {
         Self {
-            luanette: "tcp://127.0.0.1:5570".into(),
-            hootenanny: "tcp://127.0.0.1:5580".into(),
-            chaosgarden: "tcp://127.0.0.1:5555".into(),
+            luanette: hooteproto::defaults::LUANETTE.bind.into(),
+            hootenanny: hooteproto::defaults::HOOTENANNY.bind.into(),
+            chaosgarden: hooteproto::defaults::CHAOSGARDEN.bind.into(),
         }
     }
 }

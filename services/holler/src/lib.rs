@@ -1,6 +1,7 @@
 //! # holler — how agents and people reach Hootenanny
 //!
-//! - [`backends`]: the three services behind one set of SDK clients; tool routing by prefix.
+//! - [`backends`]: the three services behind one set of SDK clients; typed calls routed by the
+//!   schema's tool catalog, and the one job-wait loop (`wait_job`).
 //! - [`mcp`]: the MCP `ServerHandler` (tools discovered from the backends at run time).
 //! - [`catalog`]: resources, prompts and completions passed through to the backends.
 //! - [`serve`]: `holler serve`, MCP over Streamable HTTP with Origin and token checks.

@@ -113,7 +113,7 @@ pub struct StackArgs {
     #[arg(long, env = "CHAOSGARDEN_SOUNDFONT")]
     pub soundfont: Option<PathBuf>,
     /// Luanette's broadcast (PUB) endpoint, or "none".
-    #[arg(long, default_value = "tcp://127.0.0.1:5572")]
+    #[arg(long, default_value = hooteproto::defaults::LUANETTE_PUB)]
     pub broadcasts: String,
     /// Do not serve grpc.health.v1 (:6570, :6580, :6555), e.g. to run a second stack.
     #[arg(long)]
@@ -127,7 +127,7 @@ pub enum Command {
         #[command(flatten)]
         stack: StackArgs,
         /// The gateway's HTTP port.
-        #[arg(long, env = "HOLLER_PORT", default_value_t = 8080)]
+        #[arg(long, env = "HOLLER_PORT", default_value_t = hooteproto::defaults::HOLLER_PORT)]
         port: u16,
         /// File holding a bearer token the gateway requires (not with --insecure).
         #[arg(long, env = "HOLLER_TOKEN_FILE")]
@@ -146,7 +146,7 @@ pub enum Command {
     /// Serve MCP (Streamable HTTP) in front of running backends.
     Serve {
         /// HTTP port.
-        #[arg(long, env = "HOLLER_PORT", default_value_t = 8080)]
+        #[arg(long, env = "HOLLER_PORT", default_value_t = hooteproto::defaults::HOLLER_PORT)]
         port: u16,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
@@ -158,7 +158,7 @@ pub enum Command {
         #[arg(long)]
         allowed_origin: Vec<String>,
         /// Luanette's broadcast (PUB) endpoint, forwarded to MCP sessions, or "none".
-        #[arg(long, env = "HOLLER_LUANETTE_PUB", default_value = "tcp://127.0.0.1:5572")]
+        #[arg(long, env = "HOLLER_LUANETTE_PUB", default_value = hooteproto::defaults::LUANETTE_PUB)]
         broadcasts: String,
     },
     /// Which services answer at the configured endpoints (versions, uptime), and the data
