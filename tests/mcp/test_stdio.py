@@ -149,7 +149,7 @@ def test_mcp_forwards_to_a_running_stack_with_the_key_it_finds(tmp_path):
 
 def test_mcp_refuses_service_flags_without_up(tmp_path):
     out = subprocess.run(
-        [str(HOLLER), "--data-dir", str(tmp_path), "mcp", "--soundfont", "builtin"],
+        [str(HOLLER), "--data-dir", str(tmp_path), "mcp", "--audio-device", "none"],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
     assert out.returncode == 2

@@ -41,32 +41,8 @@ struct Args {
     /// The most memory decoded media may take (decoded and resampled WAVs, rendered MIDI,
     /// renders in progress): bytes, or with a unit (KiB, MiB, GiB; K, M, G). Edits and
     /// renders past it are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "CHAOSGARDEN_MEDIA_BUDGET", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, env = "CHAOSGARDEN_MEDIA_BUDGET", default_value = "1GiB", value_parser = chaosgarden::media::parse_budget)]
     media_budget: u64,
-}
-
-/// "1073741824", "1GiB", "512 MiB", "64M": a size in bytes (units are powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 1GiB, 512MiB, 1073741824)"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
-    };
-    let bytes = number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    if bytes < 1 << 20 {
-        return Err(format!("{text:?} is below the smallest media budget, 1 MiB"));
-    }
-    Ok(bytes)
 }
 
 #[tokio::main]
@@ -98,21 +74,4 @@ async fn main() -> anyhow::Result<()> {
     let stats = chaosgarden::run(config, hooteproto::server::shutdown_signal()).await?;
     tracing::info!(?stats, "chaosgarden stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn media_budget_sizes_take_units_and_refuse_nonsense() {
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("64m"), Ok(64 << 20));
-        assert_eq!(parse_size("1073741824"), Ok(1 << 30));
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("-1G").is_err());
-        assert!(parse_size("100K").is_err(), "below 1 MiB");
-        assert!(parse_size("99999999999G").is_err(), "overflows");
-    }
 }

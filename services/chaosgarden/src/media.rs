@@ -36,6 +36,31 @@ pub const MAX_MIDI_BYTES: u64 = 4 << 20;
 pub const MAX_MIDI_EVENTS: usize = 500_000;
 /// What decoded media may hold in memory by default: 1 GiB.
 pub const DEFAULT_BUDGET: u64 = 1 << 30;
+
+/// A media budget as operators write it (`--media-budget`): "1073741824", "1GiB", "512 MiB",
+/// "64M", in bytes (units are powers of 1024), at least 1 MiB.
+pub fn parse_budget(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1GiB, 512MiB, 1073741824)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    let bytes = number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("{text:?} is below the smallest media budget, 1 MiB"));
+    }
+    Ok(bytes)
+}
 /// Bytes one decoded frame takes (stereo f32).
 pub const FRAME_BYTES: u64 = 8;
 /// The longest a MIDI region may ring on after its last event.
@@ -723,5 +748,17 @@ mod tests {
         }
         let same = resample(&audio, 44_100);
         assert!(Arc::ptr_eq(&same.samples, &audio.samples), "no copy at the same rate");
+    }
+
+    #[test]
+    fn media_budget_sizes_take_units_and_refuse_nonsense() {
+        assert_eq!(parse_budget("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_budget("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_budget("64m"), Ok(64 << 20));
+        assert_eq!(parse_budget("1073741824"), Ok(1 << 30));
+        assert!(parse_budget("12 parsecs").is_err());
+        assert!(parse_budget("-1G").is_err());
+        assert!(parse_budget("100K").is_err(), "below 1 MiB");
+        assert!(parse_budget("99999999999G").is_err(), "overflows");
     }
 }

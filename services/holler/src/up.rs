@@ -30,6 +30,8 @@ pub struct StackConfig {
     pub audio: chaosgarden::Output,
     /// The SoundFont for MIDI regions (None: a system GM SoundFont, else the built-in one).
     pub soundfont: Option<PathBuf>,
+    /// The most bytes Chaosgarden's decoded media may hold.
+    pub media_budget: u64,
     /// Serve grpc.health.v1 on the conventional ports ([`hooteproto::defaults`]).
     pub health: bool,
     /// Luanette's broadcast endpoint (None: no broadcasts).
@@ -95,6 +97,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     garden.cas_root = cas_root;
     garden.output = config.audio.clone();
     garden.soundfont = config.soundfont.clone();
+    garden.media_budget = config.media_budget;
     garden.key = key.clone();
     if !config.health {
         garden.health_bind = None;

@@ -112,6 +112,10 @@ pub struct StackArgs {
     /// SoundFont under /usr/share/sounds/sf2, else the small one built into holler].
     #[arg(long, env = "CHAOSGARDEN_SOUNDFONT")]
     pub soundfont: Option<PathBuf>,
+    /// The most memory Chaosgarden's decoded media may take: bytes, or with a unit (KiB, MiB,
+    /// GiB). Edits and renders past it are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CHAOSGARDEN_MEDIA_BUDGET", default_value = "1GiB", value_parser = chaosgarden::media::parse_budget)]
+    pub media_budget: u64,
     /// Luanette's broadcast (PUB) endpoint, or "none".
     #[arg(long, default_value = hooteproto::defaults::LUANETTE_PUB)]
     pub broadcasts: String,

@@ -129,6 +129,7 @@ fn stack_config(stack: StackArgs, context: &Context, key: Option<(Key, KeySource
             name => chaosgarden::Output::Device(name.into()),
         },
         soundfont: stack.soundfont,
+        media_budget: stack.media_budget,
         health: !stack.no_health,
         broadcasts: endpoint_or_none(&stack.broadcasts),
     }
@@ -168,9 +169,11 @@ pub async fn run(
                 .map_err(|e| already_running(e, &endpoints, &data_dir, Some(listen)))
         }
         Command::Mcp { up: false, stack } => {
-            if stack.insecure || stack.soundfont.is_some() || stack.no_health || stack.audio_device != "auto" {
+            // Flags only (the SoundFont and media budget may also come from the environment,
+            // which a forwarding `holler mcp` simply does not use).
+            if stack.insecure || stack.no_health || stack.audio_device != "auto" {
                 return Err(usage(
-                    "--insecure, --soundfont, --no-health and --audio-device start services: add --up \
+                    "--insecure, --no-health and --audio-device configure the services it starts: add --up \
                      (without it, `holler mcp` talks to a stack already running)",
                 ));
             }

@@ -91,4 +91,5 @@ impl Drop for Up {
     }
 }
 
+#[allow(unused_imports, reason = "each test binary uses part of common")]
 pub use testkit::mcp::Session as Mcp;
