@@ -143,30 +143,52 @@ impl RunHandle {
 
 /// The hook that enforces the deadline and the cancel flag, and poisons the VM once tripped.
 pub(super) fn install_limits(lua: &Lua, state: Arc<Mutex<RunState>>) -> mlua::Result<()> {
-    lua.set_global_hook(
+    install_checks(
+        lua,
+        state,
         HookTriggers::new().every_nth_instruction(CHECK_EVERY),
-        move |lua, _debug| {
-            let mut state = state.lock().map_err(|_| mlua::Error::runtime("limit state poisoned"))?;
-            if state.tripped.is_none() {
-                if state.cancel.load(Ordering::Relaxed) {
-                    state.tripped = Some(Trip::Cancel);
-                } else if Instant::now() >= state.deadline {
-                    state.tripped = Some(Trip::Time);
-                } else if lua.inspect_stack(MAX_CALL_DEPTH, |_| ()).is_some() {
-                    // Not a limit trip: an ordinary error the script may catch, raised before
-                    // the stack grows so deep that unwinding it would take seconds.
-                    return Err(mlua::Error::runtime(format!(
-                        "stack overflow: more than {MAX_CALL_DEPTH} nested calls"
-                    )));
-                } else {
-                    return Ok(VmState::Continue);
-                }
-                drop(state);
-                poison(lua)?;
-            }
-            Err(mlua::Error::runtime("stopped by a limit"))
-        },
+        false,
     )
+}
+
+/// Whether the heap is close enough to its limit (within an eighth) that allocations may start
+/// running emergency full collections.
+fn near_memory_limit(lua: &Lua, limit: usize) -> bool {
+    lua.used_memory() >= limit - limit / 8
+}
+
+/// Installs the limit checks with `triggers`. Once the heap nears its limit they move to every
+/// instruction and every call (`dense`): there one instruction, or the entry to a Rust function,
+/// can cost a full collection of the whole heap, and a loop that catches the memory errors
+/// would otherwise run thousands of them between two checks (a fuzzer finding: 800 ms past a
+/// 2 ms deadline). Far from the limit, checks stay cheap.
+fn install_checks(lua: &Lua, state: Arc<Mutex<RunState>>, triggers: HookTriggers, dense: bool) -> mlua::Result<()> {
+    lua.set_global_hook(triggers, move |lua, _debug| {
+        let mut run = state.lock().map_err(|_| mlua::Error::runtime("limit state poisoned"))?;
+        if run.tripped.is_none() {
+            if run.cancel.load(Ordering::Relaxed) {
+                run.tripped = Some(Trip::Cancel);
+            } else if Instant::now() >= run.deadline {
+                run.tripped = Some(Trip::Time);
+            } else if lua.inspect_stack(MAX_CALL_DEPTH, |_| ()).is_some() {
+                // Not a limit trip: an ordinary error the script may catch, raised before
+                // the stack grows so deep that unwinding it would take seconds.
+                return Err(mlua::Error::runtime(format!(
+                    "stack overflow: more than {MAX_CALL_DEPTH} nested calls"
+                )));
+            } else {
+                if !dense && near_memory_limit(lua, run.limits.memory) {
+                    drop(run);
+                    let every = HookTriggers::new().every_nth_instruction(1).on_calls();
+                    install_checks(lua, state.clone(), every, true)?;
+                }
+                return Ok(VmState::Continue);
+            }
+            drop(run);
+            poison(lua)?;
+        }
+        Err(mlua::Error::runtime("stopped by a limit"))
+    })
 }
 
 /// From now on, fail at every instruction, so pcall cannot resume the script.
