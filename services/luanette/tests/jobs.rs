@@ -17,20 +17,14 @@ struct Running {
     pub_endpoint: String,
 }
 
-/// Starts luanette again on the same data dir in this process. `run` can return a moment
-/// before the last request task has dropped its handle on the store (seen once in CI under
-/// load), so the store's lock is waited for, up to 10 s, rather than assumed free.
+/// Starts luanette again on the same data dir in this process. The previous instance's last
+/// tasks can still hold its store's lock for a moment after `run` returns (seen in CI under
+/// load), so the lock is waited for, up to 10 s, rather than assumed free.
 async fn restart(dir: &std::path::Path) -> Running {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut config = luanette::Config::new(dir.to_path_buf());
-        config.bind = "tcp://127.0.0.1:*".into();
-        config.health_bind = None;
-        match luanette::bind(config).await {
-            Ok(bound) => {
-                drop(bound);
-                return start_with(dir, |_| {}).await;
-            }
+        match try_start_with(dir, |_| {}).await {
+            Ok(running) => return running,
             Err(error) if format!("{error:#}").contains("could not acquire lock") && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -40,26 +34,33 @@ async fn restart(dir: &std::path::Path) -> Running {
 }
 
 async fn start_with(dir: &std::path::Path, configure: impl FnOnce(&mut luanette::Config)) -> Running {
+    try_start_with(dir, configure).await.expect("luanette starts")
+}
+
+async fn try_start_with(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut luanette::Config),
+) -> anyhow::Result<Running> {
     let mut config = luanette::Config::new(dir.to_path_buf());
     config.bind = "tcp://127.0.0.1:*".into();
     config.pub_bind = Some("tcp://127.0.0.1:*".into());
     config.health_bind = None;
     config.max_jobs = 2;
     configure(&mut config);
-    let bound = luanette::bind(config).await.expect("luanette starts");
+    let bound = luanette::bind(config).await?;
     let pub_endpoint = bound.broadcast_endpoint().unwrap_or_default().to_string();
-    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");
+    let client = Client::connect(ClientConfig::new(bound.endpoint()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
     client.call(PingRequest {}).await.expect("luanette answers ping");
-    Running {
+    Ok(Running {
         client,
         stop,
         task,
         pub_endpoint,
-    }
+    })
 }
 
 fn object(json: serde_json::Value) -> hooteproto::wkt::Struct {
