@@ -185,7 +185,7 @@ def test_the_cli_reaches_the_backends_directly(stack):
     put = stack.cli("--json", "cas", "put", str(sample), "--mime", "text/plain", "--cas-root", str(stack.data / "cas"))
     assert put.returncode == 0, put.stderr
     put = json.loads(put.stdout)
-    assert put["imported_into"] == str(stack.data / "cas")
+    assert put["importedInto"] == str(stack.data / "cas")
     inspected = stack.cli("--json", "cas", "inspect", put["hash"][:12])
     assert json.loads(inspected.stdout)["object"]["size"] in ("100000", 100000)
     fetched = stack.cli("cas", "get", put["hash"], "-o", str(stack.data / "back.txt"))
