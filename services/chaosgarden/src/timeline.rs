@@ -32,6 +32,14 @@ fn media_status(hash: &str, error: MediaError) -> Status {
     Status::invalid_argument(format!("CAS object {hash}: {error}"))
 }
 
+/// Inserts `item` after everything at or before its beat, so the list stays in beat order and
+/// items on the same beat keep the order they were added in.
+fn insert_in_beat_order<T>(items: &mut Vec<T>, item: T, beats: impl Fn(&T) -> f64) {
+    let position = beats(&item);
+    let at = items.partition_point(|other| beats(other) <= position);
+    items.insert(at, item);
+}
+
 fn check_beats(field: &str, beats: f64) -> Result<(), Status> {
     if beats.is_finite() && (0.0..=MAX_BEATS).contains(&beats) {
         Ok(())
@@ -497,11 +505,7 @@ impl Editor {
             position_beats: request.position_beats,
             metadata: request.metadata,
         };
-        let at = self
-            .timeline
-            .markers
-            .partition_point(|m| m.position_beats <= marker.position_beats);
-        self.timeline.markers.insert(at, marker.clone());
+        insert_in_beat_order(&mut self.timeline.markers, marker.clone(), |m| m.position_beats);
         self.save()?;
         Ok(marker)
     }
@@ -542,11 +546,7 @@ impl Editor {
             duration_beats: self.duration_beats(&media, position_beats),
             source_job_id: source_job_id.to_string(),
         };
-        let at = self
-            .timeline
-            .regions
-            .partition_point(|r| r.position_beats <= position_beats);
-        self.timeline.regions.insert(at, region.clone());
+        insert_in_beat_order(&mut self.timeline.regions, region.clone(), |r| r.position_beats);
         self.save()?;
         Ok(region)
     }
@@ -571,11 +571,7 @@ impl Editor {
         if let Some(at) = self.timeline.markers.iter().position(|m| m.marker_id == id) {
             let mut marker = self.timeline.markers.remove(at);
             marker.position_beats = position_beats;
-            let at = self
-                .timeline
-                .markers
-                .partition_point(|m| m.position_beats <= position_beats);
-            self.timeline.markers.insert(at, marker.clone());
+            insert_in_beat_order(&mut self.timeline.markers, marker.clone(), |m| m.position_beats);
             self.save()?;
             return Ok(pb::TimelineMoveReply {
                 marker: Some(marker),
@@ -597,11 +593,7 @@ impl Editor {
         if let Some(media) = self.media.get(&region.cas_hash) {
             region.duration_beats = self.duration_beats(media, position_beats);
         }
-        let at = self
-            .timeline
-            .regions
-            .partition_point(|r| r.position_beats <= position_beats);
-        self.timeline.regions.insert(at, region.clone());
+        insert_in_beat_order(&mut self.timeline.regions, region.clone(), |r| r.position_beats);
         self.save()?;
         Ok(pb::TimelineMoveReply {
             marker: None,
