@@ -79,6 +79,7 @@ fn proto_message() -> Envelope {
             script_hash: HASH_A.into(),
             params: Some(params),
             tags: vec!["transition".into(), "jazz".into()],
+            ..Default::default()
         })),
     }
 }

@@ -131,6 +131,12 @@ impl Key {
         Ok(Self(bytes))
     }
 
+    /// The secret itself, for handing to a process that signs on this one's behalf (over a
+    /// pipe, never a command line or environment other users can read).
+    pub fn secret(&self) -> &[u8] {
+        &self.0
+    }
+
     /// A new random key: 32 random bytes, as 64 hex characters (so a key file is text and
     /// trailing-whitespace trimming can never change it).
     pub fn generate() -> Self {

@@ -87,6 +87,9 @@ pub struct RequestOptions {
     pub attempt_timeout: Option<Duration>,
     /// Override the schema's idempotency mark: `Some(false)` never retries.
     pub idempotent: Option<bool>,
+    /// The W3C traceparent to send (None: the current span's, if tracing is on). Callers
+    /// without a tracing subscriber, such as a Lua sandbox, hand on their run's this way.
+    pub traceparent: Option<String>,
 }
 
 /// Counters of one client since it was created.
@@ -241,7 +244,7 @@ impl Client {
         );
         let mut envelope = Envelope {
             id: id.clone(),
-            traceparent: trace::current_traceparent(),
+            traceparent: options.traceparent.clone().unwrap_or_else(trace::current_traceparent),
             timeout_ms: 0,
             payload: Some(payload),
         };

@@ -40,6 +40,7 @@ async fn subscribers_get_only_their_topics_in_order() {
         .publish(Event::ScriptInvalidate(ScriptInvalidate {
             script_hash: "ab".into(),
             reason: "tags".into(),
+            ..Default::default()
         }))
         .expect("publish");
     let changed = publisher

@@ -2,10 +2,13 @@
 //!
 //! - Every marker is reported to Luanette as a `TimelineEvent` (Luanette runs the script
 //!   its metadata names, if any).
-//! - A `generate_transition` marker whose metadata names a `script_hash` instead runs that
-//!   script as a job with `{current_section, next_section, beats_available, tempo}` (CAS
-//!   hashes of the regions around it), waits for the job off the clock, and places the CAS
-//!   hash it returns as a region at the next section boundary.
+//! - A `generate_transition` marker whose metadata names a script (`script`: a hash, a
+//!   script name or name@prefix, resolved by Luanette at each crossing; or `script_hash`)
+//!   instead runs that script as a high-priority job with `{current_section, next_section,
+//!   beats_available, tempo, position_beats, boundary_beats}` (CAS hashes of the regions
+//!   around it), waits for the job off the clock, and places the CAS hash it returns as a
+//!   region at the next section boundary — unless the job returns `{region_id = ...}`: then
+//!   the script placed its region itself (`garden.add_region`) and nothing more is done.
 //! - Late results: if the playhead is already within one beat of the boundary (or past
 //!   it), the region goes to the next bar line at least one beat ahead, unless that is
 //!   more than `max_late_bars` bars (metadata, default 4) after the boundary; then it is
@@ -98,7 +101,10 @@ fn metadata_of(marker: &pb::TimelineMarker) -> serde_json::Map<String, Value> {
 async fn handle(studio: &Arc<Studio>, client: &Client, fired: Fired) {
     let marker = &fired.marker;
     let metadata = metadata_of(marker);
-    let script = metadata.get("script_hash").and_then(Value::as_str).map(str::to_string);
+    let script = ["script", "script_hash"]
+        .iter()
+        .find_map(|key| metadata.get(*key).and_then(Value::as_str))
+        .map(str::to_string);
     if marker.event_type == TimelineEventType::GenerateTransition as i32
         && let Some(script) = script
     {
@@ -114,6 +120,14 @@ async fn handle(studio: &Arc<Studio>, client: &Client, fired: Fired) {
     match client.call_with(event, options(Duration::from_secs(3))).await {
         Ok(reply) => tracing::debug!(marker = %marker.marker_id, job = %reply.job_id, "timeline event sent"),
         Err(error) => tracing::warn!(marker = %marker.marker_id, %error, "timeline event not delivered to Luanette"),
+    }
+}
+
+/// The region a transition job placed itself, if it returned `{region_id = ...}`.
+pub fn placed_region(result: Option<&prost_types::Value>) -> Option<String> {
+    match wkt::value_to_json(result?.clone()) {
+        Value::Object(fields) => fields.get("region_id").and_then(Value::as_str).map(str::to_string),
+        _ => None,
     }
 }
 
@@ -162,6 +176,7 @@ async fn transition(
         .and_then(Value::as_f64)
         .unwrap_or(MAX_WAIT_SECS);
     metadata.remove("script_hash");
+    metadata.remove("script");
     metadata.insert("current_section".into(), json!(current));
     metadata.insert("next_section".into(), json!(next));
     metadata.insert("beats_available".into(), json!(boundary - position));
@@ -172,6 +187,8 @@ async fn transition(
         script_hash: script.clone(),
         params: Some(wkt::Struct::from_json(metadata)),
         tags: vec!["chaosgarden".into(), "transition".into()],
+        // The boundary will not wait: ahead of normal work.
+        priority: pb::JobPriority::High as i32,
     };
     let job_id = match client.call_with(request, options(Duration::from_secs(5))).await {
         Ok(reply) => reply.job_id,
@@ -188,6 +205,10 @@ async fn transition(
     if job.state != JobState::Succeeded as i32 {
         let why = job.error.map(|e| e.message).unwrap_or_default();
         tracing::warn!(marker = %marker.marker_id, job = %job_id, state = job.state, %why, "transition job failed");
+        return;
+    }
+    if let Some(region) = placed_region(job.result.as_ref()) {
+        tracing::info!(marker = %marker.marker_id, job = %job_id, region = %region, "transition placed by its script");
         return;
     }
     let Some(hash) = result_hash(job.result) else {

@@ -34,6 +34,7 @@ async fn store_script(client: &Client, source: &str) -> String {
             content: source.into(),
             tags: vec!["test".into()],
             creator: "chaosgarden-test".into(),
+            ..Default::default()
         })
         .await
         .expect("store script")

@@ -36,6 +36,8 @@ pub struct StackConfig {
     pub health: bool,
     /// Luanette's broadcast endpoint (None: no broadcasts).
     pub broadcasts: Option<String>,
+    /// Let scripts move the transport (`garden.play/stop/seek`).
+    pub allow_transport_from_lua: bool,
 }
 
 /// What `holler up` starts: the services and the MCP gateway over HTTP.
@@ -77,6 +79,13 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     lua.cas_root = cas_root.clone();
     lua.pub_bind = config.broadcasts.clone();
     lua.key = key.clone();
+    // Scripts reach the other two with `garden.*` and `hoot.*`.
+    lua.peers = luanette::stdlib::Peers {
+        chaosgarden: Some(config.endpoints.chaosgarden.clone()),
+        hootenanny: Some(config.endpoints.hootenanny.clone()),
+        key: key.clone(),
+        allow_transport: config.allow_transport_from_lua,
+    };
     if !config.health {
         lua.health_bind = None;
     }

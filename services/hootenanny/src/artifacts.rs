@@ -27,6 +27,15 @@ pub const DEFAULT_PAGE: usize = 50;
 /// Largest page of a listing.
 pub const MAX_PAGE: usize = 500;
 
+/// What a listing keeps (empty: any).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub tag: &'a str,
+    pub creator: &'a str,
+    /// 64 hex characters.
+    pub cas_hash: &'a str,
+}
+
 /// The sled trees.
 #[derive(Clone)]
 pub struct Store {
@@ -34,6 +43,8 @@ pub struct Store {
     artifacts: sled::Tree,
     by_tag: sled::Tree,
     by_creator: sled::Tree,
+    /// `cas_hash\0id`: which artifacts name an object.
+    by_hash: sled::Tree,
     children: sled::Tree,
     bindings: sled::Tree,
 }
@@ -82,14 +93,37 @@ impl Store {
     /// Opens (or creates) the database under `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, sled::Error> {
         let db = sled::open(dir)?;
-        Ok(Self {
+        let store = Self {
             artifacts: db.open_tree("artifacts")?,
             by_tag: db.open_tree("by_tag")?,
             by_creator: db.open_tree("by_creator")?,
+            by_hash: db.open_tree("by_hash")?,
             children: db.open_tree("children")?,
             bindings: db.open_tree("bindings")?,
             db,
-        })
+        };
+        store.index_hashes_of_older_artifacts()?;
+        Ok(store)
+    }
+
+    /// Databases from before the by-hash index have artifacts and no index entries (every
+    /// artifact has one); index them once.
+    fn index_hashes_of_older_artifacts(&self) -> Result<(), sled::Error> {
+        if !self.by_hash.is_empty() || self.artifacts.is_empty() {
+            return Ok(());
+        }
+        let mut indexed = 0usize;
+        for item in self.artifacts.iter() {
+            let (id, bytes) = item?;
+            if let Ok(artifact) = Artifact::decode(bytes.as_ref()) {
+                self.by_hash
+                    .insert(index_key(&artifact.cas_hash, &String::from_utf8_lossy(&id)), &[])?;
+                indexed += 1;
+            }
+        }
+        self.db.flush()?;
+        tracing::info!(artifacts = indexed, "indexed existing artifacts by CAS hash");
+        Ok(())
     }
 
     /// Makes every acknowledged write durable.
@@ -151,13 +185,20 @@ impl Store {
         };
         let id = artifact.artifact_id.as_str();
         let encoded = artifact.encode_to_vec();
-        (&self.artifacts, &self.by_tag, &self.by_creator, &self.children)
-            .transaction(|(artifacts, by_tag, by_creator, children)| {
+        (
+            &self.artifacts,
+            &self.by_tag,
+            &self.by_creator,
+            &self.by_hash,
+            &self.children,
+        )
+            .transaction(|(artifacts, by_tag, by_creator, by_hash, children)| {
                 artifacts.insert(id.as_bytes(), encoded.as_slice())?;
                 for tag in &artifact.tags {
                     by_tag.insert(index_key(tag, id), &[])?;
                 }
                 by_creator.insert(index_key(&artifact.creator, id), &[])?;
+                by_hash.insert(index_key(&artifact.cas_hash, id), &[])?;
                 for parent in &artifact.parent_ids {
                     children.insert(index_key(parent, id), &[])?;
                 }
@@ -176,20 +217,24 @@ impl Store {
         }
     }
 
-    /// Artifacts newest first, filtered by tag and creator, after `page_token` (an id).
+    /// Artifacts newest first, filtered by tag, creator and CAS object, after `page_token`
+    /// (an id). The most selective index given is scanned; the other filters are checked on
+    /// each artifact.
     pub fn list(
         &self,
-        tag: &str,
-        creator: &str,
+        filter: &Filter<'_>,
         page_size: usize,
         page_token: &str,
     ) -> Result<(Vec<Artifact>, String), Status> {
+        let Filter { tag, creator, cas_hash } = *filter;
         let page_size = if page_size == 0 {
             DEFAULT_PAGE
         } else {
             page_size.min(MAX_PAGE)
         };
-        let ids: Box<dyn Iterator<Item = sled::Result<Vec<u8>>>> = if !tag.is_empty() {
+        let ids: Box<dyn Iterator<Item = sled::Result<Vec<u8>>>> = if !cas_hash.is_empty() {
+            Box::new(self.index_ids(&self.by_hash, cas_hash, page_token))
+        } else if !tag.is_empty() {
             Box::new(self.index_ids(&self.by_tag, tag, page_token))
         } else if !creator.is_empty() {
             Box::new(self.index_ids(&self.by_creator, creator, page_token))
@@ -205,7 +250,9 @@ impl Store {
         for id in ids {
             let id = String::from_utf8_lossy(&id.map_err(internal)?).into_owned();
             let Some(artifact) = self.get(&id)? else { continue };
-            if !creator.is_empty() && artifact.creator != creator {
+            if (!creator.is_empty() && artifact.creator != creator)
+                || (!tag.is_empty() && !artifact.tags.iter().any(|t| t == tag))
+            {
                 continue;
             }
             page.push(artifact);

@@ -477,23 +477,29 @@ impl Query {
         Ok(store(ctx)?.get(&id).map_err(gql)?.map(ArtifactNode))
     }
 
-    /// Artifacts, newest first, optionally by tag and creator: at most `first` (up to 500).
+    /// Artifacts, newest first, optionally by tag, creator and the CAS object they name
+    /// (`casHash`, 64 hex characters): at most `first` (up to 500).
     #[graphql(complexity = "list_cost(page(first), child_complexity)")]
     async fn artifacts(
         &self,
         ctx: &Context<'_>,
         tag: Option<String>,
         creator: Option<String>,
+        cas_hash: Option<String>,
         #[graphql(default = 50)] first: usize,
     ) -> async_graphql::Result<Vec<ArtifactNode>> {
-        let (page, _) = store(ctx)?
-            .list(
-                tag.as_deref().unwrap_or(""),
-                creator.as_deref().unwrap_or(""),
-                first,
-                "",
-            )
-            .map_err(gql)?;
+        let cas_hash = match cas_hash.as_deref() {
+            None | Some("") => String::new(),
+            Some(given) => cas::Hash::parse(given)
+                .map_err(|e| gql(Status::invalid_argument(e.to_string())))?
+                .to_string(),
+        };
+        let filter = crate::artifacts::Filter {
+            tag: tag.as_deref().unwrap_or(""),
+            creator: creator.as_deref().unwrap_or(""),
+            cas_hash: &cas_hash,
+        };
+        let (page, _) = store(ctx)?.list(&filter, first, "").map_err(gql)?;
         budget(ctx)?.nodes(page.len())?;
         Ok(page.into_iter().map(ArtifactNode).collect())
     }

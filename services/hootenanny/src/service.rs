@@ -118,9 +118,11 @@ impl HootenannyTools for Service {
     async fn artifact_create(
         &self,
         _context: &RequestContext,
-        request: pb::ArtifactCreateRequest,
+        mut request: pb::ArtifactCreateRequest,
     ) -> Result<pb::ArtifactCreateReply, Status> {
         let hash = cas::Hash::parse(&request.cas_hash).map_err(objects::status)?;
+        // Stored in its one spelling, so listing by hash finds it.
+        request.cas_hash = hash.to_string();
         if !self.cas.contains(&hash) {
             return Err(Status::not_found(format!(
                 "CAS object {hash} does not exist; store it first (cas_store)"
@@ -150,12 +152,18 @@ impl HootenannyTools for Service {
         _context: &RequestContext,
         request: pb::ArtifactListRequest,
     ) -> Result<pb::ArtifactListReply, Status> {
-        let (artifacts, next_page_token) = self.store.list(
-            &request.tag,
-            &request.creator,
-            request.page_size as usize,
-            &request.page_token,
-        )?;
+        let cas_hash = match request.cas_hash.as_str() {
+            "" => String::new(),
+            given => cas::Hash::parse(given).map_err(objects::status)?.to_string(),
+        };
+        let filter = crate::artifacts::Filter {
+            tag: &request.tag,
+            creator: &request.creator,
+            cas_hash: &cas_hash,
+        };
+        let (artifacts, next_page_token) = self
+            .store
+            .list(&filter, request.page_size as usize, &request.page_token)?;
         Ok(pb::ArtifactListReply {
             artifacts,
             next_page_token,

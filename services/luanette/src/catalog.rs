@@ -249,7 +249,14 @@ impl Service {
         let partial = request.partial.as_str();
         let what = context.rsplit(['/', '.', ':']).next().unwrap_or(context);
         let (values, total) = match what {
-            "script_hash" | "hash" => self.scripts.hashes_with_prefix(partial, MAX_COMPLETIONS)?,
+            // A script is a name or a hash: names first (people type those).
+            "script_hash" | "hash" | "script" => {
+                let (mut values, named) = self.scripts.names_with_prefix(partial, MAX_COMPLETIONS)?;
+                let (hashes, hashed) = self.scripts.hashes_with_prefix(partial, MAX_COMPLETIONS)?;
+                values.extend(hashes.into_iter().take(MAX_COMPLETIONS.saturating_sub(values.len())));
+                (values, named + hashed)
+            }
+            "name" => self.scripts.names_with_prefix(partial, MAX_COMPLETIONS)?,
             "job_id" | "id" | "job_ids" => self.jobs.ids_with_prefix(partial, MAX_COMPLETIONS)?,
             "tag" | "tags" => {
                 let mut tags = self.scripts.tags()?;

@@ -18,10 +18,11 @@ use hooteproto::Status;
 use hooteproto::broadcast::Publisher;
 use hooteproto::v1::{self as pb, JobInfo, JobState, PollMode, broadcast};
 use prost::Message as _;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::runner::{Runner, Task};
 use crate::sandbox::{EvalError, Limits, RunContext};
+use crate::slots::Slots;
 
 /// Longest a poll may wait, whatever it asks for.
 pub const MAX_POLL: Duration = Duration::from_secs(300);
@@ -64,6 +65,18 @@ impl JobsConfig {
 /// The most one `job_list` page holds, encoded; it ends early past this.
 const MAX_PAGE_BYTES: usize = 4 << 20;
 
+/// What `job_execute` (or a marker) asks to run.
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    /// The exact script (64 hex characters).
+    pub script_hash: String,
+    /// The name it was asked for by, if any.
+    pub script_name: String,
+    pub params: Option<hooteproto::wkt::Struct>,
+    pub tags: Vec<String>,
+    pub priority: pb::JobPriority,
+}
+
 /// A job that has not finished: how to cancel it and what it last reported.
 struct Live {
     /// The routing id of the client that started it.
@@ -77,7 +90,7 @@ pub struct Jobs {
     db: sled::Db,
     tree: sled::Tree,
     runner: Runner,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     config: JobsConfig,
     live: Mutex<HashMap<String, Arc<Live>>>,
     finished: watch::Sender<u64>,
@@ -160,7 +173,7 @@ impl Jobs {
         }
         let jobs = Arc::new(Self {
             runner,
-            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: Slots::new(config.concurrency),
             db,
             tree,
             config,
@@ -214,16 +227,22 @@ impl Jobs {
         Ok(())
     }
 
-    /// Records a new pending job (durably) and starts it. `code` is the script's source.
+    /// Records a new pending job (durably) and starts it when a slot is free for its
+    /// priority. `job.script_hash` is the exact script and `code` its source.
     pub async fn start(
         self: &Arc<Self>,
-        script_hash: String,
+        job: NewJob,
         code: String,
-        params: Option<hooteproto::wkt::Struct>,
-        tags: Vec<String>,
         traceparent: String,
         owner: &[u8],
     ) -> Result<JobInfo, Status> {
+        let NewJob {
+            script_hash,
+            script_name,
+            params,
+            tags,
+            priority,
+        } = job;
         if self.stopping.load(Ordering::Relaxed) {
             return Err(Status::unavailable("luanette is shutting down"));
         }
@@ -276,6 +295,8 @@ impl Jobs {
             params,
             tags,
             created_at: Some(SystemTime::now().into()),
+            priority: crate::slots::effective(priority) as i32,
+            script_name,
             ..Default::default()
         };
         let stored = async {
@@ -365,7 +386,12 @@ impl Jobs {
         Option<pb::Error>,
         Vec<pb::LogEntry>,
     ) {
-        let Ok(_permit) = self.slots.clone().acquire_owned().await else {
+        let priority = pb::JobPriority::try_from(job.priority).unwrap_or(pb::JobPriority::Normal);
+        let permit = tokio::select! {
+            permit = self.slots.acquire(priority) => permit,
+            () = live.cancel.cancelled() => return self.stopped_before_running(),
+        };
+        let Some(_permit) = permit else {
             return (
                 JobState::Failed,
                 None,
@@ -392,6 +418,11 @@ impl Jobs {
             },
             progress: Some(self.progress_reporter(job.job_id.clone(), live.clone())),
             events: None,
+            identity: crate::sandbox::ScriptIdentity {
+                job_id: job.job_id.clone(),
+                script_hash: job.script_hash.clone(),
+                script_name: job.script_name.clone(),
+            },
         };
         let task = Task::Main { code, params, context };
         match self.runner.run(task, self.config.limits, live.cancel.clone()).await {

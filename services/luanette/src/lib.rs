@@ -12,8 +12,10 @@
 //!   script can reach the service; binaries call [`isolation::run_if_requested`] first.
 //! - [`stdlib`]: what scripts can call beyond standard Lua, with its generated reference.
 //! - `runner`: the pools of sandbox processes scripts run in, killed at their deadline.
-//! - `scripts`: stored scripts (source in the CAS, index in sled).
-//! - `jobs`: background runs of stored scripts, persisted in sled, long-polled.
+//! - `scripts`: stored scripts (source in the CAS, index in sled); `names`: script names
+//!   and their versions (hot reload).
+//! - `jobs`: background runs of stored scripts, persisted in sled, long-polled; `slots`:
+//!   which waiting job runs next (by priority).
 //! - `workers`: who registered. - `catalog`: resources, prompts, completions.
 //! - `service`: the request handler. - [`bind`] then [`Bound::run`] (or [`run`]): serve
 //!   until shutdown, then drain.
@@ -21,10 +23,12 @@
 mod catalog;
 pub mod isolation;
 mod jobs;
+mod names;
 mod runner;
 pub mod sandbox;
 mod scripts;
 mod service;
+mod slots;
 pub mod stdlib;
 mod workers;
 
@@ -92,6 +96,8 @@ pub struct Config {
     pub sandbox_program: Option<PathBuf>,
     /// Sandbox processes kept started while idle, per pool (evaluations, jobs).
     pub warm_sandboxes: usize,
+    /// The services scripts reach with `garden.*` and `hoot.*` (a key of None: `key`).
+    pub peers: stdlib::Peers,
 }
 
 impl Config {
@@ -120,6 +126,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             sandbox_program: None,
             warm_sandboxes: 2,
+            peers: stdlib::Peers::default(),
         }
     }
 }
@@ -152,10 +159,15 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let index_dir = config.data_dir.join("luanette").join("db");
+    let mut peers = config.peers.clone();
+    if peers.key.is_none() {
+        peers.key = config.key.clone();
+    }
     let services = stdlib::Services {
         cas: Some(cas.clone()),
         models: Arc::new(config.models.clone()),
-        http: None,
+        peers: Arc::new(peers),
+        ..stdlib::Services::default()
     };
     let scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;

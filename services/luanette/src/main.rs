@@ -67,6 +67,15 @@ struct Args {
     /// Sandbox processes kept started while idle, for evaluations and for jobs each.
     #[arg(long, env = "LUANETTE_WARM_SANDBOXES", default_value_t = 2)]
     warm_sandboxes: usize,
+    /// Chaosgarden's HOOT/1 endpoint, for scripts' `garden.*` (unset: `garden.*` says so).
+    #[arg(long, env = "LUANETTE_CHAOSGARDEN")]
+    chaosgarden: Option<String>,
+    /// Hootenanny's HOOT/1 endpoint, for scripts' `hoot.*` (unset: `hoot.*` says so).
+    #[arg(long, env = "LUANETTE_HOOTENANNY")]
+    hootenanny: Option<String>,
+    /// Let scripts move the transport (`garden.play/stop/seek`); off unless given.
+    #[arg(long, env = "LUANETTE_ALLOW_TRANSPORT_FROM_LUA")]
+    allow_transport_from_lua: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +111,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.max_job_result = args.max_job_result;
     config.sandbox_program = args.sandbox_program.clone();
     config.warm_sandboxes = args.warm_sandboxes;
+    config.peers = luanette::stdlib::Peers {
+        chaosgarden: args.chaosgarden.clone(),
+        hootenanny: args.hootenanny.clone(),
+        key: None, // the service's own key
+        allow_transport: args.allow_transport_from_lua,
+    };
     let backend = |url: Option<String>| luanette::stdlib::Backend {
         url,
         timeout: Duration::from_secs(args.model_timeout_secs),

@@ -113,6 +113,7 @@ impl Runner {
         let hello = Hello::new(
             services.cas.as_ref().map(|cas| cas.root()),
             &services.models,
+            &services.peers,
             address_space,
         );
         let inner = Arc::new(Inner {
@@ -252,6 +253,9 @@ impl Inner {
             memory: limits.memory as u64,
             traceparent: context.traceparent.clone(),
             progress: context.progress.is_some(),
+            job_id: context.identity.job_id.clone(),
+            script_hash: context.identity.script_hash.clone(),
+            script_name: context.identity.script_name.clone(),
         };
         let frame = protocol::frame(&run);
         // An idle process can have died since it was last used (killed from outside); then

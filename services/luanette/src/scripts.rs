@@ -1,14 +1,16 @@
 //! Stored scripts: the source in the shared CAS (named by its BLAKE3 hash), and an index
 //! entry in sled (`hooteproto.v1.ScriptInfo`: tags, creator, created time and what the
-//! script's `describe()` returned). Every write is flushed before it is acknowledged.
+//! script's `describe()` returned), and the names that refer to them ([`crate::names`]).
+//! Every write is flushed before it is acknowledged.
 
 use std::time::{Duration, SystemTime};
 
 use hooteproto::Status;
-use hooteproto::v1::{ScriptDescription, ScriptInfo, ScriptStoreReply, ScriptStoreRequest};
+use hooteproto::v1::{ScriptDescription, ScriptInfo, ScriptSearchRequest, ScriptStoreReply, ScriptStoreRequest};
 use prost::Message as _;
 use prost_types::value::Kind;
 
+use crate::names::{Named, Names, Reference};
 use crate::runner::Task;
 use crate::sandbox::{EvalError, Limits};
 
@@ -32,6 +34,16 @@ pub struct Scripts {
     cas: cas::Cas,
     db: sled::Db,
     index: sled::Tree,
+    names: Names,
+}
+
+/// What a store changed.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The index entry is new or its tags changed.
+    pub entry_changed: bool,
+    /// The name it was stored under, and whether that made a new version.
+    pub named: Option<Named>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -144,6 +156,7 @@ impl Scripts {
         Ok(Self {
             cas,
             index: db.open_tree("scripts")?,
+            names: Names::open(&db)?,
             db,
         })
     }
@@ -151,12 +164,15 @@ impl Scripts {
     /// Checks, describes, stores and indexes a script. Storing the same source again merges
     /// its tags into the existing entry.
     ///
-    /// Returns the reply and whether the index entry changed (new script or new tags).
+    /// With a name, the source becomes that name's newest version (unless it already is).
     pub async fn store(
         &self,
         request: ScriptStoreRequest,
         runner: &crate::runner::Runner,
-    ) -> Result<(ScriptStoreReply, bool), Status> {
+    ) -> Result<(ScriptStoreReply, Stored), Status> {
+        if !request.name.is_empty() && !crate::names::valid_name(&request.name) {
+            return Err(crate::names::name_error(&request.name));
+        }
         if request.content.len() > MAX_SOURCE {
             return Err(Status::invalid_argument(format!(
                 "scripts are at most {MAX_SOURCE} bytes"
@@ -214,28 +230,55 @@ impl Scripts {
                     creator: request.creator,
                     created_at: Some(SystemTime::now().into()),
                     description,
+                    ..Default::default()
                 }
             }
         };
-        let changed = before.as_ref() != Some(&script);
-        if changed {
+        let entry_changed = before.as_ref() != Some(&script);
+        if entry_changed {
             self.index
                 .insert(hash.as_bytes(), script.encode_to_vec())
                 .map_err(internal)?;
+        }
+        let named = match request.name.as_str() {
+            "" => None,
+            name => Some(self.names.record(name, &hash)?),
+        };
+        if entry_changed || named.as_ref().is_some_and(|n| n.changed) {
             self.db.flush_async().await.map_err(internal)?;
         }
+        let script = match &named {
+            Some(named) => ScriptInfo {
+                name: named.current.name.clone(),
+                version: named.current.version,
+                ..script
+            },
+            None => self.with_naming(script)?,
+        };
         Ok((
             ScriptStoreReply {
                 script: Some(Box::new(script)),
                 already_existed,
             },
-            changed,
+            Stored { entry_changed, named },
         ))
     }
 
-    /// A stored script's entry and source, by full hash or unique prefix.
-    pub fn source(&self, hash_or_prefix: &str) -> Result<(ScriptInfo, String), Status> {
-        let info = self.describe(hash_or_prefix)?;
+    /// `script` with the name and version it was last stored under, if any.
+    fn with_naming(&self, script: ScriptInfo) -> Result<ScriptInfo, Status> {
+        Ok(match self.names.naming_of(&script.script_hash)? {
+            Some((name, version)) => ScriptInfo {
+                name,
+                version,
+                ..script
+            },
+            None => script,
+        })
+    }
+
+    /// A stored script's entry and source, by any [`Reference`].
+    pub fn source(&self, reference: &str) -> Result<(ScriptInfo, String), Status> {
+        let info = self.describe(reference)?;
         let hash = cas::Hash::parse(&info.script_hash).map_err(internal)?;
         let bytes = self
             .cas
@@ -307,29 +350,77 @@ impl Scripts {
         }
     }
 
-    /// A stored script's entry, by full hash or unique prefix.
-    pub fn describe(&self, hash_or_prefix: &str) -> Result<ScriptInfo, Status> {
-        let hash = self.cas.resolve(hash_or_prefix).map_err(|e| match e.kind() {
-            cas::ErrorKind::NotFound => Status::not_found(format!("no stored script {hash_or_prefix}")),
-            _ => Status::invalid_argument(e.to_string()),
+    /// A stored script's entry by any [`Reference`]: a hash or unique prefix, a name (its
+    /// newest version) or `name@<hash prefix>`. The entry carries the name and version it
+    /// was found under.
+    pub fn describe(&self, reference: &str) -> Result<ScriptInfo, Status> {
+        let version = match Reference::parse(reference)? {
+            Reference::Hash(hash_or_prefix) => {
+                let hash = self.cas.resolve(hash_or_prefix).map_err(|e| match e.kind() {
+                    cas::ErrorKind::NotFound => Status::not_found(format!("no stored script {hash_or_prefix}")),
+                    _ => Status::invalid_argument(e.to_string()),
+                })?;
+                let script = self
+                    .get(&hash.to_string())?
+                    .ok_or_else(|| Status::not_found(format!("{hash} is in the CAS but is not a stored script")))?;
+                return self.with_naming(script);
+            }
+            Reference::Name(name) => self
+                .names
+                .newest(name)?
+                .ok_or_else(|| Status::not_found(format!("no script is named `{name}`")))?,
+            Reference::Pinned { name, prefix } => self.names.pinned(name, prefix)?,
+        };
+        let script = self.get(&version.hash)?.ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "script `{}` version {} names {}, which is not in the index",
+                version.name, version.version, version.hash
+            ))
         })?;
-        self.get(&hash.to_string())?
-            .ok_or_else(|| Status::not_found(format!("{hash} is in the CAS but is not a stored script")))
+        Ok(ScriptInfo {
+            name: version.name,
+            version: version.version,
+            ..script
+        })
+    }
+
+    /// Script names starting with `prefix` (for completion), and how many there are.
+    pub fn names_with_prefix(&self, prefix: &str, limit: usize) -> Result<(Vec<String>, usize), Status> {
+        self.names.with_prefix(prefix, limit)
     }
 
     /// Scripts matching every given filter, newest first. `vibe` matches (case-insensitively)
-    /// any word of name, description or tags.
-    pub fn search(&self, tag: &str, creator: &str, vibe: &str, limit: usize) -> Result<Vec<ScriptInfo>, Status> {
-        let limit = if limit == 0 {
-            DEFAULT_RESULTS
-        } else {
-            limit.min(MAX_RESULTS)
+    /// any word of name, description or tags. With `name`, the versions of that name, newest
+    /// first.
+    pub fn search(&self, request: &ScriptSearchRequest) -> Result<Vec<ScriptInfo>, Status> {
+        let limit = match request.limit as usize {
+            0 => DEFAULT_RESULTS,
+            limit => limit.min(MAX_RESULTS),
         };
-        let vibe = vibe.to_lowercase();
+        let (tag, creator) = (request.tag.as_str(), request.creator.as_str());
+        let vibe = request.vibe.to_lowercase();
+        let candidates: Vec<ScriptInfo> = if request.name.is_empty() {
+            let mut all = Vec::new();
+            for item in self.index.iter() {
+                let (_, bytes) = item.map_err(internal)?;
+                all.push(self.with_naming(ScriptInfo::decode(bytes.as_ref()).map_err(internal)?)?);
+            }
+            all
+        } else {
+            let mut versions = Vec::new();
+            for version in self.names.versions(&request.name, MAX_RESULTS)? {
+                if let Some(script) = self.get(&version.hash)? {
+                    versions.push(ScriptInfo {
+                        name: version.name,
+                        version: version.version,
+                        ..script
+                    });
+                }
+            }
+            versions
+        };
         let mut found = Vec::new();
-        for item in self.index.iter() {
-            let (_, bytes) = item.map_err(internal)?;
-            let script = ScriptInfo::decode(bytes.as_ref()).map_err(internal)?;
+        for script in candidates {
             if !tag.is_empty() && !script.tags.iter().any(|t| t == tag) {
                 continue;
             }
@@ -351,10 +442,12 @@ impl Scripts {
             }
             found.push(script);
         }
-        found.sort_by(|a, b| {
-            let time = |s: &ScriptInfo| s.created_at.as_ref().map(|t| (t.seconds, t.nanos)).unwrap_or_default();
-            time(b).cmp(&time(a))
-        });
+        if request.name.is_empty() {
+            found.sort_by(|a, b| {
+                let time = |s: &ScriptInfo| s.created_at.as_ref().map(|t| (t.seconds, t.nanos)).unwrap_or_default();
+                time(b).cmp(&time(a))
+            });
+        }
         found.truncate(limit);
         Ok(found)
     }

@@ -84,48 +84,68 @@ impl Service {
         })
     }
 
+    /// Stores a script; a changed entry, and a name that now refers to a new version, are
+    /// announced with `script_invalidate` (the hot-reload signal).
     async fn store(&self, request: pb::ScriptStoreRequest) -> Result<pb::ScriptStoreReply, Status> {
-        let (reply, changed) = self.scripts.store(request, &self.runner).await?;
-        if changed && let Some(script) = &reply.script {
+        let (reply, stored) = self.scripts.store(request, &self.runner).await?;
+        let Some(script) = &reply.script else {
+            return Ok(reply);
+        };
+        let new_version = stored.named.as_ref().filter(|named| named.changed);
+        if let Some(named) = new_version {
+            tracing::info!(name = %named.current.name, version = named.current.version, hash = %script.script_hash, "new script version");
+        }
+        if stored.entry_changed || new_version.is_some() {
+            let reason = match (new_version, reply.already_existed) {
+                (Some(_), _) => "new version",
+                (None, true) => "tags changed",
+                (None, false) => "stored",
+            };
             self.publish(broadcast::Event::ScriptInvalidate(pb::ScriptInvalidate {
                 script_hash: script.script_hash.clone(),
-                reason: if reply.already_existed {
-                    "tags changed"
-                } else {
-                    "stored"
-                }
-                .into(),
+                reason: reason.into(),
+                name: new_version.map(|n| n.current.name.clone()).unwrap_or_default(),
+                previous_hash: new_version.and_then(|n| n.previous.clone()).unwrap_or_default(),
+                version: new_version.map(|n| n.current.version).unwrap_or_default(),
             }));
         }
         Ok(reply)
     }
 
-    /// Starts a job for a stored script after checking its params.
+    /// Starts a job for a stored script (by hash, name or name@prefix, resolved now) after
+    /// checking its params.
     async fn execute(
         &self,
         context: &RequestContext,
-        script_hash: &str,
+        script: &str,
         params: Option<hooteproto::wkt::Struct>,
         tags: Vec<String>,
+        priority: pb::JobPriority,
     ) -> Result<pb::JobInfo, Status> {
-        if script_hash.is_empty() {
-            return Err(Status::invalid_argument("script_hash is required"));
+        if script.is_empty() {
+            return Err(Status::invalid_argument(
+                "script_hash is required: a hash, a script name or name@<hash prefix>",
+            ));
         }
         if tags.len() > 64 || tags.iter().any(|t| t.len() > 128) {
             return Err(Status::invalid_argument("at most 64 tags of at most 128 bytes"));
         }
-        let (info, source) = self.scripts.source(script_hash)?;
+        let (info, source) = self.scripts.source(script)?;
         crate::scripts::validate_params(&info, params.as_ref())?;
-        self.jobs
-            .start(
-                info.script_hash,
-                source,
-                params,
-                tags,
-                traceparent(context),
-                &context.peer,
-            )
-            .await
+        // The name when the caller used one; a hash that happens to be named stays a hash.
+        let script_name = if crate::names::Reference::parse(script).is_ok_and(|r| r.is_named()) {
+            info.name.clone()
+        } else {
+            String::new()
+        };
+        let job = crate::jobs::NewJob {
+            script_hash: info.script_hash,
+            script_name,
+            params,
+            tags,
+            priority,
+        };
+        self.jobs.start(job, source, traceparent(context), &context.peer).await
     }
 
     /// A marker the playhead crossed: runs the script its metadata names, with the event as params.
@@ -144,15 +164,21 @@ impl Service {
                 .map_err(|e| Status::invalid_argument(format!("metadata is malformed: {e}")))?,
             None => serde_json::Map::new(),
         };
-        let script_hash = match fields.remove("script_hash") {
+        let named = fields.remove("script");
+        let hashed = fields.remove("script_hash");
+        let script = match named.or(hashed) {
             None => {
                 return Ok(Payload::TimelineEventReply(pb::TimelineEventReply {
                     job_id: String::new(),
                     state: JobState::Unspecified as i32,
                 }));
             }
-            Some(serde_json::Value::String(hash)) => hash,
-            Some(_) => return Err(Status::invalid_argument("metadata.script_hash must be a string")),
+            Some(serde_json::Value::String(script)) => script,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "metadata.script (or script_hash) must be a string: a hash, a script name or name@<hash prefix>",
+                ));
+            }
         };
         let event_name = event_type
             .as_str_name()
@@ -162,8 +188,15 @@ impl Service {
         fields.insert("position_beats".into(), request.position_beats.into());
         fields.insert("tempo".into(), request.tempo.into());
         let params = hooteproto::wkt::Struct::from_json(fields);
+        // A marker has a musical deadline: its job goes ahead of normal work.
         let job = self
-            .execute(context, &script_hash, Some(params), vec!["timeline".into(), event_name])
+            .execute(
+                context,
+                &script,
+                Some(params),
+                vec!["timeline".into(), event_name],
+                pb::JobPriority::High,
+            )
             .await?;
         Ok(Payload::TimelineEventReply(pb::TimelineEventReply {
             job_id: job.job_id,
@@ -205,9 +238,7 @@ impl LuanetteTools for Service {
         request: pb::ScriptSearchRequest,
     ) -> Result<pb::ScriptSearchReply, Status> {
         Ok(pb::ScriptSearchReply {
-            scripts: self
-                .scripts
-                .search(&request.tag, &request.creator, &request.vibe, request.limit as usize)?,
+            scripts: self.scripts.search(&request)?,
         })
     }
 
@@ -216,8 +247,10 @@ impl LuanetteTools for Service {
         context: &RequestContext,
         request: pb::JobExecuteRequest,
     ) -> Result<pb::JobExecuteReply, Status> {
+        let priority = pb::JobPriority::try_from(request.priority)
+            .map_err(|_| Status::invalid_argument(format!("unknown job priority {}", request.priority)))?;
         let job = self
-            .execute(context, &request.script_hash, request.params, request.tags)
+            .execute(context, &request.script_hash, request.params, request.tags, priority)
             .await?;
         Ok(pb::JobExecuteReply {
             job_id: job.job_id,

@@ -60,6 +60,7 @@ async fn tools_resources_prompts_and_completions_describe_the_service() {
             content: SCRIPT.into(),
             tags: vec!["arp".into(), "texture".into()],
             creator: "carol".into(),
+            ..Default::default()
         })
         .await
         .expect("store")
@@ -70,6 +71,7 @@ async fn tools_resources_prompts_and_completions_describe_the_service() {
             script_hash: script.script_hash.clone(),
             params: None,
             tags: vec!["take".into()],
+            ..Default::default()
         })
         .await
         .expect("execute")

@@ -73,6 +73,7 @@ async fn store(client: &Client, content: &str) -> String {
             content: content.into(),
             tags: vec!["test".into()],
             creator: "jobs-test".into(),
+            ..Default::default()
         })
         .await
         .expect("store")
@@ -87,6 +88,7 @@ async fn execute(client: &Client, script_hash: &str, params: serde_json::Value) 
             script_hash: script_hash.into(),
             params: Some(object(params)),
             tags: vec!["take-1".into()],
+            ..Default::default()
         })
         .await
         .map(|reply| reply.job_id)
@@ -236,6 +238,7 @@ async fn params_are_checked_against_the_declared_schema() {
             content: "function describe() return {params = {type = 42}} end".into(),
             tags: vec![],
             creator: String::new(),
+            ..Default::default()
         })
         .await;
     assert_eq!(bad_schema.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidArgument));

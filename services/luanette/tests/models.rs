@@ -132,6 +132,7 @@ impl Luanette {
                 content: code.into(),
                 tags: vec![],
                 creator: String::new(),
+                ..Default::default()
             })
             .await
             .expect("store")
@@ -143,6 +144,7 @@ impl Luanette {
                 script_hash: hash,
                 params: None,
                 tags: vec![],
+                ..Default::default()
             })
             .await
             .expect("execute")
@@ -525,6 +527,7 @@ async fn the_example_scripts_run() {
                     content: content.into(),
                     tags: vec!["example".into()],
                     creator: "repo".into(),
+                    ..Default::default()
                 })
                 .await
                 .expect("store")
@@ -543,6 +546,7 @@ async fn the_example_scripts_run() {
                         params.as_object().cloned().unwrap_or_default(),
                     )),
                     tags: vec![],
+                    ..Default::default()
                 })
                 .await
                 .expect("execute")

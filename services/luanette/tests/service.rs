@@ -169,6 +169,7 @@ fn store(content: &str, tags: &[&str], creator: &str) -> ScriptStoreRequest {
         content: content.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
         creator: creator.into(),
+        ..Default::default()
     }
 }
 
@@ -177,7 +178,7 @@ fn search(tag: &str, creator: &str, vibe: &str) -> ScriptSearchRequest {
         tag: tag.into(),
         creator: creator.into(),
         vibe: vibe.into(),
-        limit: 0,
+        ..Default::default()
     }
 }
 

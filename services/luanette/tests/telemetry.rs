@@ -64,6 +64,7 @@ fn traceparents_seen(raw: &Raw, code: &str) -> (String, String) {
         content: "function main() return otel.traceparent() end".into(),
         tags: vec![],
         creator: String::new(),
+        ..Default::default()
     })) else {
         panic!("store failed");
     };
@@ -71,6 +72,7 @@ fn traceparents_seen(raw: &Raw, code: &str) -> (String, String) {
         script_hash: stored.script.expect("script").script_hash,
         params: None,
         tags: vec![],
+        ..Default::default()
     })) else {
         panic!("execute failed");
     };

@@ -136,6 +136,7 @@ impl Worker {
                             content,
                             tags: vec!["chaos".into()],
                             creator: String::new(),
+                            ..Default::default()
                         },
                         options(),
                     )
@@ -148,6 +149,7 @@ impl Worker {
                             script_hash: hash,
                             params: params(n),
                             tags: vec![],
+                            ..Default::default()
                         },
                         options(),
                     )
@@ -384,6 +386,7 @@ async fn long_job(lua: &Client) -> String {
             content,
             tags: vec![],
             creator: String::new(),
+            ..Default::default()
         })
         .await
         .expect("store the long script");
@@ -393,6 +396,7 @@ async fn long_job(lua: &Client) -> String {
             script_hash: hash,
             params: None,
             tags: vec![],
+            ..Default::default()
         })
         .await
         .expect("start the long job");

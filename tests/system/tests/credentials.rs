@@ -319,6 +319,7 @@ async fn holler_up_signs_its_broadcasts() {
             content: "function main() return 1 end".into(),
             tags: vec![],
             creator: "credentials-test".into(),
+            ..Default::default()
         })
         .await
         .expect("script_store")
@@ -332,6 +333,7 @@ async fn holler_up_signs_its_broadcasts() {
                 script_hash: script_hash.clone(),
                 params: None,
                 tags: vec![],
+                ..Default::default()
             })
             .await
             .expect("job_execute");
@@ -348,6 +350,7 @@ async fn holler_up_signs_its_broadcasts() {
         script_hash,
         params: None,
         tags: vec![],
+        ..Default::default()
     })
     .await
     .expect("job_execute");
@@ -427,6 +430,7 @@ async fn a_client_flooding_luanette_is_refused_by_name_while_another_clients_pin
             content: "function main() while true do end end".into(),
             tags: vec!["flood".into()],
             creator: "credentials-test".into(),
+            ..Default::default()
         })
         .await
         .expect("script_store");
@@ -436,6 +440,7 @@ async fn a_client_flooding_luanette_is_refused_by_name_while_another_clients_pin
             script_hash,
             params: None,
             tags: vec![],
+            ..Default::default()
         })
         .await
         .expect("job_execute")

@@ -80,6 +80,7 @@ async fn store(lua: &Client, content: &str) -> String {
         content: content.into(),
         tags: vec![],
         creator: String::new(),
+        ..Default::default()
     })
     .await
     .expect("store the script")
@@ -93,6 +94,7 @@ async fn execute(lua: &Client, hash: &str) -> String {
         script_hash: hash.into(),
         params: None,
         tags: vec![],
+        ..Default::default()
     })
     .await
     .expect("start the job")

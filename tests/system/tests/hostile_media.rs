@@ -172,6 +172,7 @@ async fn hostile_wav_headers_and_odd_rate_renders_keep_memory_bounded() {
                 timeout: Some(Duration::from_secs(60)),
                 attempt_timeout: Some(Duration::from_secs(60)),
                 idempotent: Some(false),
+                ..RequestOptions::default()
             };
             let request = pb::TimelineRenderRequest {
                 from_beats: 0.0,

@@ -85,6 +85,7 @@ async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answe
             content: "function main() return string.rep('a', 20000):find('.-.-b') end".into(),
             tags: vec![],
             creator: String::new(),
+            ..Default::default()
         })
         .await
         .expect("store")
@@ -95,6 +96,7 @@ async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answe
         script_hash: script.clone(),
         params,
         tags: vec![],
+        ..Default::default()
     };
     let id = lua.call(job(None)).await.expect("start").job_id;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -122,6 +122,10 @@ pub struct StackArgs {
     /// Do not serve grpc.health.v1 (:6570, :6580, :6555), e.g. to run a second stack.
     #[arg(long)]
     pub no_health: bool,
+    /// Let Lua scripts move the transport (`garden.play/stop/seek`); `=false` to forbid it.
+    #[arg(long, env = "LUANETTE_ALLOW_TRANSPORT_FROM_LUA", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_transport_from_lua: bool,
 }
 
 #[derive(Subcommand)]
@@ -265,7 +269,7 @@ pub enum ResourceCommand {
 
 #[derive(Subcommand)]
 pub enum ScriptCommand {
-    /// Store a Lua file; prints its hash.
+    /// Store a Lua file; prints its hash (with --name, the name's new version too).
     Store {
         /// The file (- for stdin).
         #[arg(value_hint = ValueHint::FilePath)]
@@ -276,8 +280,12 @@ pub enum ScriptCommand {
         /// Who made it.
         #[arg(long, default_value = "holler")]
         creator: String,
+        /// Store it as the newest version of this name: jobs and markers that name it run
+        /// this version from now on.
+        #[arg(long, default_value = "")]
+        name: String,
     },
-    /// Find scripts.
+    /// Find scripts; with --name, every version of that name, newest first.
     Search {
         /// By tag.
         #[arg(long, default_value = "")]
@@ -285,11 +293,14 @@ pub enum ScriptCommand {
         /// By creator.
         #[arg(long, default_value = "")]
         creator: String,
+        /// The versions of this script name.
+        #[arg(long, default_value = "")]
+        name: String,
     },
     /// A script's name, description and parameters.
     Describe {
-        /// Its hash or a unique prefix.
-        hash: String,
+        /// Its hash, a unique prefix, a script name or name@<hash prefix>.
+        script: String,
     },
 }
 
@@ -297,8 +308,12 @@ pub enum ScriptCommand {
 pub enum JobCommand {
     /// Run a stored script as a job (add --wait to wait for it with a progress bar).
     Run {
-        /// The script's hash or a unique prefix.
-        hash: String,
+        /// The script: its hash, a unique prefix, a script name (its newest version) or
+        /// name@<hash prefix>.
+        script: String,
+        /// Which waiting jobs start first when every runner is busy.
+        #[arg(long, value_parser = enum_values("hooteproto.v1.JobPriority"), default_value = "normal")]
+        priority: String,
         #[command(flatten)]
         params: ParamArgs,
         /// Wait for the job to finish: its id first, then progress, then its logs, duration

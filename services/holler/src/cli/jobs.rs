@@ -12,11 +12,22 @@ use super::output::{self, Table, enum_name, short};
 use super::{Context, Failure, params};
 
 const JOB_STATE: &str = "hooteproto.v1.JobState";
+const JOB_PRIORITY: &str = "hooteproto.v1.JobPriority";
+
+/// `name v3`, or `-` for a script stored without a name.
+fn version_label(s: &pb::ScriptInfo) -> String {
+    if s.name.is_empty() {
+        "-".into()
+    } else {
+        format!("{} v{}", s.name, s.version)
+    }
+}
 
 fn script_row(table: &mut Table, s: &pb::ScriptInfo) {
     let d = s.description.clone().unwrap_or_default();
     table.row(vec![
         short(&s.script_hash),
+        version_label(s),
         d.name,
         s.tags.join(","),
         s.creator.clone(),
@@ -31,6 +42,7 @@ fn describe(s: &pb::ScriptInfo) {
         ("name", d.name),
         ("description", d.description),
         ("hash", s.script_hash.clone()),
+        ("stored as", version_label(s)),
         ("tags", s.tags.join(", ")),
         ("creator", s.creator.clone()),
         ("created", output::time(&s.created_at)),
@@ -83,35 +95,51 @@ fn describe(s: &pb::ScriptInfo) {
 
 pub async fn script(context: &Context, command: ScriptCommand) -> Result<(), Failure> {
     match command {
-        ScriptCommand::Store { file, tags, creator } => {
+        ScriptCommand::Store {
+            file,
+            tags,
+            creator,
+            name,
+        } => {
             let content = params::read_text(&file)?;
-            let answer = context.send(pb::ScriptStoreRequest { content, tags, creator }).await?;
+            let answer = context
+                .send(pb::ScriptStoreRequest {
+                    content,
+                    tags,
+                    creator,
+                    name,
+                })
+                .await?;
             context.show(&answer, |r| {
                 if let Some(s) = &r.script {
                     outln!("{}", s.script_hash);
+                    if !s.name.is_empty() {
+                        eprintln!("({} version {})", s.name, s.version);
+                    }
                 }
                 if r.already_existed {
                     eprintln!("(already stored)");
                 }
             });
         }
-        ScriptCommand::Search { tag, creator } => {
+        ScriptCommand::Search { tag, creator, name } => {
             let answer = context
                 .send(pb::ScriptSearchRequest {
                     tag,
                     creator,
+                    name,
                     ..Default::default()
                 })
                 .await?;
             context.show(&answer, |r| {
-                let mut table = Table::new(&["HASH", "NAME", "TAGS", "CREATOR", "CREATED"]);
+                let mut table = Table::new(&["HASH", "STORED AS", "DESCRIBED AS", "TAGS", "CREATOR", "CREATED"]);
                 r.scripts.iter().for_each(|s| script_row(&mut table, s));
                 table.print("no scripts");
             });
         }
-        ScriptCommand::Describe { hash } => {
-            let script_hash = super::cas::resolve(context, &hash).await?;
-            let answer = context.send(pb::LuaDescribeRequest { script_hash }).await?;
+        ScriptCommand::Describe { script } => {
+            // Luanette resolves prefixes and names itself.
+            let answer = context.send(pb::LuaDescribeRequest { script_hash: script }).await?;
             context.show(&answer, |r| {
                 if let Some(s) = &r.script {
                     describe(s)
@@ -138,6 +166,15 @@ fn job_fields(j: &pb::JobInfo) {
         ("job", j.job_id.clone()),
         ("state", enum_name(JOB_STATE, j.state)),
         ("script", j.script_hash.clone()),
+        (
+            "script name",
+            if j.script_name.is_empty() {
+                "-".into()
+            } else {
+                j.script_name.clone()
+            },
+        ),
+        ("priority", enum_name(JOB_PRIORITY, j.priority)),
         (
             "progress",
             format!("{}% {}", (j.progress * 100.0).round() as i64, j.progress_message),
@@ -167,14 +204,21 @@ fn job_fields(j: &pb::JobInfo) {
 
 pub async fn job(context: &Context, command: JobCommand) -> Result<(), Failure> {
     match command {
-        JobCommand::Run { hash, params, wait } => {
-            let script_hash = super::cas::resolve(context, &hash).await?;
+        JobCommand::Run {
+            script,
+            priority,
+            params,
+            wait,
+        } => {
             let params = params::collect(params)?;
+            let priority = output::enum_number(JOB_PRIORITY, &priority)
+                .ok_or_else(|| super::usage(format!("no job priority {priority:?}")))?;
             let answer = context
                 .send(pb::JobExecuteRequest {
-                    script_hash,
+                    script_hash: script,
                     params: params.map(hooteproto::wkt::Struct::from_json),
                     tags: Vec::new(),
+                    priority,
                 })
                 .await?;
             let id = answer.reply.job_id.clone();

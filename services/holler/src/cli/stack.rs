@@ -132,6 +132,7 @@ fn stack_config(stack: StackArgs, context: &Context, key: Option<(Key, KeySource
         media_budget: stack.media_budget,
         health: !stack.no_health,
         broadcasts: endpoint_or_none(&stack.broadcasts),
+        allow_transport_from_lua: stack.allow_transport_from_lua,
     }
 }
 

@@ -47,7 +47,8 @@ pub fn main() -> i32 {
     let services = Services {
         cas,
         models: Arc::new(hello.models()),
-        http: None,
+        peers: Arc::new(hello.peers()),
+        ..Services::default()
     }
     .for_this_thread();
     let baseline = resident_bytes();
@@ -118,6 +119,7 @@ fn perform(runtime: &tokio::runtime::Runtime, services: &Services, reused: &mut 
                 })),
             });
         })),
+        identity: run.identity(),
     };
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let params = run.params.as_ref();

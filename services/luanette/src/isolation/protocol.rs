@@ -11,7 +11,7 @@ use std::time::Duration;
 use hooteproto::v1::LogEntry;
 
 use crate::sandbox::{EvalError, Limits};
-use crate::stdlib::{Backend, Models};
+use crate::stdlib::{Backend, Models, Peers};
 
 /// First message to a new sandbox process: what its stdlib reaches and how much it may use.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -33,6 +33,19 @@ pub struct Hello {
     /// RLIMIT_AS for the process, in bytes (0: none).
     #[prost(uint64, tag = "7")]
     pub address_space: u64,
+    /// Chaosgarden's endpoint for `garden.*` ("" for none).
+    #[prost(string, tag = "8")]
+    pub chaosgarden: String,
+    /// Hootenanny's endpoint for `hoot.*` ("" for none).
+    #[prost(string, tag = "9")]
+    pub hootenanny: String,
+    /// The HMAC key those services expect (empty for none); sent here, never on the
+    /// command line or in the environment.
+    #[prost(bytes = "vec", tag = "10")]
+    pub key: Vec<u8>,
+    /// Whether `garden.play/stop/seek` may move the transport.
+    #[prost(bool, tag = "11")]
+    pub allow_transport: bool,
 }
 
 /// One model backend as configured by the operator.
@@ -77,6 +90,15 @@ pub struct Run {
     /// Whether `job.progress` should be reported back.
     #[prost(bool, tag = "7")]
     pub progress: bool,
+    /// The job this run is ("" for an evaluation).
+    #[prost(string, tag = "8")]
+    pub job_id: String,
+    /// The script it runs.
+    #[prost(string, tag = "9")]
+    pub script_hash: String,
+    /// The name the script was started by.
+    #[prost(string, tag = "10")]
+    pub script_name: String,
 }
 
 /// Child to parent: something that happened during a run, or its end.
@@ -222,6 +244,15 @@ impl From<RunError> for EvalError {
 }
 
 impl Run {
+    /// Which job and script the run is.
+    pub fn identity(&self) -> crate::sandbox::ScriptIdentity {
+        crate::sandbox::ScriptIdentity {
+            job_id: self.job_id.clone(),
+            script_hash: self.script_hash.clone(),
+            script_name: self.script_name.clone(),
+        }
+    }
+
     /// The limits this run asks for.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -252,8 +283,12 @@ fn backend_of(config: Option<BackendConfig>) -> Backend {
 
 impl Hello {
     /// What a sandbox process needs to know about the operator's configuration.
-    pub fn new(cas_root: Option<&std::path::Path>, models: &Models, address_space: u64) -> Self {
+    pub fn new(cas_root: Option<&std::path::Path>, models: &Models, peers: &Peers, address_space: u64) -> Self {
         Self {
+            chaosgarden: peers.chaosgarden.clone().unwrap_or_default(),
+            hootenanny: peers.hootenanny.clone().unwrap_or_default(),
+            key: peers.key.as_ref().map(|k| k.secret().to_vec()).unwrap_or_default(),
+            allow_transport: peers.allow_transport,
             cas_root: cas_root.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
             orpheus: Some(backend_config(&models.orpheus)),
             musicgen: Some(backend_config(&models.musicgen)),
@@ -261,6 +296,18 @@ impl Hello {
             deepseek_key: models.deepseek_key.clone().unwrap_or_default(),
             max_model_response: models.max_response as u64,
             address_space,
+        }
+    }
+
+    /// The services `garden.*` and `hoot.*` reach.
+    pub fn peers(&self) -> Peers {
+        Peers {
+            chaosgarden: Some(self.chaosgarden.clone()).filter(|e| !e.is_empty()),
+            hootenanny: Some(self.hootenanny.clone()).filter(|e| !e.is_empty()),
+            key: Some(self.key.clone())
+                .filter(|k| !k.is_empty())
+                .and_then(|k| hooteproto::Key::new(k).ok()),
+            allow_transport: self.allow_transport,
         }
     }
 

@@ -92,6 +92,20 @@ pub struct RunContext {
     pub progress: Option<ProgressFn>,
     /// Where `otel.event(name, attributes)` goes (None: recorded here, in this process's trace).
     pub events: Option<EventFn>,
+    /// Which job and script this run is (empty for an evaluation).
+    pub identity: ScriptIdentity,
+}
+
+/// Which job runs which script, for what a script records about itself (`hoot.artifact`'s
+/// creator and metadata).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScriptIdentity {
+    /// The job's id.
+    pub job_id: String,
+    /// The exact script (64 hex characters).
+    pub script_hash: String,
+    /// The name it was started by, if any.
+    pub script_name: String,
 }
 
 /// Called with (name, attributes as JSON) for each `otel.event`.

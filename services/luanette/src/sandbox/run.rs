@@ -81,6 +81,19 @@ impl RunHandle {
         self.0.lock().map(|s| s.limits.memory).unwrap_or(0)
     }
 
+    /// How long the run may still take.
+    pub fn time_left(&self) -> Duration {
+        self.0
+            .lock()
+            .map(|s| s.deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    /// Which job and script this run is.
+    pub fn identity(&self) -> super::ScriptIdentity {
+        self.0.lock().map(|s| s.context.identity.clone()).unwrap_or_default()
+    }
+
     /// The traceparent the run was given (its job or request span).
     pub fn traceparent(&self) -> String {
         self.0.lock().map(|s| s.context.traceparent.clone()).unwrap_or_default()

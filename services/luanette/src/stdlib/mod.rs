@@ -4,9 +4,12 @@
 
 mod abc;
 mod cas;
+mod garden;
+mod hoot;
 mod json;
 mod midi;
 mod models;
+mod peers;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +19,7 @@ use mlua::{Lua, Value as LuaValue};
 use crate::sandbox::RunHandle;
 
 pub use models::{Backend, Models};
+pub use peers::{Connections, Peers};
 
 /// What the stdlib reaches outside the VM. `Default` has nothing: functions that need a
 /// service raise an error saying so (the reference is generated from such a VM).
@@ -28,6 +32,11 @@ pub struct Services {
     /// The HTTP client of the thread the VM runs on, built at its first model call (see
     /// [`Services::for_this_thread`]); None where scripts cannot wait (describe, slices).
     pub http: Option<Arc<OnceLock<Option<reqwest::Client>>>>,
+    /// The services `garden.*` and `hoot.*` reach.
+    pub peers: Arc<Peers>,
+    /// This thread's connections to them, made by [`Services::for_this_thread`] (None: the
+    /// functions say they cannot call out here).
+    pub connections: Option<Connections>,
 }
 
 impl Services {
@@ -36,6 +45,7 @@ impl Services {
     pub fn for_this_thread(&self) -> Self {
         Self {
             http: Some(Arc::new(OnceLock::new())),
+            connections: Some(peers::Connections::new(self.peers.clone())),
             ..self.clone()
         }
     }
@@ -76,6 +86,14 @@ pub(crate) fn install(api: &mut Registrar<'_>, services: &Services, run: &RunHan
     abc::install(api)?;
     cas::install(api, services.cas.clone(), run)?;
     midi::install(api, services.cas.clone(), run)?;
+    // Without a thread's connections (the reference VM, describe), the functions are still
+    // there and say so when called.
+    let connections = services
+        .connections
+        .clone()
+        .unwrap_or_else(|| peers::Connections::new(services.peers.clone()));
+    garden::install(api, connections.clone(), run)?;
+    hoot::install(api, connections, run)?;
     models::install(
         api,
         services.http.clone(),
