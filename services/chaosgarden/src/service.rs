@@ -199,9 +199,19 @@ impl ChaosgardenTools for Service {
         _context: &RequestContext,
         request: pb::TimelineAddRegionRequest,
     ) -> Result<pb::TimelineAddRegionReply, Status> {
+        if request.source_job_id.len() > 64 {
+            return Err(Status::invalid_argument("source_job_id must be at most 64 bytes"));
+        }
         let region = self
             .studio
-            .edit(move |editor| editor.add_region(&request.cas_hash, request.position_beats, request.gain_db, ""))
+            .edit(move |editor| {
+                editor.add_region(
+                    &request.cas_hash,
+                    request.position_beats,
+                    request.gain_db,
+                    &request.source_job_id,
+                )
+            })
             .await?;
         Ok(pb::TimelineAddRegionReply { region: Some(region) })
     }

@@ -94,6 +94,7 @@ async fn render_a_chord(args: &[&str]) -> (f32, String) {
             cas_hash: hash,
             position_beats: 0.0,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await
         .expect("a MIDI region is accepted")

@@ -108,6 +108,7 @@ async fn lying_headers_are_refused_without_a_large_allocation() {
                 cas_hash: hash,
                 position_beats: 0.0,
                 gain_db: 0.0,
+                ..Default::default()
             })
             .await
             .expect_err(what);
@@ -127,6 +128,7 @@ async fn lying_headers_are_refused_without_a_large_allocation() {
             cas_hash: hash,
             position_beats: 0.0,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await;
     let largest = LARGEST.load(Ordering::Relaxed);

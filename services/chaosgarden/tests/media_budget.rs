@@ -20,6 +20,7 @@ async fn add(garden: &Garden, hash: &str, beats: f64) -> Result<pb::TimelineRegi
             cas_hash: hash.into(),
             position_beats: beats,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await
         .map(|reply| reply.region.expect("region"))

@@ -23,6 +23,7 @@ async fn add_region(garden: &Garden, hash: &str, beats: f64, gain_db: f64) -> pb
             cas_hash: hash.into(),
             position_beats: beats,
             gain_db,
+            ..Default::default()
         })
         .await
         .expect("add region")
@@ -161,6 +162,7 @@ async fn bad_material_and_bad_ranges_get_clear_errors() {
                 cas_hash: hash.clone(),
                 position_beats: beats,
                 gain_db,
+                ..Default::default()
             })
             .await
             .expect_err("refused");

@@ -343,6 +343,7 @@ async fn midi_regions_go_out_to_the_midi_port_on_time() {
             cas_hash: hash[..12].to_string(),
             position_beats: 1.0,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await
         .expect("add region")

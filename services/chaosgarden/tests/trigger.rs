@@ -127,6 +127,7 @@ async fn a_transition_marker_generates_material_that_plays_at_the_next_section()
             cas_hash: verse.clone(),
             position_beats: 0.0,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await
         .expect("verse");
@@ -250,6 +251,7 @@ async fn late_results_go_to_the_next_bar_or_are_dropped() {
             cas_hash: section,
             position_beats: 0.0,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await
         .expect("section");

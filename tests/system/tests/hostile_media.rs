@@ -86,6 +86,7 @@ async fn add_region(garden: &Client, hash: &str, beats: f64) -> Result<pb::Timel
             cas_hash: hash.into(),
             position_beats: beats,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await
         .map(|reply| reply.region.expect("a region"))

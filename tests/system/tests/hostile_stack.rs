@@ -230,6 +230,7 @@ async fn every_row_of_issue_14_is_refused_or_bounded_while_holler_up_keeps_answe
             cas_hash: wav,
             position_beats: 0.0,
             gain_db: 0.0,
+            ..Default::default()
         })
         .await;
     let error = region.expect_err("1 Hz is refused");

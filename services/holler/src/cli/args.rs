@@ -410,6 +410,12 @@ pub enum ArtifactCommand {
         /// By tag.
         #[arg(long, default_value = "")]
         tag: String,
+        /// By creator, e.g. lua:transition-by-ear.
+        #[arg(long, default_value = "")]
+        creator: String,
+        /// Only those naming this CAS object (64 hex characters).
+        #[arg(long, default_value = "")]
+        hash: String,
     },
 }
 
@@ -462,7 +468,8 @@ pub enum TimelineCommand {
         kind: String,
         /// Where, in beats.
         beats: f64,
-        /// Metadata (JSON object), e.g. '{"script_hash":"…"}'.
+        /// Metadata (JSON object), e.g. '{"script":"transition-by-ear"}' (a script name,
+        /// resolved at each crossing, or a hash).
         #[arg(long)]
         metadata: Option<String>,
     },

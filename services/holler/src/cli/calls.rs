@@ -508,10 +508,12 @@ async fn artifact(context: &Context, command: ArtifactCommand) -> Result<(), Fai
                 }
             });
         }
-        ArtifactCommand::List { tag } => {
+        ArtifactCommand::List { tag, creator, hash } => {
             let answer = context
                 .send(pb::ArtifactListRequest {
                     tag,
+                    creator,
+                    cas_hash: hash,
                     ..Default::default()
                 })
                 .await?;
@@ -612,7 +614,7 @@ fn print_timeline(reply: &pb::TimelineQueryReply) {
     }
     outln!();
     markers.print("no markers");
-    let mut regions = Table::new(&["REGION", "KIND", "AT BEAT", "BEATS", "GAIN DB", "HASH"]);
+    let mut regions = Table::new(&["REGION", "KIND", "AT BEAT", "BEATS", "GAIN DB", "HASH", "FROM JOB"]);
     for r in &reply.regions {
         regions.row(vec![
             r.region_id.clone(),
@@ -621,6 +623,11 @@ fn print_timeline(reply: &pb::TimelineQueryReply) {
             number(r.duration_beats),
             number(r.gain_db),
             short(&r.cas_hash),
+            if r.source_job_id.is_empty() {
+                "-".into()
+            } else {
+                r.source_job_id.clone()
+            },
         ]);
     }
     outln!();
@@ -698,6 +705,7 @@ async fn timeline(context: &Context, command: TimelineCommand) -> Result<(), Fai
                     cas_hash,
                     position_beats: beats,
                     gain_db,
+                    ..Default::default()
                 })
                 .await?;
             context.show(&answer, |r| {

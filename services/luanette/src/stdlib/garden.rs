@@ -123,7 +123,8 @@ pub(super) fn install(api: &mut Registrar<'_>, connections: Connections, run: &R
         garden,
         "add_region",
         "garden.add_region{hash = h, at_beats = b, gain_db = 0} -> region",
-        "Places a CAS object (MIDI or WAV) on the timeline; returns the region with its region_id. Example: \
+        "Places a CAS object (MIDI or WAV) on the timeline, with this job as its source_job_id; returns the region \
+         with its region_id. Example: \
          `garden.add_region{hash = midi, at_beats = params.boundary_beats}`.",
         "region",
         false,
@@ -133,6 +134,8 @@ pub(super) fn install(api: &mut Registrar<'_>, connections: Connections, run: &R
                 cas_hash: options.required_text("hash")?,
                 position_beats: options.required_number("at_beats")?,
                 gain_db: options.number("gain_db")?.unwrap_or(0.0),
+                // The region remembers which job placed it.
+                source_job_id: garden.run.identity().job_id,
             }
             .into_payload()
         }
