@@ -106,10 +106,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Databases from before the by-hash index have artifacts and no index entries (every
-    /// artifact has one); index them once.
+    /// Databases from before the by-hash index have artifacts without index entries, and an
+    /// indexing cut short (a crash; an older binary adding artifacts since) leaves some
+    /// without; every artifact has exactly one, so fewer entries than artifacts means index
+    /// them all again (inserting an entry that exists changes nothing).
     fn index_hashes_of_older_artifacts(&self) -> Result<(), sled::Error> {
-        if !self.by_hash.is_empty() || self.artifacts.is_empty() {
+        if self.by_hash.len() >= self.artifacts.len() {
             return Ok(());
         }
         let mut indexed = 0usize;

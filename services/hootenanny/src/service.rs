@@ -118,11 +118,9 @@ impl HootenannyTools for Service {
     async fn artifact_create(
         &self,
         _context: &RequestContext,
-        mut request: pb::ArtifactCreateRequest,
+        request: pb::ArtifactCreateRequest,
     ) -> Result<pb::ArtifactCreateReply, Status> {
         let hash = cas::Hash::parse(&request.cas_hash).map_err(objects::status)?;
-        // Stored in its one spelling, so listing by hash finds it.
-        request.cas_hash = hash.to_string();
         if !self.cas.contains(&hash) {
             return Err(Status::not_found(format!(
                 "CAS object {hash} does not exist; store it first (cas_store)"

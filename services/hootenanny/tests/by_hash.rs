@@ -366,8 +366,6 @@ async fn a_database_without_the_by_hash_index_is_indexed_when_opened() {
 /// them out in the background), or a database an older build added artifacts to after a
 /// newer one had indexed it. Opening it must still make every artifact findable by hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Store::index_hashes_of_older_artifacts (services/hootenanny/src/artifacts.rs) runs only \
-            when by_hash is empty, so a partial index is never completed"]
 async fn a_partly_built_by_hash_index_is_completed_when_opened() {
     let dir = tempfile::tempdir().expect("tmp");
     let hoot = start(config(dir.path())).await;
