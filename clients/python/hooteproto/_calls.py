@@ -30,13 +30,25 @@ class Calls:
     def lua_eval(self, code: str, params: dict | None = None, **options):
         return self.call("lua_eval", lua_pb2.LuaEvalRequest(code=code, params=struct(params)), **options)
 
-    def script_store(self, content: str, tags=(), creator: str = "", **options):
-        request = script_pb2.ScriptStoreRequest(content=content, tags=list(tags), creator=creator)
+    def script_store(self, content: str, tags=(), creator: str = "", name: str = "", **options):
+        """Stores a script; with `name`, as that name's newest version."""
+        request = script_pb2.ScriptStoreRequest(content=content, tags=list(tags), creator=creator, name=name)
         return self.call("script_store", request, **options)
 
     # jobs
-    def job_execute(self, script_hash: str, params: dict | None = None, tags=(), **options):
-        request = job_pb2.JobExecuteRequest(script_hash=script_hash, params=struct(params), tags=list(tags))
+    def job_execute(
+        self,
+        script_hash: str,
+        params: dict | None = None,
+        tags=(),
+        priority: int = job_pb2.JOB_PRIORITY_UNSPECIFIED,
+        **options,
+    ):
+        """Starts a job. `script_hash` may also be a script name (its newest version) or
+        `name@<hash prefix>`; `priority` is a `job_pb2.JOB_PRIORITY_*` value."""
+        request = job_pb2.JobExecuteRequest(
+            script_hash=script_hash, params=struct(params), tags=list(tags), priority=priority
+        )
         return self.call("job_execute", request, **options)
 
     def job_status(self, job_id: str, **options):

@@ -68,6 +68,12 @@ def test_typed_calls_against_every_service(stack):
         job = lua.job_execute(script, {"a": 2, "b": 3}).job_id
         done = lua.job_poll([job], timeout_ms=5000).completed[0]
         assert done.state == job_pb2.JOB_STATE_SUCCEEDED and done.result.number_value == 5
+        named = lua.script_store("function main(p) return 7 end", name="py-seven").script
+        assert (named.name, named.version) == ("py-seven", 1)
+        by_name = lua.job_execute("py-seven", priority=job_pb2.JOB_PRIORITY_HIGH).job_id
+        ran = lua.job_poll([by_name], timeout_ms=5000).completed[0]
+        assert (ran.script_hash, ran.script_name) == (named.script_hash, "py-seven")
+        assert ran.priority == job_pb2.JOB_PRIORITY_HIGH and ran.result.number_value == 7
         marker = garden.timeline_add_marker(hooteproto.CUE_POINT, 4.0, {"name": "drop"}).marker
         assert marker.marker_id in [m.marker_id for m in garden.timeline_query().markers]
         assert garden.transport_play().state.playback == transport_pb2.PLAYBACK_STATE_PLAYING

@@ -5,7 +5,7 @@ import { type JsonObject, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 
 import type { CallOptions, RequestInit } from "./client.js";
-import { PollMode } from "./gen/hooteproto/v1/job_pb.js";
+import { type JobPriority, PollMode } from "./gen/hooteproto/v1/job_pb.js";
 import type { TimelineEventType } from "./gen/hooteproto/v1/timeline_event_pb.js";
 import type { ReplyOf, RequestCase } from "./protocol.js";
 
@@ -32,15 +32,18 @@ export abstract class Calls {
   }
 
   /** Stores a script by its hash (its `describe()` is checked first). */
-  scriptStore(content: string, more: { tags?: string[]; creator?: string } = {}, options?: CallOptions) {
+  scriptStore(content: string, more: { tags?: string[]; creator?: string; name?: string } = {}, options?: CallOptions) {
     return this.call("scriptStore", { content, ...more }, options);
   }
 
   // jobs (luanette)
 
-  /** Starts a stored script as a background job; the reply has its id. */
-  jobExecute(scriptHash: string, params?: JsonObject, tags: string[] = [], options?: CallOptions) {
-    return this.call("jobExecute", { scriptHash, params, tags }, options);
+  /**
+   * Starts a stored script as a background job; the reply has its id. `script` is a hash, a
+   * unique prefix, a script name (its newest version) or `name@<hash prefix>`.
+   */
+  jobExecute(script: string, params?: JsonObject, tags: string[] = [], options?: CallOptions, priority?: JobPriority) {
+    return this.call("jobExecute", { scriptHash: script, params, tags, priority }, options);
   }
 
   /** A job's state, result, logs and progress. */

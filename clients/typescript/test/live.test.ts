@@ -11,6 +11,7 @@ import {
   Client,
   ErrorCode,
   HootError,
+  JobPriority,
   JobState,
   KEY_FILE_NAME,
   loadKey,
@@ -93,6 +94,15 @@ describe("against holler up", () => {
       const [done] = (await lua.jobPoll([job.jobId], 5_000)).completed;
       assert.equal(done.state, JobState.SUCCEEDED);
       assert.equal(plain(done.result), 5);
+      const named = (await lua.scriptStore("function main(p) return 7 end", { name: "ts-seven" })).script;
+      assert.deepEqual([named?.name, named?.version], ["ts-seven", 1]);
+      const byName = await lua.jobExecute("ts-seven", undefined, [], undefined, JobPriority.HIGH);
+      const [ran] = (await lua.jobPoll([byName.jobId], 5_000)).completed;
+      assert.deepEqual(
+        [ran.scriptHash, ran.scriptName, ran.priority],
+        [named?.scriptHash, "ts-seven", JobPriority.HIGH],
+      );
+      assert.equal(plain(ran.result), 7);
 
       const marker = await garden.timelineAddMarker(TimelineEventType.CUE_POINT, 4, { name: "drop" });
       const markers = (await garden.timelineQuery()).markers.map((m) => m.markerId);
