@@ -11,6 +11,7 @@
 //! - [`signal`]: `kill -SIG pid` without the `kill` program (minimal Debian images lack procps).
 
 pub mod mcp;
+pub mod postgres;
 
 pub use libc::{SIGKILL, SIGSTOP, SIGTERM};
 

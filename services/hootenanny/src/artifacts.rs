@@ -1,4 +1,5 @@
-//! Artifacts and device bindings in sled.
+//! Artifacts and device bindings in sled (the embedded store), and the checks every store
+//! makes ([`new_artifact`], [`new_binding`]).
 //!
 //! Records are stored as their wire messages (`hooteproto.v1.Artifact`, `Binding`), so
 //! what is on disk is exactly what the schema describes. Ids are time-ordered
@@ -36,9 +37,9 @@ pub struct Filter<'a> {
     pub cas_hash: &'a str,
 }
 
-/// The sled trees.
+/// The embedded store: sled trees under the data directory.
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     db: sled::Db,
     artifacts: sled::Tree,
     by_tag: sled::Tree,
@@ -74,7 +75,7 @@ fn check_label(what: &str, value: &str) -> Result<(), Status> {
 /// A new artifact id, greater than every id this process made before, so listing newest first
 /// stays in creation order even for artifacts made within one millisecond: the random tail
 /// only starts a millisecond; within it the tail counts up.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     static LAST: std::sync::Mutex<(u128, u32)> = std::sync::Mutex::new((0, 0));
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -89,7 +90,87 @@ fn new_id() -> String {
     format!("art-{:013x}{:08x}", last.0, last.1)
 }
 
-impl Store {
+/// A new artifact from a request, checked against every limit, its parents deduplicated, its
+/// tags sorted, with a fresh id and time. Whether its parents exist is the store's to check.
+pub fn new_artifact(mut request: ArtifactCreateRequest) -> Result<Artifact, Status> {
+    // A parent named twice is one parent (each extra copy would multiply every lineage
+    // query through this artifact).
+    let mut seen = std::collections::HashSet::new();
+    request.parent_ids.retain(|parent| seen.insert(parent.clone()));
+    if request.tags.len() > MAX_TAGS || request.parent_ids.len() > MAX_PARENTS {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_TAGS} tags and {MAX_PARENTS} parents per artifact"
+        )));
+    }
+    for tag in &request.tags {
+        check_label("a tag", tag)?;
+    }
+    check_label("creator", &request.creator)?;
+    if request.name.len() > MAX_NAME {
+        return Err(Status::invalid_argument(format!(
+            "name must be at most {MAX_NAME} bytes"
+        )));
+    }
+    if request
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.as_encoded().len() > MAX_METADATA)
+    {
+        return Err(Status::invalid_argument(format!(
+            "metadata must encode to at most {MAX_METADATA} bytes"
+        )));
+    }
+    if let Some(metadata) = &request.metadata {
+        metadata
+            .to_prost()
+            .map_err(|e| Status::invalid_argument(format!("metadata is malformed: {e}")))?;
+    }
+    let mut tags = request.tags;
+    tags.sort();
+    tags.dedup();
+    Ok(Artifact {
+        artifact_id: new_id(),
+        cas_hash: request.cas_hash,
+        name: request.name,
+        tags,
+        creator: request.creator,
+        metadata: request.metadata,
+        parent_ids: request.parent_ids,
+        created_at: Some(SystemTime::now().into()),
+    })
+}
+
+/// A binding of `identity` to `hints`, checked against the limits, stamped now.
+pub fn new_binding(identity: &str, hints: DeviceHints) -> Result<Binding, Status> {
+    let valid = !identity.is_empty()
+        && identity.len() <= MAX_LABEL
+        && identity
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid {
+        return Err(Status::invalid_argument(format!(
+            "identity must be 1 to {MAX_LABEL} characters of [A-Za-z0-9._-], e.g. \"bass-synth\""
+        )));
+    }
+    let count = hints.midi_port_patterns.len() + hints.usb_ids.len() + hints.audio_device_names.len();
+    if count > MAX_TAGS
+        || hints
+            .extra
+            .as_ref()
+            .is_some_and(|e| e.as_encoded().len() > MAX_METADATA)
+    {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_TAGS} hints and {MAX_METADATA} bytes of extra"
+        )));
+    }
+    Ok(Binding {
+        identity: identity.to_string(),
+        hints: Some(hints),
+        updated_at: Some(SystemTime::now().into()),
+    })
+}
+
+impl SledStore {
     /// Opens (or creates) the database under `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, sled::Error> {
         let db = sled::open(dir)?;
@@ -133,58 +214,14 @@ impl Store {
         self.db.flush_async().await.map(|_| ()).map_err(internal)
     }
 
-    /// Validates and stores a new artifact. The CAS object must exist (checked by the caller).
-    pub async fn create(&self, mut request: ArtifactCreateRequest) -> Result<Artifact, Status> {
-        // A parent named twice is one parent (each extra copy would multiply every lineage
-        // query through this artifact).
-        let mut seen = std::collections::HashSet::new();
-        request.parent_ids.retain(|parent| seen.insert(parent.clone()));
-        if request.tags.len() > MAX_TAGS || request.parent_ids.len() > MAX_PARENTS {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_TAGS} tags and {MAX_PARENTS} parents per artifact"
-            )));
-        }
-        for tag in &request.tags {
-            check_label("a tag", tag)?;
-        }
-        check_label("creator", &request.creator)?;
-        if request.name.len() > MAX_NAME {
-            return Err(Status::invalid_argument(format!(
-                "name must be at most {MAX_NAME} bytes"
-            )));
-        }
-        if request
-            .metadata
-            .as_ref()
-            .is_some_and(|m| m.as_encoded().len() > MAX_METADATA)
-        {
-            return Err(Status::invalid_argument(format!(
-                "metadata must encode to at most {MAX_METADATA} bytes"
-            )));
-        }
-        if let Some(metadata) = &request.metadata {
-            metadata
-                .to_prost()
-                .map_err(|e| Status::invalid_argument(format!("metadata is malformed: {e}")))?;
-        }
-        for parent in &request.parent_ids {
+    /// Stores a new artifact (see [`new_artifact`]). The CAS object must exist (checked by the caller).
+    pub async fn create(&self, request: ArtifactCreateRequest) -> Result<Artifact, Status> {
+        let artifact = new_artifact(request)?;
+        for parent in &artifact.parent_ids {
             if !self.artifacts.contains_key(parent.as_bytes()).map_err(internal)? {
                 return Err(Status::not_found(format!("parent artifact {parent:?} does not exist")));
             }
         }
-        let mut tags = request.tags;
-        tags.sort();
-        tags.dedup();
-        let artifact = Artifact {
-            artifact_id: new_id(),
-            cas_hash: request.cas_hash,
-            name: request.name,
-            tags,
-            creator: request.creator,
-            metadata: request.metadata,
-            parent_ids: request.parent_ids,
-            created_at: Some(SystemTime::now().into()),
-        };
         let id = artifact.artifact_id.as_str();
         let encoded = artifact.encode_to_vec();
         (
@@ -321,32 +358,7 @@ impl Store {
 
     /// Binds (or rebinds) an identity to device hints.
     pub async fn bind(&self, identity: &str, hints: DeviceHints) -> Result<Binding, Status> {
-        let valid = !identity.is_empty()
-            && identity.len() <= MAX_LABEL
-            && identity
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid {
-            return Err(Status::invalid_argument(format!(
-                "identity must be 1 to {MAX_LABEL} characters of [A-Za-z0-9._-], e.g. \"bass-synth\""
-            )));
-        }
-        let count = hints.midi_port_patterns.len() + hints.usb_ids.len() + hints.audio_device_names.len();
-        if count > MAX_TAGS
-            || hints
-                .extra
-                .as_ref()
-                .is_some_and(|e| e.as_encoded().len() > MAX_METADATA)
-        {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_TAGS} hints and {MAX_METADATA} bytes of extra"
-            )));
-        }
-        let binding = Binding {
-            identity: identity.to_string(),
-            hints: Some(hints),
-            updated_at: Some(SystemTime::now().into()),
-        };
+        let binding = new_binding(identity, hints)?;
         self.bindings
             .insert(identity.as_bytes(), binding.encode_to_vec())
             .map_err(internal)?;

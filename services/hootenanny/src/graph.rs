@@ -34,8 +34,9 @@ use async_graphql::{
 use hooteproto::Status;
 use hooteproto::v1::{self as pb, Artifact, Binding};
 
-use crate::artifacts::{DEFAULT_PAGE, MAX_PAGE, MAX_PARENTS, MAX_TAGS, Store};
+use crate::artifacts::{DEFAULT_PAGE, MAX_PAGE, MAX_PARENTS, MAX_TAGS};
 use crate::objects;
+use crate::store::Store;
 
 /// The schema type.
 pub type GraphSchema = Schema<Query, EmptyMutation, EmptySubscription>;
@@ -474,7 +475,7 @@ impl Query {
     /// One artifact by id.
     async fn artifact(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ArtifactNode>> {
         budget(ctx)?.nodes(1)?;
-        Ok(store(ctx)?.get(&id).map_err(gql)?.map(ArtifactNode))
+        Ok(store(ctx)?.get(&id).await.map_err(gql)?.map(ArtifactNode))
     }
 
     /// Artifacts, newest first, optionally by tag, creator and the CAS object they name
@@ -494,12 +495,12 @@ impl Query {
                 .map_err(|e| gql(Status::invalid_argument(e.to_string())))?
                 .to_string(),
         };
-        let filter = crate::artifacts::Filter {
+        let filter = crate::store::Filter {
             tag: tag.as_deref().unwrap_or(""),
             creator: creator.as_deref().unwrap_or(""),
             cas_hash: &cas_hash,
         };
-        let (page, _) = store(ctx)?.list(&filter, first, "").map_err(gql)?;
+        let (page, _) = store(ctx)?.list(&filter, first, "").await.map_err(gql)?;
         budget(ctx)?.nodes(page.len())?;
         Ok(page.into_iter().map(ArtifactNode).collect())
     }
@@ -518,7 +519,7 @@ impl Query {
     /// A device binding by identity.
     async fn binding(&self, ctx: &Context<'_>, identity: String) -> async_graphql::Result<Option<BindingNode>> {
         budget(ctx)?.nodes(1)?;
-        Ok(store(ctx)?.binding(&identity).map_err(gql)?.map(BindingNode))
+        Ok(store(ctx)?.binding(&identity).await.map_err(gql)?.map(BindingNode))
     }
 
     /// Device bindings by identity: at most `first` (up to 10,000).
@@ -528,7 +529,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 1000)] first: usize,
     ) -> async_graphql::Result<Vec<BindingNode>> {
-        let bindings = store(ctx)?.bindings(first.min(MAX_VALUES)).map_err(gql)?;
+        let bindings = store(ctx)?.bindings(first.min(MAX_VALUES)).await.map_err(gql)?;
         budget(ctx)?.nodes(bindings.len())?;
         Ok(bindings.into_iter().map(BindingNode).collect())
     }
@@ -540,7 +541,10 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 1000)] first: usize,
     ) -> async_graphql::Result<Vec<String>> {
-        let values = store(ctx)?.index_values(true, first.min(MAX_VALUES)).map_err(gql)?;
+        let values = store(ctx)?
+            .index_values(true, first.min(MAX_VALUES))
+            .await
+            .map_err(gql)?;
         budget(ctx)?.nodes(values.len())?;
         texts(ctx, &values)
     }
@@ -552,7 +556,10 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(default = 1000)] first: usize,
     ) -> async_graphql::Result<Vec<String>> {
-        let values = store(ctx)?.index_values(false, first.min(MAX_VALUES)).map_err(gql)?;
+        let values = store(ctx)?
+            .index_values(false, first.min(MAX_VALUES))
+            .await
+            .map_err(gql)?;
         budget(ctx)?.nodes(values.len())?;
         texts(ctx, &values)
     }
@@ -608,7 +615,7 @@ impl ArtifactNode {
         // Artifacts stored before parents were deduplicated may name one several times.
         for id in self.0.parent_ids.iter().filter(|id| seen.insert(id.as_str())) {
             budget.nodes(1)?;
-            if let Some(parent) = store.get(id).map_err(gql)? {
+            if let Some(parent) = store.get(id).await.map_err(gql)? {
                 parents.push(ArtifactNode(parent));
             }
         }
@@ -625,10 +632,11 @@ impl ArtifactNode {
         let mut children = Vec::new();
         for id in store
             .children_of(&self.0.artifact_id, first.min(MAX_CHILDREN))
+            .await
             .map_err(gql)?
         {
             budget.nodes(1)?;
-            if let Some(child) = store.get(&id).map_err(gql)? {
+            if let Some(child) = store.get(&id).await.map_err(gql)? {
                 children.push(ArtifactNode(child));
             }
         }
@@ -654,7 +662,7 @@ impl ArtifactNode {
                 continue;
             }
             budget.nodes(1)?;
-            if let Some(artifact) = store.get(&id).map_err(gql)? {
+            if let Some(artifact) = store.get(&id).await.map_err(gql)? {
                 queue.extend(artifact.parent_ids.iter().cloned());
                 ancestors.push(ArtifactNode(artifact));
             }

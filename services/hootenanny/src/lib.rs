@@ -8,7 +8,9 @@
 //! ## Map
 //! - [`bind`] (open the stores, bind HOOT/1 and gRPC health) then [`Bound::run`] (serve
 //!   until `shutdown`, drain, flush), or [`run`] for both.
-//! - `service`: the request handler. - `artifacts`: the sled store. - `graph`: GraphQL, its
+//! - `service`: the request handler. - `store`: where artifacts live: `artifacts` (sled, the
+//!   embedded default, and the checks both stores make) or `postgres` (`--database-url`,
+//!   cluster mode). - `graph`: GraphQL, its
 //!   pricing and budgets ([`GraphLimits`]). - `objects`: CAS metadata read with a bound, MIME
 //!   type checks, errors without paths. - `tools`: the GraphQL SDL resource (the tools
 //!   themselves are declared in `schema/` and served through `hooteproto::tools::HootenannyTools`).
@@ -16,7 +18,9 @@
 mod artifacts;
 mod graph;
 mod objects;
+mod postgres;
 mod service;
+mod store;
 mod tools;
 
 use std::future::Future;
@@ -59,6 +63,9 @@ pub struct Config {
     pub max_message_size: usize,
     /// What one `graph_query` may cost and spend.
     pub graph: GraphLimits,
+    /// PostgreSQL for artifacts, lineage and bindings (cluster mode; None: sled under
+    /// `data_dir`).
+    pub database_url: Option<String>,
 }
 
 impl Config {
@@ -74,6 +81,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             max_message_size: hooteproto::wire::DEFAULT_MAX_MESSAGE_SIZE,
             graph: GraphLimits::default(),
+            database_url: None,
         }
     }
 }
@@ -89,7 +97,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
 pub struct Bound {
     server: Server,
     service: Arc<service::Service>,
-    store: artifacts::Store,
+    store: store::Store,
     health: Option<health::HealthServer>,
     lifecycle: Arc<Lifecycle>,
 }
@@ -99,7 +107,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let cas = cas::Cas::open(&config.cas_root)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let db_dir = config.data_dir.join("hootenanny").join("db");
-    let store = artifacts::Store::open(&db_dir).with_context(|| format!("opening sled at {}", db_dir.display()))?;
+    let store = store::Store::open(config.database_url.as_deref(), &db_dir).await?;
 
     let mut server_config = ServerConfig::new(config.bind.clone());
     server_config.key = config.key.clone();
@@ -125,7 +133,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         // Room for the envelope around the bytes.
         max_reply_bytes: config.max_message_size.saturating_sub(64 * 1024) as u64,
     });
-    tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), "hootenanny ready");
+    tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), store = store.describe(), "hootenanny ready");
     Ok(Bound {
         server,
         service,

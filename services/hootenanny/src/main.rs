@@ -32,6 +32,11 @@ struct Args {
     /// Graph queries run at once (off the threads that answer requests); more wait.
     #[arg(long, env = "HOOTENANNY_GRAPH_MAX_CONCURRENT", default_value_t = 4)]
     graph_max_concurrent: usize,
+    /// PostgreSQL for artifacts, lineage and bindings, e.g. postgres://hoot@db-host/hoot
+    /// (cluster mode: several Hootenanny processes may share it) [default: sled under the
+    /// data directory].
+    #[arg(long, env = "HOOT_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[tokio::main]
@@ -45,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     config.health_bind = common.health_bind;
     config.key = common.key;
     config.insecure = common.insecure;
+    config.database_url = args.database_url.clone();
     config.graph = hootenanny::GraphLimits {
         max_cost: args.graph_max_cost,
         max_depth: args.graph_max_depth,

@@ -10,8 +10,8 @@ use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{self as pb, ErrorCode};
 use hooteproto::{Handler, RequestContext, Status};
 
-use crate::artifacts::Store;
 use crate::graph::{self, GraphLimits, GraphSchema};
+use crate::store::Store;
 use crate::{objects, tools};
 
 /// Everything a request may touch.
@@ -137,7 +137,7 @@ impl HootenannyTools for Service {
         _context: &RequestContext,
         request: pb::ArtifactGetRequest,
     ) -> Result<pb::ArtifactGetReply, Status> {
-        match self.store.get(&request.artifact_id)? {
+        match self.store.get(&request.artifact_id).await? {
             Some(artifact) => Ok(pb::ArtifactGetReply {
                 artifact: Some(Box::new(artifact)),
             }),
@@ -154,14 +154,15 @@ impl HootenannyTools for Service {
             "" => String::new(),
             given => cas::Hash::parse(given).map_err(objects::status)?.to_string(),
         };
-        let filter = crate::artifacts::Filter {
+        let filter = crate::store::Filter {
             tag: &request.tag,
             creator: &request.creator,
             cas_hash: &cas_hash,
         };
         let (artifacts, next_page_token) = self
             .store
-            .list(&filter, request.page_size as usize, &request.page_token)?;
+            .list(&filter, request.page_size as usize, &request.page_token)
+            .await?;
         Ok(pb::ArtifactListReply {
             artifacts,
             next_page_token,

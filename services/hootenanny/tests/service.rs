@@ -488,7 +488,11 @@ async fn everything_acknowledged_survives_a_restart() {
 }
 
 fn spawn_binary(dir: &std::path::Path, bind: &str, health: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_hootenanny"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hootenanny"));
+    if let Some(url) = testkit::postgres::database_for(dir) {
+        command.env("HOOT_DATABASE_URL", url);
+    }
+    command
         .args([
             "--bind",
             bind,

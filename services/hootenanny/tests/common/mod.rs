@@ -18,11 +18,13 @@ impl Running {
     }
 }
 
-/// The defaults, on a free loopback port, without health.
+/// The defaults, on a free loopback port, without health; on a PostgreSQL database of this
+/// directory's own when the suite runs against PostgreSQL (`scripts/postgres`).
 pub fn config(dir: &std::path::Path) -> hootenanny::Config {
     let mut config = hootenanny::Config::new(dir.to_path_buf());
     config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.health_bind = None;
+    config.database_url = testkit::postgres::database_for(dir);
     config
 }
 
