@@ -82,7 +82,7 @@ impl Service {
         })
     }
 
-    pub(crate) fn read_resource(&self, uri: &str) -> Result<ReadResourceReply, Status> {
+    pub(crate) async fn read_resource(&self, uri: &str) -> Result<ReadResourceReply, Status> {
         let contents = if uri == "lua://stdlib" {
             vec![text(uri, "text/markdown", stdlib::reference().to_string())]
         } else if uri == "lua://workers" {
@@ -100,7 +100,7 @@ impl Service {
                 ),
             ]
         } else if let Some(id) = uri.strip_prefix("lua://jobs/") {
-            let job = self.jobs.status(id)?;
+            let job = self.jobs.status(id).await?;
             vec![text(
                 uri,
                 "application/json",
@@ -153,7 +153,7 @@ impl Service {
         }
     }
 
-    pub(crate) fn get_prompt(&self, request: pb::GetPromptRequest) -> Result<GetPromptReply, Status> {
+    pub(crate) async fn get_prompt(&self, request: pb::GetPromptRequest) -> Result<GetPromptReply, Status> {
         let argument = |name: &str| request.arguments.get(name).map(String::as_str).unwrap_or_default();
         let reference = stdlib::reference();
         let user = |text: String| PromptMessage {
@@ -197,7 +197,7 @@ impl Service {
                 let job_id = argument("job_id");
                 let mut script_hash = argument("script_hash").to_string();
                 if !job_id.is_empty() {
-                    let job = self.jobs.status(job_id)?;
+                    let job = self.jobs.status(job_id).await?;
                     if script_hash.is_empty() {
                         script_hash = job.script_hash.clone();
                     }
@@ -244,7 +244,7 @@ impl Service {
         }
     }
 
-    pub(crate) fn complete(&self, request: &pb::CompleteRequest) -> Result<CompleteReply, Status> {
+    pub(crate) async fn complete(&self, request: &pb::CompleteRequest) -> Result<CompleteReply, Status> {
         let context = request.context.as_str();
         let partial = request.partial.as_str();
         let what = context.rsplit(['/', '.', ':']).next().unwrap_or(context);
@@ -257,10 +257,10 @@ impl Service {
                 (values, named + hashed)
             }
             "name" => self.scripts.names_with_prefix(partial, MAX_COMPLETIONS)?,
-            "job_id" | "id" | "job_ids" => self.jobs.ids_with_prefix(partial, MAX_COMPLETIONS)?,
+            "job_id" | "id" | "job_ids" => self.jobs.ids_with_prefix(partial, MAX_COMPLETIONS).await?,
             "tag" | "tags" => {
                 let mut tags = self.scripts.tags()?;
-                tags.extend(self.jobs.tags()?);
+                tags.extend(self.jobs.tags().await?);
                 tags.sort();
                 tags.dedup();
                 let matching: Vec<String> = tags.into_iter().filter(|t| t.starts_with(partial)).collect();

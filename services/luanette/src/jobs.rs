@@ -104,11 +104,11 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("job store: {e}"))
 }
 
-fn details(json: serde_json::Value) -> hooteproto::wkt::Struct {
+pub(crate) fn details(json: serde_json::Value) -> hooteproto::wkt::Struct {
     hooteproto::wkt::Struct::from_json(json.as_object().cloned().unwrap_or_default())
 }
 
-fn is_final(state: JobState) -> bool {
+pub(crate) fn is_final(state: JobState) -> bool {
     matches!(state, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
 }
 
@@ -116,10 +116,63 @@ fn state_of(job: &JobInfo) -> JobState {
     JobState::try_from(job.state).unwrap_or(JobState::Unspecified)
 }
 
-fn interrupted(why: &str) -> pb::Error {
+pub(crate) fn interrupted(why: &str) -> pb::Error {
     Status::new(pb::ErrorCode::Aborted, format!("interrupted: {why}"))
         .with_details(details(serde_json::json!({"kind": "interrupted"})))
         .to_proto()
+}
+
+/// How a job ended: its state, result, error and captured output.
+pub(crate) type Settled = (
+    JobState,
+    Option<prost_types::Value>,
+    Option<pb::Error>,
+    Vec<pb::LogEntry>,
+);
+
+/// What a job's run comes to (the same for a job run here and one run by a cluster worker):
+/// a result over `max_result` fails it, a cancel while `stopping` is an interruption.
+pub(crate) fn settle(run: Result<crate::runner::Outcome, Status>, max_result: usize, stopping: bool) -> Settled {
+    match run {
+        Ok(outcome) => match outcome.result {
+            Ok(value) if prost::Message::encoded_len(&value) > max_result => (
+                JobState::Failed,
+                None,
+                Some(
+                    Status::resource_exhausted(format!(
+                        "the job's result is {} bytes, more than the {max_result} a job record keeps \
+                         (--max-job-result); store large data with cas.store and return its hash",
+                        prost::Message::encoded_len(&value),
+                    ))
+                    .with_details(details(
+                        serde_json::json!({"kind": "result_too_large", "limit": max_result}),
+                    ))
+                    .to_proto(),
+                ),
+                outcome.output,
+            ),
+            Ok(value) => (JobState::Succeeded, Some(value), None, outcome.output),
+            Err(EvalError::Cancelled) if stopping => (
+                JobState::Failed,
+                None,
+                Some(interrupted("luanette shut down while the job ran")),
+                outcome.output,
+            ),
+            Err(EvalError::Cancelled) => (
+                JobState::Cancelled,
+                None,
+                Some(eval_status(EvalError::Cancelled).to_proto()),
+                outcome.output,
+            ),
+            Err(error) => (
+                JobState::Failed,
+                None,
+                Some(eval_status(error).to_proto()),
+                outcome.output,
+            ),
+        },
+        Err(status) => (JobState::Failed, None, Some(status.to_proto()), Vec::new()),
+    }
 }
 
 /// A script's failure as a canonical status with structured details.
@@ -425,47 +478,8 @@ impl Jobs {
             },
         };
         let task = Task::Main { code, params, context };
-        match self.runner.run(task, self.config.limits, live.cancel.clone()).await {
-            Ok(outcome) => match outcome.result {
-                Ok(value) if prost::Message::encoded_len(&value) > self.config.max_result => (
-                    JobState::Failed,
-                    None,
-                    Some(
-                        Status::resource_exhausted(format!(
-                            "the job's result is {} bytes, more than the {} a job record keeps (--max-job-result); \
-                             store large data with cas.store and return its hash",
-                            prost::Message::encoded_len(&value),
-                            self.config.max_result
-                        ))
-                        .with_details(details(
-                            serde_json::json!({"kind": "result_too_large", "limit": self.config.max_result}),
-                        ))
-                        .to_proto(),
-                    ),
-                    outcome.output,
-                ),
-                Ok(value) => (JobState::Succeeded, Some(value), None, outcome.output),
-                Err(EvalError::Cancelled) if self.stopping.load(Ordering::Relaxed) => (
-                    JobState::Failed,
-                    None,
-                    Some(interrupted("luanette shut down while the job ran")),
-                    outcome.output,
-                ),
-                Err(EvalError::Cancelled) => (
-                    JobState::Cancelled,
-                    None,
-                    Some(eval_status(EvalError::Cancelled).to_proto()),
-                    outcome.output,
-                ),
-                Err(error) => (
-                    JobState::Failed,
-                    None,
-                    Some(eval_status(error).to_proto()),
-                    outcome.output,
-                ),
-            },
-            Err(status) => (JobState::Failed, None, Some(status.to_proto()), Vec::new()),
-        }
+        let run = self.runner.run(task, self.config.limits, live.cancel.clone()).await;
+        settle(run, self.config.max_result, self.stopping.load(Ordering::Relaxed))
     }
 
     fn stopped_before_running(

@@ -17,13 +17,17 @@
 //! - `jobs`: background runs of stored scripts, persisted in sled, long-polled; `slots`:
 //!   which waiting job runs next (by priority).
 //! - `workers`: who registered. - `catalog`: resources, prompts, completions.
+//! - [`cluster`]: cluster mode's job queue in PostgreSQL and its workers; `queue`: the job
+//!   requests' door to either queue.
 //! - `service`: the request handler. - [`bind`] then [`Bound::run`] (or [`run`]): serve
 //!   until shutdown, then drain.
 
 mod catalog;
+pub mod cluster;
 pub mod isolation;
 mod jobs;
 mod names;
+mod queue;
 mod runner;
 pub mod sandbox;
 mod scripts;
@@ -98,6 +102,11 @@ pub struct Config {
     pub warm_sandboxes: usize,
     /// The services scripts reach with `garden.*` and `hoot.*` (a key of None: `key`).
     pub peers: stdlib::Peers,
+    /// Cluster mode: jobs queue in PostgreSQL and run on workers (None: embedded, in sled
+    /// and in this process).
+    pub cluster: Option<cluster::ClusterConfig>,
+    /// In cluster mode, workers this process runs itself (`max_jobs` jobs each at most).
+    pub local_workers: usize,
 }
 
 impl Config {
@@ -127,6 +136,8 @@ impl Config {
             sandbox_program: None,
             warm_sandboxes: 2,
             peers: stdlib::Peers::default(),
+            cluster: None,
+            local_workers: 1,
         }
     }
 }
@@ -143,7 +154,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
 pub struct Bound {
     server: Server,
     service: Arc<service::Service>,
-    jobs: Arc<jobs::Jobs>,
+    jobs: queue::Queue,
+    local_workers: Vec<Arc<cluster::Worker>>,
     publisher: Option<Arc<Publisher>>,
     health: Option<health::HealthServer>,
     lifecycle: Arc<Lifecycle>,
@@ -194,20 +206,30 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         )),
         None => None,
     };
-    let jobs = jobs::Jobs::open(
-        scripts.db(),
-        jobs::JobsConfig {
-            concurrency: config.max_jobs,
-            max_unfinished: config.max_unfinished_jobs,
-            limits: config.job_limits,
-            retention: config.job_retention,
-            max_unfinished_per_client: config.max_unfinished_jobs_per_client,
-            max_params: config.max_job_params,
-            max_result: config.max_job_result,
-        },
-        publisher.clone(),
-        pool("job", config.max_jobs, config.max_unfinished_jobs, config.job_limits),
-    )?;
+    let jobs_config = jobs_config(&config);
+    let mut local_workers = Vec::new();
+    let jobs = match &config.cluster {
+        None => queue::Queue::Embedded(jobs::Jobs::open(
+            scripts.db(),
+            jobs_config,
+            publisher.clone(),
+            pool("job", config.max_jobs, config.max_unfinished_jobs, config.job_limits),
+        )?),
+        Some(cluster) => {
+            let queue = cluster::ClusterJobs::open(cluster.clone(), jobs_config, publisher.clone()).await?;
+            for index in 0..config.local_workers {
+                local_workers.push(Arc::new(cluster::Worker {
+                    pool: cluster::connect(&cluster.database_url).await?,
+                    runner: pool("job", config.max_jobs, config.max_jobs, config.job_limits),
+                    name: format!("{}-local-{index}", worker_name()),
+                    concurrency: config.max_jobs,
+                    cluster: cluster.clone(),
+                    config: jobs_config,
+                }));
+            }
+            queue::Queue::Cluster(queue)
+        }
+    };
     let health = health::start_if(config.health_bind, HEALTH_SERVICE).await?;
     let lifecycle = Arc::new(
         Lifecycle::new("luanette", env!("CARGO_PKG_VERSION"), config.drain_timeout).with_name(config.name.clone()),
@@ -233,11 +255,84 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         server,
         service,
         jobs,
+        local_workers,
         publisher,
         health,
         lifecycle,
         drain_timeout: config.drain_timeout,
     })
+}
+
+fn jobs_config(config: &Config) -> jobs::JobsConfig {
+    jobs::JobsConfig {
+        concurrency: config.max_jobs,
+        max_unfinished: config.max_unfinished_jobs,
+        limits: config.job_limits,
+        retention: config.job_retention,
+        max_unfinished_per_client: config.max_unfinished_jobs_per_client,
+        max_params: config.max_job_params,
+        max_result: config.max_job_result,
+    }
+}
+
+/// This host and process, as workers name themselves in the queue.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs only a cluster worker (`luanette worker`): claims jobs from `config.cluster`'s
+/// database and runs `config.max_jobs` of them at a time, until `shutdown`. It serves no
+/// requests; a front `luanette` takes them.
+pub async fn worker(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let cluster = config
+        .cluster
+        .clone()
+        .context("a worker needs --database-url: the job queue it takes jobs from")?;
+    let cas = cas::Cas::open(&config.cas_root)
+        .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
+    let mut peers = config.peers.clone();
+    if peers.key.is_none() {
+        peers.key = config.key.clone();
+    }
+    let services = stdlib::Services {
+        cas: Some(cas),
+        models: Arc::new(config.models.clone()),
+        peers: Arc::new(peers),
+        ..stdlib::Services::default()
+    };
+    let program = isolation::Program::locate(config.sandbox_program.clone()).map_err(anyhow::Error::msg)?;
+    let runner = runner::Runner::new(
+        runner::PoolConfig {
+            name: "job",
+            concurrency: config.max_jobs,
+            queue: config.max_jobs,
+            warm: config.warm_sandboxes.min(config.max_jobs),
+            memory: config.job_limits.memory,
+            max_reply: max_reply(config.job_limits.memory),
+        },
+        program,
+        &services,
+    );
+    let worker = Arc::new(cluster::Worker {
+        pool: cluster::connect(&cluster.database_url).await?,
+        runner,
+        name: if config.name == Config::new(config.data_dir.clone()).name {
+            worker_name()
+        } else {
+            config.name.clone()
+        },
+        concurrency: config.max_jobs,
+        cluster,
+        config: jobs_config(&config),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    shutdown.await;
+    stop.cancel();
+    running.await.context("the worker task")?
 }
 
 /// The largest answer read back from one run: a result that fits in a HOOT/1 message
@@ -263,12 +358,18 @@ impl Bound {
             server,
             service,
             jobs,
+            local_workers,
             publisher,
             health,
             lifecycle,
             drain_timeout,
         } = self;
         jobs.spawn_garbage_collector();
+        let workers_stop = tokio_util::sync::CancellationToken::new();
+        let workers: Vec<_> = local_workers
+            .into_iter()
+            .map(|worker| tokio::spawn(worker.run(workers_stop.clone())))
+            .collect();
         let stop = async {
             health::drain_trigger(shutdown, &lifecycle, health.as_ref()).await;
             if let Some(publisher) = &publisher {
@@ -277,6 +378,14 @@ impl Bound {
                 }));
             }
             jobs.shutdown(drain_timeout).await;
+            workers_stop.cancel();
+            for worker in workers {
+                match worker.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "a local worker failed"),
+                    Err(error) => tracing::warn!(%error, "a local worker panicked"),
+                }
+            }
         };
         let stats = server.run(service, stop).await?;
         if let Some(health) = health {

@@ -8,8 +8,27 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version, about = "Luanette: sandboxed Lua orchestration over HOOT/1")]
 struct Args {
+    /// `worker`: only run cluster jobs taken from --database-url's queue, serving no requests
+    /// (a front `luanette` with the same --database-url takes them). Default: the service.
+    #[arg(value_enum)]
+    mode: Option<Mode>,
     #[command(flatten)]
     common: hooteproto::cli::ServiceArgs<hooteproto::cli::Luanette>,
+    /// Cluster mode: keep the job queue in this PostgreSQL (postgres://...) and run jobs on
+    /// workers, here (--local-workers) and on any host (`luanette worker`) [default: embedded,
+    /// in sled and in this process].
+    #[arg(long, env = "HOOT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// In cluster mode, workers this process runs besides serving requests (0: only enqueue).
+    #[arg(long, env = "LUANETTE_LOCAL_WORKERS", default_value_t = 1)]
+    local_workers: usize,
+    /// In cluster mode, how long a worker's claim on a job holds without a heartbeat, in seconds.
+    #[arg(long, env = "LUANETTE_LEASE_SECS", default_value_t = 10)]
+    lease_secs: u64,
+    /// In cluster mode, how many times a job whose worker vanished is run at most; past it
+    /// the job fails "interrupted".
+    #[arg(long, env = "LUANETTE_MAX_ATTEMPTS", default_value_t = 1)]
+    max_attempts: u32,
     /// The name this instance answers `ping` with.
     #[arg(long, env = "LUANETTE_NAME", default_value = "lua-orchestrator")]
     name: String,
@@ -78,6 +97,12 @@ struct Args {
     allow_transport_from_lua: bool,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    /// Only run cluster jobs.
+    Worker,
+}
+
 fn main() -> anyhow::Result<()> {
     // Before anything else: this process may have been started as a Lua sandbox.
     luanette::isolation::run_if_requested();
@@ -126,6 +151,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.models.musicgen = backend(args.musicgen_url.clone());
     config.models.deepseek = backend(Some(args.deepseek_url.clone()));
     config.models.deepseek_key = std::env::var("DEEPSEEK_API_KEY").ok().filter(|k| !k.is_empty());
+    if let Some(url) = &args.database_url {
+        config.cluster = Some(luanette::cluster::ClusterConfig {
+            database_url: url.clone(),
+            lease: Duration::from_secs(args.lease_secs.max(1)),
+            max_attempts: args.max_attempts.max(1),
+        });
+        config.local_workers = args.local_workers;
+    }
+    if let Some(Mode::Worker) = args.mode {
+        luanette::worker(config, hooteproto::server::shutdown_signal()).await?;
+        tracing::info!("worker stopped");
+        return Ok(());
+    }
     let stats = luanette::run(config, hooteproto::server::shutdown_signal()).await?;
     tracing::info!(?stats, "luanette stopped");
     Ok(())

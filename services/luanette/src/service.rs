@@ -12,7 +12,8 @@ use hooteproto::v1::{self as pb, ErrorCode, JobState, PollMode, broadcast};
 use hooteproto::{Handler, RequestContext, Status};
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{Jobs, eval_status};
+use crate::jobs::eval_status;
+use crate::queue::Queue;
 use crate::runner::{Runner, Task};
 use crate::sandbox::{Limits, RunContext};
 use crate::scripts::Scripts;
@@ -22,7 +23,7 @@ use crate::workers::Workers;
 pub struct Service {
     pub(crate) runner: Runner,
     pub(crate) scripts: Scripts,
-    pub(crate) jobs: Arc<Jobs>,
+    pub(crate) jobs: Queue,
     pub(crate) workers: Workers,
     pub(crate) publisher: Option<Arc<Publisher>>,
     /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
@@ -264,7 +265,7 @@ impl LuanetteTools for Service {
         request: pb::JobStatusRequest,
     ) -> Result<pb::JobStatusReply, Status> {
         Ok(pb::JobStatusReply {
-            job: Some(Box::new(self.jobs.status(&request.job_id)?)),
+            job: Some(Box::new(self.jobs.status(&request.job_id).await?)),
         })
     }
 
@@ -298,12 +299,14 @@ impl LuanetteTools for Service {
     ) -> Result<pb::JobListReply, Status> {
         let status = JobState::try_from(request.status)
             .map_err(|_| Status::invalid_argument(format!("unknown job state {}", request.status)))?;
-        self.jobs.list(
-            status,
-            request.page_size as usize,
-            &request.page_token,
-            request.include_params,
-        )
+        self.jobs
+            .list(
+                status,
+                request.page_size as usize,
+                &request.page_token,
+                request.include_params,
+            )
+            .await
     }
 }
 
@@ -322,10 +325,10 @@ impl Handler for Service {
             )),
             Payload::TimelineEvent(request) => self.timeline_event(&context, request).await,
             Payload::ListResources(request) => Ok(Payload::ListResourcesReply(self.list_resources(&request.cursor)?)),
-            Payload::ReadResource(request) => Ok(Payload::ReadResourceReply(self.read_resource(&request.uri)?)),
+            Payload::ReadResource(request) => Ok(Payload::ReadResourceReply(self.read_resource(&request.uri).await?)),
             Payload::ListPrompts(_) => Ok(Payload::ListPromptsReply(self.list_prompts())),
-            Payload::GetPrompt(request) => Ok(Payload::GetPromptReply(self.get_prompt(request)?)),
-            Payload::Complete(request) => Ok(Payload::CompleteReply(self.complete(&request)?)),
+            Payload::GetPrompt(request) => Ok(Payload::GetPromptReply(self.get_prompt(request).await?)),
+            Payload::Complete(request) => Ok(Payload::CompleteReply(self.complete(&request).await?)),
             Payload::ListTools(_) => Ok(Payload::ListToolsReply(hooteproto::tools::list(
                 hooteproto::tools::Service::Luanette,
             )?)),

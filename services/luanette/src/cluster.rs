@@ -1,0 +1,809 @@
+//! Cluster mode's job queue in PostgreSQL (`--database-url`): the front (`luanette`) records
+//! jobs and answers status, poll, list and cancel; workers (`luanette worker`, or
+//! `--local-workers` inside the front) on any host run them.
+//!
+//! - Claiming: `FOR UPDATE SKIP LOCKED` on the highest-priority, oldest pending job, so two
+//!   workers never take the same one; a claim sets a lease that the worker renews with
+//!   heartbeats.
+//! - Waking: `LISTEN/NOTIFY` (`hoot_job_queued`, `hoot_job_claimed`, `hoot_job_done`,
+//!   `hoot_job_cancel`): an idle worker sleeps until told. The front reaps expired leases,
+//!   waking when the earliest lease of a running job would expire; with nothing running it
+//!   sleeps until a claim.
+//! - Finishing: the outcome, logs and state are committed in one statement that only the
+//!   lease holder can make; a worker that lost its lease (it stalled, the job was reaped)
+//!   commits nothing.
+//! - Failures: a lease that expires (the worker was killed, its host is gone) puts the job
+//!   back in the queue until it has been tried `max_attempts` times, then fails it with
+//!   reason "interrupted". Never run twice at once, never lost.
+//! - Cancel: pending jobs are cancelled at once; running ones are told over `NOTIFY` (and
+//!   at the next heartbeat), so the worker stops them within a second.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use hooteproto::Status;
+use hooteproto::broadcast::Publisher;
+use hooteproto::v1::{self as pb, JobInfo, JobState, PollMode, broadcast};
+use prost::Message as _;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{JobsConfig, MAX_POLL, NewJob, interrupted, is_final, settle};
+use crate::runner::{Runner, Task};
+use crate::sandbox::{RunContext, ScriptIdentity};
+
+const QUEUED: &str = "hoot_job_queued";
+const DONE: &str = "hoot_job_done";
+const CANCEL: &str = "hoot_job_cancel";
+const CLAIMED: &str = "hoot_job_claimed";
+/// Most job ids in one poll, as in the embedded store.
+const MAX_POLL_IDS: usize = 1000;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// How cluster jobs are run and recovered.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `postgres://...`.
+    pub database_url: String,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// Runs of one job at most (a lost lease counts); then it fails "interrupted".
+    pub max_attempts: u32,
+}
+
+impl ClusterConfig {
+    /// 10 s leases, one attempt.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            lease: Duration::from_secs(10),
+            max_attempts: 1,
+        }
+    }
+}
+
+fn db_error(error: sqlx::Error) -> Status {
+    match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            Status::unavailable(format!("the job database is unreachable: {error}"))
+        }
+        _ => Status::internal(format!("job database: {error}")),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<JobInfo, Status> {
+    JobInfo::decode(bytes).map_err(|e| Status::internal(format!("job database holds a malformed record: {e}")))
+}
+
+fn now() -> prost_types::Timestamp {
+    SystemTime::now().into()
+}
+
+/// Connects and brings the tables up to date.
+pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .context("connecting to the job database (--database-url)")?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("migrating the job database")?;
+    Ok(pool)
+}
+
+/// The front's side: the queue as `job_*` requests see it.
+pub struct ClusterJobs {
+    pool: PgPool,
+    config: JobsConfig,
+    cluster: ClusterConfig,
+    /// Bumped at every `hoot_job_done` notification (long polls wait on it).
+    finished: watch::Sender<u64>,
+    /// Bumped at every claim (the reaper plans its next look from the leases).
+    claimed: watch::Sender<u64>,
+    publisher: Option<Arc<Publisher>>,
+    stop: CancellationToken,
+}
+
+impl ClusterJobs {
+    /// Connects, and follows finished jobs (for polls and broadcasts) until shut down.
+    pub async fn open(
+        cluster: ClusterConfig,
+        config: JobsConfig,
+        publisher: Option<Arc<Publisher>>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let pool = connect(&cluster.database_url).await?;
+        let jobs = Arc::new(Self {
+            pool,
+            config,
+            cluster,
+            finished: watch::channel(0).0,
+            claimed: watch::channel(0).0,
+            publisher,
+            stop: CancellationToken::new(),
+        });
+        jobs.clone().follow_finished().await?;
+        jobs.clone().spawn_reaper();
+        Ok(jobs)
+    }
+
+    /// Reaps expired leases, waking when the earliest lease of a running job would expire
+    /// (and after every claim); with nothing running it sleeps until a claim.
+    fn spawn_reaper(self: Arc<Self>) {
+        let jobs = Arc::downgrade(&self);
+        let stop = self.stop.clone();
+        let mut claimed = self.claimed.subscribe();
+        drop(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(queue) = jobs.upgrade() else { return };
+                if let Err(error) = reap(&queue.pool, queue.cluster.max_attempts).await {
+                    tracing::warn!(%error, "reaping expired leases failed");
+                }
+                let earliest: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
+                    "SELECT EXTRACT(EPOCH FROM (min(lease_until) - now()))::float8 FROM jobs WHERE state = 2",
+                )
+                .fetch_one(&queue.pool)
+                .await;
+                let wait = match earliest {
+                    // Just past the expiry, so the reap finds it expired.
+                    Ok(Some(seconds)) => Duration::from_secs_f64(seconds.max(0.0)) + Duration::from_millis(50),
+                    Ok(None) => Duration::from_secs(3600),
+                    // The database is away: look again in a while.
+                    Err(_) => queue.cluster.lease,
+                };
+                drop(queue);
+                claimed.borrow_and_update();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                    _ = claimed.changed() => {}
+                }
+            }
+        });
+    }
+
+    /// Listens for finished jobs: wakes polls and broadcasts the new state. A lost
+    /// connection is re-established by sqlx's listener; polls meanwhile time out normally.
+    async fn follow_finished(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([DONE, CLAIMED]).await?;
+        let jobs = Arc::downgrade(&self);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let notification = tokio::select! {
+                    () = stop.cancelled() => return,
+                    n = listener.recv() => n,
+                };
+                let Some(jobs) = jobs.upgrade() else { return };
+                match notification {
+                    Ok(notification) if notification.channel() == CLAIMED => {
+                        jobs.claimed.send_modify(|n| *n += 1);
+                    }
+                    Ok(notification) => {
+                        jobs.finished.send_modify(|n| *n += 1);
+                        if let Some((id, state)) = notification.payload().split_once(' ') {
+                            jobs.publish_state(id, state.parse().unwrap_or_default());
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "listening for finished jobs failed; retrying");
+                        jobs.finished.send_modify(|n| *n += 1);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn publish_state(&self, job_id: &str, state: i32) {
+        if let Some(publisher) = &self.publisher {
+            let _ = publisher.publish(broadcast::Event::JobStateChanged(pb::JobStateChanged {
+                job_id: job_id.to_string(),
+                state,
+            }));
+        }
+    }
+
+    /// Records a new pending job and wakes a worker.
+    pub async fn start(&self, job: NewJob, code: String, traceparent: String, owner: &[u8]) -> Result<JobInfo, Status> {
+        if self.stop.is_cancelled() {
+            return Err(Status::unavailable("luanette is shutting down"));
+        }
+        let size = job.params.as_ref().map_or(0, |p| p.as_encoded().len());
+        if size > self.config.max_params {
+            return Err(Status::invalid_argument(format!(
+                "job params are {size} bytes, more than the {} allowed (--max-job-params); store large data with \
+                 cas_store and pass its hash",
+                self.config.max_params
+            )));
+        }
+        let (unfinished, own): (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE owner = $1) FROM jobs WHERE state IN (1, 2)")
+                .bind(owner)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error)?;
+        if unfinished as usize >= self.config.max_unfinished {
+            return Err(Status::resource_exhausted(format!(
+                "{unfinished} jobs are unfinished, the most the queue keeps (--max-unfinished-jobs)"
+            )));
+        }
+        if own as usize >= self.config.max_unfinished_per_client {
+            return Err(Status::resource_exhausted(format!(
+                "this client has {own} unfinished jobs, the most one client may have \
+                 (--max-unfinished-jobs-per-client); wait for some to finish or cancel them"
+            )));
+        }
+        let priority = crate::slots::effective(job.priority);
+        let record = JobInfo {
+            job_id: new_id(),
+            script_hash: job.script_hash,
+            state: JobState::Pending as i32,
+            params: job.params,
+            tags: job.tags,
+            created_at: Some(now()),
+            priority: priority as i32,
+            script_name: job.script_name,
+            ..Default::default()
+        };
+        sqlx::query(
+            "INSERT INTO jobs (id, state, priority, owner, code, traceparent, record) VALUES ($1, 1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&record.job_id)
+        .bind(priority as i16)
+        .bind(owner)
+        .bind(&code)
+        .bind(&traceparent)
+        .bind(record.encode_to_vec())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let _ = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(QUEUED)
+            .bind(&record.job_id)
+            .execute(&self.pool)
+            .await;
+        self.publish_state(&record.job_id, JobState::Pending as i32);
+        Ok(record)
+    }
+
+    /// A job's record, with its latest progress while it runs.
+    pub async fn status(&self, job_id: &str) -> Result<JobInfo, Status> {
+        let row: Option<(Vec<u8>, f64, String)> =
+            sqlx::query_as("SELECT record, progress, progress_message FROM jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let (record, progress, message) = row.ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
+        let mut job = decode(&record)?;
+        if !is_final(JobState::try_from(job.state).unwrap_or_default()) {
+            job.progress = progress;
+            job.progress_message = message;
+        }
+        Ok(job)
+    }
+
+    /// Waits until any (or all) of `job_ids` are final, or `timeout` passes.
+    pub async fn poll(
+        &self,
+        job_ids: &[String],
+        timeout: Duration,
+        mode: PollMode,
+    ) -> Result<pb::JobPollReply, Status> {
+        if job_ids.is_empty() {
+            return Err(Status::invalid_argument("job_ids is empty"));
+        }
+        if job_ids.len() > MAX_POLL_IDS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_POLL_IDS} job ids per poll"
+            )));
+        }
+        let all = mode == PollMode::All;
+        let deadline = tokio::time::Instant::now() + timeout.min(MAX_POLL);
+        let mut finished = self.finished.subscribe();
+        loop {
+            finished.borrow_and_update();
+            let mut completed = Vec::new();
+            let mut pending = Vec::new();
+            for job_id in job_ids {
+                let job = self.status(job_id).await?;
+                if is_final(JobState::try_from(job.state).unwrap_or_default()) {
+                    completed.push(job);
+                } else {
+                    pending.push(job_id.clone());
+                }
+            }
+            let done = if all { pending.is_empty() } else { !completed.is_empty() };
+            let timed_out = !done && tokio::time::Instant::now() >= deadline;
+            if done || timed_out {
+                return Ok(pb::JobPollReply {
+                    completed,
+                    pending_job_ids: pending,
+                    timed_out,
+                });
+            }
+            // A notification wakes it; the second is a backstop for one lost while the
+            // listener reconnected.
+            let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(wait, finished.changed()).await;
+        }
+    }
+
+    /// Cancels a pending job at once; tells the worker running a job to stop it, and waits
+    /// (up to 2 s) until it has.
+    pub async fn cancel(&self, job_id: &str) -> Result<pb::JobCancelReply, Status> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let row: Option<(i16, Vec<u8>)> = sqlx::query_as("SELECT state, record FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let (state, record) = row.ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
+        match JobState::try_from(i32::from(state)).unwrap_or_default() {
+            JobState::Pending => {
+                let mut job = decode(&record)?;
+                job.state = JobState::Cancelled as i32;
+                job.error = Some(crate::jobs::eval_status(crate::sandbox::EvalError::Cancelled).to_proto());
+                job.finished_at = Some(now());
+                sqlx::query("UPDATE jobs SET state = 5, record = $2, finished_at = now() WHERE id = $1")
+                    .bind(job_id)
+                    .bind(job.encode_to_vec())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                notify_done(&mut tx, job_id, JobState::Cancelled).await?;
+                tx.commit().await.map_err(db_error)?;
+            }
+            JobState::Running => {
+                sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = $1")
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CANCEL)
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                let _ = self
+                    .poll(&[job_id.to_string()], Duration::from_secs(2), PollMode::Any)
+                    .await;
+            }
+            _ => {}
+        }
+        let job = self.status(job_id).await?;
+        Ok(pb::JobCancelReply {
+            job_id: job.job_id,
+            state: job.state,
+        })
+    }
+
+    /// One page of jobs, newest first, optionally only those in `status`.
+    pub async fn list(
+        &self,
+        status: JobState,
+        page_size: usize,
+        page_token: &str,
+        include_params: bool,
+    ) -> Result<pb::JobListReply, Status> {
+        let page_size = match page_size {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT record FROM jobs WHERE ($1 = 0 OR state = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(status as i16)
+        .bind(page_token)
+        .bind(page_size as i64 + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut jobs = Vec::new();
+        for (record,) in rows.iter().take(page_size) {
+            let mut job = decode(record)?;
+            job.logs.clear();
+            if !include_params {
+                job.params = None;
+            }
+            jobs.push(job);
+        }
+        let next_page_token = if rows.len() > page_size {
+            jobs.last().map(|j| j.job_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::JobListReply { jobs, next_page_token })
+    }
+
+    /// Job ids starting with `prefix`, newest first (for completion), and how many there are.
+    pub async fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<(Vec<String>, usize), Status> {
+        let pattern = format!("{}%", prefix.replace(['%', '_', '\\'], ""));
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id LIKE $1")
+            .bind(&pattern)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let ids = sqlx::query_scalar("SELECT id FROM jobs WHERE id LIKE $1 ORDER BY id DESC LIMIT $2")
+            .bind(&pattern)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok((ids, total as usize))
+    }
+
+    /// Deletes finished jobs past the retention, now and then, until shut down.
+    pub fn spawn_garbage_collector(self: &Arc<Self>) {
+        let jobs = Arc::downgrade(self);
+        let every = (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let Some(jobs) = jobs.upgrade() else { return };
+                let seconds = jobs.config.retention.as_secs_f64();
+                let deleted = sqlx::query("DELETE FROM jobs WHERE finished_at < now() - make_interval(secs => $1)")
+                    .bind(seconds)
+                    .execute(&jobs.pool)
+                    .await;
+                match deleted {
+                    Ok(done) if done.rows_affected() > 0 => {
+                        tracing::info!(
+                            removed = done.rows_affected(),
+                            "deleted finished jobs past their retention"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "job garbage collection failed"),
+                }
+            }
+        });
+    }
+
+    /// Stops following notifications (the jobs themselves live on in the database).
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn notify_done(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    job_id: &str,
+    state: JobState,
+) -> Result<(), Status> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(DONE)
+        .bind(format!("{job_id} {}", state as i32))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Time-ordered ids unique across hosts: microseconds, then random bits.
+fn new_id() -> String {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default();
+    format!("{micros:014x}{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// Requeues jobs whose lease expired (their worker died or stalled), or fails them
+/// "interrupted" once they have been tried `max_attempts` times. Returns how many.
+pub async fn reap(pool: &PgPool, max_attempts: u32) -> Result<usize, Status> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    let expired: Vec<(String, i32, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, attempts, record FROM jobs WHERE state = 2 AND lease_until < now() FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    for (id, attempts, record) in &expired {
+        let mut job = decode(record)?;
+        if (*attempts as u32) < max_attempts {
+            job.state = JobState::Pending as i32;
+            job.started_at = None;
+            sqlx::query("UPDATE jobs SET state = 1, worker = NULL, lease_until = NULL, record = $2 WHERE id = $1")
+                .bind(id)
+                .bind(job.encode_to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tracing::warn!(job = %id, attempts, "a worker lost its lease; the job is queued again");
+        } else {
+            job.state = JobState::Failed as i32;
+            job.error = Some(interrupted(&format!(
+                "its worker stopped answering (lease expired after {attempts} attempt(s))"
+            )));
+            job.finished_at = Some(now());
+            sqlx::query(
+                "UPDATE jobs SET state = 4, worker = NULL, lease_until = NULL, record = $2, finished_at = now() \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(job.encode_to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            notify_done(&mut tx, id, JobState::Failed).await?;
+            tracing::warn!(job = %id, attempts, "a worker lost its lease; the job failed as interrupted");
+        }
+    }
+    if !expired.is_empty() {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(QUEUED)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(expired.len())
+}
+
+/// A worker: claims jobs and runs them on `runner`, `concurrency` at a time.
+pub struct Worker {
+    pub pool: PgPool,
+    pub runner: Runner,
+    /// The id it claims under (host and pid, unless configured).
+    pub name: String,
+    pub concurrency: usize,
+    pub cluster: ClusterConfig,
+    pub config: JobsConfig,
+}
+
+/// A claimed job.
+struct Claim {
+    id: String,
+    code: String,
+    traceparent: String,
+    record: JobInfo,
+}
+
+impl Worker {
+    /// Runs until `stop`: claims while it has free slots, sleeps on notifications otherwise.
+    /// A job still running at `stop` is cancelled and its lease released at once (it is then
+    /// retried or failed "interrupted" like any lost lease).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([QUEUED, CANCEL]).await?;
+        let cancels: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>> = Arc::default();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let tasks = tokio_util::task::TaskTracker::new();
+        // Jobs whose worker died while nobody was watching go back to the queue first.
+        if let Err(error) = reap(&self.pool, self.cluster.max_attempts).await {
+            tracing::warn!(%error, "reaping expired leases failed");
+        }
+        tracing::info!(worker = %self.name, jobs = self.concurrency, "worker ready");
+        loop {
+            // Take jobs while there are slots and work.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match self.claim().await {
+                    Ok(Some(claim)) => {
+                        let token = stop.child_token();
+                        if let Ok(mut map) = cancels.lock() {
+                            map.insert(claim.id.clone(), token.clone());
+                        }
+                        let (worker, cancels) = (self.clone(), cancels.clone());
+                        tasks.spawn(async move {
+                            let id = claim.id.clone();
+                            worker.execute(claim, token).await;
+                            if let Ok(mut map) = cancels.lock() {
+                                map.remove(&id);
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming a job failed");
+                        break;
+                    }
+                }
+            }
+            let wake = tokio::select! {
+                () = stop.cancelled() => break,
+                n = listener.recv() => n,
+                // A job finishing frees a slot.
+                _ = slots.clone().acquire_owned(), if slots.available_permits() == 0 => continue,
+            };
+            match wake {
+                Ok(notification) if notification.channel() == CANCEL => {
+                    if let Some(token) = cancels.lock().ok().and_then(|m| m.get(notification.payload()).cloned()) {
+                        token.cancel();
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "the job database connection dropped; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+        Ok(())
+    }
+
+    /// Takes the highest-priority, oldest pending job, if any.
+    async fn claim(&self) -> Result<Option<Claim>, Status> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let row: Option<(String, String, String, Vec<u8>)> = sqlx::query_as(
+            "UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
+             attempts = attempts + 1 \
+             WHERE id = (SELECT id FROM jobs WHERE state = 1 ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, code, traceparent, record",
+        )
+        .bind(&self.name)
+        .bind(self.cluster.lease.as_secs_f64())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some((id, code, traceparent, record)) = row else {
+            return Ok(None);
+        };
+        let mut record = decode(&record)?;
+        record.state = JobState::Running as i32;
+        record.started_at = Some(now());
+        sqlx::query("UPDATE jobs SET record = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(record.encode_to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CLAIMED)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(Claim {
+            id,
+            code,
+            traceparent,
+            record,
+        }))
+    }
+
+    /// Runs a claimed job with heartbeats, then commits its outcome if it still holds the lease.
+    async fn execute(&self, claim: Claim, cancel: CancellationToken) {
+        let Claim {
+            id,
+            code,
+            traceparent,
+            mut record,
+        } = claim;
+        let progress = Arc::new(std::sync::Mutex::new((0.0f64, String::new())));
+        let reporter: crate::sandbox::ProgressFn = {
+            let progress = progress.clone();
+            Arc::new(move |fraction, message: &str| {
+                if let Ok(mut p) = progress.lock() {
+                    *p = (fraction, message.to_string());
+                }
+            })
+        };
+        let params = record.params.as_ref().and_then(|p| p.to_prost().ok());
+        let context = RunContext {
+            traceparent,
+            progress: Some(reporter),
+            events: None,
+            identity: ScriptIdentity {
+                job_id: id.clone(),
+                script_hash: record.script_hash.clone(),
+                script_name: record.script_name.clone(),
+            },
+        };
+        let heartbeat = self.heartbeat(&id, progress.clone(), cancel.clone());
+        let run = self
+            .runner
+            .run(Task::Main { code, params, context }, self.config.limits, cancel.clone());
+        let run = tokio::select! {
+            run = run => run,
+            () = heartbeat => Err(Status::new(pb::ErrorCode::Aborted, "the lease was lost")),
+        };
+        let stopping = cancel.is_cancelled() && !self.cancel_requested(&id).await;
+        let (state, result, error, logs) = settle(run, self.config.max_result, stopping);
+        record.state = state as i32;
+        record.result = result;
+        record.error = error;
+        record.logs = logs;
+        if let Ok(p) = progress.lock() {
+            record.progress = p.0;
+            record.progress_message = p.1.clone();
+        }
+        record.finished_at = Some(now());
+        if let Err(error) = self.finish(&id, &record, state, stopping).await {
+            tracing::error!(job = %id, %error, "could not record the job's outcome");
+        }
+    }
+
+    async fn cancel_requested(&self, id: &str) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT cancel_requested FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
+    /// Renews the lease every third of it and passes on progress and cancel requests;
+    /// returns only if the lease was lost.
+    async fn heartbeat(&self, id: &str, progress: Arc<std::sync::Mutex<(f64, String)>>, cancel: CancellationToken) {
+        loop {
+            tokio::time::sleep(self.cluster.lease / 3).await;
+            let (fraction, message) = progress.lock().map(|p| p.clone()).unwrap_or_default();
+            let renewed: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), progress = $4, progress_message = $5 \
+                 WHERE id = $1 AND worker = $2 AND state = 2 RETURNING cancel_requested",
+            )
+            .bind(id)
+            .bind(&self.name)
+            .bind(self.cluster.lease.as_secs_f64())
+            .bind(fraction)
+            .bind(&message)
+            .fetch_optional(&self.pool)
+            .await;
+            match renewed {
+                Ok(Some(true)) => cancel.cancel(),
+                Ok(Some(false)) => {}
+                Ok(None) => {
+                    tracing::warn!(job = %id, "lost the lease (reaped after a stall); stopping the job");
+                    cancel.cancel();
+                    return;
+                }
+                // The database is away: keep running; the lease may still be renewed in time.
+                Err(error) => tracing::warn!(job = %id, %error, "could not renew the lease"),
+            }
+        }
+    }
+
+    /// Commits the outcome, only as the lease holder. On shutdown the job goes back to the
+    /// queue (or fails "interrupted" past `max_attempts`) by expiring its lease now.
+    async fn finish(&self, id: &str, record: &JobInfo, state: JobState, stopping: bool) -> Result<(), Status> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if stopping {
+            sqlx::query("UPDATE jobs SET lease_until = now() WHERE id = $1 AND worker = $2 AND state = 2")
+                .bind(id)
+                .bind(&self.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            return reap(&self.pool, self.cluster.max_attempts).await.map(drop);
+        }
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = $3, record = $4, finished_at = now(), worker = NULL, lease_until = NULL \
+             WHERE id = $1 AND worker = $2 AND state = 2",
+        )
+        .bind(id)
+        .bind(&self.name)
+        .bind(state as i16)
+        .bind(record.encode_to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
+            return Ok(());
+        }
+        notify_done(&mut tx, id, state).await?;
+        tx.commit().await.map_err(db_error)
+    }
+}

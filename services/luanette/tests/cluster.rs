@@ -1,0 +1,356 @@
+//! Cluster mode's job queue on a real PostgreSQL, with workers as real `luanette worker`
+//! processes: a job queued at the front runs on a worker; a worker killed with SIGKILL loses
+//! its lease and its job is retried or fails "interrupted", never lost and never run twice at
+//! once; cancel reaches a job on a worker; priorities hold across workers.
+//!
+//! They need PostgreSQL: `eval "$(scripts/postgres start DIR)"`, then
+//! `cargo test -p luanette --test cluster -- --ignored` (scripts/test does this).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hooteproto::v1::{
+    JobCancelRequest, JobExecuteRequest, JobInfo, JobPollRequest, JobPriority, JobState, JobStatusRequest, PingRequest,
+    PollMode, ScriptStoreRequest,
+};
+use hooteproto::{Client, ClientConfig};
+
+struct Front {
+    client: Client,
+    database_url: String,
+    data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A front Luanette in this process that only enqueues (no local workers).
+async fn front(lease: Duration, max_attempts: u32) -> Front {
+    let data = tempfile::tempdir().expect("tmp");
+    let database_url = testkit::postgres::database_for(data.path())
+        .expect("these tests need PostgreSQL: eval \"$(scripts/postgres start DIR)\"");
+    let mut config = luanette::Config::new(data.path().to_path_buf());
+    config.bind = "tcp://127.0.0.1:*".into();
+    config.pub_bind = None;
+    config.health_bind = None;
+    config.cluster = Some(luanette::cluster::ClusterConfig {
+        database_url: database_url.clone(),
+        lease,
+        max_attempts,
+    });
+    config.local_workers = 0;
+    let bound = luanette::bind(config).await.expect("front starts");
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("client");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bound.run(async move {
+        let _ = stopped.await;
+    }));
+    client.call(PingRequest {}).await.expect("front answers");
+    Front {
+        client,
+        database_url,
+        data,
+        _stop: stop,
+    }
+}
+
+/// A `luanette worker` process on the front's queue and CAS.
+struct Worker(Child);
+
+impl Worker {
+    fn start(front: &Front, jobs: usize, lease: Duration, max_attempts: u32) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_luanette"))
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(front.data.path())
+            .args(["--database-url", &front.database_url, "--health-bind", "none"])
+            .args(["--max-jobs", &jobs.to_string()])
+            .args(["--lease-secs", &lease.as_secs().to_string()])
+            .args(["--max-attempts", &max_attempts.to_string()])
+            .args(["--job-timeout-secs", "120"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn luanette worker");
+        Self(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn store(client: &Client, content: &str) -> String {
+    client
+        .call(ScriptStoreRequest {
+            content: content.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("store")
+        .script
+        .expect("script")
+        .script_hash
+}
+
+async fn execute(client: &Client, script: &str, params: serde_json::Value, priority: JobPriority) -> String {
+    client
+        .call(JobExecuteRequest {
+            script_hash: script.into(),
+            params: Some(hooteproto::wkt::Struct::from_json(
+                params.as_object().cloned().unwrap_or_default(),
+            )),
+            priority: priority as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("execute")
+        .job_id
+}
+
+async fn status(client: &Client, id: &str) -> JobInfo {
+    *client
+        .call(JobStatusRequest { job_id: id.into() })
+        .await
+        .expect("status")
+        .job
+        .expect("job")
+}
+
+async fn wait_final(client: &Client, id: &str, within: Duration) -> JobInfo {
+    let reply = client
+        .call_with(
+            JobPollRequest {
+                job_ids: vec![id.into()],
+                timeout_ms: within.as_millis() as u32,
+                mode: PollMode::Any as i32,
+            },
+            hooteproto::RequestOptions {
+                timeout: Some(within + Duration::from_secs(5)),
+                attempt_timeout: Some(within + Duration::from_secs(2)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("poll");
+    reply
+        .completed
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("job {id} did not finish within {within:?}"))
+}
+
+async fn wait_running(client: &Client, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(client, id).await.state != JobState::Running as i32 {
+        assert!(Instant::now() < deadline, "job {id} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Spins until the CAS holds `params.gate`, then returns "through".
+const GATED: &str = "function main(p) while not cas.exists(p.gate) do end return 'through' end";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn a_job_queued_at_the_front_runs_on_a_worker_process() {
+    let front = front(Duration::from_secs(5), 1).await;
+    let script = store(
+        &front.client,
+        "function main(p) job.progress(0.5, 'half') return p.n * 2 end",
+    )
+    .await;
+    let queued = execute(
+        &front.client,
+        &script,
+        serde_json::json!({"n": 21}),
+        JobPriority::Normal,
+    )
+    .await;
+    assert_eq!(
+        status(&front.client, &queued).await.state,
+        JobState::Pending as i32,
+        "nothing runs jobs yet: the front only enqueues"
+    );
+    let _worker = Worker::start(&front, 2, Duration::from_secs(5), 1);
+    let done = wait_final(&front.client, &queued, Duration::from_secs(30)).await;
+    assert_eq!(done.state, JobState::Succeeded as i32, "{done:?}");
+    assert_eq!(
+        hooteproto::wkt::value_to_json(done.result.clone().expect("result")),
+        serde_json::json!(42.0)
+    );
+    assert_eq!(done.progress_message, "half");
+    assert_eq!(done.script_hash, script);
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn a_killed_worker_loses_its_lease_and_the_job_fails_interrupted() {
+    let lease = Duration::from_secs(1);
+    let front = front(lease, 1).await;
+    let script = store(&front.client, GATED).await;
+    let mut worker = Worker::start(&front, 1, lease, 1);
+    let job = execute(
+        &front.client,
+        &script,
+        serde_json::json!({"gate": "0".repeat(64)}),
+        JobPriority::Normal,
+    )
+    .await;
+    wait_running(&front.client, &job).await;
+    worker.kill();
+    // The front reaps expired leases too, so no other worker is needed to notice.
+    let failed = wait_final(&front.client, &job, Duration::from_secs(60)).await;
+    assert_eq!(failed.state, JobState::Failed as i32, "{failed:?}");
+    let error = failed.error.expect("error");
+    assert!(error.message.contains("interrupted"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn a_killed_workers_job_is_retried_on_another_worker_when_attempts_remain() {
+    let lease = Duration::from_secs(1);
+    let front = front(lease, 2).await;
+    let script = store(&front.client, GATED).await;
+    // The gate's hash, worked out in a scratch CAS; the real one gets it only later.
+    let scratch = tempfile::tempdir().expect("tmp");
+    let gate = cas::Cas::open(scratch.path())
+        .expect("scratch cas")
+        .store(b"open", "text/plain")
+        .expect("hash")
+        .info
+        .hash
+        .to_string();
+    let mut first = Worker::start(&front, 1, lease, 2);
+    let job = execute(
+        &front.client,
+        &script,
+        serde_json::json!({"gate": gate}),
+        JobPriority::Normal,
+    )
+    .await;
+    wait_running(&front.client, &job).await;
+    first.kill();
+    cas::Cas::open(front.data.path().join("cas"))
+        .expect("cas")
+        .store(b"open", "text/plain")
+        .expect("open the gate");
+    let _second = Worker::start(&front, 1, lease, 2);
+    let retried = wait_final(&front.client, &job, Duration::from_secs(60)).await;
+    assert_eq!(
+        retried.state,
+        JobState::Succeeded as i32,
+        "the second attempt ran to the end: {retried:?}"
+    );
+    assert_eq!(
+        hooteproto::wkt::value_to_json(retried.result.clone().expect("result")),
+        serde_json::json!("through")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn cancel_reaches_a_job_running_on_a_worker() {
+    let front = front(Duration::from_secs(10), 1).await;
+    let script = store(&front.client, GATED).await;
+    let _worker = Worker::start(&front, 1, Duration::from_secs(10), 1);
+    let job = execute(
+        &front.client,
+        &script,
+        serde_json::json!({"gate": "1".repeat(64)}),
+        JobPriority::Normal,
+    )
+    .await;
+    wait_running(&front.client, &job).await;
+    let cancelled = front
+        .client
+        .call(JobCancelRequest { job_id: job.clone() })
+        .await
+        .expect("cancel");
+    // job_cancel waits at most 2 s for the job to stop; the worker heard it over NOTIFY.
+    assert_eq!(
+        cancelled.state,
+        JobState::Cancelled as i32,
+        "stopped while cancel waited"
+    );
+    // A pending job is cancelled at once, with no worker involved: the only slot is busy.
+    let blocker = execute(
+        &front.client,
+        &script,
+        serde_json::json!({"gate": "3".repeat(64)}),
+        JobPriority::High,
+    )
+    .await;
+    wait_running(&front.client, &blocker).await;
+    let queued = execute(
+        &front.client,
+        &script,
+        serde_json::json!({"gate": "2".repeat(64)}),
+        JobPriority::Low,
+    )
+    .await;
+    let at_once = front
+        .client
+        .call(JobCancelRequest { job_id: queued.clone() })
+        .await
+        .expect("cancel pending");
+    assert_eq!(at_once.state, JobState::Cancelled as i32);
+    assert!(
+        status(&front.client, &queued).await.started_at.is_none(),
+        "it never ran"
+    );
+    let _ = front.client.call(JobCancelRequest { job_id: blocker }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn workers_take_the_highest_priority_first_and_never_the_same_job_twice() {
+    let front = front(Duration::from_secs(10), 1).await;
+    let script = store(&front.client, "function main(p) return p.n end").await;
+    let mut ids = Vec::new();
+    for (n, priority) in [(1, JobPriority::Low), (2, JobPriority::Normal), (3, JobPriority::High)] {
+        ids.push((
+            n,
+            execute(&front.client, &script, serde_json::json!({"n": n}), priority).await,
+        ));
+    }
+    let many: Vec<String> = {
+        let mut many = Vec::new();
+        for n in 10..50 {
+            many.push(execute(&front.client, &script, serde_json::json!({"n": n}), JobPriority::Normal).await);
+        }
+        many
+    };
+    // One worker with one slot first, so the order is observable, then more on the rest.
+    let _first = Worker::start(&front, 1, Duration::from_secs(10), 1);
+    let mut started = Vec::new();
+    for (n, id) in &ids {
+        let job = wait_final(&front.client, id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded as i32);
+        let at = job.started_at.expect("started");
+        started.push(((at.seconds, at.nanos), *n));
+    }
+    started.sort();
+    assert_eq!(
+        started.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        [3, 2, 1],
+        "high, then normal, then low"
+    );
+    let _second = Worker::start(&front, 2, Duration::from_secs(10), 1);
+    let _third = Worker::start(&front, 2, Duration::from_secs(10), 1);
+    for (i, id) in many.iter().enumerate() {
+        let job = wait_final(&front.client, id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");
+        assert_eq!(
+            hooteproto::wkt::value_to_json(job.result.clone().expect("result")),
+            serde_json::json!((i + 10) as f64)
+        );
+    }
+}
