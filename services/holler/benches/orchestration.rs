@@ -78,6 +78,7 @@ fn main() {
             health: false,
             broadcasts: None,
             allow_transport_from_lua: false,
+            database_url: None,
         })
         .await
         .expect("stack");

@@ -38,6 +38,10 @@ pub struct StackConfig {
     pub broadcasts: Option<String>,
     /// Let scripts move the transport (`garden.play/stop/seek`).
     pub allow_transport_from_lua: bool,
+    /// Cluster mode: PostgreSQL for Hootenanny's artifacts and Luanette's job queue (whose
+    /// jobs this stack's Luanette runs with a local worker, and `luanette worker`s on other
+    /// hosts too). None: the embedded default (sled).
+    pub database_url: Option<String>,
 }
 
 /// What `holler up` starts: the services and the MCP gateway over HTTP.
@@ -86,6 +90,10 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
         key: key.clone(),
         allow_transport: config.allow_transport_from_lua,
     };
+    if let Some(url) = &config.database_url {
+        lua.cluster = Some(luanette::cluster::ClusterConfig::new(url.clone()));
+        lua.local_workers = 1;
+    }
     if !config.health {
         lua.health_bind = None;
     }
@@ -95,6 +103,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     hoot.bind = config.endpoints.hootenanny.clone();
     hoot.cas_root = cas_root.clone();
     hoot.key = key.clone();
+    hoot.database_url = config.database_url.clone();
     if !config.health {
         hoot.health_bind = None;
     }

@@ -49,10 +49,12 @@ impl PgStore {
             .connect(url)
             .await
             .context("connecting to the artifact database (--database-url)")?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("migrating the artifact database")?;
+        // One database may hold both services' tables (holler up --database-url): each
+        // service's migrations have their own version range (Hootenanny 1xxx, Luanette
+        // 2xxx) and leave the other's alone.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await.context("migrating the artifact database")?;
         Ok(Self { pool })
     }
 

@@ -90,10 +90,12 @@ pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
         .connect(url)
         .await
         .context("connecting to the job database (--database-url)")?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
-        .await
-        .context("migrating the job database")?;
+    // One database may hold both services' tables (holler up --database-url): each
+    // service's migrations have their own version range (Hootenanny 1xxx, Luanette 2xxx)
+    // and leave the other's alone.
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(&pool).await.context("migrating the job database")?;
     Ok(pool)
 }
 

@@ -126,6 +126,11 @@ pub struct StackArgs {
     #[arg(long, env = "LUANETTE_ALLOW_TRANSPORT_FROM_LUA", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub allow_transport_from_lua: bool,
+    /// Cluster mode: keep artifacts and the job queue in this PostgreSQL (postgres://...);
+    /// jobs run on this stack's worker and on `luanette worker`s elsewhere (docs/cluster.md)
+    /// [default: embedded, sled under the data directory].
+    #[arg(long, env = "HOOT_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Subcommand)]

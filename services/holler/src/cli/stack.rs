@@ -133,6 +133,7 @@ fn stack_config(stack: StackArgs, context: &Context, key: Option<(Key, KeySource
         health: !stack.no_health,
         broadcasts: endpoint_or_none(&stack.broadcasts),
         allow_transport_from_lua: stack.allow_transport_from_lua,
+        database_url: stack.database_url,
     }
 }
 

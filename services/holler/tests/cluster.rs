@@ -1,0 +1,91 @@
+//! `holler up --database-url`: the same stack in cluster mode on one host. Its state lives in
+//! PostgreSQL, not under the data directory: a second stack with a fresh data directory on the
+//! same database sees the first one's jobs and artifacts, and runs jobs queued there.
+//!
+//! Needs PostgreSQL: `eval "$(scripts/postgres start DIR)"`, then
+//! `cargo test -p holler --test cluster -- --ignored` (scripts/test does this).
+
+#[allow(unused_imports)] // the MCP helpers are for the other suites
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::Up;
+use serde_json::Value;
+
+fn holler(up: &Up, data: &Path, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_holler"))
+        .args(["--luanette", &up.luanette, "--hootenanny", &up.hootenanny])
+        .args(["--chaosgarden", &up.chaosgarden, "--timeout", "20", "--json"])
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run holler");
+    assert!(
+        output.status.success(),
+        "holler {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+fn a_cluster_stack_keeps_its_jobs_and_artifacts_in_the_database() {
+    let shared = tempfile::tempdir().expect("tmp");
+    let url = testkit::postgres::database_for(shared.path()).expect("needs HOOT_TEST_DATABASE_URL");
+    let first_dir = tempfile::tempdir().expect("tmp");
+    let first = Up::start_with(first_dir.path(), &[], &["--database-url", &url]);
+    let script_file = first_dir.path().join("answer.lua");
+    std::fs::write(&script_file, "function main(p) return p.n + 1 end").expect("write");
+    let stored = holler(
+        &first,
+        first_dir.path(),
+        &[
+            "script",
+            "store",
+            script_file.to_str().expect("utf-8"),
+            "--name",
+            "answer",
+        ],
+    );
+    assert_eq!(stored["script"]["name"], "answer");
+    let started = holler(&first, first_dir.path(), &["job", "run", "answer", "--param", "n=41"]);
+    let job_id = started["jobId"].as_str().expect("job id").to_string();
+    let done = holler(&first, first_dir.path(), &["job", "wait", &job_id]);
+    assert_eq!(done["state"], "JOB_STATE_SUCCEEDED", "{done}");
+    let hash = holler(
+        &first,
+        first_dir.path(),
+        &["lua", "return cas.store('cluster', 'text/plain')"],
+    )["result"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    let artifact = holler(
+        &first,
+        first_dir.path(),
+        &["artifact", "create", &hash, "--name", "shared"],
+    );
+    let artifact_id = artifact["artifact"]["artifactId"].as_str().expect("id").to_string();
+    assert!(first.stop());
+
+    // A second stack, nothing shared with the first but the database.
+    let second_dir = tempfile::tempdir().expect("tmp");
+    let second = Up::start_with(second_dir.path(), &[], &["--database-url", &url]);
+    let found = holler(&second, second_dir.path(), &["artifact", "get", &artifact_id]);
+    assert_eq!(
+        found["artifact"]["name"], "shared",
+        "the artifact lives in the database"
+    );
+    let job = holler(&second, second_dir.path(), &["job", "status", &job_id]);
+    assert_eq!(
+        job["job"]["state"], "JOB_STATE_SUCCEEDED",
+        "the job lives in the database: {job}"
+    );
+    assert_eq!(job["job"]["result"], 42.0);
+    assert!(second.stop());
+}
