@@ -189,6 +189,7 @@ async fn transition(
         tags: vec!["chaosgarden".into(), "transition".into()],
         // The boundary will not wait: ahead of normal work.
         priority: pb::JobPriority::High as i32,
+        required_capabilities: Vec::new(),
     };
     let job_id = match client.call_with(request, options(Duration::from_secs(5))).await {
         Ok(reply) => reply.job_id,

@@ -113,6 +113,11 @@ fn every_tool_keeps_its_contract_with_a_real_stack() {
     run("job_cancel", json!({"job_id": job_id}));
     let listed = run("job_list", json!({"status": "succeeded"}));
     assert!(listed["jobs"].as_array().is_some_and(|j| !j.is_empty()), "{listed}");
+    let stats = run("job_stats", json!({}));
+    assert_eq!(
+        stats["busy_workers"], 0,
+        "nothing runs now, and zero values are present: {stats}"
+    );
 
     let stored = run("cas_store", json!({"data": "aGVsbG8=", "mime_type": "text/plain"}));
     let cas_hash = stored["hash"].as_str().expect("hash").to_string();

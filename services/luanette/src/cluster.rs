@@ -65,6 +65,14 @@ impl ClusterConfig {
     }
 }
 
+/// Whether `name` may name a capability: 1-64 of `[A-Za-z0-9._-]`.
+pub fn valid_capability(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn db_error(error: sqlx::Error) -> Status {
     match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
@@ -254,10 +262,12 @@ impl ClusterJobs {
             created_at: Some(now()),
             priority: priority as i32,
             script_name: job.script_name,
+            required_capabilities: job.required_capabilities,
             ..Default::default()
         };
         sqlx::query(
-            "INSERT INTO jobs (id, state, priority, owner, code, traceparent, record) VALUES ($1, 1, $2, $3, $4, $5, $6)",
+            "INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
+             VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&record.job_id)
         .bind(priority as i16)
@@ -265,6 +275,7 @@ impl ClusterJobs {
         .bind(&code)
         .bind(&traceparent)
         .bind(record.encode_to_vec())
+        .bind(&record.required_capabilities)
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
@@ -429,6 +440,34 @@ impl ClusterJobs {
         Ok(pb::JobListReply { jobs, next_page_token })
     }
 
+    /// The queue by priority and required capabilities (the `job_queue_stats` view).
+    pub async fn stats(&self) -> Result<pb::JobStatsReply, Status> {
+        let rows: Vec<(i16, Vec<String>, i64, i64, f64)> = sqlx::query_as(
+            "SELECT priority, capabilities, pending, running, oldest_pending_seconds FROM job_queue_stats \
+             ORDER BY priority DESC, capabilities",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let busy: i64 = sqlx::query_scalar("SELECT count(DISTINCT worker) FROM jobs WHERE state = 2")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(pb::JobStatsReply {
+            queues: rows
+                .into_iter()
+                .map(|(priority, capabilities, pending, running, oldest)| pb::JobQueueStats {
+                    priority: i32::from(priority),
+                    required_capabilities: capabilities,
+                    pending: pending as u64,
+                    running: running as u64,
+                    oldest_pending_seconds: oldest,
+                })
+                .collect(),
+            busy_workers: busy as u64,
+        })
+    }
+
     /// Job ids starting with `prefix`, newest first (for completion), and how many there are.
     pub async fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<(Vec<String>, usize), Status> {
         let pattern = format!("{}%", prefix.replace(['%', '_', '\\'], ""));
@@ -565,6 +604,8 @@ pub struct Worker {
     /// The id it claims under (host and pid, unless configured).
     pub name: String,
     pub concurrency: usize,
+    /// What it can run: it takes only jobs whose required capabilities it has.
+    pub capabilities: Vec<String>,
     pub cluster: ClusterConfig,
     pub config: JobsConfig,
 }
@@ -591,7 +632,7 @@ impl Worker {
         if let Err(error) = reap(&self.pool, self.cluster.max_attempts).await {
             tracing::warn!(%error, "reaping expired leases failed");
         }
-        tracing::info!(worker = %self.name, jobs = self.concurrency, "worker ready");
+        tracing::info!(worker = %self.name, jobs = self.concurrency, capabilities = ?self.capabilities, "worker ready");
         loop {
             // Take jobs while there are slots and work.
             while let Ok(permit) = slots.clone().try_acquire_owned() {
@@ -648,11 +689,13 @@ impl Worker {
         let row: Option<(String, String, String, Vec<u8>)> = sqlx::query_as(
             "UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
              attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM jobs WHERE state = 1 ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             WHERE id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
+                         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING id, code, traceparent, record",
         )
         .bind(&self.name)
         .bind(self.cluster.lease.as_secs_f64())
+        .bind(&self.capabilities)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;

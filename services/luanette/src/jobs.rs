@@ -75,6 +75,8 @@ pub struct NewJob {
     pub params: Option<hooteproto::wkt::Struct>,
     pub tags: Vec<String>,
     pub priority: pb::JobPriority,
+    /// What a worker must have to run it (checked by the caller).
+    pub required_capabilities: Vec<String>,
 }
 
 /// A job that has not finished: how to cancel it and what it last reported.
@@ -295,6 +297,7 @@ impl Jobs {
             params,
             tags,
             priority,
+            required_capabilities,
         } = job;
         if self.stopping.load(Ordering::Relaxed) {
             return Err(Status::unavailable("luanette is shutting down"));
@@ -350,6 +353,7 @@ impl Jobs {
             created_at: Some(SystemTime::now().into()),
             priority: crate::slots::effective(priority) as i32,
             script_name,
+            required_capabilities,
             ..Default::default()
         };
         let stored = async {
@@ -668,6 +672,42 @@ impl Jobs {
             jobs.push(job);
         }
         Ok(pb::JobListReply { jobs, next_page_token })
+    }
+
+    /// The unfinished jobs by priority and required capabilities.
+    pub fn stats(&self) -> Result<pb::JobStatsReply, Status> {
+        let ids: Vec<String> = self.live.lock().map_err(internal)?.keys().cloned().collect();
+        let now = SystemTime::now();
+        let mut groups: std::collections::BTreeMap<(i32, Vec<String>), pb::JobQueueStats> = Default::default();
+        let mut busy = 0;
+        for id in ids {
+            let Some(job) = self.get(&id)? else { continue };
+            let mut capabilities = job.required_capabilities.clone();
+            capabilities.sort();
+            let entry = groups
+                .entry((job.priority, capabilities.clone()))
+                .or_insert_with(|| pb::JobQueueStats {
+                    priority: job.priority,
+                    required_capabilities: capabilities,
+                    ..Default::default()
+                });
+            if job.started_at.is_some() {
+                entry.running += 1;
+                busy += 1;
+            } else {
+                entry.pending += 1;
+                let waited = job
+                    .created_at
+                    .and_then(|t| SystemTime::try_from(t).ok())
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                entry.oldest_pending_seconds = entry.oldest_pending_seconds.max(waited);
+            }
+        }
+        Ok(pb::JobStatsReply {
+            queues: groups.into_values().collect(),
+            busy_workers: busy,
+        })
     }
 
     /// Job ids starting with `prefix`, newest first (for completion).

@@ -107,6 +107,9 @@ pub struct Config {
     pub cluster: Option<cluster::ClusterConfig>,
     /// In cluster mode, workers this process runs itself (`max_jobs` jobs each at most).
     pub local_workers: usize,
+    /// What this process's jobs can use (`--capability`): jobs requiring others are refused
+    /// in embedded mode, and left to other workers in cluster mode.
+    pub capabilities: Vec<String>,
 }
 
 impl Config {
@@ -138,6 +141,7 @@ impl Config {
             peers: stdlib::Peers::default(),
             cluster: None,
             local_workers: 1,
+            capabilities: Vec::new(),
         }
     }
 }
@@ -223,6 +227,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
                     runner: pool("job", config.max_jobs, config.max_jobs, config.job_limits),
                     name: format!("{}-local-{index}", worker_name()),
                     concurrency: config.max_jobs,
+                    capabilities: config.capabilities.clone(),
                     cluster: cluster.clone(),
                     config: jobs_config,
                 }));
@@ -242,6 +247,10 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         publisher: publisher.clone(),
         limits: config.limits,
         lifecycle: lifecycle.clone(),
+        capabilities: match &config.cluster {
+            None => Some(config.capabilities.clone()),
+            Some(_) => None,
+        },
     });
     tracing::info!(
         endpoint = %server.local_endpoint(),
@@ -325,6 +334,7 @@ pub async fn worker(config: Config, shutdown: impl Future<Output = ()> + Send) -
             config.name.clone()
         },
         concurrency: config.max_jobs,
+        capabilities: config.capabilities.clone(),
         cluster,
         config: jobs_config(&config),
     });

@@ -29,6 +29,11 @@ struct Args {
     /// the job fails "interrupted".
     #[arg(long, env = "LUANETTE_MAX_ATTEMPTS", default_value_t = 1)]
     max_attempts: u32,
+    /// What this process's jobs can use, e.g. `--capability gpu --capability orpheus`: jobs
+    /// that require a capability run only on workers that have it (repeatable; the variable
+    /// takes a comma-separated list).
+    #[arg(long = "capability", env = "LUANETTE_CAPABILITIES", value_delimiter = ',')]
+    capabilities: Vec<String>,
     /// The name this instance answers `ping` with.
     #[arg(long, env = "LUANETTE_NAME", default_value = "lua-orchestrator")]
     name: String,
@@ -151,6 +156,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.models.musicgen = backend(args.musicgen_url.clone());
     config.models.deepseek = backend(Some(args.deepseek_url.clone()));
     config.models.deepseek_key = std::env::var("DEEPSEEK_API_KEY").ok().filter(|k| !k.is_empty());
+    if let Some(bad) = args
+        .capabilities
+        .iter()
+        .find(|c| !luanette::cluster::valid_capability(c))
+    {
+        anyhow::bail!("--capability {bad:?}: use 1-64 characters of [A-Za-z0-9._-]");
+    }
+    config.capabilities = args.capabilities.clone();
     if let Some(url) = &args.database_url {
         config.cluster = Some(luanette::cluster::ClusterConfig {
             database_url: url.clone(),

@@ -64,6 +64,13 @@ impl Queue {
         }
     }
 
+    pub async fn stats(&self) -> Result<pb::JobStatsReply, Status> {
+        match self {
+            Self::Embedded(jobs) => jobs.stats(),
+            Self::Cluster(jobs) => jobs.stats().await,
+        }
+    }
+
     pub async fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<(Vec<String>, usize), Status> {
         match self {
             Self::Embedded(jobs) => jobs.ids_with_prefix(prefix, limit),

@@ -29,6 +29,9 @@ pub struct Service {
     /// Limits of one evaluation; a request's own deadline can only shorten `wall`.
     pub(crate) limits: Limits,
     pub(crate) lifecycle: Arc<Lifecycle>,
+    /// Capabilities jobs may require: in embedded mode this process's own; None in cluster
+    /// mode, where some worker may have any (the job waits for it).
+    pub(crate) capabilities: Option<Vec<String>>,
 }
 
 /// The traceparent to hand on: the current span's when tracing is on, else the caller's.
@@ -122,6 +125,7 @@ impl Service {
         params: Option<hooteproto::wkt::Struct>,
         tags: Vec<String>,
         priority: pb::JobPriority,
+        required_capabilities: Vec<String>,
     ) -> Result<pb::JobInfo, Status> {
         if script.is_empty() {
             return Err(Status::invalid_argument(
@@ -131,6 +135,7 @@ impl Service {
         if tags.len() > 64 || tags.iter().any(|t| t.len() > 128) {
             return Err(Status::invalid_argument("at most 64 tags of at most 128 bytes"));
         }
+        self.check_capabilities(&required_capabilities)?;
         let (info, source) = self.scripts.source(script)?;
         crate::scripts::validate_params(&info, params.as_ref())?;
         // The name when the caller used one; a hash that happens to be named stays a hash.
@@ -145,8 +150,28 @@ impl Service {
             params,
             tags,
             priority,
+            required_capabilities,
         };
         self.jobs.start(job, source, traceparent(context), &context.peer).await
+    }
+
+    /// Refuses malformed capability names, and (in embedded mode) capabilities no worker
+    /// here has, rather than queue a job nothing will ever run.
+    fn check_capabilities(&self, required: &[String]) -> Result<(), Status> {
+        if required.len() > 16 || !required.iter().all(|c| crate::cluster::valid_capability(c)) {
+            return Err(Status::invalid_argument(
+                "required_capabilities: at most 16 names of 1-64 characters of [A-Za-z0-9._-], e.g. \"gpu\"",
+            ));
+        }
+        if let Some(own) = &self.capabilities
+            && let Some(missing) = required.iter().find(|c| !own.contains(c))
+        {
+            return Err(Status::failed_precondition(format!(
+                "no worker here has the capability `{missing}` (this Luanette has {own:?}; give it --capability, or \
+                 run workers that have it in cluster mode)"
+            )));
+        }
+        Ok(())
     }
 
     /// A marker the playhead crossed: runs the script its metadata names, with the event as params.
@@ -197,6 +222,7 @@ impl Service {
                 Some(params),
                 vec!["timeline".into(), event_name],
                 pb::JobPriority::High,
+                Vec::new(),
             )
             .await?;
         Ok(Payload::TimelineEventReply(pb::TimelineEventReply {
@@ -251,7 +277,14 @@ impl LuanetteTools for Service {
         let priority = pb::JobPriority::try_from(request.priority)
             .map_err(|_| Status::invalid_argument(format!("unknown job priority {}", request.priority)))?;
         let job = self
-            .execute(context, &request.script_hash, request.params, request.tags, priority)
+            .execute(
+                context,
+                &request.script_hash,
+                request.params,
+                request.tags,
+                priority,
+                request.required_capabilities,
+            )
             .await?;
         Ok(pb::JobExecuteReply {
             job_id: job.job_id,
@@ -290,6 +323,14 @@ impl LuanetteTools for Service {
         request: pb::JobCancelRequest,
     ) -> Result<pb::JobCancelReply, Status> {
         self.jobs.cancel(&request.job_id).await
+    }
+
+    async fn job_stats(
+        &self,
+        _context: &RequestContext,
+        _request: pb::JobStatsRequest,
+    ) -> Result<pb::JobStatsReply, Status> {
+        self.jobs.stats().await
     }
 
     async fn job_list(

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hooteproto::v1::{
-    JobCancelRequest, JobExecuteRequest, JobInfo, JobPollRequest, JobPriority, JobState, JobStatusRequest, PingRequest,
-    PollMode, ScriptStoreRequest,
+    ErrorCode, JobCancelRequest, JobExecuteRequest, JobInfo, JobPollRequest, JobPriority, JobState, JobStatsRequest,
+    JobStatusRequest, PingRequest, PollMode, ScriptStoreRequest,
 };
 use hooteproto::{Client, ClientConfig};
 
@@ -57,7 +57,21 @@ struct Worker(Child);
 
 impl Worker {
     fn start(front: &Front, jobs: usize, lease: Duration, max_attempts: u32) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_luanette"))
+        Self::with_capabilities(front, jobs, lease, max_attempts, &[])
+    }
+
+    fn with_capabilities(
+        front: &Front,
+        jobs: usize,
+        lease: Duration,
+        max_attempts: u32,
+        capabilities: &[&str],
+    ) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_luanette"));
+        for capability in capabilities {
+            command.args(["--capability", capability]);
+        }
+        let child = command
             .arg("worker")
             .arg("--data-dir")
             .arg(front.data.path())
@@ -100,6 +114,18 @@ async fn store(client: &Client, content: &str) -> String {
 }
 
 async fn execute(client: &Client, script: &str, params: serde_json::Value, priority: JobPriority) -> String {
+    execute_needing(client, script, params, priority, &[])
+        .await
+        .expect("execute")
+}
+
+async fn execute_needing(
+    client: &Client,
+    script: &str,
+    params: serde_json::Value,
+    priority: JobPriority,
+    capabilities: &[&str],
+) -> Result<String, hooteproto::Error> {
     client
         .call(JobExecuteRequest {
             script_hash: script.into(),
@@ -107,11 +133,11 @@ async fn execute(client: &Client, script: &str, params: serde_json::Value, prior
                 params.as_object().cloned().unwrap_or_default(),
             )),
             priority: priority as i32,
+            required_capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
             ..Default::default()
         })
         .await
-        .expect("execute")
-        .job_id
+        .map(|reply| reply.job_id)
 }
 
 async fn status(client: &Client, id: &str) -> JobInfo {
@@ -353,4 +379,94 @@ async fn workers_take_the_highest_priority_first_and_never_the_same_job_twice() 
             serde_json::json!((i + 10) as f64)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn a_job_needing_a_capability_waits_for_a_worker_that_has_it_and_the_stats_show_it() {
+    let front = front(Duration::from_secs(10), 1).await;
+    let script = store(&front.client, "function main(p) return p.n end").await;
+    let _plain = Worker::start(&front, 1, Duration::from_secs(10), 1);
+    let gpu_job = execute_needing(
+        &front.client,
+        &script,
+        serde_json::json!({"n": 1}),
+        JobPriority::High,
+        &["gpu"],
+    )
+    .await
+    .expect("queued: some worker may have it");
+    let plain_job = execute(&front.client, &script, serde_json::json!({"n": 2}), JobPriority::Low).await;
+    let plain = wait_final(&front.client, &plain_job, Duration::from_secs(30)).await;
+    assert_eq!(
+        plain.state,
+        JobState::Succeeded as i32,
+        "the plain worker takes what it can run"
+    );
+    let waiting = status(&front.client, &gpu_job).await;
+    assert_eq!(
+        waiting.state,
+        JobState::Pending as i32,
+        "no worker has gpu yet, though it is the higher priority"
+    );
+    let stats = front.client.call(JobStatsRequest {}).await.expect("stats");
+    let gpu = stats
+        .queues
+        .iter()
+        .find(|q| q.required_capabilities == ["gpu"])
+        .expect("a gpu queue");
+    assert_eq!((gpu.pending, gpu.running), (1, 0), "{stats:?}");
+    assert!(gpu.oldest_pending_seconds > 0.0);
+    let _gpu_worker = Worker::with_capabilities(&front, 1, Duration::from_secs(10), 1, &["gpu", "orpheus"]);
+    let done = wait_final(&front.client, &gpu_job, Duration::from_secs(30)).await;
+    assert_eq!(done.state, JobState::Succeeded as i32);
+    assert_eq!(done.required_capabilities, ["gpu"]);
+    let after = front.client.call(JobStatsRequest {}).await.expect("stats");
+    assert!(after.queues.iter().all(|q| q.pending == 0), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_luanette_refuses_a_capability_it_does_not_have() {
+    let data = tempfile::tempdir().expect("tmp");
+    let mut config = luanette::Config::new(data.path().to_path_buf());
+    config.bind = "tcp://127.0.0.1:*".into();
+    config.pub_bind = None;
+    config.health_bind = None;
+    config.capabilities = vec!["orpheus".into()];
+    let bound = luanette::bind(config).await.expect("starts");
+    let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("client");
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bound.run(async move {
+        let _ = stopped.await;
+    }));
+    let script = store(&client, "function main(p) return 1 end").await;
+    match execute_needing(&client, &script, serde_json::json!({}), JobPriority::Normal, &["gpu"]).await {
+        Err(hooteproto::Error::Remote(status)) => {
+            assert_eq!(status.code, ErrorCode::FailedPrecondition, "{}", status.message);
+            assert!(status.message.contains("gpu"), "{}", status.message);
+        }
+        other => panic!("a job nothing here can run was accepted: {other:?}"),
+    }
+    let ran = execute_needing(
+        &client,
+        &script,
+        serde_json::json!({}),
+        JobPriority::Normal,
+        &["orpheus"],
+    )
+    .await
+    .expect("a capability it has");
+    assert_eq!(
+        wait_final(&client, &ran, Duration::from_secs(30)).await.state,
+        JobState::Succeeded as i32
+    );
+    let bad = execute_needing(
+        &client,
+        &script,
+        serde_json::json!({}),
+        JobPriority::Normal,
+        &["no spaces"],
+    )
+    .await;
+    assert!(matches!(bad, Err(hooteproto::Error::Remote(s)) if s.code == ErrorCode::InvalidArgument));
 }

@@ -73,6 +73,7 @@ async fn execute(client: &Client, script: &str, label: &str, priority: JobPriori
             params: Some(object(serde_json::json!({ "label": label }))),
             tags: vec![label.into()],
             priority: priority as i32,
+            ..Default::default()
         })
         .await
         .map(|reply| reply.job_id)
@@ -332,6 +333,7 @@ async fn an_unknown_priority_is_refused() {
             params: None,
             tags: vec![],
             priority: 7,
+            ..Default::default()
         })
         .await;
     match refused {

@@ -319,6 +319,9 @@ pub enum JobCommand {
         /// Which waiting jobs start first when every runner is busy.
         #[arg(long, value_parser = enum_values("hooteproto.v1.JobPriority"), default_value = "normal")]
         priority: String,
+        /// A capability the worker must have, e.g. gpu (repeatable; cluster mode).
+        #[arg(long = "capability")]
+        capabilities: Vec<String>,
         #[command(flatten)]
         params: ParamArgs,
         /// Wait for the job to finish: its id first, then progress, then its logs, duration
@@ -326,6 +329,9 @@ pub enum JobCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// The queue: waiting and running jobs by priority and capabilities, and how long the
+    /// oldest has waited.
+    Stats,
     /// A job's state, result, logs.
     Status {
         /// The job id.

@@ -207,6 +207,7 @@ pub async fn job(context: &Context, command: JobCommand) -> Result<(), Failure> 
         JobCommand::Run {
             script,
             priority,
+            capabilities,
             params,
             wait,
         } => {
@@ -219,6 +220,7 @@ pub async fn job(context: &Context, command: JobCommand) -> Result<(), Failure> 
                     params: params.map(hooteproto::wkt::Struct::from_json),
                     tags: Vec::new(),
                     priority,
+                    required_capabilities: capabilities,
                 })
                 .await?;
             let id = answer.reply.job_id.clone();
@@ -233,6 +235,28 @@ pub async fn job(context: &Context, command: JobCommand) -> Result<(), Failure> 
             }
         }
         JobCommand::Wait { id } => wait_for(context, &id, interrupted()).await,
+        JobCommand::Stats => {
+            let answer = context.send(pb::JobStatsRequest {}).await?;
+            context.show(&answer, |r| {
+                let mut table = Table::new(&["PRIORITY", "CAPABILITIES", "PENDING", "RUNNING", "OLDEST WAIT"]);
+                for q in &r.queues {
+                    table.row(vec![
+                        enum_name(JOB_PRIORITY, q.priority),
+                        if q.required_capabilities.is_empty() {
+                            "-".into()
+                        } else {
+                            q.required_capabilities.join(",")
+                        },
+                        q.pending.to_string(),
+                        q.running.to_string(),
+                        output::duration(Duration::from_secs_f64(q.oldest_pending_seconds.max(0.0))),
+                    ]);
+                }
+                table.print("no unfinished jobs");
+                outln!("\nbusy workers: {}", r.busy_workers);
+            });
+            Ok(())
+        }
         JobCommand::Status { id } => {
             let answer = context.send(pb::JobStatusRequest { job_id: id }).await?;
             context.show(&answer, |r| r.job.iter().for_each(|j| job_fields(j)));
