@@ -325,19 +325,30 @@ impl ClusterJobs {
         let mut finished = self.finished.subscribe();
         loop {
             finished.borrow_and_update();
-            let mut completed = Vec::new();
-            let mut pending = Vec::new();
-            for job_id in job_ids {
-                let job = self.status(job_id).await?;
-                if is_final(JobState::try_from(job.state).unwrap_or_default()) {
-                    completed.push(job);
-                } else {
-                    pending.push(job_id.clone());
-                }
+            // One query for every state; whole records only for those that are final.
+            let states: Vec<(String, i16)> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
+                .bind(job_ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            let state_of = |id: &str| states.iter().find(|(i, _)| i == id).map(|(_, s)| i32::from(*s));
+            if let Some(missing) = job_ids.iter().find(|id| state_of(id).is_none()) {
+                return Err(Status::not_found(format!("no job {missing}")));
             }
-            let done = if all { pending.is_empty() } else { !completed.is_empty() };
+            let is_done = |id: &str| is_final(JobState::try_from(state_of(id).unwrap_or_default()).unwrap_or_default());
+            let finals = job_ids.iter().filter(|id| is_done(id)).count();
+            let done = if all { finals == job_ids.len() } else { finals > 0 };
             let timed_out = !done && tokio::time::Instant::now() >= deadline;
             if done || timed_out {
+                let mut completed = Vec::new();
+                let mut pending = Vec::new();
+                for job_id in job_ids {
+                    if is_done(job_id) {
+                        completed.push(self.status(job_id).await?);
+                    } else {
+                        pending.push(job_id.clone());
+                    }
+                }
                 return Ok(pb::JobPollReply {
                     completed,
                     pending_job_ids: pending,
@@ -686,16 +697,25 @@ impl Worker {
     /// Takes the highest-priority, oldest pending job, if any.
     async fn claim(&self) -> Result<Option<Claim>, Status> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // A claim lost in a database crash only puts the job back in the queue, so it need
+        // not wait for its WAL flush (the outcome's commit does).
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         let row: Option<(String, String, String, Vec<u8>)> = sqlx::query_as(
-            "UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
-             attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
-                         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, code, traceparent, record",
+            "WITH claimed AS ( \
+               UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
+                 attempts = attempts + 1 \
+               WHERE id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
+                           ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               RETURNING id, code, traceparent, record) \
+             SELECT id, code, traceparent, record FROM claimed, pg_notify($4, claimed.id)",
         )
         .bind(&self.name)
         .bind(self.cluster.lease.as_secs_f64())
         .bind(&self.capabilities)
+        .bind(CLAIMED)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -708,12 +728,6 @@ impl Worker {
         sqlx::query("UPDATE jobs SET record = $2 WHERE id = $1")
             .bind(&id)
             .bind(record.encode_to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CLAIMED)
-            .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -822,33 +836,35 @@ impl Worker {
     /// Commits the outcome, only as the lease holder. On shutdown the job goes back to the
     /// queue (or fails "interrupted" past `max_attempts`) by expiring its lease now.
     async fn finish(&self, id: &str, record: &JobInfo, state: JobState, stopping: bool) -> Result<(), Status> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
         if stopping {
             sqlx::query("UPDATE jobs SET lease_until = now() WHERE id = $1 AND worker = $2 AND state = 2")
                 .bind(id)
                 .bind(&self.name)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await
                 .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
             return reap(&self.pool, self.cluster.max_attempts).await.map(drop);
         }
-        let updated = sqlx::query(
-            "UPDATE jobs SET state = $3, record = $4, finished_at = now(), worker = NULL, lease_until = NULL \
-             WHERE id = $1 AND worker = $2 AND state = 2",
+        // One statement: the outcome and its notification commit together, only for the
+        // lease holder (no row back: the lease was lost).
+        let updated: Option<String> = sqlx::query_scalar(
+            "WITH done AS ( \
+               UPDATE jobs SET state = $3, record = $4, finished_at = now(), worker = NULL, lease_until = NULL \
+               WHERE id = $1 AND worker = $2 AND state = 2 RETURNING id) \
+             SELECT done.id FROM done, pg_notify($5, $6)",
         )
         .bind(id)
         .bind(&self.name)
         .bind(state as i16)
         .bind(record.encode_to_vec())
-        .execute(&mut *tx)
+        .bind(DONE)
+        .bind(format!("{id} {}", state as i32))
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        if updated.rows_affected() == 0 {
+        if updated.is_none() {
             tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
-            return Ok(());
         }
-        notify_done(&mut tx, id, state).await?;
-        tx.commit().await.map_err(db_error)
+        Ok(())
     }
 }
