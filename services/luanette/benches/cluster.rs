@@ -214,6 +214,7 @@ fn main() {
         .expect("a URL");
     // SAFETY: set before any thread of this process reads the environment.
     unsafe { std::env::set_var(testkit::postgres::URL_VARIABLE, &server) };
+    let _stop_postgres = StopPostgres(pg_dir.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -241,8 +242,16 @@ fn main() {
             drop(stop);
         }
     });
-    let _ = Command::new(format!("{root}/scripts/postgres"))
-        .arg("stop")
-        .arg(&pg_dir)
-        .status();
+}
+
+/// Stops the bench's PostgreSQL however the bench ends (a failed assertion included).
+struct StopPostgres(std::path::PathBuf);
+
+impl Drop for StopPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres"))
+            .arg("stop")
+            .arg(&self.0)
+            .status();
+    }
 }

@@ -160,19 +160,24 @@ impl ClusterJobs {
                 )
                 .fetch_one(&queue.pool)
                 .await;
-                let wait = match earliest {
+                let (wait, idle) = match earliest {
                     // Just past the expiry, so the reap finds it expired.
-                    Ok(Some(seconds)) => Duration::from_secs_f64(seconds.max(0.0)) + Duration::from_millis(50),
-                    Ok(None) => Duration::from_secs(3600),
+                    Ok(Some(seconds)) => (
+                        Duration::from_secs_f64(seconds.max(0.0)) + Duration::from_millis(50),
+                        false,
+                    ),
+                    Ok(None) => (Duration::from_secs(3600), true),
                     // The database is away: look again in a while.
-                    Err(_) => queue.cluster.lease,
+                    Err(_) => (queue.cluster.lease, false),
                 };
                 drop(queue);
                 claimed.borrow_and_update();
+                // A new claim's lease ends after any already planned wake, so claims matter
+                // only while nothing runs.
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
-                    _ = claimed.changed() => {}
+                    _ = claimed.changed(), if idle => {}
                 }
             }
         });
@@ -359,6 +364,14 @@ impl ClusterJobs {
             // listener reconnected.
             let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
             let _ = tokio::time::timeout_at(wait, finished.changed()).await;
+            // Waiting on many jobs, let finishes pile up a moment rather than read every
+            // state again at each one.
+            if job_ids.len() > 16 {
+                tokio::time::sleep(
+                    Duration::from_millis(5).min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                )
+                .await;
+            }
         }
     }
 
