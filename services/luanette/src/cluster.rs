@@ -30,7 +30,9 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{JobsConfig, MAX_POLL, NewJob, interrupted, is_final, settle};
+use crate::jobs::{
+    JobsConfig, MAX_PAGE_BYTES, MAX_POLL, NewJob, check_poll_ids, interrupted, is_final, listed, page_size_of, settle,
+};
 use crate::runner::{Runner, Task};
 use crate::sandbox::{RunContext, ScriptIdentity};
 
@@ -38,10 +40,6 @@ const QUEUED: &str = "hoot_job_queued";
 const DONE: &str = "hoot_job_done";
 const CANCEL: &str = "hoot_job_cancel";
 const CLAIMED: &str = "hoot_job_claimed";
-/// Most job ids in one poll, as in the embedded store.
-const MAX_POLL_IDS: usize = 1000;
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 
 /// How cluster jobs are run and recovered.
 #[derive(Debug, Clone)]
@@ -317,14 +315,7 @@ impl ClusterJobs {
         timeout: Duration,
         mode: PollMode,
     ) -> Result<pb::JobPollReply, Status> {
-        if job_ids.is_empty() {
-            return Err(Status::invalid_argument("job_ids is empty"));
-        }
-        if job_ids.len() > MAX_POLL_IDS {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_POLL_IDS} job ids per poll"
-            )));
-        }
+        check_poll_ids(job_ids)?;
         let all = mode == PollMode::All;
         let deadline = tokio::time::Instant::now() + timeout.min(MAX_POLL);
         let mut finished = self.finished.subscribe();
@@ -434,12 +425,12 @@ impl ClusterJobs {
         page_token: &str,
         include_params: bool,
     ) -> Result<pb::JobListReply, Status> {
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT record FROM jobs WHERE ($1 = 0 OR state = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+        let page_size = page_size_of(page_size);
+        // Sizes first, so the page stops at MAX_PAGE_BYTES before any record is read, as
+        // the embedded store's does (a record with its logs can be 16 MiB).
+        let sizes: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT id, length(record) FROM jobs WHERE ($1 = 0 OR state = $1) AND ($2 = '' OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(status as i16)
         .bind(page_token)
@@ -447,17 +438,27 @@ impl ClusterJobs {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let mut jobs = Vec::new();
-        for (record,) in rows.iter().take(page_size) {
-            let mut job = decode(record)?;
-            job.logs.clear();
-            if !include_params {
-                job.params = None;
+        let mut chosen = Vec::new();
+        let mut page_bytes = 0usize;
+        for (id, size) in &sizes {
+            let size = usize::try_from(*size).unwrap_or(usize::MAX);
+            if chosen.len() == page_size || (!chosen.is_empty() && page_bytes.saturating_add(size) > MAX_PAGE_BYTES) {
+                break;
             }
-            jobs.push(job);
+            page_bytes = page_bytes.saturating_add(size);
+            chosen.push(id.clone());
         }
-        let next_page_token = if rows.len() > page_size {
-            jobs.last().map(|j| j.job_id.clone()).unwrap_or_default()
+        let records: Vec<Vec<u8>> = sqlx::query_scalar("SELECT record FROM jobs WHERE id = ANY($1) ORDER BY id DESC")
+            .bind(&chosen)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let jobs = records
+            .iter()
+            .map(|record| decode(record).map(|job| listed(job, include_params)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_page_token = if sizes.len() > chosen.len() {
+            chosen.last().cloned().unwrap_or_default()
         } else {
             String::new()
         };

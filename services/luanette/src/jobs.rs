@@ -63,7 +63,38 @@ impl JobsConfig {
 }
 
 /// The most one `job_list` page holds, encoded; it ends early past this.
-const MAX_PAGE_BYTES: usize = 4 << 20;
+pub(crate) const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// `job_list`'s page size: the default for 0, else at most [`MAX_PAGE`].
+pub(crate) fn page_size_of(asked: usize) -> usize {
+    match asked {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// A job as a listing shows it: without logs, and without params unless asked (job_status
+/// has both).
+pub(crate) fn listed(mut job: JobInfo, include_params: bool) -> JobInfo {
+    job.logs.clear();
+    if !include_params {
+        job.params = None;
+    }
+    job
+}
+
+/// The job ids one `job_poll` may wait on: at least one, at most [`MAX_POLL_IDS`].
+pub(crate) fn check_poll_ids(job_ids: &[String]) -> Result<(), Status> {
+    if job_ids.is_empty() {
+        return Err(Status::invalid_argument("job_ids is empty"));
+    }
+    if job_ids.len() > MAX_POLL_IDS {
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_POLL_IDS} job ids per poll"
+        )));
+    }
+    Ok(())
+}
 
 /// What `job_execute` (or a marker) asks to run.
 #[derive(Debug, Clone, Default)]
@@ -570,14 +601,7 @@ impl Jobs {
         timeout: Duration,
         mode: PollMode,
     ) -> Result<pb::JobPollReply, Status> {
-        if job_ids.is_empty() {
-            return Err(Status::invalid_argument("job_ids is empty"));
-        }
-        if job_ids.len() > MAX_POLL_IDS {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_POLL_IDS} job ids per poll"
-            )));
-        }
+        check_poll_ids(job_ids)?;
         let all = match mode {
             PollMode::All => true,
             PollMode::Any | PollMode::Unspecified => false,
@@ -639,11 +663,7 @@ impl Jobs {
         page_token: &str,
         include_params: bool,
     ) -> Result<pb::JobListReply, Status> {
-        let page_size = if page_size == 0 {
-            DEFAULT_PAGE
-        } else {
-            page_size.min(MAX_PAGE)
-        };
+        let page_size = page_size_of(page_size);
         let range = if page_token.is_empty() {
             self.tree.range::<&[u8], _>(..)
         } else {
@@ -654,15 +674,11 @@ impl Jobs {
         let mut next_page_token = String::new();
         for item in range.rev() {
             let (_, bytes) = item.map_err(internal)?;
-            let mut job = self.visible(JobInfo::decode(bytes.as_ref()).map_err(internal)?);
+            let job = self.visible(JobInfo::decode(bytes.as_ref()).map_err(internal)?);
             if status != JobState::Unspecified && state_of(&job) != status {
                 continue;
             }
-            // Listing leaves out logs (and params unless asked); job_status has them.
-            job.logs.clear();
-            if !include_params {
-                job.params = None;
-            }
+            let job = listed(job, include_params);
             let size = prost::Message::encoded_len(&job);
             if jobs.len() == page_size || (!jobs.is_empty() && page_bytes + size > MAX_PAGE_BYTES) {
                 next_page_token = jobs.last().map(|j: &JobInfo| j.job_id.clone()).unwrap_or_default();

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hooteproto::v1::{
-    ErrorCode, JobCancelRequest, JobExecuteRequest, JobInfo, JobPollRequest, JobPriority, JobState, JobStatsRequest,
-    JobStatusRequest, PingRequest, PollMode, ScriptStoreRequest,
+    ErrorCode, JobCancelRequest, JobExecuteRequest, JobInfo, JobListRequest, JobPollRequest, JobPriority, JobState,
+    JobStatsRequest, JobStatusRequest, PingRequest, PollMode, ScriptStoreRequest,
 };
 use hooteproto::{Client, ClientConfig};
 
@@ -369,6 +369,18 @@ async fn workers_take_the_highest_priority_first_and_never_the_same_job_twice() 
         [3, 2, 1],
         "high, then normal, then low"
     );
+    // Listing pages newest first, in either store the same way.
+    let page = front
+        .client
+        .call(JobListRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(page.jobs.len(), 2, "{page:?}");
+    assert_eq!(page.next_page_token, page.jobs[1].job_id);
+    assert!(page.jobs.iter().all(|j| j.logs.is_empty() && j.params.is_none()));
     let _second = Worker::start(&front, 2, Duration::from_secs(10), 1);
     let _third = Worker::start(&front, 2, Duration::from_secs(10), 1);
     for (i, id) in many.iter().enumerate() {
