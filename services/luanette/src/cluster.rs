@@ -31,7 +31,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{
-    JobsConfig, MAX_PAGE_BYTES, MAX_POLL, NewJob, check_poll_ids, interrupted, is_final, listed, page_size_of, settle,
+    JobsConfig, MAX_PAGE_BYTES, MAX_POLL, NewJob, check_params_size, check_poll_ids, interrupted, is_final, listed,
+    page_size_of, settle,
 };
 use crate::runner::{Runner, Task};
 use crate::sandbox::{RunContext, ScriptIdentity};
@@ -230,20 +231,21 @@ impl ClusterJobs {
         if self.stop.is_cancelled() {
             return Err(Status::unavailable("luanette is shutting down"));
         }
-        let size = job.params.as_ref().map_or(0, |p| p.as_encoded().len());
-        if size > self.config.max_params {
-            return Err(Status::invalid_argument(format!(
-                "job params are {size} bytes, more than the {} allowed (--max-job-params); store large data with \
-                 cas_store and pass its hash",
-                self.config.max_params
-            )));
-        }
-        let (unfinished, own): (i64, i64) =
-            sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE owner = $1) FROM jobs WHERE state IN (1, 2)")
-                .bind(owner)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_error)?;
+        check_params_size(
+            job.params.as_ref().map_or(0, |p| p.as_encoded().len()),
+            self.config.max_params,
+        )?;
+        // Counted only up to the limits, so a long queue does not make every insert slower.
+        let (unfinished, own): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN (1, 2) LIMIT $2) u), \
+                    (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN (1, 2) AND owner = $1 LIMIT $3) o)",
+        )
+        .bind(owner)
+        .bind(self.config.max_unfinished as i64)
+        .bind(self.config.max_unfinished_per_client as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
         if unfinished as usize >= self.config.max_unfinished {
             return Err(Status::resource_exhausted(format!(
                 "{unfinished} jobs are unfinished, the most the queue keeps (--max-unfinished-jobs)"

@@ -83,6 +83,18 @@ pub(crate) fn listed(mut job: JobInfo, include_params: bool) -> JobInfo {
     job
 }
 
+/// Refuses params of `size` encoded bytes past `max` (large data goes to the CAS by hash).
+pub(crate) fn check_params_size(size: usize, max: usize) -> Result<(), Status> {
+    if size <= max {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "job params are {size} bytes, more than the {max} allowed (--max-job-params); store large data with \
+         cas_store and pass its hash"
+    ))
+    .with_details(details(serde_json::json!({"kind": "params_too_large", "limit": max}))))
+}
+
 /// The job ids one `job_poll` may wait on: at least one, at most [`MAX_POLL_IDS`].
 pub(crate) fn check_poll_ids(job_ids: &[String]) -> Result<(), Status> {
     if job_ids.is_empty() {
@@ -341,17 +353,10 @@ impl Jobs {
             ),
             None => None,
         };
-        let size = prost_params.as_ref().map_or(0, prost::Message::encoded_len);
-        if size > self.config.max_params {
-            return Err(Status::invalid_argument(format!(
-                "job params are {size} bytes, more than the {} allowed (--max-job-params); store large data with \
-                 cas_store and pass its hash",
-                self.config.max_params
-            ))
-            .with_details(details(
-                serde_json::json!({"kind": "params_too_large", "limit": self.config.max_params}),
-            )));
-        }
+        check_params_size(
+            prost_params.as_ref().map_or(0, prost::Message::encoded_len),
+            self.config.max_params,
+        )?;
         let live = Arc::new(Live {
             owner: owner.to_vec(),
             cancel: tokio_util::sync::CancellationToken::new(),
