@@ -81,8 +81,38 @@ pub struct ServiceArgs<S: ServiceKind> {
     /// The shared CAS root [default: <data dir>/cas].
     #[arg(long, env = "HOOT_CAS_ROOT")]
     pub cas_root: Option<PathBuf>,
+    /// Where blobs live.
+    #[command(flatten)]
+    pub blobs: BlobArgs,
     #[arg(skip)]
     service: PhantomData<S>,
+}
+
+/// Where blobs live: every service, `holler up` and `holler cas put` take these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BlobArgs {
+    /// Where blobs live: file:///path (a local CAS there) or s3://bucket[/prefix] (cluster
+    /// mode; endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) [default: the local CAS root].
+    #[arg(long, env = "HOOT_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// This host's read-through cache of object storage [default: <data dir>/cache].
+    #[arg(long, env = "HOOT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most the cache keeps, in bytes or with a unit: 512M, 10G, 1T.
+    #[arg(long, env = "HOOT_CACHE_MAX", default_value = "10G", value_parser = parse_size)]
+    pub cache_max: u64,
+}
+
+impl BlobArgs {
+    /// The blob URL (None when unset or empty) and the cache directory, defaulted under
+    /// `data_dir`.
+    pub fn resolve(&self, data_dir: &std::path::Path) -> (Option<String>, PathBuf) {
+        (
+            self.blob_url.clone().filter(|url| !url.is_empty()),
+            self.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache")),
+        )
+    }
 }
 
 /// The shared flags, resolved: what a service's `Config` takes from them.
@@ -96,6 +126,12 @@ pub struct Common {
     pub data_dir: PathBuf,
     /// The shared CAS root.
     pub cas_root: PathBuf,
+    /// Where blobs live (`--blob-url`; None: the CAS root).
+    pub blob_url: Option<String>,
+    /// The object-storage cache directory.
+    pub cache_dir: PathBuf,
+    /// Most bytes the cache keeps.
+    pub cache_max: u64,
     /// The shared key, if there is one (found as [`crate::auth::key_for_service`] does).
     pub key: Option<Key>,
     /// Allow a non-loopback bind without a key.
@@ -115,15 +151,41 @@ impl<S: ServiceKind> ServiceArgs<S> {
         let data_dir = crate::dirs::data_dir(self.data_dir.clone());
         let cas_root = crate::dirs::cas_root(self.cas_root.clone(), &data_dir);
         let key = crate::auth::key_for_service(self.key_file.as_deref(), &data_dir)?;
+        let (blob_url, cache_dir) = self.blobs.resolve(&data_dir);
         Ok(Common {
             bind: self.bind.clone(),
             health_bind: crate::health::parse_bind(&self.health_bind)?,
+            blob_url,
+            cache_dir,
             data_dir,
             cas_root,
+            cache_max: self.blobs.cache_max,
             key,
             insecure: self.insecure,
         })
     }
+}
+
+/// A size in bytes, or with a binary unit (K, M, G, T; an optional trailing `B` or `iB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let number = upper.trim_end_matches("IB").trim_end_matches('B');
+    let (digits, shift) = match number.chars().last() {
+        Some('K') => (&number[..number.len() - 1], 10),
+        Some('M') => (&number[..number.len() - 1], 20),
+        Some('G') => (&number[..number.len() - 1], 30),
+        Some('T') => (&number[..number.len() - 1], 40),
+        _ => (number, 0),
+    };
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{trimmed:?} is not a size; give bytes or a number with K, M, G or T"))?;
+    value
+        .checked_mul(1u64 << shift)
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(|| format!("{trimmed:?} is out of range"))
 }
 
 #[cfg(test)]
@@ -131,6 +193,17 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        for bad in ["", "G", "ten", "-1G", "0", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[derive(Parser)]
     struct Args {

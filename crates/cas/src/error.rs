@@ -15,6 +15,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The filesystem failed.
     Io,
+    /// Object storage could not be reached or refused the request; retrying may succeed.
+    Unavailable,
 }
 
 /// Everything the store can fail with.
@@ -58,6 +60,21 @@ pub enum CasError {
     /// A move import was asked across filesystems.
     #[error("cannot move {0} into the store: it is on another filesystem (copy it with import_file instead)")]
     CrossDevice(PathBuf),
+    /// The store's configuration is unusable (a bad blob URL, a cache directory that is not one).
+    #[error("{0}")]
+    Config(String),
+    /// Object storage failed a request.
+    #[error("object storage {url} failed {context} {object}: {source}")]
+    Remote {
+        /// What was being done.
+        context: &'static str,
+        /// The object (a hash or a prefix).
+        object: String,
+        /// The bucket's URL.
+        url: String,
+        /// Why it failed.
+        source: Box<object_store::Error>,
+    },
     /// The filesystem failed.
     #[error("{context} {path}: {source}")]
     Io {
@@ -82,6 +99,8 @@ impl CasError {
             CasError::Corrupt { .. } => ErrorKind::DataLoss,
             CasError::TooLarge { .. } => ErrorKind::ResourceExhausted,
             CasError::Io { .. } => ErrorKind::Io,
+            CasError::Config(_) => ErrorKind::Io,
+            CasError::Remote { .. } => ErrorKind::Unavailable,
         }
     }
 }

@@ -29,10 +29,12 @@
 //! - [`error`]: [`CasError`] with a [`ErrorKind`] for canonical error codes.
 //! - `status` (feature `status`): a [`CasError`] as the HOOT/1 status every service answers with.
 
+mod cache;
 pub mod error;
 pub mod hash;
 pub mod import;
 pub mod read;
+pub mod remote;
 #[cfg(feature = "status")]
 pub mod status;
 pub mod store;
@@ -40,4 +42,5 @@ pub mod store;
 pub use error::{CasError, ErrorKind};
 pub use hash::Hash;
 pub use read::ObjectReader;
+pub use remote::BlobConfig;
 pub use store::{Cas, ObjectInfo, Stored};

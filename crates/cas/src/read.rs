@@ -2,11 +2,16 @@
 //! the short prefixes people type.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write as _};
 
 use crate::error::IoContext as _;
 use crate::hash::{HEX_LEN, check_prefix};
+use crate::store::Backing;
 use crate::{Cas, CasError, Hash};
+
+/// In cluster mode, ranges of objects up to this fraction of the cache's bound are read by
+/// caching the whole object; larger objects are read from the bucket range by range.
+const CACHE_WHOLE_FRACTION: u64 = 4;
 
 /// Streams an object's content. With verification, reaching the end checks that the
 /// content still hashes to the object's name and fails with `InvalidData` (wrapping
@@ -46,12 +51,26 @@ impl Read for ObjectReader {
 }
 
 impl Cas {
-    /// Opens an object for streaming.
+    /// Opens an object for streaming. In cluster mode an object not cached here is downloaded
+    /// into the cache first, verified against its name as it arrives.
     pub fn open_reader(&self, hash: &Hash, verify: bool) -> Result<ObjectReader, CasError> {
         let path = self.object_path(hash);
         let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CasError::NotFound(hash.to_string())),
+            Ok(file) => {
+                if self.backing.is_some() {
+                    crate::cache::touch(&file);
+                }
+                file
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(backing) = &self.backing else {
+                    return Err(CasError::NotFound(hash.to_string()));
+                };
+                let (file, size) = self.fetch(backing, hash)?;
+                // Verified on arrival; a reader asking for verification still gets it.
+                let verify = verify.then(|| (blake3::Hasher::new(), *hash));
+                return Ok(ObjectReader { file, size, verify });
+            }
             Err(e) => {
                 return Err(CasError::Io {
                     context: "opening",
@@ -86,16 +105,27 @@ impl Cas {
     /// `limit`. `length == 0` means to the end.
     pub fn read_range(&self, hash: &Hash, offset: u64, length: u64, limit: u64) -> Result<Vec<u8>, CasError> {
         let path = self.object_path(hash);
-        let mut reader = self.open_reader(hash, false)?;
-        let available = reader.size().saturating_sub(offset);
-        let wanted = if length == 0 { available } else { length.min(available) };
-        if wanted > limit {
-            return Err(CasError::TooLarge {
-                hash: hash.to_string(),
-                size: wanted,
-                limit,
-            });
+        let wanted = |size: u64| -> Result<u64, CasError> {
+            let available = size.saturating_sub(offset);
+            let wanted = if length == 0 { available } else { length.min(available) };
+            if wanted > limit {
+                return Err(CasError::TooLarge {
+                    hash: hash.to_string(),
+                    size: wanted,
+                    limit,
+                });
+            }
+            Ok(wanted)
+        };
+        if let Some(backing) = self.backing.as_ref().filter(|_| !self.contains(hash)) {
+            let size = self.inspect(hash)?.size;
+            if size > backing.cache.max / CACHE_WHOLE_FRACTION {
+                let wanted = wanted(size)?;
+                return read_remote_range(backing, hash, offset, wanted);
+            }
         }
+        let mut reader = self.open_reader(hash, false)?;
+        let wanted = wanted(reader.size())?;
         reader.file.seek(SeekFrom::Start(offset)).at("seeking", &path)?;
         let mut bytes = vec![0u8; wanted as usize];
         reader.file.read_exact(&mut bytes).at("reading", &path)?;
@@ -112,16 +142,37 @@ impl Cas {
 
     /// Resolves a full hash or a unique prefix of at least 8 characters (for people; writes
     /// always use full hashes).
+    ///
+    /// In cluster mode the bucket answers; should it be unreachable, a prefix that names
+    /// exactly one object cached here resolves to it.
     pub fn resolve(&self, hash_or_prefix: &str) -> Result<Hash, CasError> {
         if hash_or_prefix.len() == HEX_LEN {
             let hash = Hash::parse(hash_or_prefix)?;
-            return if self.contains(&hash) {
+            return if self.exists(&hash)? {
                 Ok(hash)
             } else {
                 Err(CasError::NotFound(hash.to_string()))
             };
         }
         check_prefix(hash_or_prefix)?;
+        let Some(backing) = &self.backing else {
+            return self.resolve_local(hash_or_prefix);
+        };
+        match backing.remote.find_prefix(hash_or_prefix) {
+            Ok(found) => match found.as_slice() {
+                [only] => Ok(*only),
+                [] => Err(CasError::NotFound(hash_or_prefix.to_string())),
+                _ => Err(CasError::Ambiguous {
+                    prefix: hash_or_prefix.to_string(),
+                    count: found.len(),
+                }),
+            },
+            Err(unreachable) => self.resolve_local(hash_or_prefix).map_err(|_| unreachable),
+        }
+    }
+
+    /// Resolves a prefix among the objects in this directory.
+    fn resolve_local(&self, hash_or_prefix: &str) -> Result<Hash, CasError> {
         let (dir, rest) = hash_or_prefix.split_at(2);
         let dir_path = self.fanout_dir(dir);
         let entries = match fs::read_dir(&dir_path) {
@@ -150,6 +201,62 @@ impl Cas {
             }),
         }
     }
+}
+
+impl Cas {
+    /// Downloads an object into the cache, hashing it as it arrives, and commits it only if
+    /// it matches its name. Returns it open (so eviction cannot take it from under the caller).
+    fn fetch(&self, backing: &Backing, hash: &Hash) -> Result<(File, u64), CasError> {
+        let mut download = backing.remote.download(hash, None)?;
+        let mut staged = self.stage()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut received = 0u64;
+        while let Some(chunk) = download.next_chunk()? {
+            received += chunk.len() as u64;
+            if received > download.info.size {
+                break;
+            }
+            hasher.update(&chunk);
+            staged.file.write_all(&chunk).at("writing", &staged.path)?;
+        }
+        let actual = Hash::from(hasher.finalize());
+        if received != download.info.size || actual != *hash {
+            return Err(CasError::Corrupt {
+                hash: hash.to_string(),
+                actual: if received == download.info.size {
+                    actual.to_string()
+                } else {
+                    format!("{received} bytes where the bucket announced {}", download.info.size)
+                },
+            });
+        }
+        let file = File::open(&staged.path).at("opening", &staged.path)?;
+        self.commit_local(staged, &download.info)?;
+        Ok((file, received))
+    }
+}
+
+/// Reads `wanted` bytes from `offset` straight from the bucket (objects too large to cache
+/// whole for a range).
+fn read_remote_range(backing: &Backing, hash: &Hash, offset: u64, wanted: u64) -> Result<Vec<u8>, CasError> {
+    if wanted == 0 {
+        return Ok(Vec::new());
+    }
+    let mut download = backing.remote.download(hash, Some(offset..offset + wanted))?;
+    let mut bytes = Vec::with_capacity(wanted as usize);
+    while let Some(chunk) = download.next_chunk()? {
+        if bytes.len() as u64 + chunk.len() as u64 > wanted {
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.len() as u64 != wanted {
+        return Err(CasError::Corrupt {
+            hash: hash.to_string(),
+            actual: format!("a range of {} bytes where {wanted} were asked for", bytes.len()),
+        });
+    }
+    Ok(bytes)
 }
 
 /// A verifying read's `InvalidData` carries the `Corrupt` error; give it back as such.

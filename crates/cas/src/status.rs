@@ -19,6 +19,7 @@ pub fn code(kind: ErrorKind) -> ErrorCode {
         ErrorKind::DataLoss => ErrorCode::DataLoss,
         ErrorKind::ResourceExhausted => ErrorCode::ResourceExhausted,
         ErrorKind::Io => ErrorCode::Internal,
+        ErrorKind::Unavailable => ErrorCode::Unavailable,
     }
 }
 
@@ -35,6 +36,20 @@ pub fn status(error: CasError) -> Status {
                     source.kind()
                 ),
             )
+        }
+        CasError::Remote { context, object, .. } => {
+            tracing::error!(%error, "object storage failed");
+            Status::new(
+                code,
+                bounded(format!(
+                    "object storage failed {context} {object}; objects already cached on this host can still be \
+                     read, and details are in the service's log"
+                )),
+            )
+        }
+        CasError::Config(_) => {
+            tracing::error!(%error, "CAS configuration");
+            Status::new(code, "the CAS is misconfigured; details are in the service's log")
         }
         CasError::CrossDevice(_) => {
             tracing::error!(%error, "CAS import failed");

@@ -10,6 +10,7 @@
 //! - [`replay_corpus`]: every file of a fuzz corpus through a check.
 //! - [`signal`]: `kill -SIG pid` without the `kill` program (minimal Debian images lack procps).
 
+pub mod blobs;
 pub mod mcp;
 pub mod postgres;
 

@@ -53,6 +53,8 @@ pub struct Config {
     pub luanette: Option<String>,
     /// The shared CAS root.
     pub cas_root: PathBuf,
+    /// Where blobs live beyond `cas_root`: object storage and its cache (cluster mode).
+    pub blobs: cas::BlobConfig,
     /// The data directory; the timeline is saved in `<data_dir>/chaosgarden/`.
     pub data_dir: PathBuf,
     /// Where the audio goes.
@@ -93,6 +95,7 @@ impl Config {
             name: "chaosgarden".into(),
             luanette: Some(defaults::LUANETTE.bind.into()),
             cas_root: data_dir.join("cas"),
+            blobs: cas::BlobConfig::default(),
             data_dir,
             output: Output::Auto,
             midi_out: None,
@@ -130,7 +133,7 @@ pub struct Bound {
 /// Loads the SoundFont, starts the engine, opens the timeline and binds every socket.
 pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
     media::keep_large_buffers_out_of_the_heap();
-    let cas = cas::Cas::open(&config.cas_root)
+    let cas = cas::Cas::open_with(&config.cas_root, &config.blobs)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let synth = media::Synth::choose(config.soundfont.as_deref())?.with_effects(config.synth_effects);
     let soundfont = synth.description().to_string();

@@ -79,6 +79,7 @@ fn main() {
             broadcasts: None,
             allow_transport_from_lua: false,
             database_url: None,
+            blobs: cas::BlobConfig::default(),
         })
         .await
         .expect("stack");

@@ -42,6 +42,9 @@ pub struct StackConfig {
     /// jobs this stack's Luanette runs with a local worker, and `luanette worker`s on other
     /// hosts too). None: the embedded default (sled).
     pub database_url: Option<String>,
+    /// Where blobs live: the CAS under the data directory (the default), or object storage
+    /// read through a cache (cluster mode), for all three services.
+    pub blobs: cas::BlobConfig,
 }
 
 /// What `holler up` starts: the services and the MCP gateway over HTTP.
@@ -81,6 +84,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     let mut lua = luanette::Config::new(config.data_dir.clone());
     lua.bind = config.endpoints.luanette.clone();
     lua.cas_root = cas_root.clone();
+    lua.blobs = config.blobs.clone();
     lua.pub_bind = config.broadcasts.clone();
     lua.key = key.clone();
     // Scripts reach the other two with `garden.*` and `hoot.*`.
@@ -102,6 +106,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     let mut hoot = hootenanny::Config::new(config.data_dir.clone());
     hoot.bind = config.endpoints.hootenanny.clone();
     hoot.cas_root = cas_root.clone();
+    hoot.blobs = config.blobs.clone();
     hoot.key = key.clone();
     hoot.database_url = config.database_url.clone();
     if !config.health {
@@ -113,6 +118,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     garden.bind = config.endpoints.chaosgarden.clone();
     garden.luanette = Some(config.endpoints.luanette.clone());
     garden.cas_root = cas_root;
+    garden.blobs = config.blobs.clone();
     garden.output = config.audio.clone();
     garden.soundfont = config.soundfont.clone();
     garden.media_budget = config.media_budget;

@@ -49,6 +49,8 @@ pub struct Config {
     pub bind: String,
     /// The shared CAS root.
     pub cas_root: PathBuf,
+    /// Where blobs live beyond `cas_root`: object storage and its cache (cluster mode).
+    pub blobs: cas::BlobConfig,
     /// The data directory; hootenanny keeps its sled database in `<data_dir>/hootenanny/`.
     pub data_dir: PathBuf,
     /// Where to serve grpc.health.v1 (None: not at all).
@@ -74,6 +76,7 @@ impl Config {
         Self {
             bind: defaults::HOOTENANNY.bind.into(),
             cas_root: data_dir.join("cas"),
+            blobs: cas::BlobConfig::default(),
             data_dir,
             health_bind: Some(defaults::HOOTENANNY.health_addr()),
             key: None,
@@ -104,8 +107,9 @@ pub struct Bound {
 
 /// Opens the CAS and the database and binds every socket, without serving yet.
 pub async fn bind(config: Config) -> anyhow::Result<Bound> {
-    let cas = cas::Cas::open(&config.cas_root)
+    let cas = cas::Cas::open_with(&config.cas_root, &config.blobs)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
+    let cas_described = cas.describe();
     let db_dir = config.data_dir.join("hootenanny").join("db");
     let store = store::Store::open(config.database_url.as_deref(), &db_dir).await?;
 
@@ -133,7 +137,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         // Room for the envelope around the bytes.
         max_reply_bytes: config.max_message_size.saturating_sub(64 * 1024) as u64,
     });
-    tracing::info!(endpoint = %server.local_endpoint(), cas = %config.cas_root.display(), store = store.describe(), "hootenanny ready");
+    tracing::info!(endpoint = %server.local_endpoint(), cas = %cas_described, store = store.describe(), "hootenanny ready");
     Ok(Bound {
         server,
         service,

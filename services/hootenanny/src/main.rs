@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let common = args.common.resolve()?;
     let mut config = hootenanny::Config::new(common.data_dir);
     config.cas_root = common.cas_root;
+    config.blobs = cas::BlobConfig::from_env(common.blob_url, Some(common.cache_dir), common.cache_max);
     config.bind = common.bind;
     config.health_bind = common.health_bind;
     config.key = common.key;

@@ -1,14 +1,11 @@
 //! The shared CAS as Hootenanny reads it for agents: MIME types checked where they are
-//! recorded, metadata read with a bound (another process on the host may have written any
-//! sidecar), and errors that never carry a path on this host.
+//! recorded and reported, and errors that never carry a path on this host.
 
 use cas::{Cas, CasError, Hash, ObjectInfo};
 use hooteproto::Status;
 
 /// Longest MIME type accepted (RFC 6838 allows 127 + 1 + 127 characters).
 pub const MAX_MIME: usize = 255;
-/// Largest metadata sidecar read. One written for a valid MIME type is under 400 bytes.
-const MAX_META_BYTES: u64 = 4096;
 
 /// Whether `mime_type` is at most 255 bytes of printable ASCII.
 pub fn valid_mime(mime_type: &str) -> bool {
@@ -30,39 +27,16 @@ pub fn check_mime(mime_type: &str) -> Result<(), Status> {
     )))
 }
 
-/// An object's metadata, reading its sidecar only if it is small. A sidecar that is too large,
-/// or that records a MIME type [`valid_mime`] refuses, is treated like a lost one: the object
-/// is reported as `application/octet-stream` (its content is unaffected; only the label is).
+/// An object's metadata. The store reads a sidecar only if it is small (another process on
+/// the host may have written anything there); one that records a MIME type [`valid_mime`]
+/// refuses is reported as `application/octet-stream` (only the label is affected).
 pub fn inspect(cas: &Cas, hash: &Hash) -> Result<ObjectInfo, CasError> {
-    let object = cas.object_path(hash);
-    let sidecar = object.with_extension("meta");
-    let sidecar_len = std::fs::metadata(&sidecar).map(|m| m.len()).unwrap_or(0);
-    if sidecar_len <= MAX_META_BYTES {
-        let mut info = cas.inspect(hash)?;
-        if !valid_mime(&info.mime_type) {
-            tracing::warn!(%hash, bytes = info.mime_type.len(), "CAS object records an invalid MIME type; reporting the default");
-            info.mime_type = cas::store::DEFAULT_MIME.to_string();
-        }
-        return Ok(info);
+    let mut info = cas.inspect(hash)?;
+    if !valid_mime(&info.mime_type) {
+        tracing::warn!(%hash, bytes = info.mime_type.len(), "CAS object records an invalid MIME type; reporting the default");
+        info.mime_type = cas::store::DEFAULT_MIME.to_string();
     }
-    tracing::warn!(%hash, sidecar_len, "CAS object's metadata sidecar is oversized; not reading it");
-    let stat = match std::fs::metadata(&object) {
-        Ok(stat) => stat,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CasError::NotFound(hash.to_string())),
-        Err(source) => {
-            return Err(CasError::Io {
-                context: "inspecting",
-                path: object,
-                source,
-            });
-        }
-    };
-    Ok(ObjectInfo {
-        hash: *hash,
-        size: stat.len(),
-        mime_type: cas::store::DEFAULT_MIME.to_string(),
-        created_at: stat.modified().unwrap_or(std::time::UNIX_EPOCH),
-    })
+    Ok(info)
 }
 
 /// A CAS error as a canonical status (the mapping every service shares).

@@ -82,7 +82,7 @@ impl HootenannyTools for Service {
             // Content already stored: answer from bounded metadata (`Cas::store` would read
             // whatever sidecar another process left there).
             let hash = cas::Hash::of(&request.data);
-            if cas.contains(&hash) {
+            if cas.exists(&hash)? {
                 let info = objects::inspect(&cas, &hash)?;
                 return Ok(cas::Stored {
                     info,
@@ -121,7 +121,8 @@ impl HootenannyTools for Service {
         request: pb::ArtifactCreateRequest,
     ) -> Result<pb::ArtifactCreateReply, Status> {
         let hash = cas::Hash::parse(&request.cas_hash).map_err(objects::status)?;
-        if !self.cas.contains(&hash) {
+        let cas = self.cas.clone();
+        if !blocking(move || cas.exists(&hash)).await? {
             return Err(Status::not_found(format!(
                 "CAS object {hash} does not exist; store it first (cas_store)"
             )));

@@ -217,8 +217,7 @@ async fn a_query_that_slips_past_pricing_stops_at_its_node_byte_and_time_budgets
 
 /// Writes `mime_type` into an object's metadata sidecar, as another process on the host could.
 fn record_mime(dir: &std::path::Path, hash: &str, mime_type: &str) {
-    let sidecar = dir
-        .join("cas/objects")
+    let sidecar = common::local_objects(dir)
         .join(&hash[..2])
         .join(format!("{}.meta", &hash[2..]));
     let meta = serde_json::json!({"size": 5, "mime_type": mime_type, "created_at_unix_ms": 1});
@@ -364,7 +363,7 @@ async fn cas_get_past_the_end_is_out_of_range_and_no_error_names_a_path() {
 
     // A filesystem failure (an object that became a directory) is INTERNAL without the path.
     let stored = store(client, b"soon a directory").await;
-    let object = dir.path().join("cas/objects").join(&stored[..2]).join(&stored[2..]);
+    let object = common::local_objects(dir.path()).join(&stored[..2]).join(&stored[2..]);
     std::fs::remove_file(&object).expect("remove");
     std::fs::create_dir(&object).expect("mkdir");
     let refused = refusal(

@@ -492,6 +492,9 @@ fn spawn_binary(dir: &std::path::Path, bind: &str, health: &str) -> std::process
     if let Some(url) = testkit::postgres::database_for(dir) {
         command.env("HOOT_DATABASE_URL", url);
     }
+    if let Some(url) = testkit::blobs::url_for(dir) {
+        command.env("HOOT_BLOB_URL", url);
+    }
     command
         .args([
             "--bind",

@@ -64,6 +64,8 @@ pub struct Config {
     pub pub_bind: Option<String>,
     /// The shared CAS root.
     pub cas_root: PathBuf,
+    /// Where blobs live beyond `cas_root`: object storage and its cache (cluster mode).
+    pub blobs: cas::BlobConfig,
     /// The data directory; luanette keeps its index in `<data_dir>/luanette/`.
     pub data_dir: PathBuf,
     /// Where to serve grpc.health.v1 (None: not at all).
@@ -120,6 +122,7 @@ impl Config {
             name: "lua-orchestrator".into(),
             pub_bind: Some(defaults::LUANETTE_PUB.into()),
             cas_root: data_dir.join("cas"),
+            blobs: cas::BlobConfig::default(),
             data_dir,
             health_bind: Some(defaults::LUANETTE.health_addr()),
             key: None,
@@ -172,7 +175,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     server_config.key = config.key.clone();
     server_config.insecure = config.insecure;
     server_config.drain_timeout = config.drain_timeout;
-    let cas = cas::Cas::open(&config.cas_root)
+    let cas = cas::Cas::open_with(&config.cas_root, &config.blobs)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let index_dir = config.data_dir.join("luanette").join("db");
     let mut peers = config.peers.clone();
@@ -300,7 +303,7 @@ pub async fn worker(config: Config, shutdown: impl Future<Output = ()> + Send) -
         .cluster
         .clone()
         .context("a worker needs --database-url: the job queue it takes jobs from")?;
-    let cas = cas::Cas::open(&config.cas_root)
+    let cas = cas::Cas::open_with(&config.cas_root, &config.blobs)
         .with_context(|| format!("opening the CAS at {}", config.cas_root.display()))?;
     let mut peers = config.peers.clone();
     if peers.key.is_none() {

@@ -110,12 +110,7 @@ impl Runner {
     /// models. Starts `config.warm` processes in the background.
     pub fn new(config: PoolConfig, program: Program, services: &crate::stdlib::Services) -> Self {
         let address_space = (config.memory.saturating_add(ADDRESS_SPACE_OVERHEAD)) as u64;
-        let hello = Hello::new(
-            services.cas.as_ref().map(|cas| cas.root()),
-            &services.models,
-            &services.peers,
-            address_space,
-        );
+        let hello = Hello::new(services.cas.as_ref(), &services.models, &services.peers, address_space);
         let inner = Arc::new(Inner {
             slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
             config,

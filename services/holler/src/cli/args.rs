@@ -131,6 +131,9 @@ pub struct StackArgs {
     /// [default: embedded, sled under the data directory].
     #[arg(long, env = "HOOT_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Cluster mode: blobs on object storage (s3://bucket[/prefix]), read through a cache.
+    #[command(flatten)]
+    pub blobs: hooteproto::cli::BlobArgs,
 }
 
 #[derive(Subcommand)]
@@ -379,6 +382,9 @@ pub enum CasCommand {
         /// The shared CAS root to import into when it is on this host [default: $HOOT_CAS_ROOT or <data dir>/cas].
         #[arg(long, env = "HOOT_CAS_ROOT")]
         cas_root: Option<PathBuf>,
+        /// With object storage, the file goes straight to the bucket.
+        #[command(flatten)]
+        blobs: hooteproto::cli::BlobArgs,
     },
     /// Fetch an object (to stdout, or -o FILE).
     Get {

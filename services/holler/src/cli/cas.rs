@@ -41,13 +41,22 @@ fn show_stored(context: &Context, hash: &str, size: u64, already: bool, extra: s
 
 pub async fn run(context: &Context, command: CasCommand) -> Result<(), Failure> {
     match command {
-        CasCommand::Put { file, mime, cas_root } => {
+        CasCommand::Put {
+            file,
+            mime,
+            cas_root,
+            blobs,
+        } => {
             let root = cas_root.unwrap_or_else(|| context.data_dir.join("cas"));
-            if root.join("objects").is_dir() && file != Path::new("-") {
+            let (url, cache_dir) = blobs.resolve(&context.data_dir);
+            let blobs = cas::BlobConfig::from_env(url, Some(cache_dir), blobs.cache_max);
+            let direct = blobs.url.is_some() || root.join("objects").is_dir();
+            if direct && file != Path::new("-") {
                 // What this process adds to the shared store is as private as what the services write.
                 hooteproto::dirs::restrict_new_files();
-                // Same host: import straight into the shared store, no bytes over ZMQ.
-                let cas = cas::Cas::open(&root).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+                // Same host, or object storage this host reaches: import straight into the
+                // store, no bytes over ZMQ.
+                let cas = cas::Cas::open_with(&root, &blobs).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
                 let stored = cas
                     .import_file(&file, &mime)
                     .map_err(|e| Failure::from(anyhow::anyhow!("importing {}: {e}", file.display())))?;
@@ -57,7 +66,7 @@ pub async fn run(context: &Context, command: CasCommand) -> Result<(), Failure> 
                     &hash,
                     stored.info.size,
                     stored.already_existed,
-                    json!({"importedInto": root}),
+                    json!({"importedInto": cas.describe()}),
                 );
                 return Ok(());
             }

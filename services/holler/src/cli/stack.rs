@@ -134,6 +134,10 @@ fn stack_config(stack: StackArgs, context: &Context, key: Option<(Key, KeySource
         broadcasts: endpoint_or_none(&stack.broadcasts),
         allow_transport_from_lua: stack.allow_transport_from_lua,
         database_url: stack.database_url,
+        blobs: {
+            let (url, cache_dir) = stack.blobs.resolve(&context.data_dir);
+            cas::BlobConfig::from_env(url, Some(cache_dir), stack.blobs.cache_max)
+        },
     }
 }
 

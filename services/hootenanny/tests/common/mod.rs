@@ -19,13 +19,26 @@ impl Running {
 }
 
 /// The defaults, on a free loopback port, without health; on a PostgreSQL database of this
-/// directory's own when the suite runs against PostgreSQL (`scripts/postgres`).
+/// directory's own when the suite runs against PostgreSQL (`scripts/postgres`), and on a
+/// bucket prefix of its own when it runs against object storage (`scripts/garage`).
 pub fn config(dir: &std::path::Path) -> hootenanny::Config {
     let mut config = hootenanny::Config::new(dir.to_path_buf());
     config.bind = format!("tcp://127.0.0.1:{}", testkit::free_port());
     config.health_bind = None;
     config.database_url = testkit::postgres::database_for(dir);
+    config.blobs = cas::BlobConfig::from_env(testkit::blobs::url_for(dir), Some(dir.join("cache")), 0);
     config
+}
+
+/// Where the objects of a service configured by [`config`] are on this host: the CAS, or the
+/// blob cache when the suite runs against object storage.
+#[allow(dead_code, reason = "used by some of the test binaries that include this module")]
+pub fn local_objects(dir: &std::path::Path) -> std::path::PathBuf {
+    if testkit::blobs::enabled() {
+        dir.join("cache/objects")
+    } else {
+        dir.join("cas/objects")
+    }
 }
 
 /// Binds it, starts it and waits until it answers a ping.

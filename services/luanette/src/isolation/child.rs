@@ -40,9 +40,10 @@ pub fn main() -> i32 {
     else {
         return 3;
     };
+    let blobs: ::cas::BlobConfig = serde_json::from_str(&hello.blobs).unwrap_or_default();
     let cas = match hello.cas_root.as_str() {
         "" => None,
-        root => ::cas::Cas::open(std::path::Path::new(root)).ok(),
+        root => ::cas::Cas::open_with(std::path::Path::new(root), &blobs).ok(),
     };
     let services = Services {
         cas,

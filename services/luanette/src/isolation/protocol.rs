@@ -46,6 +46,10 @@ pub struct Hello {
     /// Whether `garden.play/stop/seek` may move the transport.
     #[prost(bool, tag = "11")]
     pub allow_transport: bool,
+    /// Object storage behind the CAS, as JSON (`cas::BlobConfig`, with the `AWS_*`
+    /// credentials; "" for a local CAS): sent here for the same reason as the key.
+    #[prost(string, tag = "12")]
+    pub blobs: String,
 }
 
 /// One model backend as configured by the operator.
@@ -283,13 +287,20 @@ fn backend_of(config: Option<BackendConfig>) -> Backend {
 
 impl Hello {
     /// What a sandbox process needs to know about the operator's configuration.
-    pub fn new(cas_root: Option<&std::path::Path>, models: &Models, peers: &Peers, address_space: u64) -> Self {
+    pub fn new(cas: Option<&::cas::Cas>, models: &Models, peers: &Peers, address_space: u64) -> Self {
         Self {
             chaosgarden: peers.chaosgarden.clone().unwrap_or_default(),
             hootenanny: peers.hootenanny.clone().unwrap_or_default(),
             key: peers.key.as_ref().map(|k| k.secret().to_vec()).unwrap_or_default(),
             allow_transport: peers.allow_transport,
-            cas_root: cas_root.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            cas_root: cas
+                .map(|cas| cas.root().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            blobs: cas
+                .map(|cas| cas.blob_config())
+                .filter(|config| config.is_remote())
+                .and_then(|config| serde_json::to_string(&config).ok())
+                .unwrap_or_default(),
             orpheus: Some(backend_config(&models.orpheus)),
             musicgen: Some(backend_config(&models.musicgen)),
             deepseek: Some(backend_config(&models.deepseek)),
