@@ -6,6 +6,11 @@
 //! modification time; when the cache grows past its bound the oldest-used objects go until it
 //! is at [`LOW_WATER`] of the bound. Several processes may share one cache directory: each
 //! counts what it added and rescans the directory (the truth) before evicting.
+//!
+//! Writes to the cache do not wait for the disk (the bucket is where objects are durable; the
+//! upload is what a store waits for). A power loss could leave a torn file under a good name,
+//! so the cache trusts only what was written since the machine booted: the marker records the
+//! boot, and a cache opened after a reboot is emptied first.
 
 use std::fs;
 use std::path::Path;
@@ -34,7 +39,21 @@ impl Cache {
     /// may exist nowhere else), and trims it to `max`.
     pub(crate) fn open(root: &Path, max: u64) -> Result<Self, CasError> {
         let marker = root.join(MARKER);
-        if !marker.exists() {
+        let boot = boot_id();
+        if marker.exists() {
+            let recorded = fs::read_to_string(&marker).unwrap_or_default();
+            if !recorded.lines().any(|line| line == format!("boot {boot}")) {
+                // Written before a reboot: possibly torn. Empty it (everything is in the bucket).
+                let objects = root.join("objects");
+                match fs::remove_dir_all(&objects) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at("emptying", &objects),
+                }
+                tracing::info!(cache = %root.display(), "blob cache emptied: written before the last boot");
+                write_marker(&marker, &boot)?;
+            }
+        } else {
             let objects = root.join("objects");
             let has_objects = fs::read_dir(&objects).is_ok_and(|mut entries| entries.next().is_some());
             if has_objects {
@@ -45,11 +64,7 @@ impl Cache {
                 )));
             }
             fs::create_dir_all(root).at("creating", root)?;
-            fs::write(
-                &marker,
-                b"a read-through cache of object storage; anything here may be deleted\n",
-            )
-            .at("creating", &marker)?;
+            write_marker(&marker, &boot)?;
         }
         let cache = Self {
             max,
@@ -92,6 +107,22 @@ impl Cache {
         *estimate = total;
         Ok(())
     }
+}
+
+/// This boot of the machine (Linux's random boot id; a constant elsewhere, where the cache is
+/// then trusted across reboots).
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Writes the marker for this boot (atomically: another process may be reading it).
+fn write_marker(marker: &Path, boot: &str) -> Result<(), CasError> {
+    let staged = marker.with_extension(format!("{}.part", std::process::id()));
+    let text = format!("a read-through cache of object storage; anything here may be deleted\nboot {boot}\n");
+    fs::write(&staged, text).at("creating", &staged)?;
+    fs::rename(&staged, marker).at("creating", marker)
 }
 
 /// Marks an object as just used (its modification time), for eviction order.

@@ -6,10 +6,12 @@ use std::io::{Read, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::SystemTime;
 
 use crate::error::IoContext as _;
-use crate::store::Staged;
-use crate::{Cas, CasError, Hash, Stored};
+use crate::remote::FileStamp;
+use crate::store::{Backing, DEFAULT_MIME, Staged};
+use crate::{Cas, CasError, Hash, ObjectInfo, Stored};
 
 /// Bytes copied per step; also how far hashing may trail the copy.
 const CHUNK: usize = 8 << 20;
@@ -20,7 +22,14 @@ impl Cas {
     /// Copies a file into the store in bounded memory. The kernel copies (`copy_file_range`,
     /// as `cp` does) while a second thread hashes the *staged copy* as it grows, so hashing
     /// hides under the write and the name always matches the stored bytes.
+    ///
+    /// With object storage the file goes to the bucket directly (not through the cache): it is
+    /// hashed where it is, then uploaded, and the upload is abandoned before it completes if
+    /// the file was written to meanwhile (its size, times or inode changed).
     pub fn import_file(&self, source: &Path, mime_type: &str) -> Result<Stored, CasError> {
+        if let Some(backing) = &self.backing {
+            return self.import_to_bucket(backing, source, mime_type);
+        }
         let mut input = File::open(source).at("opening", source)?;
         let mut staged = self.stage()?;
         let tail = File::open(&staged.path).at("opening", &staged.path)?;
@@ -67,6 +76,30 @@ impl Cas {
         hasher.update_mmap_rayon(&staged.path).at("hashing", &staged.path)?;
         let size = staged.file.metadata().at("inspecting", &staged.path)?.len();
         self.commit(staged, Hash::from(hasher.finalize()), size, mime_type)
+    }
+}
+
+impl Cas {
+    fn import_to_bucket(&self, backing: &Backing, source: &Path, mime_type: &str) -> Result<Stored, CasError> {
+        let stamp = FileStamp::of(source).at("inspecting", source)?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(source).at("hashing", source)?;
+        let hash = Hash::from(hasher.finalize());
+        if let Some(existing) = self.existing(&hash)? {
+            return Ok(existing);
+        }
+        let mime_type = if mime_type.is_empty() { DEFAULT_MIME } else { mime_type };
+        let now = SystemTime::now();
+        backing.remote.upload(&hash, source, mime_type, now, Some(stamp))?;
+        Ok(Stored {
+            info: ObjectInfo {
+                hash,
+                size: hasher.count(),
+                mime_type: mime_type.to_string(),
+                created_at: now,
+            },
+            already_existed: false,
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, GetOptions, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::hash::HEX_LEN;
 use crate::store::DEFAULT_MIME;
@@ -32,6 +32,8 @@ use crate::{CasError, Hash, ObjectInfo};
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts in flight at once: an upload holds at most this many parts in memory.
 const UPLOAD_CONCURRENCY: usize = 4;
+/// Bytes read from a staged file per step of an upload.
+const READ_CHUNK: usize = 1 << 20;
 /// Chunks of a download buffered between the network and the disk.
 const DOWNLOAD_BUFFER: usize = 4;
 /// User metadata key for the creation time.
@@ -224,13 +226,16 @@ impl Remote {
         }
     }
 
-    /// Uploads a staged file as the object `hash` (one PUT, or multipart when large).
+    /// Uploads a file as the object `hash` (one PUT, or multipart when large). With `unchanged`
+    /// (the stamp of a file others could still write, taken before it was hashed), the upload
+    /// is abandoned before it completes if the file's stamp is no longer that.
     pub(crate) fn upload(
         &self,
         hash: &Hash,
         file: &Path,
         mime_type: &str,
         created_at: SystemTime,
+        unchanged: Option<FileStamp>,
     ) -> Result<(), CasError> {
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, mime_type.to_string().into());
@@ -241,35 +246,43 @@ impl Remote {
         let writer = BufWriter::with_capacity(self.store.clone(), self.key(hash), PART_SIZE)
             .with_max_concurrency(UPLOAD_CONCURRENCY)
             .with_attributes(attributes);
-        let file = file.to_path_buf();
+        let path = file.to_path_buf();
         let sent = self.block(async move {
             let mut writer = writer;
             let copied = async {
-                let mut source = tokio::fs::File::open(&file).await?;
-                tokio::io::copy(&mut source, &mut writer).await?;
-                writer.shutdown().await
+                // Large reads, handed over without copying: small ones would each be a trip to
+                // tokio's blocking pool.
+                let mut source = tokio::fs::File::open(&path).await.map_err(store_error)?;
+                loop {
+                    let mut chunk = bytes::BytesMut::zeroed(READ_CHUNK);
+                    let n = source.read(&mut chunk).await.map_err(store_error)?;
+                    if n == 0 {
+                        break;
+                    }
+                    chunk.truncate(n);
+                    writer.put(chunk.freeze()).await?;
+                }
+                let changed = unchanged.is_some_and(|stamp| FileStamp::of(&path).ok() != Some(stamp));
+                if changed {
+                    return Ok(false);
+                }
+                writer.shutdown().await.map_err(store_error).map(|()| true)
             }
             .await;
-            if copied.is_err() {
+            if !matches!(copied, Ok(true)) {
                 let _ = writer.abort().await;
             }
             copied
         })?;
-        sent.map_err(|e| {
-            // The buffered writer reports object-store failures as I/O errors around them.
-            let source = match e.into_inner().map(|inner| inner.downcast::<object_store::Error>()) {
-                Some(Ok(store_error)) => *store_error,
-                Some(Err(other)) => object_store::Error::Generic {
-                    store: "S3",
-                    source: other,
-                },
-                None => object_store::Error::Generic {
-                    store: "S3",
-                    source: "the upload failed".into(),
-                },
-            };
-            self.failed("uploading", &hash.to_string(), source)
-        })
+        match sent {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CasError::Io {
+                context: "importing (it changed while it was read)",
+                path: file.to_path_buf(),
+                source: std::io::Error::other("the file's content changed during the import"),
+            }),
+            Err(e) => Err(self.failed("uploading", &hash.to_string(), e)),
+        }
     }
 
     /// Starts a download of `hash` (a byte range of it, if given): its metadata now, its
@@ -371,6 +384,47 @@ impl Download {
                 source: Box::new(e),
             }),
         }
+    }
+}
+
+/// What changes when a file is written: its size, modification and change times, and inode.
+/// (A write changes the change time, in nanoseconds, even if it restores the content.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    inode: u64,
+}
+
+impl FileStamp {
+    pub(crate) fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// An I/O error of an upload as the object-store error it wraps (the buffered writer reports
+/// those as I/O errors), or as a generic one.
+fn store_error(error: std::io::Error) -> object_store::Error {
+    if error.get_ref().is_some_and(|inner| inner.is::<object_store::Error>()) {
+        if let Some(Ok(inner)) = error.into_inner().map(|inner| inner.downcast::<object_store::Error>()) {
+            return *inner;
+        }
+        return object_store::Error::Generic {
+            store: "S3",
+            source: "the upload failed".into(),
+        };
+    }
+    object_store::Error::Generic {
+        store: "S3",
+        source: Box::new(error),
     }
 }
 

@@ -90,7 +90,7 @@ fn unix_ms(time: SystemTime) -> u64 {
 }
 
 /// Makes a rename or a new entry in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), CasError> {
+fn sync_directory(dir: &Path) -> Result<(), CasError> {
     File::open(dir).and_then(|d| d.sync_all()).at("syncing directory", dir)
 }
 
@@ -200,6 +200,18 @@ impl Cas {
         self.objects_dir().join(two_hex)
     }
 
+    /// Whether what this directory holds must survive a power loss: a local CAS must; a cache
+    /// of object storage is emptied after a reboot instead (see `cache`), so its writes need
+    /// not wait for the disk.
+    fn durable(&self) -> bool {
+        self.backing.is_none()
+    }
+
+    /// Makes a rename or a new entry in `dir` durable, where this store is.
+    fn sync_dir(&self, dir: &Path) -> Result<(), CasError> {
+        if self.durable() { sync_directory(dir) } else { Ok(()) }
+    }
+
     /// Whether this host has the object (in cluster mode: in its cache). See [`Cas::exists`].
     pub fn contains(&self, hash: &Hash) -> bool {
         self.object_path(hash).is_file()
@@ -264,7 +276,7 @@ impl Cas {
         self.commit(staged, hash, bytes.len() as u64, mime_type)
     }
 
-    fn existing(&self, hash: &Hash) -> Result<Option<Stored>, CasError> {
+    pub(crate) fn existing(&self, hash: &Hash) -> Result<Option<Stored>, CasError> {
         let info = if self.contains(hash) {
             self.inspect(hash)?
         } else if let Some(backing) = &self.backing {
@@ -290,8 +302,10 @@ impl Cas {
         }
         let mime_type = if mime_type.is_empty() { DEFAULT_MIME } else { mime_type };
         let now = SystemTime::now();
-        if let Some(backing) = &self.backing {
-            backing.remote.upload(&hash, &staged.path, mime_type, now)?;
+        match &self.backing {
+            // The bucket is where it is durable; the cache copy need not be (see `cache`).
+            Some(backing) => backing.remote.upload(&hash, &staged.path, mime_type, now, None)?,
+            None => staged.file.sync_all().at("syncing", &staged.path)?,
         }
         let info = ObjectInfo {
             hash,
@@ -306,10 +320,10 @@ impl Cas {
         })
     }
 
-    /// Puts a staged object into this directory (in cluster mode, the cache) under its name.
+    /// Puts a staged object, already synced to disk if this store is durable, into this
+    /// directory (in cluster mode, the cache) under its name.
     pub(crate) fn commit_local(&self, mut staged: Staged, info: &ObjectInfo) -> Result<(), CasError> {
         let hash = info.hash;
-        staged.file.sync_all().at("syncing", &staged.path)?;
         let target = self.object_path(&hash);
         let dir = target
             .parent()
@@ -317,11 +331,11 @@ impl Cas {
             .unwrap_or_else(|| self.objects_dir());
         if !dir.is_dir() {
             fs::create_dir_all(&dir).at("creating", &dir)?;
-            sync_dir(&self.objects_dir())?;
+            self.sync_dir(&self.objects_dir())?;
         }
         fs::rename(&staged.path, &target).at("renaming into the store", &target)?;
         staged.committed = true;
-        sync_dir(&dir)?;
+        self.sync_dir(&dir)?;
         self.write_meta(
             &hash,
             &Meta {
@@ -345,11 +359,13 @@ impl Cas {
             source: e.into(),
         })?;
         staged.file.write_all(&json).at("writing", &staged.path)?;
-        staged.file.sync_all().at("syncing", &staged.path)?;
+        if self.durable() {
+            staged.file.sync_all().at("syncing", &staged.path)?;
+        }
         fs::rename(&staged.path, &target).at("renaming into the store", &target)?;
         staged.committed = true;
         if let Some(dir) = target.parent() {
-            sync_dir(dir)?;
+            self.sync_dir(dir)?;
         }
         Ok(())
     }

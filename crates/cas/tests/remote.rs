@@ -246,3 +246,29 @@ fn a_directory_with_objects_is_not_taken_as_a_cache() {
     assert!(error.to_string().contains("not a blob cache"), "{error}");
     assert!(local.contains(&Hash::of(b"only here")));
 }
+
+#[test]
+fn a_cache_written_before_a_reboot_is_emptied() {
+    // Cache writes do not wait for the disk, so what a previous boot wrote may be torn.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = BlobConfig {
+        url: Some("s3://bucket".into()),
+        cache_dir: Some(dir.path().join("cache")),
+        ..BlobConfig::default()
+    };
+    let cache = Cas::open_with(Path::new("/nonexistent"), &config).expect("open");
+    let fanout = cache.root().join("objects/ab");
+    std::fs::create_dir_all(&fanout).expect("fanout");
+    std::fs::write(fanout.join("c".repeat(62)), b"written this boot").expect("object");
+    drop(cache);
+    let again = Cas::open_with(Path::new("/nonexistent"), &config).expect("reopen");
+    assert!(fanout.join("c".repeat(62)).exists(), "same boot: kept");
+    drop(again);
+    std::fs::write(
+        dir.path().join("cache/BLOB-CACHE"),
+        "a read-through cache of object storage; anything here may be deleted\nboot another\n",
+    )
+    .expect("pretend a reboot");
+    let _after = Cas::open_with(Path::new("/nonexistent"), &config).expect("reopen after a reboot");
+    assert!(!fanout.join("c".repeat(62)).exists(), "emptied after a reboot");
+}
