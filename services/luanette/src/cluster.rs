@@ -741,6 +741,7 @@ impl Worker {
         let mut record = decode(&record)?;
         record.state = JobState::Running as i32;
         record.started_at = Some(now());
+        record.worker = self.name.clone();
         sqlx::query("UPDATE jobs SET record = $2 WHERE id = $1")
             .bind(&id)
             .bind(record.encode_to_vec())

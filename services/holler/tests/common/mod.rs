@@ -21,6 +21,11 @@ impl Up {
 
     /// `extra` goes before `up` (global flags), `up_args` after it.
     pub fn start_with(data: &Path, extra: &[&str], up_args: &[&str]) -> Self {
+        Self::start_env(data, extra, up_args, &[])
+    }
+
+    /// As [`Up::start_with`], with these environment variables added.
+    pub fn start_env(data: &Path, extra: &[&str], up_args: &[&str], env: &[(String, String)]) -> Self {
         let port = testkit::free_port();
         let endpoint = || format!("tcp://127.0.0.1:{}", testkit::free_port());
         let (luanette, hootenanny, chaosgarden) = (endpoint(), endpoint(), endpoint());
@@ -47,6 +52,7 @@ impl Up {
                 "--no-health",
             ])
             .args(up_args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
