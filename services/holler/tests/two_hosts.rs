@@ -47,12 +47,27 @@ impl Namespace {
         run("ip", &["netns", "add", name]);
         run(
             "ip",
-            &["link", "add", &namespace.host_link, "type", "veth", "peer", "name", &far_link],
+            &[
+                "link",
+                "add",
+                &namespace.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &far_link,
+            ],
         );
         run("ip", &["link", "set", &far_link, "netns", name]);
         run(
             "ip",
-            &["addr", "add", &format!("{}/24", namespace.host), "dev", &namespace.host_link],
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", namespace.host),
+                "dev",
+                &namespace.host_link,
+            ],
         );
         run("ip", &["link", "set", &namespace.host_link, "up"]);
         let inside = |args: &[&str]| {
@@ -107,7 +122,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(self.script);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts")
+            .join(self.script);
         let _ = Command::new(path).arg("stop").arg(&self.dir).status();
     }
 }
@@ -177,7 +194,14 @@ fn a_worker_on_another_host_runs_the_jobs_and_its_blobs_are_read_here() {
         .arg("worker")
         .arg("--data-dir")
         .arg(there.path())
-        .args(["--database-url", &database, "--blob-url", &bucket, "--health-bind", "none"])
+        .args([
+            "--database-url",
+            &database,
+            "--blob-url",
+            &bucket,
+            "--health-bind",
+            "none",
+        ])
         .envs(aws.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -192,7 +216,11 @@ fn a_worker_on_another_host_runs_the_jobs_and_its_blobs_are_read_here() {
         "function main(p) return cas.store('made on the far host: ' .. p.n, 'text/plain') end",
     )
     .expect("write");
-    holler(&up, here.path(), &["script", "store", script.to_str().expect("utf-8"), "--name", "far"]);
+    holler(
+        &up,
+        here.path(),
+        &["script", "store", script.to_str().expect("utf-8"), "--name", "far"],
+    );
     let mut made = Vec::new();
     for n in 0..5 {
         let started = holler(
@@ -216,7 +244,10 @@ fn a_worker_on_another_host_runs_the_jobs_and_its_blobs_are_read_here() {
             .output()
             .expect("cas get");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(String::from_utf8_lossy(&output.stdout), format!("made on the far host: {n}"));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("made on the far host: {n}")
+        );
     }
     drop(worker);
     assert!(up.stop());

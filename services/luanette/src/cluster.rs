@@ -72,7 +72,7 @@ pub fn valid_capability(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn db_error(error: sqlx::Error) -> Status {
+pub(crate) fn db_error(error: sqlx::Error) -> Status {
     match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             Status::unavailable(format!("the job database is unreachable: {error}"))

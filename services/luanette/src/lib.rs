@@ -13,7 +13,8 @@
 //! - [`stdlib`]: what scripts can call beyond standard Lua, with its generated reference.
 //! - `runner`: the pools of sandbox processes scripts run in, killed at their deadline.
 //! - `scripts`: stored scripts (source in the CAS, index in sled); `names`: script names
-//!   and their versions (hot reload).
+//!   and their versions (hot reload); `shared_scripts`: in cluster mode, the index in
+//!   PostgreSQL that each front's sled index replicates.
 //! - `jobs`: background runs of stored scripts, persisted in sled, long-polled; `slots`:
 //!   which waiting job runs next (by priority).
 //! - `workers`: who registered. - `catalog`: resources, prompts, completions.
@@ -32,6 +33,7 @@ mod runner;
 pub mod sandbox;
 mod scripts;
 mod service;
+mod shared_scripts;
 mod slots;
 pub mod stdlib;
 mod workers;
@@ -188,8 +190,16 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         peers: Arc::new(peers),
         ..stdlib::Services::default()
     };
-    let scripts =
+    let mut scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
+    if let Some(cluster) = &config.cluster {
+        // Several fronts share one script index: this one replicates it.
+        let pool = cluster::connect(&cluster.database_url).await?;
+        scripts
+            .share(pool, cluster.database_url.clone())
+            .await
+            .map_err(|status| anyhow::anyhow!("reading the shared script index: {}", status.message))?;
+    }
     let program = isolation::Program::locate(config.sandbox_program.clone()).map_err(anyhow::Error::msg)?;
     let pool = |name, concurrency, queue, limits: sandbox::Limits| {
         runner::Runner::new(
@@ -378,6 +388,7 @@ impl Bound {
             drain_timeout,
         } = self;
         jobs.spawn_garbage_collector();
+        let scripts = service.scripts.clone();
         let workers_stop = tokio_util::sync::CancellationToken::new();
         let workers: Vec<_> = local_workers
             .into_iter()
@@ -391,6 +402,7 @@ impl Bound {
                 }));
             }
             jobs.shutdown(drain_timeout).await;
+            scripts.stop_following();
             workers_stop.cancel();
             for worker in workers {
                 match worker.await {

@@ -185,6 +185,26 @@ impl Names {
         })
     }
 
+    /// Records `hash` as version `version` of `name`, as another front assigned it (a replica
+    /// applying the shared index's changes, in order). The caller flushes.
+    pub fn put_version(&self, name: &str, version: u32, hash: &str) -> Result<(), Status> {
+        let outcome = (&self.names, &self.by_hash).transaction(|(names, by_hash)| {
+            let newest = names
+                .get(name.as_bytes())?
+                .and_then(|bytes| bytes.as_ref().try_into().ok().map(u32::from_be_bytes));
+            if newest.is_none_or(|newest| version > newest) {
+                names.insert(name.as_bytes(), &version.to_be_bytes())?;
+            }
+            names.insert(version_key(name, version), hash.as_bytes())?;
+            by_hash.insert(hash.as_bytes(), version_key(name, version))?;
+            Ok::<_, ConflictableTransactionError<&str>>(())
+        });
+        outcome.map_err(|e| match e {
+            TransactionError::Abort(why) => internal(why),
+            TransactionError::Storage(e) => internal(e),
+        })
+    }
+
     /// The newest version of `name`.
     pub fn newest(&self, name: &str) -> Result<Option<Version>, Status> {
         let Some(bytes) = self.names.get(name.as_bytes()).map_err(internal)? else {

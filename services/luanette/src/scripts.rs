@@ -3,6 +3,7 @@
 //! script's `describe()` returned), and the names that refer to them ([`crate::names`]).
 //! Every write is flushed before it is acknowledged.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hooteproto::Status;
@@ -10,9 +11,12 @@ use hooteproto::v1::{ScriptDescription, ScriptInfo, ScriptSearchRequest, ScriptS
 use prost::Message as _;
 use prost_types::value::Kind;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::names::{Named, Names, Reference};
 use crate::runner::Task;
 use crate::sandbox::{EvalError, Limits};
+use crate::shared_scripts::{Change, SharedScripts};
 
 /// Largest script source accepted.
 pub const MAX_SOURCE: usize = 1 << 20;
@@ -35,7 +39,23 @@ pub struct Scripts {
     db: sled::Db,
     index: sled::Tree,
     names: Names,
+    /// Cluster mode: the index in PostgreSQL that this one replicates.
+    shared: Option<Shared>,
 }
+
+/// A replica's link to the shared index.
+#[derive(Clone)]
+struct Shared {
+    tables: SharedScripts,
+    /// The last change applied here (in `index`'s database, key [`APPLIED`]).
+    meta: sled::Tree,
+    /// One applier at a time (the follower, and stores catching up to their own change).
+    applying: Arc<std::sync::Mutex<()>>,
+    stop: CancellationToken,
+}
+
+/// Where a replica keeps the last shared change it applied.
+const APPLIED: &[u8] = b"applied";
 
 /// What a store changed.
 #[derive(Debug, Default)]
@@ -158,7 +178,79 @@ impl Scripts {
             index: db.open_tree("scripts")?,
             names: Names::open(&db)?,
             db,
+            shared: None,
         })
+    }
+
+    /// Cluster mode: makes this index a replica of the shared one in `pool`'s database (at
+    /// `url`): applies what it missed, then follows changes until [`Scripts::stop_following`].
+    pub async fn share(&mut self, pool: sqlx::PgPool, url: String) -> Result<(), Status> {
+        let shared = Shared {
+            tables: SharedScripts::new(pool),
+            meta: self.db.open_tree("shared_index").map_err(internal)?,
+            applying: Arc::new(std::sync::Mutex::new(())),
+            stop: CancellationToken::new(),
+        };
+        self.shared = Some(shared.clone());
+        let applied = self.catch_up().await?;
+        let replica = self.clone();
+        let follow =
+            shared
+                .tables
+                .clone()
+                .follow(url, applied, move |change| replica.apply(change), shared.stop.clone());
+        tokio::spawn(follow);
+        Ok(())
+    }
+
+    /// Stops following the shared index (at shutdown).
+    pub fn stop_following(&self) {
+        if let Some(shared) = &self.shared {
+            shared.stop.cancel();
+        }
+    }
+
+    fn applied(shared: &Shared) -> Result<i64, Status> {
+        Ok(shared
+            .meta
+            .get(APPLIED)
+            .map_err(internal)?
+            .and_then(|bytes| bytes.as_ref().try_into().ok().map(i64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Applies one shared change here, unless it already was.
+    fn apply(&self, change: &Change) -> Result<(), Status> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let _one_at_a_time = shared.applying.lock().unwrap_or_else(|e| e.into_inner());
+        if change.seq <= Self::applied(shared)? {
+            return Ok(());
+        }
+        let hash = &change.record.script_hash;
+        self.index
+            .insert(hash.as_bytes(), change.record.encode_to_vec())
+            .map_err(internal)?;
+        if let Some((name, version)) = &change.naming {
+            self.names.put_version(name, *version, hash)?;
+        }
+        shared
+            .meta
+            .insert(APPLIED, &change.seq.to_be_bytes())
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Applies every shared change not applied here yet; returns the last one.
+    async fn catch_up(&self) -> Result<i64, Status> {
+        let Some(shared) = &self.shared else {
+            return Ok(0);
+        };
+        let applied = Self::applied(shared)?;
+        let last = shared.tables.catch_up(applied, &|change| self.apply(change)).await?;
+        self.db.flush_async().await.map_err(internal)?;
+        Ok(last)
     }
 
     /// Checks, describes, stores and indexes a script. Storing the same source again merges
@@ -210,6 +302,39 @@ impl Scripts {
             .map_err(|_| Status::internal("storing the script in the CAS was interrupted"))?
             .map_err(|e| Status::internal(format!("storing the script in the CAS: {e}")))?;
         let hash = stored.info.hash.to_string();
+        if let Some(shared) = &self.shared {
+            let mut tags = request.tags.clone();
+            tags.sort();
+            tags.dedup();
+            let fresh = ScriptInfo {
+                script_hash: hash.clone(),
+                tags,
+                creator: request.creator,
+                created_at: Some(SystemTime::now().into()),
+                description,
+                ..Default::default()
+            };
+            let recorded = shared.tables.record(fresh, &request.tags, &request.name).await?;
+            self.catch_up().await?;
+            let script = match &recorded.named {
+                Some(named) => ScriptInfo {
+                    name: named.current.name.clone(),
+                    version: named.current.version,
+                    ..recorded.record
+                },
+                None => self.with_naming(recorded.record)?,
+            };
+            return Ok((
+                ScriptStoreReply {
+                    script: Some(Box::new(script)),
+                    already_existed: recorded.already_existed,
+                },
+                Stored {
+                    entry_changed: recorded.entry_changed,
+                    named: recorded.named,
+                },
+            ));
+        }
         let existing = self.get(&hash)?;
         let already_existed = existing.is_some();
         let before = existing.clone();
