@@ -117,6 +117,8 @@ pub struct ClusterJobs {
     claimed: watch::Sender<u64>,
     publisher: Option<Arc<Publisher>>,
     stop: CancellationToken,
+    /// The queue's depth and age for OpenTelemetry (collected only with an exporter).
+    _gauges: crate::queue_metrics::QueueGauges,
 }
 
 impl ClusterJobs {
@@ -127,7 +129,15 @@ impl ClusterJobs {
         publisher: Option<Arc<Publisher>>,
     ) -> anyhow::Result<Arc<Self>> {
         let pool = connect(&cluster.database_url).await?;
+        let gauges = {
+            let pool = pool.clone();
+            crate::queue_metrics::register(tokio::runtime::Handle::current(), move || {
+                let pool = pool.clone();
+                async move { queue_stats(&pool).await.ok().map(|stats| stats.queues) }
+            })
+        };
         let jobs = Arc::new(Self {
+            _gauges: gauges,
             pool,
             config,
             cluster,
@@ -469,30 +479,7 @@ impl ClusterJobs {
 
     /// The queue by priority and required capabilities (the `job_queue_stats` view).
     pub async fn stats(&self) -> Result<pb::JobStatsReply, Status> {
-        let rows: Vec<(i16, Vec<String>, i64, i64, f64)> = sqlx::query_as(
-            "SELECT priority, capabilities, pending, running, oldest_pending_seconds FROM job_queue_stats \
-             ORDER BY priority DESC, capabilities",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let busy: i64 = sqlx::query_scalar("SELECT count(DISTINCT worker) FROM jobs WHERE state = 2")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(pb::JobStatsReply {
-            queues: rows
-                .into_iter()
-                .map(|(priority, capabilities, pending, running, oldest)| pb::JobQueueStats {
-                    priority: i32::from(priority),
-                    required_capabilities: capabilities,
-                    pending: pending as u64,
-                    running: running as u64,
-                    oldest_pending_seconds: oldest,
-                })
-                .collect(),
-            busy_workers: busy as u64,
-        })
+        queue_stats(&self.pool).await
     }
 
     /// Job ids starting with `prefix`, newest first (for completion), and how many there are.
@@ -570,6 +557,35 @@ fn new_id() -> String {
         .map(|d| d.as_micros() as u64)
         .unwrap_or_default();
     format!("{micros:014x}{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The queue by priority and required capabilities (the `job_queue_stats` view), and how many
+/// workers hold a job.
+pub(crate) async fn queue_stats(pool: &PgPool) -> Result<pb::JobStatsReply, Status> {
+    let rows: Vec<(i16, Vec<String>, i64, i64, f64)> = sqlx::query_as(
+        "SELECT priority, capabilities, pending, running, oldest_pending_seconds FROM job_queue_stats \
+         ORDER BY priority DESC, capabilities",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    let busy: i64 = sqlx::query_scalar("SELECT count(DISTINCT worker) FROM jobs WHERE state = 2")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(pb::JobStatsReply {
+        queues: rows
+            .into_iter()
+            .map(|(priority, capabilities, pending, running, oldest)| pb::JobQueueStats {
+                priority: i32::from(priority),
+                required_capabilities: capabilities,
+                pending: pending as u64,
+                running: running as u64,
+                oldest_pending_seconds: oldest,
+            })
+            .collect(),
+        busy_workers: busy as u64,
+    })
 }
 
 /// Requeues jobs whose lease expired (their worker died or stalled), or fails them

@@ -29,6 +29,7 @@ pub mod isolation;
 mod jobs;
 mod names;
 mod queue;
+mod queue_metrics;
 mod runner;
 pub mod sandbox;
 mod scripts;
