@@ -280,9 +280,11 @@ impl ClusterJobs {
             required_capabilities: job.required_capabilities,
             ..Default::default()
         };
+        // The job and the notification that wakes a worker, in one statement.
         sqlx::query(
-            "INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
-             VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
+            "WITH queued AS (INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
+               VALUES ($1, 1, $2, $3, $4, $5, $6, $7) RETURNING id) \
+             SELECT pg_notify($8, queued.id) FROM queued",
         )
         .bind(&record.job_id)
         .bind(priority as i16)
@@ -291,14 +293,10 @@ impl ClusterJobs {
         .bind(&traceparent)
         .bind(record.encode_to_vec())
         .bind(&record.required_capabilities)
+        .bind(QUEUED)
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        let _ = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(QUEUED)
-            .bind(&record.job_id)
-            .execute(&self.pool)
-            .await;
         self.publish_state(&record.job_id, JobState::Pending as i32);
         Ok(record)
     }
@@ -727,14 +725,12 @@ impl Worker {
     }
 
     /// Takes the highest-priority, oldest pending job, if any.
+    ///
+    /// Two statements, no transaction around them (each is one round trip and the database's
+    /// CPU is what a busy queue runs short of): the claim, then the running record, written
+    /// only while the lease is still this worker's. A worker dying between them leaves a lease
+    /// that expires like any other.
     async fn claim(&self) -> Result<Option<Claim>, Status> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // A claim lost in a database crash only puts the job back in the queue, so it need
-        // not wait for its WAL flush (the outcome's commit does).
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
         let row: Option<(String, String, String, Vec<u8>)> = sqlx::query_as(
             "WITH claimed AS ( \
                UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
@@ -748,7 +744,7 @@ impl Worker {
         .bind(self.cluster.lease.as_secs_f64())
         .bind(&self.capabilities)
         .bind(CLAIMED)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
         let Some((id, code, traceparent, record)) = row else {
@@ -758,13 +754,13 @@ impl Worker {
         record.state = JobState::Running as i32;
         record.started_at = Some(now());
         record.worker = self.name.clone();
-        sqlx::query("UPDATE jobs SET record = $2 WHERE id = $1")
+        sqlx::query("UPDATE jobs SET record = $3 WHERE id = $1 AND worker = $2 AND state = 2")
             .bind(&id)
+            .bind(&self.name)
             .bind(record.encode_to_vec())
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await
             .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         Ok(Some(Claim {
             id,
             code,
