@@ -17,31 +17,6 @@ use std::time::{Duration, Instant};
 
 use cas::{BlobConfig, Cas};
 
-/// Starts a throwaway Garage; returns its directory and the variables that reach it.
-fn start_garage(dir: &Path) -> Vec<(String, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/garage");
-    let output = Command::new(script)
-        .arg("start")
-        .arg(dir)
-        .output()
-        .expect("scripts/garage");
-    assert!(
-        output.status.success(),
-        "scripts/garage start: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn stop_garage(dir: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/garage");
-    let _ = Command::new(script).arg("stop").arg(dir).status();
-}
-
 fn write_test_file(path: &Path, mib: usize, seed: u64) {
     let mut file = std::fs::File::create(path).expect("create");
     let mut block: Vec<u8> = (0..1 << 20).map(|_| rand::random::<u8>()).collect();
@@ -142,13 +117,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let garage_dir = std::path::PathBuf::from(format!("/tmp/hoot-bench-s3-{}", std::process::id()));
-    let env = start_garage(&garage_dir);
-    let bucket_url = env
-        .iter()
-        .find(|(k, _)| k == "HOOT_TEST_BLOB_URL")
-        .map(|(_, v)| v.clone())
-        .expect("bucket");
+    let garage_dir = format!("/tmp/hoot-bench-s3-{}", std::process::id());
+    let (garage, env) = testkit::servers::ScriptServer::start("garage", garage_dir.into(), None);
+    let bucket_url = testkit::servers::exported(&env, "HOOT_TEST_BLOB_URL");
     let bucket = bucket_url.trim_start_matches("s3://").to_string();
     let aws_env: Vec<(String, String)> = env.iter().filter(|(k, _)| k.starts_with("AWS_")).cloned().collect();
     let peer = Peer::new(&aws_env, &bucket);
@@ -208,5 +179,5 @@ fn main() {
         }
         let _ = std::fs::remove_dir_all(dir.path().join(format!("local-{run}")));
     }
-    stop_garage(&garage_dir);
+    drop(garage);
 }

@@ -13,6 +13,7 @@
 pub mod blobs;
 pub mod mcp;
 pub mod postgres;
+pub mod servers;
 
 pub use libc::{SIGKILL, SIGSTOP, SIGTERM};
 

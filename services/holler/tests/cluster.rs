@@ -9,28 +9,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::Up;
-use serde_json::Value;
-
-fn holler(up: &Up, data: &Path, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_holler"))
-        .args(["--luanette", &up.luanette, "--hootenanny", &up.hootenanny])
-        .args(["--chaosgarden", &up.chaosgarden, "--timeout", "20", "--json"])
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run holler");
-    assert!(
-        output.status.success(),
-        "holler {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON")
-}
+use common::{Up, holler};
 
 #[test]
 #[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
@@ -90,24 +70,6 @@ fn a_cluster_stack_keeps_its_jobs_and_artifacts_in_the_database() {
     assert!(second.stop());
 }
 
-/// Runs the CLI and returns its raw standard output.
-fn holler_bytes(up: &Up, data: &Path, args: &[&str]) -> Vec<u8> {
-    let output = Command::new(env!("CARGO_BIN_EXE_holler"))
-        .args(["--hootenanny", &up.hootenanny, "--timeout", "20"])
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run holler");
-    assert!(
-        output.status.success(),
-        "holler {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
 fn files_under(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
@@ -165,7 +127,7 @@ fn blobs_stored_on_one_host_are_read_on_another_through_object_storage() {
     // A second host: the same database and bucket, its own (empty) data directory and cache.
     let second_dir = tempfile::tempdir().expect("tmp");
     let second = Up::start_with(second_dir.path(), &[], &cluster);
-    let fetched = holler_bytes(&second, second_dir.path(), &["cas", "get", &put_hash]);
+    let fetched = common::holler_bytes(&second, second_dir.path(), &["cas", "get", &put_hash]);
     assert!(fetched == content.as_bytes(), "cas get returned other bytes");
     let script = second_dir.path().join("read.lua");
     std::fs::write(&script, "function main(p) return cas.get(p.hash) end").expect("write");

@@ -9,8 +9,7 @@
 #[allow(unused_imports)] // the MCP helpers are for the other suites
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,47 +19,7 @@ use hooteproto::v1::{
     JobStatusRequest, ScriptStoreRequest,
 };
 use hooteproto::{Client, ClientConfig, Error};
-
-struct Postgres {
-    dir: PathBuf,
-}
-
-impl Postgres {
-    fn script(&self, command: &str) -> std::process::Output {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres");
-        let output = Command::new(script)
-            .arg(command)
-            .arg(&self.dir)
-            .output()
-            .expect("scripts/postgres");
-        assert!(
-            output.status.success(),
-            "scripts/postgres {command}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    fn start() -> (Self, String) {
-        let postgres = Self {
-            dir: PathBuf::from(format!("/tmp/hoot-pg-restart-{}", std::process::id())),
-        };
-        let output = postgres.script("start");
-        let url = String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .strip_prefix("export HOOT_TEST_DATABASE_URL=")
-            .expect("a URL")
-            .to_string();
-        (postgres, url)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres");
-        let _ = Command::new(script).arg("stop").arg(&self.dir).status();
-    }
-}
+use testkit::servers::{ScriptServer, exported};
 
 fn client(endpoint: &str, data: &Path) -> Client {
     let mut config = ClientConfig::new(endpoint.to_string());
@@ -93,7 +52,9 @@ async fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
 #[test]
 #[ignore = "needs PostgreSQL (Debian's postgresql); scripts/test runs it"]
 fn a_database_restart_under_load_loses_nothing_acknowledged() {
-    let (postgres, url) = Postgres::start();
+    let dir = format!("/tmp/hoot-pg-restart-{}", std::process::id());
+    let (postgres, exports) = ScriptServer::start("postgres", dir.into(), None);
+    let url = exported(&exports, "HOOT_TEST_DATABASE_URL");
     let data = tempfile::tempdir().expect("tmp");
     let up = Up::start_with(data.path(), &[], &["--database-url", &url]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -101,7 +62,7 @@ fn a_database_restart_under_load_loses_nothing_acknowledged() {
     assert!(up.stop());
 }
 
-async fn under_load(postgres: &Postgres, up: &Up, data: &Path) {
+async fn under_load(postgres: &ScriptServer, up: &Up, data: &Path) {
     let hoot = client(&up.hootenanny, data);
     let lua = client(&up.luanette, data);
     let cas_hash = hoot
@@ -176,7 +137,7 @@ async fn under_load(postgres: &Postgres, up: &Up, data: &Path) {
     })
     .await;
 
-    postgres.script("pause");
+    postgres.run("pause");
     let failures = || seen.lock().expect("seen").failures.len();
     wait_until(
         "requests to fail while the database is down",
@@ -184,7 +145,7 @@ async fn under_load(postgres: &Postgres, up: &Up, data: &Path) {
         || failures() >= 4,
     )
     .await;
-    postgres.script("resume");
+    postgres.run("resume");
     let after_resume = acknowledged();
     wait_until("the services to reconnect", Duration::from_secs(60), || {
         acknowledged() >= after_resume + 10

@@ -9,11 +9,11 @@
 #[allow(unused_imports)] // the MCP helpers are for the other suites
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::Up;
-use serde_json::Value;
+use common::{Up, holler};
+use testkit::servers::{ScriptServer, exported};
 
 fn run(program: &str, args: &[&str]) {
     let status = Command::new(program)
@@ -89,46 +89,6 @@ impl Drop for Namespace {
     }
 }
 
-/// A server started by one of the scripts, stopped (and its directory removed) on drop.
-struct Server {
-    script: &'static str,
-    dir: PathBuf,
-}
-
-impl Server {
-    /// Runs `scripts/<script> start DIR ADDRESS` and returns its exported variables.
-    fn start(script: &'static str, address: &str) -> (Self, Vec<(String, String)>) {
-        let dir = PathBuf::from(format!("/tmp/hoot-two-{script}-{}", std::process::id()));
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(script);
-        let output = Command::new(path)
-            .arg("start")
-            .arg(&dir)
-            .arg(address)
-            .output()
-            .expect("run the start script");
-        assert!(
-            output.status.success(),
-            "scripts/{script} start: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let exports = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        (Self { script, dir }, exports)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts")
-            .join(self.script);
-        let _ = Command::new(path).arg("stop").arg(&self.dir).status();
-    }
-}
-
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -138,43 +98,24 @@ impl Drop for Killed {
     }
 }
 
-fn holler(up: &Up, data: &Path, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_holler"))
-        .args(["--luanette", &up.luanette, "--hootenanny", &up.hootenanny])
-        .args(["--chaosgarden", &up.chaosgarden, "--timeout", "30", "--json"])
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run holler");
-    assert!(
-        output.status.success(),
-        "holler {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON")
-}
-
 #[test]
 #[ignore = "needs root (ip netns), PostgreSQL and Garage; scripts/test runs it"]
 fn a_worker_on_another_host_runs_the_jobs_and_its_blobs_are_read_here() {
     let luanette = Path::new(env!("CARGO_BIN_EXE_holler")).with_file_name("luanette");
     assert!(luanette.is_file(), "build the worker first: cargo build -p luanette");
     let namespace = Namespace::create();
-    let (_postgres, pg) = Server::start("postgres", &namespace.host);
-    let (_garage, s3) = Server::start("garage", &namespace.host);
-    let lookup = |vars: &[(String, String)], key: &str| {
-        vars.iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("{key} not exported"))
-    };
-    let database = lookup(&pg, "HOOT_TEST_DATABASE_URL");
+    let id = std::process::id();
+    let (_postgres, pg) = ScriptServer::start(
+        "postgres",
+        format!("/tmp/hoot-two-pg-{id}").into(),
+        Some(&namespace.host),
+    );
+    let (_garage, s3) = ScriptServer::start("garage", format!("/tmp/hoot-two-s3-{id}").into(), Some(&namespace.host));
+    let database = exported(&pg, "HOOT_TEST_DATABASE_URL");
     assert!(database.contains(&namespace.host), "{database}");
-    let bucket = format!("{}/two-hosts", lookup(&s3, "HOOT_TEST_BLOB_URL"));
+    let bucket = format!("{}/two-hosts", exported(&s3, "HOOT_TEST_BLOB_URL"));
     let aws: Vec<(String, String)> = s3.iter().filter(|(k, _)| k.starts_with("AWS_")).cloned().collect();
-    assert!(lookup(&aws, "AWS_ENDPOINT_URL").contains(&namespace.host));
+    assert!(exported(&aws, "AWS_ENDPOINT_URL").contains(&namespace.host));
 
     // Host one: the stack, in cluster mode, without a local worker for `far` jobs.
     let here = tempfile::tempdir().expect("tmp");
@@ -236,18 +177,8 @@ fn a_worker_on_another_host_runs_the_jobs_and_its_blobs_are_read_here() {
         let status = holler(&up, here.path(), &["job", "status", &job_id]);
         assert_eq!(status["job"]["worker"], "far-worker", "ran on the far host: {status}");
         let hash = done["result"].as_str().expect("a hash").to_string();
-        let output = Command::new(env!("CARGO_BIN_EXE_holler"))
-            .args(["--hootenanny", &up.hootenanny, "--timeout", "30"])
-            .arg("--data-dir")
-            .arg(here.path())
-            .args(["cas", "get", &hash])
-            .output()
-            .expect("cas get");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout),
-            format!("made on the far host: {n}")
-        );
+        let made = common::holler_bytes(&up, here.path(), &["cas", "get", &hash]);
+        assert_eq!(String::from_utf8_lossy(&made), format!("made on the far host: {n}"));
     }
     drop(worker);
     assert!(up.stop());

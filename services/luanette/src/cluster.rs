@@ -73,11 +73,19 @@ pub fn valid_capability(name: &str) -> bool {
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> Status {
-    match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            Status::unavailable(format!("the job database is unreachable: {error}"))
-        }
-        _ => Status::internal(format!("job database: {error}")),
+    // Down, restarting, or refusing connections for now (SQLSTATE classes 08, connection
+    // exceptions, and 57, e.g. 57P01 "terminating connection due to administrator command").
+    let away = match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => false,
+    };
+    if away {
+        Status::unavailable(format!("the job database is unreachable: {error}"))
+    } else {
+        Status::internal(format!("job database: {error}"))
     }
 }
 
@@ -159,10 +167,26 @@ impl ClusterJobs {
         let mut claimed = self.claimed.subscribe();
         drop(self);
         tokio::spawn(async move {
+            // Whether the database was away at the last look: workers could not renew their
+            // leases meanwhile, so once it is back they get one lease to, before any reaping.
+            let mut away = false;
             loop {
                 let Some(queue) = jobs.upgrade() else { return };
-                if let Err(error) = reap(&queue.pool, queue.cluster.max_attempts).await {
-                    tracing::warn!(%error, "reaping expired leases failed");
+                if away {
+                    let lease = queue.cluster.lease;
+                    away = sqlx::query("SELECT 1").execute(&queue.pool).await.is_err();
+                    drop(queue);
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(lease) => continue,
+                    }
+                }
+                match reap(&queue.pool, queue.cluster.max_attempts).await {
+                    Ok(_) => {}
+                    Err(error) => {
+                        away = error.code == pb::ErrorCode::Unavailable;
+                        tracing::warn!(%error, "reaping expired leases failed");
+                    }
                 }
                 let earliest: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
                     "SELECT EXTRACT(EPOCH FROM (min(lease_until) - now()))::float8 FROM jobs WHERE state = 2",
@@ -754,13 +778,17 @@ impl Worker {
         record.state = JobState::Running as i32;
         record.started_at = Some(now());
         record.worker = self.name.clone();
-        sqlx::query("UPDATE jobs SET record = $3 WHERE id = $1 AND worker = $2 AND state = 2")
+        // The job is ours now: should showing it as running fail (the database went away just
+        // then), it still runs, and its outcome is committed when the database is back.
+        if let Err(error) = sqlx::query("UPDATE jobs SET record = $3 WHERE id = $1 AND worker = $2 AND state = 2")
             .bind(&id)
             .bind(&self.name)
             .bind(record.encode_to_vec())
             .execute(&self.pool)
             .await
-            .map_err(db_error)?;
+        {
+            tracing::warn!(job = %id, %error, "could not show the claimed job as running");
+        }
         Ok(Some(Claim {
             id,
             code,
@@ -816,8 +844,26 @@ impl Worker {
             record.progress_message = p.1.clone();
         }
         record.finished_at = Some(now());
-        if let Err(error) = self.finish(&id, &record, state, stopping).await {
-            tracing::error!(job = %id, %error, "could not record the job's outcome");
+        // The database may be away (a restart): keep trying, so a finished job's outcome is
+        // not lost to it. The commit succeeds only while the job is still this worker's, and
+        // reapers leave a worker one lease after the database comes back to say so.
+        let give_up = tokio::time::Instant::now() + self.cluster.lease * 30;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.finish(&id, &record, state, stopping).await {
+                Ok(()) => break,
+                Err(error)
+                    if error.code == pb::ErrorCode::Unavailable && tokio::time::Instant::now() + pause < give_up =>
+                {
+                    tracing::warn!(job = %id, %error, "could not record the job's outcome yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    tracing::error!(job = %id, %error, "could not record the job's outcome");
+                    break;
+                }
+            }
         }
     }
 
@@ -834,8 +880,10 @@ impl Worker {
     /// Renews the lease every third of it and passes on progress and cancel requests;
     /// returns only if the lease was lost.
     async fn heartbeat(&self, id: &str, progress: Arc<std::sync::Mutex<(f64, String)>>, cancel: CancellationToken) {
+        let mut every = self.cluster.lease / 3;
         loop {
-            tokio::time::sleep(self.cluster.lease / 3).await;
+            tokio::time::sleep(every).await;
+            every = self.cluster.lease / 3;
             let (fraction, message) = progress.lock().map(|p| p.clone()).unwrap_or_default();
             let renewed: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
                 "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), progress = $4, progress_message = $5 \
@@ -856,8 +904,12 @@ impl Worker {
                     cancel.cancel();
                     return;
                 }
-                // The database is away: keep running; the lease may still be renewed in time.
-                Err(error) => tracing::warn!(job = %id, %error, "could not renew the lease"),
+                // The database is away: keep running, and try again soon, so the lease is
+                // renewed as soon as it is back (the reapers give workers one lease for that).
+                Err(error) => {
+                    tracing::warn!(job = %id, %error, "could not renew the lease");
+                    every = Duration::from_millis(500).min(self.cluster.lease / 3);
+                }
             }
         }
     }

@@ -302,18 +302,21 @@ impl Scripts {
             .map_err(|_| Status::internal("storing the script in the CAS was interrupted"))?
             .map_err(|e| Status::internal(format!("storing the script in the CAS: {e}")))?;
         let hash = stored.info.hash.to_string();
-        if let Some(shared) = &self.shared {
+        // The entry a source gets when it is stored for the first time.
+        let fresh = {
             let mut tags = request.tags.clone();
             tags.sort();
             tags.dedup();
-            let fresh = ScriptInfo {
+            ScriptInfo {
                 script_hash: hash.clone(),
                 tags,
                 creator: request.creator,
                 created_at: Some(SystemTime::now().into()),
                 description,
                 ..Default::default()
-            };
+            }
+        };
+        if let Some(shared) = &self.shared {
             let recorded = shared.tables.record(fresh, &request.tags, &request.name).await?;
             self.catch_up().await?;
             let script = match &recorded.named {
@@ -345,19 +348,7 @@ impl Scripts {
                 script.tags.dedup();
                 script
             }
-            None => {
-                let mut tags = request.tags;
-                tags.sort();
-                tags.dedup();
-                ScriptInfo {
-                    script_hash: hash.clone(),
-                    tags,
-                    creator: request.creator,
-                    created_at: Some(SystemTime::now().into()),
-                    description,
-                    ..Default::default()
-                }
-            }
+            None => fresh,
         };
         let entry_changed = before.as_ref() != Some(&script);
         if entry_changed {

@@ -97,5 +97,34 @@ impl Drop for Up {
     }
 }
 
+/// Runs the CLI against `up` with `--json`, checks it succeeded, and returns what it printed.
+pub fn holler(up: &Up, data: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&holler_bytes_with(up, data, &["--json"], args)).expect("JSON")
+}
+
+/// Runs the CLI against `up`, checks it succeeded, and returns its raw standard output.
+pub fn holler_bytes(up: &Up, data: &Path, args: &[&str]) -> Vec<u8> {
+    holler_bytes_with(up, data, &[], args)
+}
+
+fn holler_bytes_with(up: &Up, data: &Path, global: &[&str], args: &[&str]) -> Vec<u8> {
+    let output = Command::new(env!("CARGO_BIN_EXE_holler"))
+        .args(["--luanette", &up.luanette, "--hootenanny", &up.hootenanny])
+        .args(["--chaosgarden", &up.chaosgarden, "--timeout", "30"])
+        .args(global)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run holler");
+    assert!(
+        output.status.success(),
+        "holler {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 #[allow(unused_imports, reason = "each test binary uses part of common")]
 pub use testkit::mcp::Session as Mcp;
