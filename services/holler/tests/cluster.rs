@@ -117,6 +117,17 @@ fn blobs_stored_on_one_host_are_read_on_another_through_object_storage() {
         .as_str()
         .expect("hash")
         .to_string();
+    let melody = holler(
+        &first,
+        first_dir.path(),
+        &[
+            "lua",
+            "return midi.save(midi.from_notes({{pitch = 60, start = 0, duration = 1}}))",
+        ],
+    )["result"]
+        .as_str()
+        .expect("hash")
+        .to_string();
     assert_eq!(
         files_under(&first_dir.path().join("cas")),
         0,
@@ -152,5 +163,14 @@ fn blobs_stored_on_one_host_are_read_on_another_through_object_storage() {
         .join(&made[..2])
         .join(&made[2..]);
     assert!(cached.is_file(), "the job's read is cached on the second host");
+    // Chaosgarden on the second host loads a region's media through the same store.
+    let region = holler(&second, second_dir.path(), &["timeline", "region", &melody, "0"]);
+    assert_eq!(region["region"]["kind"], "REGION_KIND_MIDI", "{region}");
+    let cached = second_dir
+        .path()
+        .join("cache/objects")
+        .join(&melody[..2])
+        .join(&melody[2..]);
+    assert!(cached.is_file(), "Chaosgarden's load is cached on the second host");
     assert!(second.stop());
 }
