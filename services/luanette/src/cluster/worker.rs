@@ -1,0 +1,293 @@
+//! The worker's side of the queue: claim, run with heartbeats, commit the outcome as the
+//! lease holder (see the parent module for the protocol).
+
+// The queue's shared names, constants and helpers.
+use super::*;
+
+/// A worker: claims jobs and runs them on `runner`, `concurrency` at a time.
+pub struct Worker {
+    pub pool: PgPool,
+    pub runner: Runner,
+    /// The id it claims under (host and pid, unless configured).
+    pub name: String,
+    pub concurrency: usize,
+    /// What it can run: it takes only jobs whose required capabilities it has.
+    pub capabilities: Vec<String>,
+    pub cluster: ClusterConfig,
+    pub config: JobsConfig,
+}
+
+/// A claimed job.
+struct Claim {
+    id: String,
+    code: String,
+    traceparent: String,
+    record: JobInfo,
+}
+
+impl Worker {
+    /// Runs until `stop`: claims while it has free slots, sleeps on notifications otherwise.
+    /// A job still running at `stop` is cancelled and its lease released at once (it is then
+    /// retried or failed "interrupted" like any lost lease).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([QUEUED, CANCEL]).await?;
+        let cancels: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>> = Arc::default();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let tasks = tokio_util::task::TaskTracker::new();
+        // Jobs whose worker died while nobody was watching go back to the queue first.
+        if let Err(error) = reap(&self.pool, self.cluster.max_attempts).await {
+            tracing::warn!(%error, "reaping expired leases failed");
+        }
+        tracing::info!(worker = %self.name, jobs = self.concurrency, capabilities = ?self.capabilities, "worker ready");
+        loop {
+            // Take jobs while there are slots and work.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match self.claim().await {
+                    Ok(Some(claim)) => {
+                        let token = stop.child_token();
+                        if let Ok(mut map) = cancels.lock() {
+                            map.insert(claim.id.clone(), token.clone());
+                        }
+                        let (worker, cancels) = (self.clone(), cancels.clone());
+                        tasks.spawn(async move {
+                            let id = claim.id.clone();
+                            worker.execute(claim, token).await;
+                            if let Ok(mut map) = cancels.lock() {
+                                map.remove(&id);
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming a job failed");
+                        break;
+                    }
+                }
+            }
+            let wake = tokio::select! {
+                () = stop.cancelled() => break,
+                n = listener.recv() => n,
+                // A job finishing frees a slot.
+                _ = slots.clone().acquire_owned(), if slots.available_permits() == 0 => continue,
+            };
+            match wake {
+                Ok(notification) if notification.channel() == CANCEL => {
+                    if let Some(token) = cancels.lock().ok().and_then(|m| m.get(notification.payload()).cloned()) {
+                        token.cancel();
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "the job database connection dropped; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+        Ok(())
+    }
+
+    /// Takes the highest-priority, oldest pending job, if any.
+    ///
+    /// Two statements, no transaction around them (each is one round trip and the database's
+    /// CPU is what a busy queue runs short of): the claim, then the running record, written
+    /// only while the lease is still this worker's. A worker dying between them leaves a lease
+    /// that expires like any other.
+    async fn claim(&self) -> Result<Option<Claim>, Status> {
+        let row: Option<(String, String, String, Vec<u8>)> = sqlx::query_as(
+            "WITH claimed AS ( \
+               UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
+                 attempts = attempts + 1 \
+               WHERE id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
+                           ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               RETURNING id, code, traceparent, record) \
+             SELECT id, code, traceparent, record FROM claimed, pg_notify($4, claimed.id)",
+        )
+        .bind(&self.name)
+        .bind(self.cluster.lease.as_secs_f64())
+        .bind(&self.capabilities)
+        .bind(CLAIMED)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let Some((id, code, traceparent, record)) = row else {
+            return Ok(None);
+        };
+        let mut record = decode(&record)?;
+        record.state = JobState::Running as i32;
+        record.started_at = Some(now());
+        record.worker = self.name.clone();
+        // The job is ours now: should showing it as running fail (the database went away just
+        // then), it still runs, and its outcome is committed when the database is back.
+        if let Err(error) = sqlx::query("UPDATE jobs SET record = $3 WHERE id = $1 AND worker = $2 AND state = 2")
+            .bind(&id)
+            .bind(&self.name)
+            .bind(record.encode_to_vec())
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(job = %id, %error, "could not show the claimed job as running");
+        }
+        Ok(Some(Claim {
+            id,
+            code,
+            traceparent,
+            record,
+        }))
+    }
+
+    /// Runs a claimed job with heartbeats, then commits its outcome if it still holds the lease.
+    async fn execute(&self, claim: Claim, cancel: CancellationToken) {
+        let Claim {
+            id,
+            code,
+            traceparent,
+            mut record,
+        } = claim;
+        let progress = Arc::new(std::sync::Mutex::new((0.0f64, String::new())));
+        let reporter: crate::sandbox::ProgressFn = {
+            let progress = progress.clone();
+            Arc::new(move |fraction, message: &str| {
+                if let Ok(mut p) = progress.lock() {
+                    *p = (fraction, message.to_string());
+                }
+            })
+        };
+        let params = record.params.as_ref().and_then(|p| p.to_prost().ok());
+        let context = RunContext {
+            traceparent,
+            progress: Some(reporter),
+            events: None,
+            identity: ScriptIdentity {
+                job_id: id.clone(),
+                script_hash: record.script_hash.clone(),
+                script_name: record.script_name.clone(),
+            },
+        };
+        let heartbeat = self.heartbeat(&id, progress.clone(), cancel.clone());
+        let run = self
+            .runner
+            .run(Task::Main { code, params, context }, self.config.limits, cancel.clone());
+        let run = tokio::select! {
+            run = run => run,
+            () = heartbeat => Err(Status::new(pb::ErrorCode::Aborted, "the lease was lost")),
+        };
+        let stopping = cancel.is_cancelled() && !self.cancel_requested(&id).await;
+        let (state, result, error, logs) = settle(run, self.config.max_result, stopping);
+        record.state = state as i32;
+        record.result = result;
+        record.error = error;
+        record.logs = logs;
+        if let Ok(p) = progress.lock() {
+            record.progress = p.0;
+            record.progress_message = p.1.clone();
+        }
+        record.finished_at = Some(now());
+        // The database may be away (a restart): keep trying, so a finished job's outcome is
+        // not lost to it. The commit succeeds only while the job is still this worker's, and
+        // reapers leave a worker one lease after the database comes back to say so.
+        let give_up = tokio::time::Instant::now() + self.cluster.lease * 30;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.finish(&id, &record, state, stopping).await {
+                Ok(()) => break,
+                Err(error)
+                    if error.code == pb::ErrorCode::Unavailable && tokio::time::Instant::now() + pause < give_up =>
+                {
+                    tracing::warn!(job = %id, %error, "could not record the job's outcome yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    tracing::error!(job = %id, %error, "could not record the job's outcome");
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn cancel_requested(&self, id: &str) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT cancel_requested FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
+    /// Renews the lease every third of it and passes on progress and cancel requests;
+    /// returns only if the lease was lost.
+    async fn heartbeat(&self, id: &str, progress: Arc<std::sync::Mutex<(f64, String)>>, cancel: CancellationToken) {
+        let mut every = self.cluster.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            every = self.cluster.lease / 3;
+            let (fraction, message) = progress.lock().map(|p| p.clone()).unwrap_or_default();
+            let renewed: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), progress = $4, progress_message = $5 \
+                 WHERE id = $1 AND worker = $2 AND state = 2 RETURNING cancel_requested",
+            )
+            .bind(id)
+            .bind(&self.name)
+            .bind(self.cluster.lease.as_secs_f64())
+            .bind(fraction)
+            .bind(&message)
+            .fetch_optional(&self.pool)
+            .await;
+            match renewed {
+                Ok(Some(true)) => cancel.cancel(),
+                Ok(Some(false)) => {}
+                Ok(None) => {
+                    tracing::warn!(job = %id, "lost the lease (reaped after a stall); stopping the job");
+                    cancel.cancel();
+                    return;
+                }
+                // The database is away: keep running, and try again soon, so the lease is
+                // renewed as soon as it is back (the reapers give workers one lease for that).
+                Err(error) => {
+                    tracing::warn!(job = %id, %error, "could not renew the lease");
+                    every = Duration::from_millis(500).min(self.cluster.lease / 3);
+                }
+            }
+        }
+    }
+
+    /// Commits the outcome, only as the lease holder. On shutdown the job goes back to the
+    /// queue (or fails "interrupted" past `max_attempts`) by expiring its lease now.
+    async fn finish(&self, id: &str, record: &JobInfo, state: JobState, stopping: bool) -> Result<(), Status> {
+        if stopping {
+            sqlx::query("UPDATE jobs SET lease_until = now() WHERE id = $1 AND worker = $2 AND state = 2")
+                .bind(id)
+                .bind(&self.name)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+            return reap(&self.pool, self.cluster.max_attempts).await.map(drop);
+        }
+        // One statement: the outcome and its notification commit together, only for the
+        // lease holder (no row back: the lease was lost).
+        let updated: Option<String> = sqlx::query_scalar(
+            "WITH done AS ( \
+               UPDATE jobs SET state = $3, record = $4, finished_at = now(), worker = NULL, lease_until = NULL \
+               WHERE id = $1 AND worker = $2 AND state = 2 RETURNING id) \
+             SELECT done.id FROM done, pg_notify($5, $6)",
+        )
+        .bind(id)
+        .bind(&self.name)
+        .bind(state as i16)
+        .bind(record.encode_to_vec())
+        .bind(DONE)
+        .bind(format!("{id} {}", state as i32))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if updated.is_none() {
+            tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
+        }
+        Ok(())
+    }
+}
