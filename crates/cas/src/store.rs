@@ -273,7 +273,7 @@ impl Cas {
         }
         let mut staged = self.stage()?;
         staged.file.write_all(bytes).at("writing", &staged.path)?;
-        self.commit(staged, hash, bytes.len() as u64, mime_type)
+        self.commit_absent(staged, hash, bytes.len() as u64, mime_type)
     }
 
     pub(crate) fn existing(&self, hash: &Hash) -> Result<Option<Stored>, CasError> {
@@ -299,6 +299,19 @@ impl Cas {
     pub(crate) fn commit(&self, staged: Staged, hash: Hash, size: u64, mime_type: &str) -> Result<Stored, CasError> {
         if let Some(existing) = self.existing(&hash)? {
             return Ok(existing); // dropping `staged` removes it
+        }
+        self.commit_absent(staged, hash, size, mime_type)
+    }
+
+    /// [`Cas::commit`] for an object the caller just found absent: only this directory is
+    /// looked at again (a stat), not the bucket (a round trip); a store of the same content
+    /// racing this one uploads the same bytes.
+    fn commit_absent(&self, staged: Staged, hash: Hash, size: u64, mime_type: &str) -> Result<Stored, CasError> {
+        if self.contains(&hash) {
+            return Ok(Stored {
+                info: self.inspect(&hash)?,
+                already_existed: true,
+            });
         }
         let mime_type = if mime_type.is_empty() { DEFAULT_MIME } else { mime_type };
         let now = SystemTime::now();

@@ -78,20 +78,9 @@ impl HootenannyTools for Service {
     ) -> Result<pb::CasStoreReply, Status> {
         objects::check_mime(&request.mime_type)?;
         let cas = self.cas.clone();
-        let stored = blocking(move || {
-            // Content already stored: answer from bounded metadata (`Cas::store` would read
-            // whatever sidecar another process left there).
-            let hash = cas::Hash::of(&request.data);
-            if cas.exists(&hash)? {
-                let info = objects::inspect(&cas, &hash)?;
-                return Ok(cas::Stored {
-                    info,
-                    already_existed: true,
-                });
-            }
-            cas.store(&request.data, &request.mime_type)
-        })
-        .await?;
+        // Content already stored is answered from its metadata, which the store reads with a
+        // bound (another process may have left any sidecar there).
+        let stored = blocking(move || cas.store(&request.data, &request.mime_type)).await?;
         Ok(pb::CasStoreReply {
             hash: stored.info.hash.to_string(),
             size: stored.info.size,
