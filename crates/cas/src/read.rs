@@ -86,6 +86,17 @@ impl Cas {
 
     /// Reads a whole object into memory, refusing objects larger than `limit` bytes.
     pub fn read(&self, hash: &Hash, limit: u64, verify: bool) -> Result<Vec<u8>, CasError> {
+        // In cluster mode, refuse by the bucket's size before downloading anything.
+        if self.backing.is_some() && !self.contains(hash) {
+            let size = self.inspect(hash)?.size;
+            if size > limit {
+                return Err(CasError::TooLarge {
+                    hash: hash.to_string(),
+                    size,
+                    limit,
+                });
+            }
+        }
         let mut reader = self.open_reader(hash, verify)?;
         if reader.size() > limit {
             return Err(CasError::TooLarge {

@@ -95,6 +95,10 @@ fn large_files_go_up_in_parts_and_come_back_whole() {
     assert_eq!(stored.info.hash, Hash::of(&content));
 
     let b = other_host(&config, &dir.path().join("b"));
+    // A read with a smaller limit is refused before anything is downloaded.
+    let refused = b.read(&stored.info.hash, 1 << 20, true).expect_err("too large");
+    assert_eq!(refused.kind(), ErrorKind::ResourceExhausted, "{refused}");
+    assert!(!b.contains(&stored.info.hash), "nothing was cached");
     let mut reader = b.open_reader(&stored.info.hash, true).expect("open");
     assert_eq!(reader.size(), content.len() as u64);
     let mut back = Vec::new();
