@@ -168,21 +168,34 @@ impl AsyncSocket {
 
     /// The next whole message, if one is queued.
     pub fn try_recv(&self) -> Result<Option<Vec<Vec<u8>>>, Error> {
-        match self.socket.recv_multipart(zmq::DONTWAIT) {
-            Ok(frames) => Ok(Some(frames)),
-            Err(zmq::Error::EAGAIN) => Ok(None),
-            Err(e) => Err(e.into()),
+        let mut frames = Vec::new();
+        loop {
+            match retry_interrupted(|| self.socket.recv_bytes(zmq::DONTWAIT)) {
+                Ok(frame) => frames.push(frame),
+                // Only the first frame can be missing: libzmq delivers a message whole or not at all.
+                Err(zmq::Error::EAGAIN) if frames.is_empty() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            if !retry_interrupted(|| self.socket.get_rcvmore())? {
+                return Ok(Some(frames));
+            }
         }
     }
 
     /// Queues a whole message without blocking.
     pub fn try_send(&self, frames: &[Vec<u8>]) -> Result<Sent, Error> {
-        match self.socket.send_multipart(frames, zmq::DONTWAIT) {
-            Ok(()) => Ok(Sent::Yes),
-            Err(zmq::Error::EAGAIN) => Ok(Sent::WouldBlock),
-            Err(zmq::Error::EHOSTUNREACH) => Ok(Sent::Unroutable),
-            Err(e) => Err(e.into()),
+        let last = frames.len().saturating_sub(1);
+        for (i, frame) in frames.iter().enumerate() {
+            let flags = if i < last { zmq::DONTWAIT | zmq::SNDMORE } else { zmq::DONTWAIT };
+            match retry_interrupted(|| self.socket.send(&frame[..], flags)) {
+                Ok(()) => {}
+                // libzmq decides at the first frame; once it is taken, the rest are too.
+                Err(zmq::Error::EAGAIN) if i == 0 => return Ok(Sent::WouldBlock),
+                Err(zmq::Error::EHOSTUNREACH) if i == 0 => return Ok(Sent::Unroutable),
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(Sent::Yes)
     }
 
     /// Waits until the socket's events may have changed. The future borrows only the
@@ -230,5 +243,18 @@ impl AsyncSocket {
     /// Changes how long unsent messages are kept when the socket closes.
     pub fn set_linger(&self, linger: Duration) -> Result<(), Error> {
         Ok(self.socket.set_linger(millis(linger))?)
+    }
+}
+
+/// Runs a libzmq call again while it fails with EINTR. Even a non-blocking call processes
+/// the socket's pending commands first, and that wait returns EINTR when a signal (SIGTERM,
+/// which starts a graceful shutdown) lands on this thread; nothing was sent or received.
+/// Retrying each frame, not each message, keeps a multipart message whole.
+fn retry_interrupted<T>(mut call: impl FnMut() -> Result<T, zmq::Error>) -> Result<T, zmq::Error> {
+    loop {
+        match call() {
+            Err(zmq::Error::EINTR) => continue,
+            other => return other,
+        }
     }
 }
