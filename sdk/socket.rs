@@ -186,7 +186,11 @@ impl AsyncSocket {
     pub fn try_send(&self, frames: &[Vec<u8>]) -> Result<Sent, Error> {
         let last = frames.len().saturating_sub(1);
         for (i, frame) in frames.iter().enumerate() {
-            let flags = if i < last { zmq::DONTWAIT | zmq::SNDMORE } else { zmq::DONTWAIT };
+            let flags = if i < last {
+                zmq::DONTWAIT | zmq::SNDMORE
+            } else {
+                zmq::DONTWAIT
+            };
             match retry_interrupted(|| self.socket.send(&frame[..], flags)) {
                 Ok(()) => {}
                 // libzmq decides at the first frame; once it is taken, the rest are too.

@@ -34,7 +34,7 @@ const MAX_PAGE: usize = 500;
 /// Largest encoded job record (result plus logs); a bigger result fails the job.
 const MAX_RECORD: usize = 16 << 20;
 /// Least time between two progress broadcasts of one job.
-const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
 /// How jobs run and how long they are kept.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,7 @@
 //! Discovery over HOOT/1: tools, resources, prompts, completions, worker registration.
 
+mod common;
+
 use hooteproto::v1::{
     CompleteRequest, ErrorCode, GetPromptRequest, JobExecuteRequest, JobPollRequest, ListPromptsRequest,
     ListResourcesRequest, ListToolsRequest, PingRequest, PollMode, ReadResourceRequest, RegisterRequest,
@@ -8,10 +10,7 @@ use hooteproto::v1::{
 use hooteproto::{Client, ClientConfig};
 
 async fn start(dir: &std::path::Path) -> (Client, tokio::sync::oneshot::Sender<()>) {
-    let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
-    config.pub_bind = None;
-    config.health_bind = None;
+    let mut config = common::config(dir);
     config.name = "lua-test".into();
     let bound = luanette::bind(config).await.expect("luanette starts");
     let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");

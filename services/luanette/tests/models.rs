@@ -2,6 +2,8 @@
 //! results land in the CAS, failures become clear Lua errors, and waits honour cancel and
 //! time limits without blocking other scripts.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,10 +65,7 @@ struct Luanette {
 
 async fn start(url: &str, configure: impl FnOnce(&mut luanette::Config)) -> Luanette {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut config = luanette::Config::new(dir.path().to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
-    config.pub_bind = None;
-    config.health_bind = None;
+    let mut config = common::config(dir.path());
     for backend in [
         &mut config.models.orpheus,
         &mut config.models.musicgen,

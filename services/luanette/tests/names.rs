@@ -3,6 +3,8 @@
 //! metadata, the ScriptInvalidate hot-reload broadcast, refused and unknown names,
 //! completion, and names surviving a restart.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use hooteproto::broadcast::Subscriber;
@@ -48,10 +50,8 @@ async fn restart(dir: &std::path::Path) -> Running {
 }
 
 async fn try_start(dir: &std::path::Path) -> anyhow::Result<Running> {
-    let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
+    let mut config = common::config(dir);
     config.pub_bind = Some("tcp://127.0.0.1:*".into());
-    config.health_bind = None;
     config.max_jobs = 2;
     let bound = luanette::bind(config).await?;
     let pub_endpoint = bound.broadcast_endpoint().unwrap_or_default().to_string();

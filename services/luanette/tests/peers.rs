@@ -7,6 +7,8 @@
 //! it, so the test can see the envelope; the end-to-end flow against the real Chaosgarden and
 //! Hootenanny is in `services/holler/tests/orchestration.rs`.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,10 +101,7 @@ struct Luanette {
 
 async fn luanette(configure: impl FnOnce(&mut luanette::Config)) -> Luanette {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut config = luanette::Config::new(dir.path().to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
-    config.pub_bind = None;
-    config.health_bind = None;
+    let mut config = common::config(dir.path());
     configure(&mut config);
     let bound = luanette::bind(config).await.expect("luanette starts");
     let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("client");

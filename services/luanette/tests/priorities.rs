@@ -3,6 +3,8 @@
 //! markers' jobs go ahead of normal work; a waiting job that is cancelled stops at once and
 //! takes no slot with it.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use hooteproto::v1::{
@@ -26,10 +28,7 @@ impl Running {
 
 /// Luanette with a single job slot, and a minute before a job is stopped.
 async fn start_with_one_slot(dir: &std::path::Path) -> Running {
-    let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
-    config.pub_bind = None;
-    config.health_bind = None;
+    let mut config = common::config(dir);
     config.max_jobs = 1;
     config.job_limits.wall = Duration::from_secs(60);
     let bound = luanette::bind(config).await.expect("luanette starts");

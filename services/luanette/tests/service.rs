@@ -1,6 +1,8 @@
 //! Luanette over HOOT/1: lua_eval results and errors, limits that free the worker, and
 //! pings that stay fast while runaway scripts are being stopped.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use hooteproto::v1::{
@@ -23,10 +25,7 @@ async fn start(max_scripts: usize) -> (Client, tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start_in(dir: &std::path::Path, max_scripts: usize) -> Running {
-    let mut config = luanette::Config::new(dir.to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
-    config.health_bind = None;
-    config.pub_bind = None;
+    let mut config = common::config(dir);
     config.max_scripts = max_scripts;
     let bound = luanette::bind(config).await.expect("luanette starts");
     let client = Client::connect(ClientConfig::new(bound.endpoint())).expect("connect");

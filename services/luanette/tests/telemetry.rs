@@ -1,6 +1,8 @@
 //! The real binary exports request and job spans over OTLP/HTTP in the caller's trace, and
 //! scripts see their own span through `otel.traceparent()`.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -99,6 +101,7 @@ fn eval_and_job_spans_join_the_callers_trace() {
         .args(["--bind", &bind, "--health-bind", "none", "--pub-bind", "none"])
         .arg("--data-dir")
         .arg(data.path())
+        .args(common::backend_args(data.path()))
         .args(["--otlp-endpoint", &collector.url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -154,10 +157,7 @@ fn eval_and_job_spans_join_the_callers_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tracing_scripts_see_the_callers_traceparent() {
     let data = tempfile::tempdir().expect("tmp");
-    let mut config = luanette::Config::new(data.path().to_path_buf());
-    config.bind = "tcp://127.0.0.1:*".into();
-    config.pub_bind = None;
-    config.health_bind = None;
+    let config = common::config(data.path());
     let bound = luanette::bind(config).await.expect("luanette starts");
     let bind = bound.endpoint().to_string();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();

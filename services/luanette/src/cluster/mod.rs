@@ -6,7 +6,9 @@
 //!   workers never take the same one; a claim sets a lease that the worker renews with
 //!   heartbeats.
 //! - Waking: `LISTEN/NOTIFY` (`hoot_job_queued`, `hoot_job_claimed`, `hoot_job_done`,
-//!   `hoot_job_cancel`): an idle worker sleeps until told. The front reaps expired leases,
+//!   `hoot_job_cancel`): an idle worker sleeps until told. Every front broadcasts what it
+//!   hears (claimed: running; done: the final state; `hoot_job_progress`: progress), so
+//!   subscribers see the same events as in embedded mode, wherever the job runs. The front reaps expired leases,
 //!   waking when the earliest lease of a running job would expire; with nothing running it
 //!   sleeps until a claim.
 //! - Finishing: the outcome, logs and state are committed in one statement that only the
@@ -47,6 +49,8 @@ const QUEUED: &str = "hoot_job_queued";
 const DONE: &str = "hoot_job_done";
 const CANCEL: &str = "hoot_job_cancel";
 const CLAIMED: &str = "hoot_job_claimed";
+/// `<job id> <fraction> <message>`: a worker's `job.progress`, for the fronts to broadcast.
+const PROGRESS: &str = "hoot_job_progress";
 
 /// How cluster jobs are run and recovered.
 #[derive(Debug, Clone)]
@@ -226,7 +230,7 @@ impl ClusterJobs {
     /// connection is re-established by sqlx's listener; polls meanwhile time out normally.
     async fn follow_finished(self: Arc<Self>) -> anyhow::Result<()> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([DONE, CLAIMED]).await?;
+        listener.listen_all([DONE, CLAIMED, PROGRESS]).await?;
         let jobs = Arc::downgrade(&self);
         let stop = self.stop.clone();
         tokio::spawn(async move {
@@ -239,6 +243,10 @@ impl ClusterJobs {
                 match notification {
                     Ok(notification) if notification.channel() == CLAIMED => {
                         jobs.claimed.send_modify(|n| *n += 1);
+                        jobs.publish_state(notification.payload(), JobState::Running as i32);
+                    }
+                    Ok(notification) if notification.channel() == PROGRESS => {
+                        jobs.publish_progress(notification.payload());
                     }
                     Ok(notification) => {
                         jobs.finished.send_modify(|n| *n += 1);
@@ -264,6 +272,20 @@ impl ClusterJobs {
                 state,
             }));
         }
+    }
+
+    /// Broadcasts a worker's `<job id> <fraction> <message>`.
+    fn publish_progress(&self, payload: &str) {
+        let (Some(publisher), Some((job_id, rest))) = (&self.publisher, payload.split_once(' ')) else {
+            return;
+        };
+        let (fraction, message) = rest.split_once(' ').unwrap_or((rest, ""));
+        let Ok(fraction) = fraction.parse::<f64>() else { return };
+        let _ = publisher.publish(broadcast::Event::JobProgress(pb::JobProgress {
+            job_id: job_id.to_string(),
+            fraction,
+            message: message.to_string(),
+        }));
     }
 
     /// Records a new pending job and wakes a worker.

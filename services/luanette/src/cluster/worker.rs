@@ -3,6 +3,7 @@
 
 // The queue's shared names, constants and helpers.
 use super::*;
+use crate::jobs::PROGRESS_EVERY;
 
 /// A worker: claims jobs and runs them on `runner`, `concurrency` at a time.
 pub struct Worker {
@@ -148,12 +149,14 @@ impl Worker {
             mut record,
         } = claim;
         let progress = Arc::new(std::sync::Mutex::new((0.0f64, String::new())));
+        let (reported, mut to_announce) = watch::channel(());
         let reporter: crate::sandbox::ProgressFn = {
             let progress = progress.clone();
             Arc::new(move |fraction, message: &str| {
                 if let Ok(mut p) = progress.lock() {
                     *p = (fraction, message.to_string());
                 }
+                reported.send_replace(());
             })
         };
         let params = record.params.as_ref().and_then(|p| p.to_prost().ok());
@@ -171,10 +174,16 @@ impl Worker {
         let run = self
             .runner
             .run(Task::Main { code, params, context }, self.config.limits, cancel.clone());
+        let announce = self.announce_progress(&id, &progress, &mut to_announce);
         let run = tokio::select! {
             run = run => run,
             () = heartbeat => Err(Status::new(pb::ErrorCode::Aborted, "the lease was lost")),
+            never = announce => match never {},
         };
+        // The last report may not have gone out yet: subscribers hear it before the outcome.
+        if to_announce.has_changed().unwrap_or(false) {
+            self.notify_progress(&id, &progress).await;
+        }
         let stopping = cancel.is_cancelled() && !self.cancel_requested(&id).await;
         let (state, result, error, logs) = settle(run, self.config.max_result, stopping);
         record.state = state as i32;
@@ -206,6 +215,41 @@ impl Worker {
                     break;
                 }
             }
+        }
+    }
+
+    /// Tells the fronts each `job.progress` (at most every [`PROGRESS_EVERY`]), so they
+    /// broadcast it as they do for their own jobs. Runs until dropped with the job.
+    async fn announce_progress(
+        &self,
+        id: &str,
+        progress: &std::sync::Mutex<(f64, String)>,
+        reported: &mut watch::Receiver<()>,
+    ) -> std::convert::Infallible {
+        loop {
+            if reported.changed().await.is_err() {
+                // The reporter is gone only with the job, which ends this future first.
+                std::future::pending::<()>().await;
+            }
+            reported.mark_unchanged();
+            self.notify_progress(id, progress).await;
+            tokio::time::sleep(PROGRESS_EVERY).await;
+        }
+    }
+
+    async fn notify_progress(&self, id: &str, progress: &std::sync::Mutex<(f64, String)>) {
+        let Ok((fraction, message)) = progress.lock().map(|p| p.clone()) else {
+            return;
+        };
+        // The sandbox keeps messages to 1,024 characters, well inside NOTIFY's 8,000 bytes.
+        let payload = format!("{id} {fraction} {message}");
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PROGRESS)
+            .bind(&payload)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!(job = %id, %error, "could not announce progress");
         }
     }
 
