@@ -31,8 +31,73 @@ fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values[((values.len() as f64 - 1.0) * p) as usize]
 }
 
+/// CPU time (user + system, ms) of this process and its descendants other than the workers
+/// (the front, its sandboxes, the bench's clients), of the workers and their sandboxes, and
+/// of every `postgres` process, read from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    front: f64,
+    workers: f64,
+    postgres: f64,
+}
+
+fn cpu_now(workers: &[u32]) -> Cpu {
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut processes = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ... utime stime": comm may hold spaces, so split after ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        processes.push((
+            pid,
+            field(1) as u32,
+            comm.to_string(),
+            (field(11) + field(12)) * 1000.0 / per_second,
+        ));
+    }
+    let descends_from = |mut pid: u32, roots: &[u32]| {
+        for _ in 0..64 {
+            if roots.contains(&pid) {
+                return true;
+            }
+            match processes.iter().find(|p| p.0 == pid) {
+                Some(p) if p.1 > 1 => pid = p.1,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let me = std::process::id();
+    let mut cpu = Cpu::default();
+    for (pid, _, comm, ms) in &processes {
+        if comm.starts_with("postgres") {
+            cpu.postgres += ms;
+        } else if descends_from(*pid, workers) {
+            cpu.workers += ms;
+        } else if descends_from(*pid, &[me]) {
+            cpu.front += ms;
+        }
+    }
+    cpu
+}
+
 struct Measured {
+    /// CPU per job of the throughput run, in ms.
+    cpu: Cpu,
     per_second: f64,
+    /// How fast `job_execute` took the jobs (all were in before the last finished).
+    submitted_per_second: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     claim_p50_ms: f64,
@@ -71,7 +136,7 @@ async fn wait_all(client: &Client, ids: &[String]) -> Vec<JobInfo> {
     done
 }
 
-async fn measure(client: &Client) -> Measured {
+async fn measure(client: &Client, workers: &[u32]) -> Measured {
     let script = client
         .call(ScriptStoreRequest {
             content: "function main(p) return p.n end".into(),
@@ -102,17 +167,27 @@ async fn measure(client: &Client) -> Measured {
     }
 
     // Throughput.
+    let cpu_before = cpu_now(workers);
     let started = Instant::now();
     let requests: Vec<JobExecuteRequest> = (0..JOBS).map(execute).collect();
     let ids = futures_ids(client, requests).await;
+    let submitted = started.elapsed();
     let jobs = wait_all(client, &ids).await;
     let took = started.elapsed();
+    let cpu_after = cpu_now(workers);
+    let per_job = |after: f64, before: f64| (after - before) / JOBS as f64;
     let latencies: Vec<f64> = jobs
         .iter()
         .map(|j| (seconds(&j.finished_at) - seconds(&j.created_at)) * 1000.0)
         .collect();
     Measured {
+        cpu: Cpu {
+            front: per_job(cpu_after.front, cpu_before.front),
+            workers: per_job(cpu_after.workers, cpu_before.workers),
+            postgres: per_job(cpu_after.postgres, cpu_before.postgres),
+        },
         per_second: JOBS as f64 / took.as_secs_f64(),
+        submitted_per_second: JOBS as f64 / submitted.as_secs_f64(),
         latency_p50_ms: percentile(latencies.clone(), 0.5),
         latency_p99_ms: percentile(latencies, 0.99),
         claim_p50_ms: percentile(claims.clone(), 0.5),
@@ -181,13 +256,18 @@ fn worker(data: &std::path::Path, url: &str) -> Child {
 fn print(name: &str, m: &Measured, embedded: f64) {
     println!(
         "  {name:<22} {:>8.0} jobs/s ({:>4.2}x embedded)  execute->succeeded p50 {:>7.1} ms p99 {:>8.1} ms  \
-         claim p50 {:>5.2} ms p99 {:>6.2} ms",
+         claim p50 {:>5.2} ms p99 {:>6.2} ms\n  {:<22} submitted at {:.0} jobs/s; CPU per job: front and clients {:.2} ms, workers {:.2} ms, postgres {:.2} ms",
         m.per_second,
         m.per_second / embedded,
         m.latency_p50_ms,
         m.latency_p99_ms,
         m.claim_p50_ms,
-        m.claim_p99_ms
+        m.claim_p99_ms,
+        "",
+        m.submitted_per_second,
+        m.cpu.front,
+        m.cpu.workers,
+        m.cpu.postgres
     );
 }
 
@@ -197,24 +277,30 @@ fn main() {
         println!("cluster bench: run with `cargo bench -p luanette --bench cluster`");
         return;
     }
-    // Directly under /tmp: as root, the server runs as `postgres`, which must reach it.
-    let pg_dir = std::env::temp_dir().join(format!("hoot-bench-pg-{}", std::process::id()));
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let started = Command::new(format!("{root}/scripts/postgres"))
-        .arg("start")
-        .arg(&pg_dir)
-        .output()
-        .expect("scripts/postgres");
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
-    let exported = String::from_utf8_lossy(&started.stdout);
-    let server = exported
-        .trim()
-        .rsplit_once('=')
-        .map(|(_, url)| url.to_string())
-        .expect("a URL");
-    // SAFETY: set before any thread of this process reads the environment.
-    unsafe { std::env::set_var(testkit::postgres::URL_VARIABLE, &server) };
-    let _stop_postgres = StopPostgres(pg_dir.clone());
+    // A server of its own, unless one is given (to inspect it afterwards, e.g. with
+    // pg_stat_statements): `eval "$(scripts/postgres start DIR)"` first.
+    let _stop_postgres = if testkit::postgres::enabled() {
+        None
+    } else {
+        // Directly under /tmp: as root, the server runs as `postgres`, which must reach it.
+        let pg_dir = std::env::temp_dir().join(format!("hoot-bench-pg-{}", std::process::id()));
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let started = Command::new(format!("{root}/scripts/postgres"))
+            .arg("start")
+            .arg(&pg_dir)
+            .output()
+            .expect("scripts/postgres");
+        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+        let exported = String::from_utf8_lossy(&started.stdout);
+        let server = exported
+            .trim()
+            .rsplit_once('=')
+            .map(|(_, url)| url.to_string())
+            .expect("a URL");
+        // SAFETY: set before any thread of this process reads the environment.
+        unsafe { std::env::set_var(testkit::postgres::URL_VARIABLE, &server) };
+        Some(StopPostgres(pg_dir))
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -225,15 +311,21 @@ fn main() {
         println!("job throughput and latency, trivial script, same run ({JOBS} jobs, {SUBMITTERS} submitters):");
         let data = tempfile::tempdir().expect("tmp");
         let (client, stop) = front(data.path(), None).await;
-        let embedded = measure(&client).await;
+        let embedded = measure(&client, &[]).await;
         drop(stop);
         print("embedded (sled)", &embedded, embedded.per_second);
-        for workers in [1, 2, 4] {
+        // `cargo bench -p luanette --bench cluster -- 1` measures only the counts given.
+        let mut counts: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+        if counts.is_empty() {
+            counts = vec![1, 2, 4];
+        }
+        for workers in counts {
             let data = tempfile::tempdir().expect("tmp");
             let url = testkit::postgres::database_for(data.path()).expect("database");
             let (client, stop) = front(data.path(), Some(url.clone())).await;
             let mut children: Vec<Child> = (0..workers).map(|_| worker(data.path(), &url)).collect();
-            let measured = measure(&client).await;
+            let pids: Vec<u32> = children.iter().map(Child::id).collect();
+            let measured = measure(&client, &pids).await;
             print(&format!("cluster, {workers} worker(s)"), &measured, embedded.per_second);
             for child in &mut children {
                 let _ = child.kill();

@@ -628,8 +628,7 @@ async fn a_job_reads_transforms_and_stores_midi_in_the_shared_cas() {
     )
     .await;
     let section = section.as_str().expect("hash").to_string();
-    let stored = cas::Cas::open(dir.path().join("cas"))
-        .expect("cas")
+    let stored = common::cas(dir.path())
         .inspect(&cas::Hash::parse(&section).expect("hash"))
         .expect("in the shared CAS");
     assert_eq!(stored.mime_type, "audio/midi");
@@ -691,7 +690,7 @@ async fn the_abc_example_transposes_and_stores_a_tune() {
         (&result["notes"], &result["seconds"]),
         (&serde_json::json!(4.0), &serde_json::json!(6.0))
     );
-    let cas = cas::Cas::open(dir.path().join("cas")).expect("cas");
+    let cas = common::cas(dir.path());
     let read = |key: &str| {
         let hash = cas::Hash::parse(result[key].as_str().expect("hash")).expect("hash");
         (

@@ -114,7 +114,7 @@ impl Luanette {
     }
 
     fn cas(&self) -> cas::Cas {
-        cas::Cas::open(self.dir.path().join("cas")).expect("cas")
+        common::cas(self.dir.path())
     }
 
     fn read(&self, hash: &str) -> (Vec<u8>, String) {

@@ -204,7 +204,7 @@ async fn scripts_are_stored_by_hash_described_searched_and_kept() {
     let schema = description.params_schema.expect("schema").to_json().expect("json");
     assert_eq!(schema["properties"]["semitones"]["type"], "integer");
     // The source is in the shared CAS under that hash.
-    let cas = cas::Cas::open(dir.path().join("cas")).expect("cas");
+    let cas = common::cas(dir.path());
     let hash = cas::Hash::parse(&script.script_hash).expect("hash");
     assert_eq!(cas.read(&hash, 1 << 20, true).expect("source"), TRANSPOSE.as_bytes());
 

@@ -41,6 +41,7 @@ use crate::jobs::{
 use crate::runner::{Runner, Task};
 use crate::sandbox::{RunContext, ScriptIdentity};
 
+mod headroom;
 mod worker;
 
 pub use worker::Worker;
@@ -51,6 +52,8 @@ const CANCEL: &str = "hoot_job_cancel";
 const CLAIMED: &str = "hoot_job_claimed";
 /// `<job id> <fraction> <message>`: a worker's `job.progress`, for the fronts to broadcast.
 const PROGRESS: &str = "hoot_job_progress";
+/// Finished jobs a long poll may fall behind by before it reads the database again.
+const FINISHED_BACKLOG: usize = 4096;
 
 /// How cluster jobs are run and recovered.
 #[derive(Debug, Clone)]
@@ -107,6 +110,27 @@ fn now() -> prost_types::Timestamp {
     SystemTime::now().into()
 }
 
+/// Reads of `started_at` as seconds since the epoch (sqlx here has no date types).
+const STARTED_AT: &str = "extract(epoch FROM started_at)::float8";
+
+/// record, progress, progress message, then the claim's columns (state, worker, started_at).
+type StatusRow = (Vec<u8>, f64, String, i16, Option<String>, Option<f64>);
+/// record, then the claim's columns.
+type ListedRow = (Vec<u8>, i16, Option<String>, Option<f64>);
+/// id, attempts, record, worker, started_at.
+type ExpiredRow = (String, i32, Vec<u8>, Option<String>, Option<f64>);
+
+/// A running job as readers see it: its record is as it was queued until the worker writes it
+/// at the end, so who runs it and since when come from the claim's columns.
+fn as_claimed(mut job: JobInfo, state: i16, worker: Option<String>, started_at: Option<f64>) -> JobInfo {
+    if state == JobState::Running as i16 {
+        job.state = JobState::Running as i32;
+        job.worker = worker.unwrap_or_default();
+        job.started_at = started_at.map(|epoch| (UNIX_EPOCH + Duration::from_secs_f64(epoch.max(0.0))).into());
+    }
+    job
+}
+
 /// Connects and brings the tables up to date.
 pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
@@ -129,11 +153,14 @@ pub struct ClusterJobs {
     pool: PgPool,
     config: JobsConfig,
     cluster: ClusterConfig,
-    /// Bumped at every `hoot_job_done` notification (long polls wait on it).
-    finished: watch::Sender<u64>,
+    /// Each job the `hoot_job_done` notifications say finished; None when some may have been
+    /// missed (the listener reconnected), so long polls look at the database again.
+    finished: tokio::sync::broadcast::Sender<Option<String>>,
     /// Bumped at every claim (the reaper plans its next look from the leases).
     claimed: watch::Sender<u64>,
     publisher: Option<Arc<Publisher>>,
+    /// How far the queue is from its limits, so most inserts need not count.
+    headroom: headroom::Headroom,
     stop: CancellationToken,
     /// The queue's depth and age for OpenTelemetry (collected only with an exporter).
     _gauges: crate::queue_metrics::QueueGauges,
@@ -159,9 +186,10 @@ impl ClusterJobs {
             pool,
             config,
             cluster,
-            finished: watch::channel(0).0,
+            finished: tokio::sync::broadcast::channel(FINISHED_BACKLOG).0,
             claimed: watch::channel(0).0,
             publisher,
+            headroom: headroom::Headroom::default(),
             stop: CancellationToken::new(),
         });
         jobs.clone().follow_finished().await?;
@@ -249,14 +277,14 @@ impl ClusterJobs {
                         jobs.publish_progress(notification.payload());
                     }
                     Ok(notification) => {
-                        jobs.finished.send_modify(|n| *n += 1);
                         if let Some((id, state)) = notification.payload().split_once(' ') {
+                            let _ = jobs.finished.send(Some(id.to_string()));
                             jobs.publish_state(id, state.parse().unwrap_or_default());
                         }
                     }
                     Err(error) => {
                         tracing::warn!(%error, "listening for finished jobs failed; retrying");
-                        jobs.finished.send_modify(|n| *n += 1);
+                        let _ = jobs.finished.send(None);
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -297,27 +325,11 @@ impl ClusterJobs {
             job.params.as_ref().map_or(0, |p| p.as_encoded().len()),
             self.config.max_params,
         )?;
-        // Counted only up to the limits, so a long queue does not make every insert slower.
-        let (unfinished, own): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN (1, 2) LIMIT $2) u), \
-                    (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN (1, 2) AND owner = $1 LIMIT $3) o)",
-        )
-        .bind(owner)
-        .bind(self.config.max_unfinished as i64)
-        .bind(self.config.max_unfinished_per_client as i64)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if unfinished as usize >= self.config.max_unfinished {
-            return Err(Status::resource_exhausted(format!(
-                "{unfinished} jobs are unfinished, the most the queue keeps (--max-unfinished-jobs)"
-            )));
-        }
-        if own as usize >= self.config.max_unfinished_per_client {
-            return Err(Status::resource_exhausted(format!(
-                "this client has {own} unfinished jobs, the most one client may have \
-                 (--max-unfinished-jobs-per-client); wait for some to finish or cancel them"
-            )));
+        if !self
+            .headroom
+            .clearly_room(owner, self.config.max_unfinished, self.config.max_unfinished_per_client)
+        {
+            self.check_room(owner).await?;
         }
         let priority = crate::slots::effective(job.priority);
         let record = JobInfo {
@@ -349,20 +361,74 @@ impl ClusterJobs {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
+        self.headroom.queued();
         self.publish_state(&record.job_id, JobState::Pending as i32);
         Ok(record)
     }
 
+    /// Counts unfinished jobs, in all and `owner`'s, and refuses past either limit. Counted
+    /// only up to the limits, so a long queue does not make the count slower.
+    async fn check_room(&self, owner: &[u8]) -> Result<(), Status> {
+        let (unfinished, own): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN (1, 2) LIMIT $2) u), \
+                    (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE state IN (1, 2) AND owner = $1 LIMIT $3) o)",
+        )
+        .bind(owner)
+        .bind(self.config.max_unfinished as i64)
+        .bind(self.config.max_unfinished_per_client as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if unfinished as usize >= self.config.max_unfinished {
+            return Err(Status::resource_exhausted(format!(
+                "{unfinished} jobs are unfinished, the most the queue keeps (--max-unfinished-jobs)"
+            )));
+        }
+        if own as usize >= self.config.max_unfinished_per_client {
+            return Err(Status::resource_exhausted(format!(
+                "this client has {own} unfinished jobs, the most one client may have \
+                 (--max-unfinished-jobs-per-client); wait for some to finish or cancel them"
+            )));
+        }
+        self.headroom.counted(owner, unfinished as u64, own as u64);
+        Ok(())
+    }
+
+    /// The records of finished jobs, in the order of `job_ids`, in one query (a poll of
+    /// hundreds of jobs is one round trip, not hundreds).
+    async fn final_records(&self, job_ids: &[String]) -> Result<Vec<JobInfo>, Status> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT id, record FROM jobs WHERE id = ANY($1)")
+            .bind(job_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let mut records: std::collections::HashMap<String, Vec<u8>> = rows.into_iter().collect();
+        job_ids
+            .iter()
+            .map(|id| {
+                let record = records
+                    .remove(id)
+                    .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+                decode(&record)
+            })
+            .collect()
+    }
+
     /// A job's record, with its latest progress while it runs.
     pub async fn status(&self, job_id: &str) -> Result<JobInfo, Status> {
-        let row: Option<(Vec<u8>, f64, String)> =
-            sqlx::query_as("SELECT record, progress, progress_message FROM jobs WHERE id = $1")
-                .bind(job_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-        let (record, progress, message) = row.ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
-        let mut job = decode(&record)?;
+        let row: Option<StatusRow> = sqlx::query_as(&format!(
+            "SELECT record, progress, progress_message, state, worker, {STARTED_AT} FROM jobs WHERE id = $1"
+        ))
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let (record, progress, message, state, worker, started_at) =
+            row.ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
+        let mut job = as_claimed(decode(&record)?, state, worker, started_at);
         if !is_final(JobState::try_from(job.state).unwrap_or_default()) {
             job.progress = progress;
             job.progress_message = message;
@@ -382,8 +448,9 @@ impl ClusterJobs {
         let deadline = tokio::time::Instant::now() + timeout.min(MAX_POLL);
         let mut finished = self.finished.subscribe();
         loop {
-            finished.borrow_and_update();
-            // One query for every state; whole records only for those that are final.
+            // A look at the database: every state, in one query. Between looks the finished
+            // jobs are learnt from the notifications, so a poll of hundreds of jobs costs the
+            // database one query per second, not one per finish.
             let states: Vec<(String, i16)> = sqlx::query_as("SELECT id, state FROM jobs WHERE id = ANY($1)")
                 .bind(job_ids)
                 .fetch_all(&self.pool)
@@ -393,37 +460,34 @@ impl ClusterJobs {
             if let Some(missing) = job_ids.iter().find(|id| state_of(id).is_none()) {
                 return Err(Status::not_found(format!("no job {missing}")));
             }
-            let is_done = |id: &str| is_final(JobState::try_from(state_of(id).unwrap_or_default()).unwrap_or_default());
-            let finals = job_ids.iter().filter(|id| is_done(id)).count();
-            let done = if all { finals == job_ids.len() } else { finals > 0 };
-            let timed_out = !done && tokio::time::Instant::now() >= deadline;
-            if done || timed_out {
-                let mut completed = Vec::new();
-                let mut pending = Vec::new();
-                for job_id in job_ids {
-                    if is_done(job_id) {
-                        completed.push(self.status(job_id).await?);
-                    } else {
-                        pending.push(job_id.clone());
-                    }
+            let mut pending: std::collections::HashSet<&str> = job_ids
+                .iter()
+                .map(String::as_str)
+                .filter(|id| !is_final(JobState::try_from(state_of(id).unwrap_or_default()).unwrap_or_default()))
+                .collect();
+            // A notification lost while the listener reconnected is caught by the next look.
+            let next_look = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            loop {
+                let finals = job_ids.iter().filter(|id| !pending.contains(id.as_str())).count();
+                let done = if all { pending.is_empty() } else { finals > 0 };
+                let timed_out = !done && tokio::time::Instant::now() >= deadline;
+                if done || timed_out {
+                    let (pending, done_ids): (Vec<String>, Vec<String>) =
+                        job_ids.iter().cloned().partition(|id| pending.contains(id.as_str()));
+                    let completed = self.final_records(&done_ids).await?;
+                    return Ok(pb::JobPollReply {
+                        completed,
+                        pending_job_ids: pending,
+                        timed_out,
+                    });
                 }
-                return Ok(pb::JobPollReply {
-                    completed,
-                    pending_job_ids: pending,
-                    timed_out,
-                });
-            }
-            // A notification wakes it; the second is a backstop for one lost while the
-            // listener reconnected.
-            let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
-            let _ = tokio::time::timeout_at(wait, finished.changed()).await;
-            // Waiting on many jobs, let finishes pile up a moment rather than read every
-            // state again at each one.
-            if job_ids.len() > 16 {
-                tokio::time::sleep(
-                    Duration::from_millis(5).min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-                )
-                .await;
+                match tokio::time::timeout_at(next_look, finished.recv()).await {
+                    Ok(Ok(Some(id))) => {
+                        pending.remove(id.as_str());
+                    }
+                    // Missed some (lagged, or the listener reconnected), or time for a look.
+                    Ok(Ok(None) | Err(_)) | Err(_) => break,
+                }
             }
         }
     }
@@ -510,14 +574,18 @@ impl ClusterJobs {
             page_bytes = page_bytes.saturating_add(size);
             chosen.push(id.clone());
         }
-        let records: Vec<Vec<u8>> = sqlx::query_scalar("SELECT record FROM jobs WHERE id = ANY($1) ORDER BY id DESC")
-            .bind(&chosen)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let records: Vec<ListedRow> = sqlx::query_as(&format!(
+            "SELECT record, state, worker, {STARTED_AT} FROM jobs WHERE id = ANY($1) ORDER BY id DESC"
+        ))
+        .bind(&chosen)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         let jobs = records
-            .iter()
-            .map(|record| decode(record).map(|job| listed(job, include_params)))
+            .into_iter()
+            .map(|(record, state, worker, started_at)| {
+                decode(&record).map(|job| listed(as_claimed(job, state, worker, started_at), include_params))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let next_page_token = if sizes.len() > chosen.len() {
             chosen.last().cloned().unwrap_or_default()
@@ -642,18 +710,22 @@ pub(crate) async fn queue_stats(pool: &PgPool) -> Result<pb::JobStatsReply, Stat
 /// "interrupted" once they have been tried `max_attempts` times. Returns how many.
 pub async fn reap(pool: &PgPool, max_attempts: u32) -> Result<usize, Status> {
     let mut tx = pool.begin().await.map_err(db_error)?;
-    let expired: Vec<(String, i32, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, attempts, record FROM jobs WHERE state = 2 AND lease_until < now() FOR UPDATE SKIP LOCKED",
-    )
+    let expired: Vec<ExpiredRow> = sqlx::query_as(&format!(
+        "SELECT id, attempts, record, worker, {STARTED_AT} FROM jobs \
+         WHERE state = 2 AND lease_until < now() FOR UPDATE SKIP LOCKED"
+    ))
     .fetch_all(&mut *tx)
     .await
     .map_err(db_error)?;
-    for (id, attempts, record) in &expired {
-        let mut job = decode(record)?;
+    for (id, attempts, record, worker, started_at) in &expired {
+        let mut job = as_claimed(decode(record)?, JobState::Running as i16, worker.clone(), *started_at);
         if (*attempts as u32) < max_attempts {
             job.state = JobState::Pending as i32;
             job.started_at = None;
-            sqlx::query("UPDATE jobs SET state = 1, worker = NULL, lease_until = NULL, record = $2 WHERE id = $1")
+            job.worker.clear();
+            sqlx::query(
+                "UPDATE jobs SET state = 1, worker = NULL, lease_until = NULL, started_at = NULL, record = $2 WHERE id = $1",
+            )
                 .bind(id)
                 .bind(job.encode_to_vec())
                 .execute(&mut *tx)

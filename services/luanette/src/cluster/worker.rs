@@ -93,19 +93,19 @@ impl Worker {
 
     /// Takes the highest-priority, oldest pending job, if any.
     ///
-    /// Two statements, no transaction around them (each is one round trip and the database's
-    /// CPU is what a busy queue runs short of): the claim, then the running record, written
-    /// only while the lease is still this worker's. A worker dying between them leaves a lease
+    /// One statement: the claim sets the columns the queue works on (state, worker, lease,
+    /// started_at) and wakes the fronts; the record is written whole when the job finishes
+    /// (readers show a running job from the columns). A worker dying after it leaves a lease
     /// that expires like any other.
     async fn claim(&self) -> Result<Option<Claim>, Status> {
-        let row: Option<(String, String, String, Vec<u8>)> = sqlx::query_as(
+        let row: Option<(String, String, String, Vec<u8>, f64)> = sqlx::query_as(
             "WITH claimed AS ( \
                UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
-                 attempts = attempts + 1 \
+                 attempts = attempts + 1, started_at = now() \
                WHERE id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
                            ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-               RETURNING id, code, traceparent, record) \
-             SELECT id, code, traceparent, record FROM claimed, pg_notify($4, claimed.id)",
+               RETURNING id, code, traceparent, record, extract(epoch FROM started_at)::float8 AS started) \
+             SELECT id, code, traceparent, record, started FROM claimed, pg_notify($4, claimed.id)",
         )
         .bind(&self.name)
         .bind(self.cluster.lease.as_secs_f64())
@@ -114,24 +114,15 @@ impl Worker {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
-        let Some((id, code, traceparent, record)) = row else {
+        let Some((id, code, traceparent, record, started)) = row else {
             return Ok(None);
         };
-        let mut record = decode(&record)?;
-        record.state = JobState::Running as i32;
-        record.started_at = Some(now());
-        record.worker = self.name.clone();
-        // The job is ours now: should showing it as running fail (the database went away just
-        // then), it still runs, and its outcome is committed when the database is back.
-        if let Err(error) = sqlx::query("UPDATE jobs SET record = $3 WHERE id = $1 AND worker = $2 AND state = 2")
-            .bind(&id)
-            .bind(&self.name)
-            .bind(record.encode_to_vec())
-            .execute(&self.pool)
-            .await
-        {
-            tracing::warn!(job = %id, %error, "could not show the claimed job as running");
-        }
+        let record = as_claimed(
+            decode(&record)?,
+            JobState::Running as i16,
+            Some(self.name.clone()),
+            Some(started),
+        );
         Ok(Some(Claim {
             id,
             code,
@@ -149,14 +140,16 @@ impl Worker {
             mut record,
         } = claim;
         let progress = Arc::new(std::sync::Mutex::new((0.0f64, String::new())));
-        let (reported, mut to_announce) = watch::channel(());
+        // Reports made, and how many of them the fronts have been told of.
+        let (reported, mut to_announce) = watch::channel(0u64);
+        let announced = std::sync::atomic::AtomicU64::new(0);
         let reporter: crate::sandbox::ProgressFn = {
             let progress = progress.clone();
             Arc::new(move |fraction, message: &str| {
                 if let Ok(mut p) = progress.lock() {
                     *p = (fraction, message.to_string());
                 }
-                reported.send_replace(());
+                reported.send_modify(|n| *n += 1);
             })
         };
         let params = record.params.as_ref().and_then(|p| p.to_prost().ok());
@@ -174,14 +167,15 @@ impl Worker {
         let run = self
             .runner
             .run(Task::Main { code, params, context }, self.config.limits, cancel.clone());
-        let announce = self.announce_progress(&id, &progress, &mut to_announce);
+        let announce = self.announce_progress(&id, &progress, &mut to_announce, &announced);
         let run = tokio::select! {
             run = run => run,
             () = heartbeat => Err(Status::new(pb::ErrorCode::Aborted, "the lease was lost")),
             never = announce => match never {},
         };
-        // The last report may not have gone out yet: subscribers hear it before the outcome.
-        if to_announce.has_changed().unwrap_or(false) {
+        // The last report may not have gone out yet (or its announcement was cut short with
+        // the job): subscribers hear it before the outcome.
+        if announced.load(std::sync::atomic::Ordering::Acquire) < *to_announce.borrow() {
             self.notify_progress(&id, &progress).await;
         }
         let stopping = cancel.is_cancelled() && !self.cancel_requested(&id).await;
@@ -224,15 +218,17 @@ impl Worker {
         &self,
         id: &str,
         progress: &std::sync::Mutex<(f64, String)>,
-        reported: &mut watch::Receiver<()>,
+        reported: &mut watch::Receiver<u64>,
+        announced: &std::sync::atomic::AtomicU64,
     ) -> std::convert::Infallible {
         loop {
             if reported.changed().await.is_err() {
                 // The reporter is gone only with the job, which ends this future first.
                 std::future::pending::<()>().await;
             }
-            reported.mark_unchanged();
+            let reports = *reported.borrow_and_update();
             self.notify_progress(id, progress).await;
+            announced.store(reports, std::sync::atomic::Ordering::Release);
             tokio::time::sleep(PROGRESS_EVERY).await;
         }
     }

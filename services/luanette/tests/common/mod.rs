@@ -22,6 +22,14 @@ pub fn config(dir: &Path) -> luanette::Config {
     config
 }
 
+/// The CAS a service configured by [`config`] on `dir` uses, opened as another host would:
+/// the local directory, or the bucket through a cache of its own.
+#[allow(dead_code, reason = "used by some of the test binaries that include this module")]
+pub fn cas(dir: &Path) -> cas::Cas {
+    let blobs = cas::BlobConfig::from_env(testkit::blobs::url_for(dir), Some(dir.join("test-cache")), 0);
+    cas::Cas::open_with(&dir.join("cas"), &blobs).expect("the service's CAS")
+}
+
 /// The same choice as flags, for tests that run the `luanette` binary.
 #[allow(dead_code, reason = "used by some of the test binaries that include this module")]
 pub fn backend_args(dir: &Path) -> Vec<String> {
