@@ -34,6 +34,8 @@
 //!   declared once as a clap `Args` struct to flatten.
 //! - [`dirs`]: the shared data directory and CAS root conventions; a private data dir (0700,
 //!   umask 077).
+//! - [`durable`]: group commit for acknowledging writes only once they are on disk (one flush
+//!   at a time, shared by every caller that asked before it began).
 //! - [`error`]: [`Status`] (a canonical error on the wire) and [`Error`] (what a call can fail with).
 //!
 //! Only the private `socket` module touches libzmq; nothing else in the project should.
@@ -56,6 +58,7 @@ pub mod cli;
 pub mod client;
 pub mod defaults;
 pub mod dirs;
+pub mod durable;
 pub mod error;
 #[cfg(feature = "health")]
 pub mod health;

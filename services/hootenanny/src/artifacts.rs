@@ -41,6 +41,8 @@ pub struct Filter<'a> {
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
+    /// One flush at a time for acknowledged writes (sled's `flush_async` can deadlock).
+    durable: std::sync::Arc<hooteproto::durable::GroupFlush<sled::Error>>,
     artifacts: sled::Tree,
     by_tag: sled::Tree,
     by_creator: sled::Tree,
@@ -181,6 +183,10 @@ impl SledStore {
             by_hash: db.open_tree("by_hash")?,
             children: db.open_tree("children")?,
             bindings: db.open_tree("bindings")?,
+            durable: std::sync::Arc::new(hooteproto::durable::GroupFlush::new({
+                let db = db.clone();
+                move || db.flush().map(drop)
+            })),
             db,
         };
         store.index_hashes_of_older_artifacts()?;
@@ -211,7 +217,7 @@ impl SledStore {
 
     /// Makes every acknowledged write durable.
     pub async fn flush(&self) -> Result<(), Status> {
-        self.db.flush_async().await.map(|_| ()).map_err(internal)
+        self.durable.flush().await.map(|_| ()).map_err(internal)
     }
 
     /// Stores a new artifact (see [`new_artifact`]). The CAS object must exist (checked by the caller).

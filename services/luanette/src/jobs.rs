@@ -133,6 +133,8 @@ struct Live {
 /// The job table and the threads that run jobs.
 pub struct Jobs {
     db: sled::Db,
+    /// One flush at a time for acknowledged writes (sled's `flush_async` can deadlock).
+    durable: std::sync::Arc<hooteproto::durable::GroupFlush<sled::Error>>,
     tree: sled::Tree,
     runner: Runner,
     slots: Arc<Slots>,
@@ -272,6 +274,10 @@ impl Jobs {
         let jobs = Arc::new(Self {
             runner,
             slots: Slots::new(config.concurrency),
+            durable: std::sync::Arc::new(hooteproto::durable::GroupFlush::new({
+                let db = db.clone();
+                move || db.flush().map(drop)
+            })),
             db,
             tree,
             config,
@@ -394,7 +400,7 @@ impl Jobs {
         };
         let stored = async {
             self.put(&job)?;
-            self.db.flush_async().await.map_err(internal)
+            self.durable.flush().await.map_err(internal)
         }
         .await;
         if let Err(error) = stored {
@@ -454,7 +460,7 @@ impl Jobs {
             );
         }
         let saved = self.put(&job);
-        let flushed = self.db.flush_async().await;
+        let flushed = self.durable.flush().await;
         if let Err(error) = saved
             .map_err(|e| e.to_string())
             .and(flushed.map(|_| ()).map_err(|e| e.to_string()))
@@ -817,7 +823,7 @@ impl Jobs {
         if drained.is_err() {
             tracing::warn!("some jobs did not stop in time; they will be marked interrupted on the next start");
         }
-        if let Err(error) = self.db.flush_async().await {
+        if let Err(error) = self.durable.flush().await {
             tracing::error!(%error, "flushing the job store at shutdown");
         }
     }

@@ -37,6 +37,8 @@ const DESCRIBE_LIMITS: Limits = Limits {
 pub struct Scripts {
     cas: cas::Cas,
     db: sled::Db,
+    /// One flush at a time for acknowledged writes (sled's `flush_async` can deadlock).
+    durable: std::sync::Arc<hooteproto::durable::GroupFlush<sled::Error>>,
     index: sled::Tree,
     names: Names,
     /// Cluster mode: the index in PostgreSQL that this one replicates.
@@ -177,6 +179,10 @@ impl Scripts {
             cas,
             index: db.open_tree("scripts")?,
             names: Names::open(&db)?,
+            durable: std::sync::Arc::new(hooteproto::durable::GroupFlush::new({
+                let db = db.clone();
+                move || db.flush().map(drop)
+            })),
             db,
             shared: None,
         })
@@ -249,7 +255,7 @@ impl Scripts {
         };
         let applied = Self::applied(shared)?;
         let last = shared.tables.catch_up(applied, &|change| self.apply(change)).await?;
-        self.db.flush_async().await.map_err(internal)?;
+        self.durable.flush().await.map_err(internal)?;
         Ok(last)
     }
 
@@ -361,7 +367,7 @@ impl Scripts {
             name => Some(self.names.record(name, &hash)?),
         };
         if entry_changed || named.as_ref().is_some_and(|n| n.changed) {
-            self.db.flush_async().await.map_err(internal)?;
+            self.durable.flush().await.map_err(internal)?;
         }
         let script = match &named {
             Some(named) => ScriptInfo {
