@@ -53,6 +53,10 @@ impl PgStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // No ping before each query (a round trip each). A connection that broke while idle
+            // (the server restarted) fails one query with UNAVAILABLE and is then dropped: sqlx
+            // tests every connection as it comes back to the pool.
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await

@@ -193,14 +193,28 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     };
     let mut scripts =
         scripts::Scripts::open(cas, &index_dir).with_context(|| format!("opening sled at {}", index_dir.display()))?;
-    if let Some(cluster) = &config.cluster {
-        // Several fronts share one script index: this one replicates it.
-        let pool = cluster::connect(&cluster.database_url).await?;
-        scripts
-            .share(pool, cluster.database_url.clone())
-            .await
-            .map_err(|status| anyhow::anyhow!("reading the shared script index: {}", status.message))?;
-    }
+    // Cluster mode: one pool and one listener for the script index, the queue and any local
+    // workers.
+    let database = match &config.cluster {
+        Some(cluster) => {
+            let pool = cluster::connect(&cluster.database_url).await?;
+            let mut channels = shared_scripts::CHANNELS.to_vec();
+            channels.extend(cluster::FRONT_CHANNELS);
+            if config.local_workers > 0 {
+                channels.extend(cluster::WORKER_CHANNELS);
+            }
+            let notifications = cluster::Notifications::start(&pool, &channels)
+                .await
+                .context("listening for notifications on the job database")?;
+            // Several fronts share one script index: this one replicates it.
+            scripts
+                .share(pool.clone(), &notifications)
+                .await
+                .map_err(|status| anyhow::anyhow!("reading the shared script index: {}", status.message))?;
+            Some((pool, notifications))
+        }
+        None => None,
+    };
     let program = isolation::Program::locate(config.sandbox_program.clone()).map_err(anyhow::Error::msg)?;
     let pool = |name, concurrency, queue, limits: sandbox::Limits| {
         runner::Runner::new(
@@ -234,10 +248,19 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
             pool("job", config.max_jobs, config.max_unfinished_jobs, config.job_limits),
         )?),
         Some(cluster) => {
-            let queue = cluster::ClusterJobs::open(cluster.clone(), jobs_config, publisher.clone()).await?;
+            let (database, notifications) = database.context("cluster mode without its database")?;
+            let queue = cluster::ClusterJobs::open(
+                cluster.clone(),
+                jobs_config,
+                publisher.clone(),
+                database.clone(),
+                &notifications,
+            )
+            .await?;
             for index in 0..config.local_workers {
                 local_workers.push(Arc::new(cluster::Worker {
-                    pool: cluster::connect(&cluster.database_url).await?,
+                    pool: database.clone(),
+                    notifications: notifications.clone(),
                     runner: pool("job", config.max_jobs, config.max_jobs, config.job_limits),
                     name: format!("{}-local-{index}", worker_name()),
                     concurrency: config.max_jobs,
@@ -339,8 +362,13 @@ pub async fn worker(config: Config, shutdown: impl Future<Output = ()> + Send) -
         program,
         &services,
     );
+    let pool = cluster::connect(&cluster.database_url).await?;
+    let notifications = cluster::Notifications::start(&pool, &cluster::WORKER_CHANNELS)
+        .await
+        .context("listening for notifications on the job database")?;
     let worker = Arc::new(cluster::Worker {
-        pool: cluster::connect(&cluster.database_url).await?,
+        pool,
+        notifications,
         runner,
         name: if config.name == Config::new(config.data_dir.clone()).name {
             worker_name()

@@ -54,6 +54,8 @@ struct Shared {
     /// One applier at a time (the follower, and stores catching up to their own change).
     applying: Arc<std::sync::Mutex<()>>,
     stop: CancellationToken,
+    /// Keeps the process's listener alive while this index follows it.
+    _notifications: crate::cluster::Notifications,
 }
 
 /// Where a replica keeps the last shared change it applied.
@@ -188,23 +190,31 @@ impl Scripts {
         })
     }
 
-    /// Cluster mode: makes this index a replica of the shared one in `pool`'s database (at
-    /// `url`): applies what it missed, then follows changes until [`Scripts::stop_following`].
-    pub async fn share(&mut self, pool: sqlx::PgPool, url: String) -> Result<(), Status> {
+    /// Cluster mode: makes this index a replica of the shared one in `pool`'s database
+    /// (which `notifications` listens to): applies what it missed, then follows changes
+    /// until [`Scripts::stop_following`].
+    pub async fn share(
+        &mut self,
+        pool: sqlx::PgPool,
+        notifications: &crate::cluster::Notifications,
+    ) -> Result<(), Status> {
         let shared = Shared {
             tables: SharedScripts::new(pool),
             meta: self.db.open_tree("shared_index").map_err(internal)?,
             applying: Arc::new(std::sync::Mutex::new(())),
             stop: CancellationToken::new(),
+            _notifications: notifications.clone(),
         };
         self.shared = Some(shared.clone());
+        // Subscribed before catching up, so no change falls between the two.
+        let heard = notifications.subscribe();
         let applied = self.catch_up().await?;
         let replica = self.clone();
         let follow =
             shared
                 .tables
                 .clone()
-                .follow(url, applied, move |change| replica.apply(change), shared.stop.clone());
+                .follow(heard, applied, move |change| replica.apply(change), shared.stop.clone());
         tokio::spawn(follow);
         Ok(())
     }

@@ -11,12 +11,10 @@
 //! Writers take one transaction-scoped advisory lock, so changes commit in the order of their
 //! sequence numbers and a follower that has applied up to N never misses a smaller one.
 
-use std::time::Duration;
-
 use hooteproto::Status;
 use hooteproto::v1::ScriptInfo;
 use prost::Message as _;
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::db_error;
@@ -24,6 +22,8 @@ use crate::names::{Named, Version};
 
 /// The channel fronts hear of new changes on.
 const CHANGED: &str = "hoot_script_changed";
+/// What a front listens to for its script index.
+pub const CHANNELS: [&str; 1] = [CHANGED];
 /// The advisory lock that orders writers (an arbitrary constant of this service).
 const WRITE_LOCK: i64 = 0x4c75_616e_6574; // "Luanet"
 /// Changes applied per query while catching up.
@@ -216,45 +216,29 @@ impl SharedScripts {
         }
     }
 
-    /// Follows other fronts' changes until `stop`: listens first, then catches up, then
-    /// catches up again at each notification (and after a lost connection).
+    /// Follows other fronts' changes until `stop`: catches up, then catches up again at
+    /// each change notification (and after any may have been missed). `notifications` must
+    /// have been taken before the last catch-up began, so no change falls between.
     pub async fn follow(
         self,
-        url: String,
+        mut notifications: crate::cluster::listen::Subscription,
         mut applied: i64,
         apply: impl Fn(&Change) -> Result<(), Status> + Send + Sync + 'static,
         stop: CancellationToken,
     ) {
         loop {
-            let listening = async {
-                let mut listener = PgListener::connect(&url).await?;
-                listener.listen(CHANGED).await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            let mut listener = tokio::select! {
-                () = stop.cancelled() => return,
-                listener = listening => match listener {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        tracing::warn!(%error, "the script index cannot listen for changes; retrying");
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        }
-                    }
-                },
-            };
+            match self.catch_up(applied, &apply).await {
+                Ok(last) => applied = last,
+                Err(status) => tracing::warn!(%status, "applying shared script changes failed"),
+            }
             loop {
-                match self.catch_up(applied, &apply).await {
-                    Ok(last) => applied = last,
-                    Err(status) => tracing::warn!(%status, "applying shared script changes failed"),
-                }
-                tokio::select! {
+                let heard = tokio::select! {
                     () = stop.cancelled() => return,
-                    heard = listener.recv() => if let Err(error) = heard {
-                        tracing::warn!(%error, "the script index lost its database connection; reconnecting");
-                        break;
-                    },
+                    heard = notifications.recv() => heard,
+                };
+                match heard {
+                    crate::cluster::Heard::Notification { channel, .. } if *channel != *CHANGED => {}
+                    _ => break,
                 }
             }
         }

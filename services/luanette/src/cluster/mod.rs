@@ -30,7 +30,7 @@ use hooteproto::Status;
 use hooteproto::broadcast::Publisher;
 use hooteproto::v1::{self as pb, JobInfo, JobState, PollMode, broadcast};
 use prost::Message as _;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +42,10 @@ use crate::runner::{Runner, Task};
 use crate::sandbox::{RunContext, ScriptIdentity};
 
 mod headroom;
+pub mod listen;
 mod worker;
 
+pub use listen::{Heard, Notifications};
 pub use worker::Worker;
 
 const QUEUED: &str = "hoot_job_queued";
@@ -52,6 +54,10 @@ const CANCEL: &str = "hoot_job_cancel";
 const CLAIMED: &str = "hoot_job_claimed";
 /// `<job id> <fraction> <message>`: a worker's `job.progress`, for the fronts to broadcast.
 const PROGRESS: &str = "hoot_job_progress";
+/// What a front listens to for its queue.
+pub const FRONT_CHANNELS: [&str; 3] = [DONE, CLAIMED, PROGRESS];
+/// What a worker listens to.
+pub const WORKER_CHANNELS: [&str; 2] = [QUEUED, CANCEL];
 /// Finished jobs a long poll may fall behind by before it reads the database again.
 const FINISHED_BACKLOG: usize = 4096;
 
@@ -135,6 +141,10 @@ fn as_claimed(mut job: JobInfo, state: i16, worker: Option<String>, started_at: 
 pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(16)
+        // No ping before each query (a round trip each). A connection that broke while idle
+        // (the server restarted) fails one query with UNAVAILABLE and is then dropped: sqlx
+        // tests every connection as it comes back to the pool.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(3))
         .connect(url)
         .await
@@ -156,6 +166,8 @@ pub struct ClusterJobs {
     /// Each job the `hoot_job_done` notifications say finished; None when some may have been
     /// missed (the listener reconnected), so long polls look at the database again.
     finished: tokio::sync::broadcast::Sender<Option<String>>,
+    /// Keeps the process's listener alive while the queue follows it.
+    _notifications: Notifications,
     /// Bumped at every claim (the reaper plans its next look from the leases).
     claimed: watch::Sender<u64>,
     publisher: Option<Arc<Publisher>>,
@@ -172,8 +184,9 @@ impl ClusterJobs {
         cluster: ClusterConfig,
         config: JobsConfig,
         publisher: Option<Arc<Publisher>>,
+        pool: PgPool,
+        notifications: &Notifications,
     ) -> anyhow::Result<Arc<Self>> {
-        let pool = connect(&cluster.database_url).await?;
         let gauges = {
             let pool = pool.clone();
             crate::queue_metrics::register(tokio::runtime::Handle::current(), move || {
@@ -191,8 +204,9 @@ impl ClusterJobs {
             publisher,
             headroom: headroom::Headroom::default(),
             stop: CancellationToken::new(),
+            _notifications: notifications.clone(),
         });
-        jobs.clone().follow_finished().await?;
+        jobs.clone().follow_finished(notifications.subscribe());
         jobs.clone().spawn_reaper();
         Ok(jobs)
     }
@@ -254,43 +268,39 @@ impl ClusterJobs {
         });
     }
 
-    /// Listens for finished jobs: wakes polls and broadcasts the new state. A lost
-    /// connection is re-established by sqlx's listener; polls meanwhile time out normally.
-    async fn follow_finished(self: Arc<Self>) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([DONE, CLAIMED, PROGRESS]).await?;
+    /// Follows claimed, finished and progressing jobs: wakes polls and broadcasts the new
+    /// state. While the listener reconnects, polls look at the database once a second.
+    fn follow_finished(self: Arc<Self>, mut notifications: listen::Subscription) {
         let jobs = Arc::downgrade(&self);
         let stop = self.stop.clone();
         tokio::spawn(async move {
             loop {
-                let notification = tokio::select! {
+                let heard = tokio::select! {
                     () = stop.cancelled() => return,
-                    n = listener.recv() => n,
+                    heard = notifications.recv() => heard,
                 };
                 let Some(jobs) = jobs.upgrade() else { return };
-                match notification {
-                    Ok(notification) if notification.channel() == CLAIMED => {
+                match heard {
+                    Heard::Notification { channel, payload } if *channel == *CLAIMED => {
                         jobs.claimed.send_modify(|n| *n += 1);
-                        jobs.publish_state(notification.payload(), JobState::Running as i32);
+                        jobs.publish_state(&payload, JobState::Running as i32);
                     }
-                    Ok(notification) if notification.channel() == PROGRESS => {
-                        jobs.publish_progress(notification.payload());
+                    Heard::Notification { channel, payload } if *channel == *PROGRESS => {
+                        jobs.publish_progress(&payload);
                     }
-                    Ok(notification) => {
-                        if let Some((id, state)) = notification.payload().split_once(' ') {
+                    Heard::Notification { channel, payload } if *channel == *DONE => {
+                        if let Some((id, state)) = payload.split_once(' ') {
                             let _ = jobs.finished.send(Some(id.to_string()));
                             jobs.publish_state(id, state.parse().unwrap_or_default());
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "listening for finished jobs failed; retrying");
+                    Heard::Notification { .. } => {}
+                    Heard::Missed => {
                         let _ = jobs.finished.send(None);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
             }
         });
-        Ok(())
     }
 
     fn publish_state(&self, job_id: &str, state: i32) {

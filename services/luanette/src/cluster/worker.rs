@@ -16,7 +16,15 @@ pub struct Worker {
     pub capabilities: Vec<String>,
     pub cluster: ClusterConfig,
     pub config: JobsConfig,
+    /// The process's listener, with at least [`WORKER_CHANNELS`].
+    pub notifications: Notifications,
 }
+
+/// How many jobs per slot may be claimed and not yet recorded (running, or waiting for
+/// their outcome's commit) before the worker stops claiming: enough to hide a commit's
+/// round trip, few enough that a slow database holds back claims rather than piling up
+/// finished work in memory.
+const UNRECORDED_PER_SLOT: usize = 2;
 
 /// A claimed job.
 struct Claim {
@@ -31,10 +39,17 @@ impl Worker {
     /// A job still running at `stop` is cancelled and its lease released at once (it is then
     /// retried or failed "interrupted" like any lost lease).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([QUEUED, CANCEL]).await?;
+        let mut notifications = self.notifications.subscribe();
         let cancels: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>> = Arc::default();
+        // A slot is a job running in a sandbox. Its outcome is committed after the slot is
+        // given back, so the next job runs while the database records the last one; the
+        // number of jobs claimed but not yet recorded is bounded separately.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let unrecorded = Arc::new(tokio::sync::Semaphore::new(
+            self.concurrency.max(1) * UNRECORDED_PER_SLOT,
+        ));
+        // Signalled whenever a slot or an unrecorded place comes free.
+        let freed = Arc::new(tokio::sync::Notify::new());
         let tasks = tokio_util::task::TaskTracker::new();
         // Jobs whose worker died while nobody was watching go back to the queue first.
         if let Err(error) = reap(&self.pool, self.cluster.max_attempts).await {
@@ -42,22 +57,29 @@ impl Worker {
         }
         tracing::info!(worker = %self.name, jobs = self.concurrency, capabilities = ?self.capabilities, "worker ready");
         loop {
-            // Take jobs while there are slots and work.
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
+            // Take jobs while there are slots, places and work.
+            loop {
+                let Ok(place) = unrecorded.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
                 match self.claim().await {
                     Ok(Some(claim)) => {
                         let token = stop.child_token();
                         if let Ok(mut map) = cancels.lock() {
                             map.insert(claim.id.clone(), token.clone());
                         }
-                        let (worker, cancels) = (self.clone(), cancels.clone());
+                        let (worker, cancels, freed) = (self.clone(), cancels.clone(), freed.clone());
                         tasks.spawn(async move {
                             let id = claim.id.clone();
-                            worker.execute(claim, token).await;
+                            worker.execute(claim, token, slot, &freed).await;
                             if let Ok(mut map) = cancels.lock() {
                                 map.remove(&id);
                             }
-                            drop(permit);
+                            drop(place);
+                            freed.notify_one();
                         });
                     }
                     Ok(None) => break,
@@ -67,23 +89,26 @@ impl Worker {
                     }
                 }
             }
-            let wake = tokio::select! {
-                () = stop.cancelled() => break,
-                n = listener.recv() => n,
-                // A job finishing frees a slot.
-                _ = slots.clone().acquire_owned(), if slots.available_permits() == 0 => continue,
+            // Wait for something that can change what to claim: queued work, a cancel, a
+            // freed slot, or notifications perhaps missed.
+            let heard = loop {
+                tokio::select! {
+                    () = stop.cancelled() => break None,
+                    heard = notifications.recv() => match heard {
+                        Heard::Notification { ref channel, .. } if **channel != *QUEUED && **channel != *CANCEL => {}
+                        heard => break Some(heard),
+                    },
+                    () = freed.notified() => break Some(Heard::Missed),
+                }
             };
-            match wake {
-                Ok(notification) if notification.channel() == CANCEL => {
-                    if let Some(token) = cancels.lock().ok().and_then(|m| m.get(notification.payload()).cloned()) {
+            match heard {
+                None => break,
+                Some(Heard::Notification { channel, payload }) if *channel == *CANCEL => {
+                    if let Some(token) = cancels.lock().ok().and_then(|m| m.get(&payload).cloned()) {
                         token.cancel();
                     }
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "the job database connection dropped; reconnecting");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Some(_) => {}
             }
         }
         tasks.close();
@@ -132,7 +157,14 @@ impl Worker {
     }
 
     /// Runs a claimed job with heartbeats, then commits its outcome if it still holds the lease.
-    async fn execute(&self, claim: Claim, cancel: CancellationToken) {
+    /// The slot is given back (and `freed` told) as soon as the sandbox is done.
+    async fn execute(
+        &self,
+        claim: Claim,
+        cancel: CancellationToken,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        freed: &tokio::sync::Notify,
+    ) {
         let Claim {
             id,
             code,
@@ -173,6 +205,8 @@ impl Worker {
             () = heartbeat => Err(Status::new(pb::ErrorCode::Aborted, "the lease was lost")),
             never = announce => match never {},
         };
+        drop(slot);
+        freed.notify_one();
         // The last report may not have gone out yet (or its announcement was cut short with
         // the job): subscribers hear it before the outcome.
         if announced.load(std::sync::atomic::Ordering::Acquire) < *to_announce.borrow() {
