@@ -20,6 +20,9 @@ const SUBMITTERS: usize = 4;
 const SEQUENTIAL: usize = 200;
 /// Jobs one worker (or the embedded service) runs at once: the machine has 2 cores.
 const PER_WORKER: usize = 2;
+/// Embedded and cluster are measured in turn this many times: one machine's rate drifts by
+/// a third from minute to minute, so each ratio is taken within a round and the median given.
+const ROUNDS: usize = 3;
 
 fn seconds(t: &Option<prost_types::Timestamp>) -> f64 {
     t.as_ref()
@@ -308,30 +311,49 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        println!("job throughput and latency, trivial script, same run ({JOBS} jobs, {SUBMITTERS} submitters):");
-        let data = tempfile::tempdir().expect("tmp");
-        let (client, stop) = front(data.path(), None).await;
-        let embedded = measure(&client, &[]).await;
-        drop(stop);
-        print("embedded (sled)", &embedded, embedded.per_second);
         // `cargo bench -p luanette --bench cluster -- 1` measures only the counts given.
         let mut counts: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
         if counts.is_empty() {
             counts = vec![1, 2, 4];
         }
-        for workers in counts {
+        println!(
+            "job throughput and latency, trivial script ({JOBS} jobs, {SUBMITTERS} submitters), {ROUNDS} rounds; \
+             each cluster figure against the embedded one of its round:"
+        );
+        // Ratios to embedded, per worker count, one per round.
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+        for round in 1..=ROUNDS {
+            println!("round {round}:");
             let data = tempfile::tempdir().expect("tmp");
-            let url = testkit::postgres::database_for(data.path()).expect("database");
-            let (client, stop) = front(data.path(), Some(url.clone())).await;
-            let mut children: Vec<Child> = (0..workers).map(|_| worker(data.path(), &url)).collect();
-            let pids: Vec<u32> = children.iter().map(Child::id).collect();
-            let measured = measure(&client, &pids).await;
-            print(&format!("cluster, {workers} worker(s)"), &measured, embedded.per_second);
-            for child in &mut children {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            let (client, stop) = front(data.path(), None).await;
+            let embedded = measure(&client, &[]).await;
             drop(stop);
+            print("embedded (sled)", &embedded, embedded.per_second);
+            for (at, &workers) in counts.iter().enumerate() {
+                let data = tempfile::tempdir().expect("tmp");
+                let url = testkit::postgres::database_for(data.path()).expect("database");
+                let (client, stop) = front(data.path(), Some(url.clone())).await;
+                let mut children: Vec<Child> = (0..workers).map(|_| worker(data.path(), &url)).collect();
+                let pids: Vec<u32> = children.iter().map(Child::id).collect();
+                let measured = measure(&client, &pids).await;
+                print(&format!("cluster, {workers} worker(s)"), &measured, embedded.per_second);
+                ratios[at].push(measured.per_second / embedded.per_second);
+                for child in &mut children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                drop(stop);
+            }
+        }
+        println!("median ratio to embedded over {ROUNDS} rounds:");
+        for (workers, ratios) in counts.iter().zip(ratios) {
+            let (low, high) = ratios
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+            println!(
+                "  cluster, {workers} worker(s): {:.2}x (rounds {low:.2}x to {high:.2}x)",
+                percentile(ratios, 0.5)
+            );
         }
     });
 }
