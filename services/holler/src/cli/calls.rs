@@ -7,8 +7,8 @@ use holler::backends::Backend;
 use hooteproto::v1::{self as pb, envelope::Payload};
 use serde_json::{Value, json};
 
-use super::args::{ArtifactCommand, Command, GraphCommand, ResourceCommand, TimelineCommand, TransportCommand};
-use super::output::{self, Table, enum_name, number, short};
+use super::args::{Command, ResourceCommand, TransportCommand};
+use super::output::{self, Table, enum_name, number};
 use super::{Context, Failure, backend, params, parse_json, usage};
 
 /// Runs a command that calls the backends (everything but up, serve and completions).
@@ -78,8 +78,8 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
         Command::Script(command) => super::jobs::script(context, command).await,
         Command::Job(command) => super::jobs::job(context, command).await,
         Command::Cas(command) => super::cas::run(context, command).await,
-        Command::Artifact(command) => artifact(context, command).await,
-        Command::Graph(command) => graph(context, command).await,
+        Command::Artifact(command) => super::artifacts::artifact(context, command).await,
+        Command::Graph(command) => super::artifacts::graph(context, command).await,
         Command::Transport(command) => {
             let state = match command {
                 TransportCommand::Play => context.send(pb::TransportPlayRequest {}).await?.map(|r| r.state),
@@ -93,7 +93,7 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
             context.show(&state, |state| outln!("{}", transport(state.as_ref())));
             Ok(())
         }
-        Command::Timeline(command) => timeline(context, command).await,
+        Command::Timeline(command) => super::timeline::timeline(context, command).await,
         Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. } | Command::Completions { .. } => {
             Err(Failure::new(1, "internal: this command is not a call"))
         }
@@ -129,7 +129,7 @@ fn call_main(code: &str) -> String {
 }
 
 /// A transport state in one line.
-fn transport(state: Option<&pb::TransportState>) -> String {
+pub(super) fn transport(state: Option<&pb::TransportState>) -> String {
     let Some(s) = state else {
         return "no transport state".into();
     };
@@ -450,311 +450,5 @@ async fn prompt(context: &Context, name: Option<String>, arguments: Vec<String>)
             outln!("{}", message.text.trim_end());
         }
     });
-    Ok(())
-}
-
-fn artifact_row(table: &mut Table, a: &pb::Artifact) {
-    table.row(vec![
-        a.artifact_id.clone(),
-        a.name.clone(),
-        short(&a.cas_hash),
-        a.tags.join(","),
-        output::time(&a.created_at),
-    ]);
-}
-
-fn artifact_fields(a: &pb::Artifact) {
-    output::fields(&[
-        ("id", a.artifact_id.clone()),
-        ("name", a.name.clone()),
-        ("hash", a.cas_hash.clone()),
-        ("tags", a.tags.join(", ")),
-        ("creator", a.creator.clone()),
-        ("parents", a.parent_ids.join(", ")),
-        ("created", output::time(&a.created_at)),
-    ]);
-}
-
-async fn artifact(context: &Context, command: ArtifactCommand) -> Result<(), Failure> {
-    match command {
-        ArtifactCommand::Create {
-            hash,
-            name,
-            tags,
-            parents,
-        } => {
-            let cas_hash = super::cas::resolve(context, &hash).await?;
-            let answer = context
-                .send(pb::ArtifactCreateRequest {
-                    cas_hash,
-                    name,
-                    tags,
-                    creator: "holler".into(),
-                    metadata: None,
-                    parent_ids: parents,
-                })
-                .await?;
-            context.show(&answer, |r| {
-                if let Some(a) = &r.artifact {
-                    artifact_fields(a)
-                }
-            });
-        }
-        ArtifactCommand::Get { id } => {
-            let answer = context.send(pb::ArtifactGetRequest { artifact_id: id }).await?;
-            context.show(&answer, |r| {
-                if let Some(a) = &r.artifact {
-                    artifact_fields(a)
-                }
-            });
-        }
-        ArtifactCommand::List { tag, creator, hash } => {
-            let answer = context
-                .send(pb::ArtifactListRequest {
-                    tag,
-                    creator,
-                    cas_hash: hash,
-                    ..Default::default()
-                })
-                .await?;
-            context.show(&answer, |r| {
-                let mut table = Table::new(&["ID", "NAME", "HASH", "TAGS", "CREATED"]);
-                r.artifacts.iter().for_each(|a| artifact_row(&mut table, a));
-                table.print("no artifacts");
-                if !r.next_page_token.is_empty() {
-                    eprintln!("(more: --json shows next_page_token)");
-                }
-            });
-        }
-    }
-    Ok(())
-}
-
-async fn graph(context: &Context, command: GraphCommand) -> Result<(), Failure> {
-    match command {
-        GraphCommand::Query { query } => {
-            let query = if query == "-" {
-                params::read_text(std::path::Path::new("-"))?
-            } else {
-                query
-            };
-            let answer = context
-                .send(pb::GraphQueryRequest {
-                    query,
-                    ..Default::default()
-                })
-                .await?;
-            context.show(&answer, |r| {
-                for error in &r.errors {
-                    eprintln!("holler: graph error at {}: {}", error.path.join("."), error.message);
-                }
-                outln!("{}", output::proto_value(r.data.clone()));
-            });
-            if !answer.reply.errors.is_empty() && answer.reply.data.is_none() {
-                return Err(Failure::new(3, "the query failed"));
-            }
-        }
-        GraphCommand::Bind { identity, hints } => {
-            let hints = parse_json("the hints", &hints)?;
-            let bytes = hooteproto::json::json_to_bytes("hooteproto.v1.DeviceHints", &hints.to_string())
-                .map_err(|e| usage(format!("the hints: {e}")))?;
-            let hints = <pb::DeviceHints as prost::Message>::decode(bytes.as_slice())
-                .map_err(|e| usage(format!("the hints: {e}")))?;
-            let answer = context
-                .send(pb::GraphBindRequest {
-                    identity,
-                    hints: Some(hints),
-                })
-                .await?;
-            context.show(&answer, |r| {
-                if let Some(b) = &r.binding {
-                    let hints = b.hints.clone().unwrap_or_default();
-                    output::fields(&[
-                        ("identity", b.identity.clone()),
-                        ("midi ports", hints.midi_port_patterns.join(", ")),
-                        ("usb ids", hints.usb_ids.join(", ")),
-                        ("audio devices", hints.audio_device_names.join(", ")),
-                        ("updated", output::time(&b.updated_at)),
-                    ]);
-                }
-            });
-        }
-    }
-    Ok(())
-}
-
-fn print_timeline(reply: &pb::TimelineQueryReply) {
-    outln!("{}", transport(reply.transport.as_ref()));
-    let mut tempo = Table::new(&["AT BEAT", "BPM", "METER"]);
-    for t in &reply.tempo_map {
-        let meter = t
-            .time_signature
-            .as_ref()
-            .map(|s| format!("{}/{}", s.numerator, s.denominator))
-            .unwrap_or_else(|| "-".into());
-        tempo.row(vec![number(t.position_beats), number(t.tempo_bpm), meter]);
-    }
-    outln!();
-    tempo.print("no tempo changes");
-    let mut markers = Table::new(&["MARKER", "KIND", "AT BEAT", "METADATA"]);
-    for m in &reply.markers {
-        let metadata = m
-            .metadata
-            .as_ref()
-            .and_then(|s| s.to_json().ok())
-            .filter(|m| !m.is_empty())
-            .map(|m| output::integral(Value::Object(m)).to_string())
-            .unwrap_or_default();
-        markers.row(vec![
-            m.marker_id.clone(),
-            enum_name("hooteproto.v1.TimelineEventType", m.event_type),
-            number(m.position_beats),
-            metadata,
-        ]);
-    }
-    outln!();
-    markers.print("no markers");
-    let mut regions = Table::new(&["REGION", "KIND", "AT BEAT", "BEATS", "GAIN DB", "HASH", "FROM JOB"]);
-    for r in &reply.regions {
-        regions.row(vec![
-            r.region_id.clone(),
-            enum_name("hooteproto.v1.RegionKind", r.kind),
-            number(r.position_beats),
-            number(r.duration_beats),
-            number(r.gain_db),
-            short(&r.cas_hash),
-            if r.source_job_id.is_empty() {
-                "-".into()
-            } else {
-                r.source_job_id.clone()
-            },
-        ]);
-    }
-    outln!();
-    regions.print("no regions");
-}
-
-async fn timeline(context: &Context, command: TimelineCommand) -> Result<(), Failure> {
-    match command {
-        TimelineCommand::Query { from, to } => {
-            let answer = context
-                .send(pb::TimelineQueryRequest {
-                    from_beats: from,
-                    to_beats: to,
-                })
-                .await?;
-            context.show(&answer, print_timeline);
-        }
-        TimelineCommand::Marker { kind, beats, metadata } => {
-            let metadata = match metadata {
-                Some(m) => match parse_json("--metadata", &m)? {
-                    Value::Object(map) => Some(hooteproto::wkt::Struct::from_json(map)),
-                    other => return Err(usage(format!("--metadata must be a JSON object, not {other}"))),
-                },
-                None => None,
-            };
-            let event_type = output::enum_number("hooteproto.v1.TimelineEventType", &kind)
-                .ok_or_else(|| usage(format!("no marker kind {kind:?}")))?;
-            let answer = context
-                .send(pb::TimelineAddMarkerRequest {
-                    event_type,
-                    position_beats: beats,
-                    metadata,
-                })
-                .await?;
-            context.show(&answer, |r| {
-                if let Some(m) = &r.marker {
-                    outln!(
-                        "{} ({} at beat {})",
-                        m.marker_id,
-                        enum_name("hooteproto.v1.TimelineEventType", m.event_type),
-                        number(m.position_beats)
-                    );
-                }
-            });
-        }
-        TimelineCommand::Region {
-            hash,
-            beats,
-            gain_db,
-            allow_duplicate,
-        } => {
-            let cas_hash = super::cas::resolve(context, &hash).await?;
-            if !allow_duplicate {
-                let existing = context
-                    .send(pb::TimelineQueryRequest::default())
-                    .await?
-                    .reply
-                    .regions
-                    .into_iter()
-                    .find(|r| r.cas_hash == cas_hash && r.position_beats == beats);
-                if let Some(region) = existing {
-                    return Err(Failure::new(
-                        3,
-                        format!(
-                            "region {} already places {} at beat {}; pass --allow-duplicate to add another",
-                            region.region_id,
-                            short(&cas_hash),
-                            number(beats)
-                        ),
-                    ));
-                }
-            }
-            let answer = context
-                .send(pb::TimelineAddRegionRequest {
-                    cas_hash,
-                    position_beats: beats,
-                    gain_db,
-                    ..Default::default()
-                })
-                .await?;
-            context.show(&answer, |r| {
-                if let Some(r) = &r.region {
-                    outln!(
-                        "{} ({} at beat {}, {} beats)",
-                        r.region_id,
-                        enum_name("hooteproto.v1.RegionKind", r.kind),
-                        number(r.position_beats),
-                        number(r.duration_beats)
-                    );
-                }
-            });
-        }
-        TimelineCommand::Remove { id } => {
-            let answer = context.send(pb::TimelineRemoveRequest { id }).await?;
-            context.show(&answer, |r| outln!("removed {}", r.id));
-        }
-        TimelineCommand::Tempo { bpm, at } => {
-            let answer = context
-                .send(pb::TimelineSetTempoRequest {
-                    change: Some(pb::TempoChange {
-                        position_beats: at,
-                        tempo_bpm: bpm,
-                        time_signature: None,
-                    }),
-                })
-                .await?;
-            context.show(&answer, |r| {
-                let mut table = Table::new(&["AT BEAT", "BPM"]);
-                for t in &r.tempo_map {
-                    table.row(vec![number(t.position_beats), number(t.tempo_bpm)]);
-                }
-                table.print("no tempo changes");
-            });
-        }
-        TimelineCommand::Render { from, to } => {
-            let answer = context
-                .send(pb::TimelineRenderRequest {
-                    from_beats: from,
-                    to_beats: to,
-                    sample_rate: 0,
-                })
-                .await?;
-            context.show(&answer, |r| {
-                outln!("{}", r.cas_hash);
-                eprintln!("{} frames, {} Hz, {} channels", r.frames, r.sample_rate, r.channels);
-            });
-        }
-    }
     Ok(())
 }

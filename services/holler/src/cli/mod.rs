@@ -28,12 +28,14 @@ macro_rules! outln {
 }
 
 mod args;
+mod artifacts;
 mod calls;
 mod cas;
 mod jobs;
 mod output;
 mod params;
 mod stack;
+mod timeline;
 
 use std::process::ExitCode;
 use std::sync::Arc;
