@@ -119,16 +119,36 @@ impl RunHandle {
                 tokio::time::sleep(left.min(Duration::from_millis(20))).await;
             }
         };
-        tokio::select! {
-            done = work => Ok(done),
-            trip = stopped => {
-                if let Ok(mut state) = self.0.lock() {
-                    state.tripped = Some(trip);
+        let trip = tokio::select! {
+            done = work => {
+                // A call whose own timeout is the run's deadline can finish (with its own
+                // timeout error) a moment before `stopped` sees the deadline; the run is out
+                // of time either way, and must say so rather than report the call's error.
+                if cancel.load(Ordering::Relaxed) {
+                    Trip::Cancel
+                } else if Instant::now() >= deadline {
+                    Trip::Time
+                } else {
+                    return Ok(done);
                 }
-                poison(lua)?;
-                Err(mlua::Error::runtime("stopped by a limit"))
             }
+            trip = stopped => trip,
+        };
+        self.stop(lua, trip)
+    }
+
+    /// Stops the run at its time limit now: for a call that gave up because the time it was
+    /// given (the run's remaining time) ran out, which may be a moment before the deadline.
+    pub fn out_of_time<T>(&self, lua: &Lua) -> mlua::Result<T> {
+        self.stop(lua, Trip::Time)
+    }
+
+    fn stop<T>(&self, lua: &Lua, trip: Trip) -> mlua::Result<T> {
+        if let Ok(mut state) = self.0.lock() {
+            state.tripped.get_or_insert(trip);
         }
+        poison(lua)?;
+        Err(mlua::Error::runtime("stopped by a limit"))
     }
 }
 

@@ -195,6 +195,12 @@ impl Connections {
                 connection.answering.store(true, Ordering::Relaxed);
                 Ok(Err(status))
             }
+            Err(hooteproto::Error::DeadlineExceeded { .. }) if left < CALL_TIMEOUT => {
+                // The call was given the run's remaining time and used it up (the SDK gives
+                // up a retry's backoff early), so the run has hit its limit, not the call.
+                connection.answering.store(false, Ordering::Relaxed);
+                run.out_of_time(lua)
+            }
             Err(error) => {
                 connection.answering.store(false, Ordering::Relaxed);
                 Err(fail(function, format!("{}: {error}", peer.title())))
