@@ -376,6 +376,43 @@ impl<R: Read> WavFile<R> {
     }
 }
 
+impl<R: Read> WavFile<R> {
+    /// The waveform's outline for drawing: `buckets` (at least 1) spans of equal length,
+    /// each the lowest and highest sample over all channels. Streams the samples: memory is
+    /// the buckets, whatever the file's length.
+    pub fn peaks(mut self, buckets: usize) -> Result<Vec<[f32; 2]>, MediaError> {
+        let spec = self.reader.spec();
+        let channels = spec.channels.max(1) as u64;
+        let frames = self.frames().max(1);
+        let buckets = buckets.clamp(1, frames as usize);
+        let mut peaks = vec![[0.0f32, 0.0f32]; buckets];
+        let mut fold = |index: u64, sample: f32| {
+            let bucket = ((index / channels) * buckets as u64 / frames) as usize;
+            if let Some(peak) = peaks.get_mut(bucket) {
+                peak[0] = peak[0].min(sample);
+                peak[1] = peak[1].max(sample);
+            }
+        };
+        match spec.sample_format {
+            hound::SampleFormat::Float => {
+                for (i, sample) in self.reader.samples::<f32>().enumerate() {
+                    fold(i as u64, sample.map_err(|e| MediaError::Wav(e.to_string()))?);
+                }
+            }
+            hound::SampleFormat::Int => {
+                let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+                for (i, sample) in self.reader.samples::<i32>().enumerate() {
+                    fold(
+                        i as u64,
+                        sample.map_err(|e| MediaError::Wav(e.to_string()))? as f32 * scale,
+                    );
+                }
+            }
+        }
+        Ok(peaks)
+    }
+}
+
 /// Keeps the first two channels of interleaved `samples` (doubling mono) in `out`.
 fn stereo(
     samples: impl Iterator<Item = Result<f32, hound::Error>>,

@@ -133,7 +133,12 @@ impl Gateway {
     /// Forwards Luanette's broadcasts to the sessions they concern: a job's state or
     /// progress becomes `resources/updated` for `lua://jobs/{id}` (to sessions subscribed to
     /// it), a new or changed script `resources/list_changed` (to every session).
-    pub async fn forward_broadcasts(mut subscriber: hooteproto::broadcast::Subscriber, sessions: Arc<Sessions>) {
+    /// The studio's pages (`studio`), when this gateway serves them, hear every event too.
+    pub async fn forward_broadcasts(
+        mut subscriber: hooteproto::broadcast::Subscriber,
+        sessions: Arc<Sessions>,
+        studio: Option<Arc<crate::studio::events::Events>>,
+    ) {
         use hooteproto::v1::broadcast::Event;
         loop {
             let broadcast = match subscriber.recv().await {
@@ -144,6 +149,9 @@ impl Gateway {
                     continue;
                 }
             };
+            if let (Some(studio), Some(event)) = (&studio, &broadcast.event) {
+                studio.publish_broadcast(event);
+            }
             match broadcast.event {
                 Some(Event::JobStateChanged(change)) => {
                     sessions
@@ -339,7 +347,7 @@ fn session_id(context: &RequestContext<RoleServer>) -> String {
 }
 
 /// A long poll may wait up to its own `timeout_ms` (≤ 300 s) before answering.
-fn call_timeout(tool: &str, arguments: &serde_json::Value) -> Duration {
+pub(crate) fn call_timeout(tool: &str, arguments: &serde_json::Value) -> Duration {
     let poll = arguments
         .get("timeout_ms")
         .and_then(serde_json::Value::as_u64)

@@ -1,12 +1,12 @@
 //! `holler serve`: the MCP gateway over Streamable HTTP (rmcp in axum), with Origin
-//! validation on, an optional bearer token on every request, and `/health`.
+//! validation on, an optional token on every request, `/health`, and the studio's page and
+//! API ([`crate::studio`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backends::{Backend, Backends};
 use crate::mcp::Gateway;
+use crate::studio::events::Events;
+use crate::studio::{Guard, Studio, guard};
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -42,38 +44,7 @@ impl Default for ServeConfig {
     }
 }
 
-#[derive(Clone)]
-struct Shared {
-    token: Option<Arc<str>>,
-    backends: Arc<Backends>,
-}
-
-async fn require_token(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    if let Some(token) = &shared.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        // Constant time: how long the refusal takes says nothing about the token.
-        let accepted = presented.is_some_and(|p| hooteproto::auth::constant_time_eq(p.as_bytes(), token.as_bytes()));
-        if !accepted {
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is required (Authorization: Bearer …)",
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
-    }
-    next.run(request).await
-}
-
-async fn health(State(shared): State<Shared>) -> Response {
-    let backends = &shared.backends;
+async fn health(State(backends): State<Arc<Backends>>) -> Response {
     // Asked at once, so a down backend costs one probe (750 ms), not one each.
     let (luanette, hootenanny, chaosgarden) = tokio::join!(
         backends.ping(Backend::Luanette),
@@ -106,39 +77,36 @@ pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_se
 /// Binds the listener and builds the routes.
 pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Result<Bound> {
     let cancel = CancellationToken::new();
-    let mut origins = vec![
-        "http://localhost:*".to_string(),
-        "http://127.0.0.1:*".to_string(),
-        "http://[::1]:*".to_string(),
-    ];
-    origins.extend(config.allowed_origins.iter().cloned());
+    let guard = Arc::new(Guard::new(config.token.clone(), &config.allowed_origins));
     let mcp_config = StreamableHttpServerConfig::default()
-        .with_allowed_origins(origins)
+        .with_allowed_origins(guard.origins())
         .enforce_origin_validation()
         .with_cancellation_token(cancel.clone());
     let sessions = Arc::new(crate::mcp::Sessions::default());
     let gateway = Gateway::new(backends.clone(), sessions.clone());
-    let shared_backends = backends.clone();
     let service: StreamableHttpService<Gateway, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(gateway.clone()), Default::default(), mcp_config);
-    let shared = Shared {
-        token: config.token.map(Arc::from),
-        backends,
-    };
-    let router = axum::Router::new()
+    let events = Arc::new(Events::default());
+    let studio = Studio::new(backends.clone(), events.clone(), (*guard).clone());
+    let guarded = axum::Router::new()
         .nest_service("/mcp", service)
         .route("/health", axum::routing::get(health))
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), require_token))
-        .with_state(shared);
+        .with_state(backends.clone())
+        .merge(studio.api_routes())
+        .layer(axum::middleware::from_fn_with_state(guard, guard::require_token));
+    let router = studio.open_routes().merge(guarded);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let mut tasks = vec![tokio::spawn(Gateway::watch_backends(
-        shared_backends,
-        sessions.clone(),
-        WATCH_EVERY,
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(Gateway::watch_backends(backends.clone(), sessions.clone(), WATCH_EVERY)),
+        tokio::spawn(events.clone().watch_transport(backends)),
+    ];
     if let Some(endpoint) = &config.broadcasts {
         let subscriber = hooteproto::broadcast::Subscriber::connect(endpoint, &[""], config.key.clone())?;
-        tasks.push(tokio::spawn(Gateway::forward_broadcasts(subscriber, sessions)));
+        tasks.push(tokio::spawn(Gateway::forward_broadcasts(
+            subscriber,
+            sessions,
+            Some(events),
+        )));
     }
     Ok(Bound {
         listener,

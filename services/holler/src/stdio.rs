@@ -26,7 +26,7 @@ pub async fn run(
     ))];
     if let Some(endpoint) = &broadcasts {
         let subscriber = hooteproto::broadcast::Subscriber::connect(endpoint, &[""], key)?;
-        tasks.push(tokio::spawn(Gateway::forward_broadcasts(subscriber, sessions)));
+        tasks.push(tokio::spawn(Gateway::forward_broadcasts(subscriber, sessions, None)));
     }
     let outcome = async {
         let running = gateway

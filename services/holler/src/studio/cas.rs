@@ -1,0 +1,147 @@
+//! `GET /api/cas/{hash}`: a CAS object over HTTP, with single byte ranges (`Range: bytes=a-b`,
+//! `a-`, `-n`), so `<audio>` can seek and a download can resume. The gateway holds no copy:
+//! it streams the object from Hootenanny in [`CHUNK`]-sized `cas_get` calls, one at a time,
+//! so a large object costs one chunk of memory however many bytes are asked for.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hooteproto::v1 as pb;
+
+use super::{Studio, call_failure};
+
+/// Bytes per `cas_get` (well under the default maximum message size).
+pub const CHUNK: u64 = 1 << 20;
+const CALL: Duration = Duration::from_secs(30);
+
+/// Which bytes a `Range` header asks for, of an object of `size` bytes: `Ok(None)` for the
+/// whole object (no header, or one this endpoint does not serve, which HTTP lets it ignore),
+/// `Err(())` for a range that lies past the end (416).
+pub(crate) fn requested_range(range: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = |s: &str| s.parse::<u64>().map_err(|_| ());
+    let (start, end) = match (first.is_empty(), last.is_empty()) {
+        // The last n bytes.
+        (true, false) => {
+            let n = parsed(last)?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (false, true) => (parsed(first)?, size.saturating_sub(1)),
+        (false, false) => (parsed(first)?, parsed(last)?.min(size.saturating_sub(1))),
+        (true, true) => return Ok(None),
+    };
+    if size == 0 || start >= size || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+pub async fn object(State(studio): State<Studio>, Path(hash): Path<String>, headers: HeaderMap) -> Response {
+    let backends = studio.backends.clone();
+    let object = match backends.send(pb::CasInspectRequest { hash }, CALL).await {
+        Ok(reply) => reply.object.unwrap_or_default(),
+        Err(error) => return call_failure(&error),
+    };
+    let size = object.size;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match requested_range(range, size) {
+        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Err(()) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return response;
+        }
+    };
+    let length = if size == 0 { 0 } else { end - start + 1 };
+    let hash = object.hash.clone();
+    // One chunk at a time, each asked for only when the client has taken the last.
+    let chunks = futures_util::stream::unfold(start, move |offset| {
+        let backends = backends.clone();
+        let hash = hash.clone();
+        async move {
+            if length == 0 || offset > end {
+                return None;
+            }
+            let want = CHUNK.min(end - offset + 1);
+            let request = pb::CasGetRequest {
+                hash,
+                offset,
+                length: want,
+            };
+            match backends.send(request, CALL).await {
+                Ok(reply) if !reply.data.is_empty() => {
+                    let next = offset + reply.data.len() as u64;
+                    Some((Ok::<_, std::io::Error>(Bytes::from(reply.data)), next))
+                }
+                Ok(_) => Some((Err(std::io::Error::other("the CAS returned no bytes")), u64::MAX)),
+                Err(error) => Some((Err(std::io::Error::other(error.to_string())), u64::MAX)),
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(chunks));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let mime = if object.mime_type.is_empty() {
+        "application/octet-stream"
+    } else {
+        object.mime_type.as_str()
+    };
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    // Content-addressed: the bytes under a hash never change.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+    {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requested_range;
+
+    #[test]
+    fn byte_ranges_as_browsers_send_them() {
+        assert_eq!(requested_range(None, 100), Ok(None));
+        assert_eq!(requested_range(Some("bytes=0-"), 100), Ok(Some((0, 99))));
+        assert_eq!(requested_range(Some("bytes=10-19"), 100), Ok(Some((10, 19))));
+        assert_eq!(requested_range(Some("bytes=90-500"), 100), Ok(Some((90, 99))));
+        assert_eq!(requested_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(requested_range(Some("bytes=-500"), 100), Ok(Some((0, 99))));
+        assert_eq!(requested_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(requested_range(Some("bytes=20-10"), 100), Err(()));
+        assert_eq!(requested_range(Some("bytes=x-1"), 100), Err(()));
+        assert_eq!(requested_range(Some("bytes=0-"), 0), Err(()));
+        // Several ranges, or another unit: the whole object, as HTTP allows.
+        assert_eq!(requested_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(requested_range(Some("items=0-1"), 100), Ok(None));
+    }
+}

@@ -1,0 +1,169 @@
+//! `/api/events`: one Server-Sent Events stream per open page.
+//!
+//! - `job` `{job_id, state}` and `progress` `{job_id, fraction, message}` come from
+//!   Luanette's broadcasts (every front sends them for every job, embedded or on a worker);
+//!   `scripts` says the stored scripts changed.
+//! - `transport` is Chaosgarden's `transport_status` result. Chaosgarden does not broadcast,
+//!   so the hub asks it: every [`PLAYING_EVERY`] while it plays (the page interpolates the
+//!   playhead between), every [`STOPPED_EVERY`] otherwise, and not at all while no page is
+//!   open — an idle gateway stays idle.
+//! - `resync` tells a page that fell behind (it missed events) to reload its lists.
+//!
+//! At most [`MAX_STREAMS`] streams are open at once; one more is refused with 503.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use hooteproto::v1 as pb;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
+
+use crate::backends::Backends;
+
+/// How often the transport is asked while it plays (≥ 20 updates a second).
+pub const PLAYING_EVERY: Duration = Duration::from_millis(40);
+/// How often while it is stopped (to see play pressed elsewhere: the CLI, an agent).
+pub const STOPPED_EVERY: Duration = Duration::from_millis(500);
+/// Open event streams at most (each holds a connection and a queue).
+pub const MAX_STREAMS: usize = 64;
+/// Events queued for a slow page before it is told to resync.
+const QUEUE: usize = 256;
+
+/// One event: its SSE name and JSON data.
+#[derive(Debug, Clone)]
+pub struct Published {
+    name: &'static str,
+    data: Arc<str>,
+}
+
+/// The hub every stream subscribes to.
+pub struct Events {
+    sender: broadcast::Sender<Published>,
+    /// Woken when a page subscribes, so the transport watcher starts asking.
+    subscribed: Notify,
+    /// The transport's last state, sent first to a new stream.
+    transport: Mutex<Option<Published>>,
+    streams: Arc<Semaphore>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(QUEUE).0,
+            subscribed: Notify::new(),
+            transport: Mutex::new(None),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        }
+    }
+}
+
+impl Events {
+    /// Sends an event to every open stream (none open: dropped, nobody is looking).
+    pub fn publish(&self, name: &'static str, data: &Value) {
+        let _ = self.sender.send(Published {
+            name,
+            data: Arc::from(data.to_string()),
+        });
+    }
+
+    /// Passes on a Luanette broadcast the page shows.
+    pub fn publish_broadcast(&self, event: &pb::broadcast::Event) {
+        use pb::broadcast::Event as E;
+        match event {
+            E::JobStateChanged(change) => {
+                let state = pb::JobState::try_from(change.state)
+                    .map(|s| s.as_str_name().trim_start_matches("JOB_STATE_").to_ascii_lowercase())
+                    .unwrap_or_else(|_| "unspecified".into());
+                self.publish("job", &json!({"job_id": change.job_id, "state": state}));
+            }
+            E::JobProgress(progress) => self.publish(
+                "progress",
+                &json!({"job_id": progress.job_id, "fraction": progress.fraction, "message": progress.message}),
+            ),
+            E::ScriptInvalidate(_) => self.publish("scripts", &json!({})),
+            _ => {}
+        }
+    }
+
+    /// Asks Chaosgarden for the transport's state while any page is open; runs until dropped.
+    pub async fn watch_transport(self: Arc<Self>, backends: Arc<Backends>) {
+        loop {
+            if self.sender.receiver_count() == 0 {
+                self.subscribed.notified().await;
+                continue;
+            }
+            let playing = match backends
+                .call_tool_structured("transport_status", &json!({}), Duration::from_secs(2))
+                .await
+            {
+                Ok(reply) => {
+                    let playing = reply.pointer("/state/playback").and_then(Value::as_str) == Some("playing");
+                    let published = Published {
+                        name: "transport",
+                        data: Arc::from(reply.to_string()),
+                    };
+                    let changed = {
+                        let mut last = self.transport.lock().unwrap_or_else(|p| p.into_inner());
+                        let changed = last.as_ref().is_none_or(|l| l.data != published.data);
+                        *last = Some(published.clone());
+                        changed
+                    };
+                    // Stopped and unchanged: nothing to say.
+                    if changed || playing {
+                        let _ = self.sender.send(published);
+                    }
+                    playing
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "transport status for the studio");
+                    false
+                }
+            };
+            tokio::time::sleep(if playing { PLAYING_EVERY } else { STOPPED_EVERY }).await;
+        }
+    }
+
+    fn subscribe(&self) -> (broadcast::Receiver<Published>, Option<Published>) {
+        let receiver = self.sender.subscribe();
+        self.subscribed.notify_one();
+        let last = self.transport.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (receiver, last)
+    }
+}
+
+fn sse(published: &Published) -> Event {
+    Event::default().event(published.name).data(&*published.data)
+}
+
+/// `GET /api/events`.
+pub async fn stream(State(studio): State<super::Studio>) -> Response {
+    let Ok(permit) = studio.events.streams.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"code": "RESOURCE_EXHAUSTED", "message": format!("{MAX_STREAMS} event streams are open already")})),
+        )
+            .into_response();
+    };
+    let (receiver, last) = studio.events.subscribe();
+    let first = last.map(|p| sse(&p));
+    let stream = futures_util::stream::unfold(
+        (receiver, first, permit),
+        |(mut receiver, first, permit): (_, Option<Event>, OwnedSemaphorePermit)| async move {
+            if let Some(event) = first {
+                return Some((Ok::<_, Infallible>(event), (receiver, None, permit)));
+            }
+            let event = match receiver.recv().await {
+                Ok(published) => sse(&published),
+                Err(broadcast::error::RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(event), (receiver, None, permit)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}

@@ -1,0 +1,344 @@
+//! What the page draws regions with, computed on the gateway (the browser parses no MIDI
+//! and decodes no WAV to draw them):
+//!
+//! - `GET /api/notes/{hash}`: a MIDI file's notes as JSON `{length_beats, notes: [{pitch,
+//!   start_beats, duration_beats, velocity, channel}]}`, at most [`MAX_NOTES`] (then
+//!   `truncated: true`).
+//! - `GET /api/peaks/{hash}?buckets=N`: a WAV's outline, `{frames, sample_rate, peaks:
+//!   [[min, max], …]}` with N ≤ [`MAX_BUCKETS`] buckets (default 1,024).
+//!
+//! Both parse with Chaosgarden's checked readers, so a hostile file meets the same limits
+//! as a region (MIDI ≤ 4 MiB and 500,000 events; WAV ≤ 10 minutes, rates and channels
+//! bounded, header checked against the file's size) and is refused with 400. Results are
+//! kept by hash (content never changes under one) in a small bounded cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chaosgarden::media::{MAX_MIDI_BYTES, WavFile, parse_midi};
+use hooteproto::v1 as pb;
+use serde_json::{Value, json};
+
+use super::{Studio, call_failure, failure};
+use crate::backends::Backends;
+
+/// Notes returned at most for one file.
+pub const MAX_NOTES: usize = 20_000;
+/// Buckets a peaks request may ask for.
+pub const MAX_BUCKETS: usize = 8_192;
+const DEFAULT_BUCKETS: usize = 1_024;
+/// Results kept (notes and peaks together); the oldest goes first.
+const CACHED: usize = 256;
+const CALL: Duration = Duration::from_secs(30);
+
+/// Computed drawings by (kind, hash, buckets).
+#[derive(Default)]
+pub struct Drawings {
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<String, Arc<Value>>,
+    /// Keys, oldest first.
+    order: VecDeque<String>,
+}
+
+impl Drawings {
+    fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.entries.lock().ok()?.by_key.get(key).cloned()
+    }
+
+    fn put(&self, key: String, value: Arc<Value>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            let Entries { by_key, order } = &mut *entries;
+            if by_key.insert(key.clone(), value).is_none() {
+                order.push_back(key);
+            }
+            while order.len() > CACHED {
+                if let Some(old) = order.pop_front() {
+                    by_key.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+fn refused(message: impl std::fmt::Display) -> Response {
+    failure(
+        StatusCode::BAD_REQUEST,
+        pb::ErrorCode::InvalidArgument,
+        &message.to_string(),
+    )
+}
+
+/// An object's metadata, or the response that says why not.
+async fn inspect(backends: &Backends, hash: String) -> Result<pb::CasObject, Response> {
+    match backends.send(pb::CasInspectRequest { hash }, CALL).await {
+        Ok(reply) => Ok(reply.object.unwrap_or_default()),
+        Err(error) => Err(call_failure(&error)),
+    }
+}
+
+/// `GET /api/notes/{hash}`.
+pub async fn notes(State(studio): State<Studio>, Path(hash): Path<String>) -> Response {
+    let object = match inspect(&studio.backends, hash).await {
+        Ok(object) => object,
+        Err(response) => return response,
+    };
+    let key = format!("notes:{}", object.hash);
+    if let Some(cached) = studio.drawings.get(&key) {
+        return Json(&*cached).into_response();
+    }
+    if object.size > MAX_MIDI_BYTES {
+        return refused(format!(
+            "{} is {} bytes; a MIDI file is read up to {MAX_MIDI_BYTES}",
+            object.hash, object.size
+        ));
+    }
+    let mut bytes = Vec::with_capacity(object.size as usize);
+    if let Err(error) = CasReader::new(studio.backends.clone(), &object)
+        .read_to_end_async(&mut bytes)
+        .await
+    {
+        return failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string());
+    }
+    let song = match parse_midi(&bytes) {
+        Ok(song) => song,
+        Err(error) => return refused(error),
+    };
+    let value = Arc::new(notes_of(&song));
+    studio.drawings.put(key, value.clone());
+    Json(&*value).into_response()
+}
+
+/// Pairs each note-on with the next note-off (or zero-velocity note-on) of its key and channel.
+fn notes_of(song: &chaosgarden::media::MidiSong) -> Value {
+    let mut open: HashMap<(u8, u8), (f64, u8)> = HashMap::new();
+    let mut notes = Vec::new();
+    let mut truncated = false;
+    for event in &song.events {
+        let [status, key, velocity] = event.bytes;
+        let channel = status & 0x0F;
+        let on = status & 0xF0 == 0x90 && velocity > 0;
+        let off = status & 0xF0 == 0x80 || (status & 0xF0 == 0x90 && velocity == 0);
+        if on {
+            open.insert((channel, key), (event.beats, velocity));
+        } else if off && let Some((start, velocity)) = open.remove(&(channel, key)) {
+            if notes.len() == MAX_NOTES {
+                truncated = true;
+                break;
+            }
+            notes.push((start, key, channel, event.beats - start, velocity));
+        }
+    }
+    // In the order they start (they were found in the order they end).
+    notes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let notes: Vec<Value> = notes
+        .into_iter()
+        .map(|(start, pitch, channel, duration, velocity)| {
+            json!({
+                "pitch": pitch,
+                "start_beats": start,
+                "duration_beats": duration,
+                "velocity": velocity,
+                "channel": channel,
+            })
+        })
+        .collect();
+    json!({"length_beats": song.length_beats, "notes": notes, "truncated": truncated})
+}
+
+/// `?buckets=N`.
+#[derive(serde::Deserialize)]
+pub struct PeaksQuery {
+    buckets: Option<usize>,
+}
+
+/// `GET /api/peaks/{hash}`.
+pub async fn peaks(
+    State(studio): State<Studio>,
+    Path(hash): Path<String>,
+    Query(query): Query<PeaksQuery>,
+) -> Response {
+    let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS);
+    if !(1..=MAX_BUCKETS).contains(&buckets) {
+        return refused(format!("buckets must be 1 to {MAX_BUCKETS}"));
+    }
+    let object = match inspect(&studio.backends, hash).await {
+        Ok(object) => object,
+        Err(response) => return response,
+    };
+    let key = format!("peaks:{}:{buckets}", object.hash);
+    if let Some(cached) = studio.drawings.get(&key) {
+        return Json(&*cached).into_response();
+    }
+    let reader = CasReader::new(studio.backends.clone(), &object);
+    let size = object.size;
+    let handle = tokio::runtime::Handle::current();
+    // hound reads synchronously: on a blocking thread, each chunk fetched as it needs it.
+    let computed = tokio::task::spawn_blocking(move || {
+        let wav = WavFile::open(reader.blocking(handle), size).map_err(|e| e.to_string())?;
+        let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
+        let peaks = wav.peaks(buckets).map_err(|e| e.to_string())?;
+        Ok::<_, String>(json!({"frames": frames, "sample_rate": sample_rate, "peaks": peaks}))
+    })
+    .await;
+    let value = match computed {
+        Ok(Ok(value)) => Arc::new(value),
+        Ok(Err(message)) => return refused(message),
+        Err(error) => {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pb::ErrorCode::Internal,
+                &error.to_string(),
+            );
+        }
+    };
+    studio.drawings.put(key, value.clone());
+    Json(&*value).into_response()
+}
+
+/// An object read front to back in [`super::cas::CHUNK`]-sized `cas_get` calls.
+struct CasReader {
+    backends: Arc<Backends>,
+    hash: String,
+    size: u64,
+    offset: u64,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl CasReader {
+    fn new(backends: Arc<Backends>, object: &pb::CasObject) -> Self {
+        Self {
+            backends,
+            hash: object.hash.clone(),
+            size: object.size,
+            offset: 0,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// The next chunk, or an empty one at the end.
+    async fn next_chunk(&mut self) -> std::io::Result<Vec<u8>> {
+        if self.offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let request = pb::CasGetRequest {
+            hash: self.hash.clone(),
+            offset: self.offset,
+            length: super::cas::CHUNK.min(self.size - self.offset),
+        };
+        let reply = self
+            .backends
+            .send(request, CALL)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if reply.data.is_empty() {
+            return Err(std::io::Error::other(
+                "the CAS returned no bytes before the object's end",
+            ));
+        }
+        self.offset += reply.data.len() as u64;
+        Ok(reply.data)
+    }
+
+    async fn read_to_end_async(mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        loop {
+            let chunk = self.next_chunk().await?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            out.extend_from_slice(&chunk);
+        }
+    }
+
+    fn blocking(self, handle: tokio::runtime::Handle) -> BlockingCasReader {
+        BlockingCasReader { inner: self, handle }
+    }
+}
+
+/// [`CasReader`] as a `Read`, for a blocking thread.
+struct BlockingCasReader {
+    inner: CasReader,
+    handle: tokio::runtime::Handle,
+}
+
+impl Read for BlockingCasReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let inner = &mut self.inner;
+        if inner.at == inner.chunk.len() {
+            inner.chunk = self.handle.block_on(inner.next_chunk())?;
+            inner.at = 0;
+            if inner.chunk.is_empty() {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(inner.chunk.len() - inner.at);
+        buf[..n].copy_from_slice(&inner.chunk[inner.at..inner.at + n]);
+        inner.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn song(events: &[(f64, [u8; 3])]) -> chaosgarden::media::MidiSong {
+        chaosgarden::media::MidiSong {
+            events: events
+                .iter()
+                .map(|&(beats, bytes)| chaosgarden::media::MidiEvent { beats, bytes, len: 3 })
+                .collect(),
+            length_beats: events.last().map_or(0.0, |e| e.0),
+        }
+    }
+
+    #[test]
+    fn notes_pair_on_with_off_per_key_and_channel() {
+        let value = notes_of(&song(&[
+            (0.0, [0x90, 60, 100]),
+            (0.0, [0x91, 60, 80]),
+            (1.0, [0x80, 60, 0]),
+            (1.5, [0x90, 64, 90]),
+            (2.0, [0x91, 60, 0]),
+            (2.5, [0x90, 64, 0]),
+            // A note-off with no note-on, and a note never ended: neither is drawn.
+            (3.0, [0x80, 70, 0]),
+            (3.0, [0x90, 72, 90]),
+        ]));
+        let notes = value["notes"].as_array().expect("notes");
+        let summary: Vec<(u64, u64, f64, f64)> = notes
+            .iter()
+            .map(|n| {
+                (
+                    n["pitch"].as_u64().unwrap_or(0),
+                    n["channel"].as_u64().unwrap_or(0),
+                    n["start_beats"].as_f64().unwrap_or(-1.0),
+                    n["duration_beats"].as_f64().unwrap_or(-1.0),
+                )
+            })
+            .collect();
+        assert_eq!(summary, vec![(60, 0, 0.0, 1.0), (60, 1, 0.0, 2.0), (64, 0, 1.5, 1.0)]);
+        assert_eq!(value["truncated"], false);
+    }
+
+    #[test]
+    fn a_file_with_more_notes_than_the_limit_is_cut_and_says_so() {
+        let events: Vec<(f64, [u8; 3])> = (0..MAX_NOTES + 10)
+            .flat_map(|i| [(i as f64, [0x90, 60, 100]), (i as f64 + 0.5, [0x80, 60, 0])])
+            .collect();
+        let value = notes_of(&song(&events));
+        assert_eq!(value["notes"].as_array().map(Vec::len), Some(MAX_NOTES));
+        assert_eq!(value["truncated"], true);
+    }
+}

@@ -1,0 +1,626 @@
+// The studio page: plain JavaScript, no build step, no dependencies. It talks only to this
+// gateway: POST /api/tools/{name} (the tools agents call over MCP), GET /api/events (SSE),
+// GET /api/cas/{hash} (bytes, with ranges).
+
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.code = code;
+  }
+}
+
+/** Calls one tool; resolves to its result as agents see it, or throws ApiError. */
+async function call(tool, args = {}) {
+  const response = await fetch(`/api/tools/${tool}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(args),
+    credentials: "same-origin",
+  });
+  const body = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    showLogin();
+    throw new ApiError("UNAUTHENTICATED", body.message || "sign in first");
+  }
+  if (!response.ok) throw new ApiError(body.code || response.status, body.message || response.statusText);
+  return body;
+}
+
+function say(message) {
+  $("connection").textContent = message;
+}
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "onclick") node.addEventListener("click", value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child != null) node.append(child);
+  return node;
+}
+
+// ---- Session -------------------------------------------------------------------------
+
+function showLogin() {
+  $("login").hidden = false;
+  $("studio").hidden = true;
+  $("token").focus();
+}
+
+async function startSession(token) {
+  const response = await fetch("/api/session", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ token }),
+    credentials: "same-origin",
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.message || response.statusText);
+  }
+}
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await startSession($("token").value);
+    location.reload();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+});
+
+// ---- Transport -----------------------------------------------------------------------
+
+/** The last state heard, and when (the playhead is interpolated from it). */
+let transport = null;
+let heardAt = 0;
+
+function currentBeats() {
+  if (!transport) return 0;
+  let beats = transport.position_beats || 0;
+  if (transport.playback === "playing") {
+    beats += ((performance.now() - heardAt) / 60000) * (transport.tempo_bpm || 120);
+    const loop = transport.loop_range;
+    if (loop && loop.enabled && loop.to_beats > loop.from_beats && beats >= loop.to_beats) {
+      const span = loop.to_beats - loop.from_beats;
+      beats = loop.from_beats + ((beats - loop.from_beats) % span);
+    }
+  }
+  return beats;
+}
+
+function formatPosition(beats) {
+  const perBar = transport?.time_signature?.numerator || 4;
+  const bar = Math.floor(beats / perBar) + 1;
+  const beat = Math.floor(beats % perBar) + 1;
+  const seconds = (beats * 60) / (transport?.tempo_bpm || 120);
+  const minutes = Math.floor(seconds / 60);
+  const rest = (seconds - minutes * 60).toFixed(1).padStart(4, "0");
+  return `${bar}:${beat} · ${beats.toFixed(2)} beats · ${minutes}:${rest}`;
+}
+
+function onTransport(reply) {
+  transport = reply.state || reply.transport || reply;
+  heardAt = performance.now();
+  const playing = transport.playback === "playing";
+  $("play").setAttribute("aria-pressed", String(playing));
+  if (document.activeElement !== $("tempo")) $("tempo").value = transport.tempo_bpm;
+  const loop = transport.loop_range;
+  if (loop && document.activeElement?.closest?.(".loop") == null) {
+    $("loop").checked = !!loop.enabled;
+    $("loop-from").value = loop.from_beats;
+    $("loop-to").value = loop.to_beats;
+  }
+}
+
+function animate() {
+  const beats = currentBeats();
+  $("position").textContent = formatPosition(beats);
+  $("playhead").style.left = `${beats * pixelsPerBeat}px`;
+  requestAnimationFrame(animate);
+}
+
+async function transportCall(tool, args) {
+  try {
+    onTransport(await call(tool, args));
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+const play = () => transportCall("transport_play");
+const stop = () => transportCall("transport_stop");
+$("play").addEventListener("click", play);
+$("stop").addEventListener("click", stop);
+
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest("input, textarea, select, button, a");
+  if (event.key === " " && !typing) {
+    event.preventDefault();
+    if (transport?.playback === "playing") stop();
+    else play();
+  }
+});
+
+$("tempo").addEventListener("change", async () => {
+  const tempo = Number($("tempo").value);
+  if (!(tempo > 0)) return;
+  try {
+    await call("timeline_set_tempo", { change: { position_beats: 0, tempo_bpm: tempo } });
+    await refreshTimeline();
+  } catch (error) {
+    say(error.message);
+  }
+});
+
+async function setLoop() {
+  const loop_range = {
+    enabled: $("loop").checked,
+    from_beats: Number($("loop-from").value),
+    to_beats: Number($("loop-to").value),
+  };
+  await transportCall("transport_loop", { loop_range });
+}
+for (const id of ["loop", "loop-from", "loop-to"]) $(id).addEventListener("change", setLoop);
+
+// ---- Timeline ------------------------------------------------------------------------
+
+let pixelsPerBeat = 24;
+let timeline = { regions: [], markers: [] };
+/** Artifacts by CAS hash, for naming regions. */
+const artifactsByHash = new Map();
+
+function timelineEnd() {
+  let end = 16;
+  for (const region of timeline.regions) end = Math.max(end, region.position_beats + region.duration_beats);
+  for (const marker of timeline.markers) end = Math.max(end, marker.position_beats + 1);
+  return end;
+}
+
+function drawRuler() {
+  const canvas = $("ruler");
+  const width = Math.ceil((timelineEnd() + 8) * pixelsPerBeat);
+  canvas.width = width;
+  canvas.style.width = `${width}px`;
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, width, canvas.height);
+  context.fillStyle = getComputedStyle(document.body).color;
+  context.font = "11px system-ui, sans-serif";
+  const perBar = transport?.time_signature?.numerator || 4;
+  for (let beat = 0; beat * pixelsPerBeat < width; beat++) {
+    const x = beat * pixelsPerBeat + 0.5;
+    const bar = beat % perBar === 0;
+    context.fillRect(x, bar ? 0 : 14, 1, bar ? 24 : 10);
+    if (bar && pixelsPerBeat * perBar > 24) context.fillText(String(beat / perBar + 1), x + 3, 11);
+  }
+}
+
+/** Puts each region in the first lane where it overlaps nothing. */
+function lanesOf(regions) {
+  const lanes = [];
+  for (const region of [...regions].sort((a, b) => a.position_beats - b.position_beats)) {
+    const lane = lanes.find((l) => l.end <= region.position_beats);
+    if (lane) {
+      lane.regions.push(region);
+      lane.end = region.position_beats + region.duration_beats;
+    } else {
+      lanes.push({ regions: [region], end: region.position_beats + region.duration_beats });
+    }
+  }
+  return lanes;
+}
+
+function regionLabel(region) {
+  const artifact = artifactsByHash.get(region.cas_hash);
+  const name = artifact ? artifact.name || artifact.artifact_id : region.cas_hash.slice(0, 12);
+  return `${region.kind} region ${name} at beat ${region.position_beats}`;
+}
+
+function drawTimeline() {
+  drawRuler();
+  const list = $("timeline");
+  list.replaceChildren();
+  const width = `${(timelineEnd() + 8) * pixelsPerBeat}px`;
+  list.style.width = width;
+  const markerLane = element("li", { class: "lane markers", "aria-label": "Markers" });
+  for (const marker of timeline.markers) {
+    const label = `${marker.event_type} marker at beat ${marker.position_beats}`;
+    const flag = element("span", {
+      class: `marker ${marker.event_type}`,
+      title: label + (marker.metadata ? ` ${JSON.stringify(marker.metadata)}` : ""),
+      "aria-label": label,
+      text: marker.event_type.replace(/_/g, " "),
+    });
+    flag.style.left = `${marker.position_beats * pixelsPerBeat}px`;
+    markerLane.append(flag);
+  }
+  list.append(markerLane);
+  for (const [index, lane] of lanesOf(timeline.regions).entries()) {
+    const row = element("li", { class: "lane", "aria-label": `Lane ${index + 1}` });
+    for (const region of lane.regions) {
+      const artifact = artifactsByHash.get(region.cas_hash);
+      const title = [
+        regionLabel(region),
+        artifact ? `artifact ${artifact.artifact_id}` : "no artifact names this content",
+        region.source_job_id ? `made by job ${region.source_job_id}` : null,
+      ]
+        .filter(Boolean)
+        .join("\n");
+      const block = element("span", {
+        class: `region ${region.kind}`,
+        title,
+        "aria-label": regionLabel(region),
+      }, element("span", { class: "name", text: artifact?.name || region.cas_hash.slice(0, 8) }));
+      block.style.left = `${region.position_beats * pixelsPerBeat}px`;
+      block.style.width = `${Math.max(region.duration_beats * pixelsPerBeat, 4)}px`;
+      row.append(block);
+      drawInside(block, region);
+    }
+    list.append(row);
+  }
+}
+
+/** Notes and peaks by URL, fetched once (the content under a hash never changes). */
+const drawings = new Map();
+
+function drawing(url) {
+  if (!drawings.has(url)) {
+    drawings.set(
+      url,
+      fetch(url, { credentials: "same-origin" }).then(async (response) => {
+        const body = await response.json();
+        if (!response.ok) throw new ApiError(body.code, body.message);
+        return body;
+      }),
+    );
+  }
+  return drawings.get(url);
+}
+
+/** A MIDI region's piano roll, or an audio region's waveform, drawn inside its block. */
+async function drawInside(block, region) {
+  const width = Math.max(Math.round(region.duration_beats * pixelsPerBeat), 4);
+  const canvas = element("canvas", { width: String(width), height: "28", "aria-hidden": "true" });
+  block.prepend(canvas);
+  const context = canvas.getContext("2d");
+  context.fillStyle = "rgba(255,255,255,0.85)";
+  try {
+    if (region.kind === "midi") {
+      const { notes } = await drawing(`/api/notes/${region.cas_hash}`);
+      const pitches = notes.map((note) => note.pitch);
+      const low = Math.min(...pitches) - 1;
+      const span = Math.max(Math.max(...pitches) + 1 - low, 12);
+      for (const note of notes) {
+        const y = canvas.height - ((note.pitch - low) / span) * canvas.height;
+        context.fillRect(note.start_beats * pixelsPerBeat, y - 1.5, Math.max(note.duration_beats * pixelsPerBeat - 1, 1), 3);
+      }
+      block.dataset.notes = String(notes.length);
+    } else {
+      const buckets = Math.min(Math.max(width, 1), 8192);
+      const { peaks } = await drawing(`/api/peaks/${region.cas_hash}?buckets=${buckets}`);
+      const middle = canvas.height / 2;
+      // Scaled to the loudest peak, so a quiet take still shows its shape.
+      const loudest = Math.max(1e-6, ...peaks.map(([low, high]) => Math.max(-low, high)));
+      const scale = middle / loudest;
+      peaks.forEach(([low, high], x) => {
+        context.fillRect((x * width) / peaks.length, middle - high * scale, 1, Math.max((high - low) * scale, 1));
+      });
+      block.dataset.peaks = String(peaks.length);
+    }
+  } catch (error) {
+    block.title += `\n(cannot draw it: ${error.message})`;
+  }
+}
+
+async function refreshTimeline() {
+  try {
+    const reply = await call("timeline_query", {});
+    timeline = { regions: reply.regions || [], markers: reply.markers || [] };
+    if (reply.transport) onTransport(reply.transport);
+    drawTimeline();
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+$("ruler").addEventListener("click", (event) => {
+  const box = $("ruler").getBoundingClientRect();
+  const beats = Math.max(0, (event.clientX - box.left) / pixelsPerBeat);
+  transportCall("transport_seek", { position_beats: Math.round(beats * 4) / 4 });
+});
+$("zoom-in").addEventListener("click", () => {
+  pixelsPerBeat = Math.min(pixelsPerBeat * 1.5, 400);
+  drawTimeline();
+});
+$("zoom-out").addEventListener("click", () => {
+  pixelsPerBeat = Math.max(pixelsPerBeat / 1.5, 2);
+  drawTimeline();
+});
+
+$("render").addEventListener("click", async () => {
+  const button = $("render");
+  button.disabled = true;
+  say("rendering…");
+  try {
+    const reply = await call("timeline_render", { from_beats: 0, to_beats: timelineEnd() });
+    const audio = $("render-audio");
+    audio.src = `/api/cas/${reply.cas_hash}`;
+    await audio.play();
+    say("rendered");
+  } catch (error) {
+    say(error.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---- Artifacts -----------------------------------------------------------------------
+
+const extensions = { "audio/midi": "mid", "audio/wav": "wav", "audio/x-wav": "wav", "text/vnd.abc": "abc" };
+
+async function refreshArtifacts() {
+  const query = $("search").value.trim();
+  const args = { page_size: 1000 };
+  const words = [];
+  for (const part of query.split(/\s+/).filter(Boolean)) {
+    if (part.startsWith("tag:")) args.tag = part.slice(4);
+    else if (part.startsWith("creator:")) args.creator = part.slice(8);
+    else words.push(part.toLowerCase());
+  }
+  try {
+    const reply = await call("artifact_list", args);
+    const artifacts = reply.artifacts || [];
+    if (!query) {
+      artifactsByHash.clear();
+      for (const artifact of artifacts) artifactsByHash.set(artifact.cas_hash, artifact);
+    }
+    const shown = artifacts.filter((artifact) => {
+      const text = [artifact.name, artifact.artifact_id, artifact.creator, ...(artifact.tags || [])]
+        .join(" ")
+        .toLowerCase();
+      return words.every((word) => text.includes(word));
+    });
+    $("artifacts").replaceChildren(...shown.map(artifactItem));
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+function artifactItem(artifact) {
+  const name = artifact.name || artifact.artifact_id;
+  const tags = (artifact.tags || []).map((tag) => element("span", { class: "tag", text: tag }));
+  return element(
+    "li",
+    { "aria-label": name },
+    element("button", { type: "button", class: "link", onclick: () => showArtifact(artifact.artifact_id), text: name }),
+    " ",
+    ...tags,
+    element("span", { class: "dim", text: ` ${artifact.creator || ""}` }),
+    " ",
+    element("button", { type: "button", "aria-label": `Listen to ${name}`, onclick: () => listen(artifact), text: "Listen" }),
+  );
+}
+
+async function listen(artifact) {
+  try {
+    const { object } = await call("cas_inspect", { hash: artifact.cas_hash });
+    const mime = object?.mime_type || "";
+    if (!mime.startsWith("audio/") || mime === "audio/midi") {
+      say(`${artifact.name || artifact.artifact_id} is ${mime || "not audio"}: place it on the timeline and render to hear it`);
+      return;
+    }
+    const audio = $("artifact-audio");
+    audio.src = `/api/cas/${artifact.cas_hash}`;
+    await audio.play();
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+async function showArtifact(id) {
+  const detail = $("artifact-detail");
+  try {
+    const reply = await call("graph_query", {
+      query:
+        "query($id: ID!) { artifact(id: $id) { id name casHash creator tags createdAt metadata " +
+        "object { mimeType size } parents { id name } children(first: 50) { id name } } }",
+      variables: { id },
+    });
+    const artifact = reply.data?.artifact;
+    if (!artifact) {
+      detail.textContent = `${id}: not found`;
+      return;
+    }
+    const link = (node) =>
+      element("button", { type: "button", class: "link", onclick: () => showArtifact(node.id), text: node.name || node.id });
+    const mime = artifact.object?.mimeType || "";
+    const extension = extensions[mime] || "bin";
+    const job = artifact.metadata?.job_id || artifact.metadata?.source_job_id;
+    detail.replaceChildren(
+      element("h3", { text: artifact.name || artifact.id }),
+      element("p", { text: `${artifact.id} · ${mime} · ${artifact.object?.size ?? "?"} bytes · by ${artifact.creator || "?"}` }),
+      job ? element("p", { text: `made by job ${job}` }) : null,
+      element("p", { text: "Parents: " }, ...(artifact.parents.length ? artifact.parents.map(link) : ["none"])),
+      element("p", { text: "Children: " }, ...(artifact.children.length ? artifact.children.map(link) : ["none"])),
+      element("a", { href: `/api/cas/${artifact.casHash}`, download: `${artifact.name || artifact.id}.${extension}`, text: `Download .${extension}` }),
+    );
+  } catch (error) {
+    detail.textContent = error.message;
+  }
+}
+
+let searchTimer;
+$("search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refreshArtifacts, 200);
+});
+
+// ---- Jobs ----------------------------------------------------------------------------
+
+const jobs = new Map();
+const finished = new Set(["succeeded", "failed", "cancelled"]);
+
+function jobItem(job) {
+  const item = element("li", { "data-job": job.job_id, "aria-label": `Job ${job.job_id}` });
+  fillJob(item, job);
+  return item;
+}
+
+function fillJob(item, job) {
+  const progress = element("progress", { max: "1", value: String(job.progress || 0), "aria-label": "Progress" });
+  const cancel = finished.has(job.state)
+    ? null
+    : element("button", { type: "button", onclick: () => cancelJob(job.job_id), text: "Cancel" });
+  item.replaceChildren(
+    ...[
+    element("button", { type: "button", class: "link", onclick: () => showJob(job.job_id), text: job.job_id }),
+    " ",
+    element("span", { class: `state ${job.state}`, text: job.state }),
+    " ",
+    progress,
+    element("span", { class: "dim", text: ` ${job.progress_message || ""} ${job.script_name || ""}` }),
+    " ",
+    cancel,
+    ].filter((child) => child != null),
+  );
+}
+
+function drawJobs() {
+  const sorted = [...jobs.values()].sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
+  $("jobs").replaceChildren(...sorted.slice(0, 100).map(jobItem));
+}
+
+async function refreshJobs() {
+  try {
+    const reply = await call("job_list", { page_size: 100 });
+    jobs.clear();
+    for (const job of reply.jobs || []) jobs.set(job.job_id, job);
+    drawJobs();
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+function updateJob(id, change) {
+  const job = jobs.get(id);
+  if (!job) {
+    refreshJobs();
+    return;
+  }
+  Object.assign(job, change);
+  const item = document.querySelector(`[data-job="${CSS.escape(id)}"]`);
+  if (item) fillJob(item, job);
+  else drawJobs();
+  if (finished.has(job.state) && shownJob === id) showJob(id);
+}
+
+async function cancelJob(id) {
+  try {
+    await call("job_cancel", { job_id: id });
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+let shownJob = null;
+async function showJob(id) {
+  shownJob = id;
+  try {
+    const job = (await call("job_status", { job_id: id })).job || {};
+    const lines = [`${job.job_id}: ${job.state}`];
+    if (job.result !== undefined) lines.push(`result: ${JSON.stringify(job.result, null, 2)}`);
+    if (job.error) lines.push(`error: ${job.error.code || ""} ${job.error.message || JSON.stringify(job.error)}`);
+    for (const log of job.logs || []) lines.push(`[${log.level}] ${log.message}`);
+    $("job-detail").textContent = lines.join("\n");
+  } catch (error) {
+    $("job-detail").textContent = error.message;
+  }
+}
+
+// ---- Scratchpad ----------------------------------------------------------------------
+
+function showResult(lines) {
+  $("result").textContent = lines.join("\n");
+}
+
+$("run").addEventListener("click", async () => {
+  try {
+    const reply = await call("lua_eval", { code: $("code").value });
+    const lines = (reply.output || []).map((line) => `[${line.level}] ${line.message}`);
+    lines.push(`→ ${JSON.stringify(reply.result ?? null, null, 2)}`);
+    showResult(lines);
+  } catch (error) {
+    showResult([error.message]);
+  }
+});
+
+$("run-job").addEventListener("click", async () => {
+  try {
+    const stored = await call("script_store", { content: $("code").value });
+    const hash = stored.script?.script_hash;
+    const job = await call("job_execute", { script_hash: hash });
+    jobs.set(job.job_id, { job_id: job.job_id, state: job.state, created_at: new Date().toISOString() });
+    drawJobs();
+    showResult([`job ${job.job_id}: ${job.state} (a job runs main(params); follow it under Jobs)`]);
+  } catch (error) {
+    showResult([error.message]);
+  }
+});
+
+// ---- Live events ---------------------------------------------------------------------
+
+function listenForEvents() {
+  const events = new EventSource("/api/events");
+  events.addEventListener("open", () => say("live"));
+  events.addEventListener("error", () => say("reconnecting…"));
+  events.addEventListener("transport", (event) => onTransport(JSON.parse(event.data)));
+  events.addEventListener("job", (event) => {
+    const { job_id, state } = JSON.parse(event.data);
+    updateJob(job_id, { state });
+    if (state === "succeeded") {
+      // A finished job may have placed regions or made artifacts.
+      refreshTimeline();
+      refreshArtifacts();
+    }
+  });
+  events.addEventListener("progress", (event) => {
+    const { job_id, fraction, message } = JSON.parse(event.data);
+    updateJob(job_id, { progress: fraction, progress_message: message });
+  });
+  events.addEventListener("resync", () => {
+    refreshJobs();
+    refreshTimeline();
+  });
+}
+
+// ---- Start ---------------------------------------------------------------------------
+
+async function start() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.has("token")) {
+    // The URL `holler up` prints carries the token once; the cookie keeps it from here on.
+    history.replaceState(null, "", location.pathname);
+    try {
+      await startSession(fragment.get("token"));
+    } catch (error) {
+      $("login-error").textContent = error.message;
+    }
+  }
+  try {
+    onTransport(await call("transport_status"));
+  } catch (error) {
+    if (error.code === "UNAUTHENTICATED") return;
+    say(error.message);
+  }
+  await refreshArtifacts();
+  await Promise.all([refreshTimeline(), refreshJobs()]);
+  listenForEvents();
+  requestAnimationFrame(animate);
+}
+
+start();

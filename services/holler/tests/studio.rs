@@ -1,0 +1,331 @@
+//! The studio's HTTP side against `holler up`: the page loads without the token and the API
+//! refuses without it; the piano-roll and peaks endpoints draw real files and refuse hostile
+//! ones with INVALID_ARGUMENT; CAS objects come with byte ranges. (The page itself is tested
+//! in a real browser by tests/browser.)
+
+mod common;
+
+use base64::Engine as _;
+use common::Up;
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "studio-token";
+
+struct Studio {
+    up: Up,
+    base: String,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Studio {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, TOKEN).expect("token file");
+        let token_arg = token_file.display().to_string();
+        let up = Up::start_with(&dir.path().join("data"), &[], &["--token-file", &token_arg]);
+        let base = format!("http://127.0.0.1:{}", up.port);
+        Self {
+            up,
+            base,
+            http: Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A tool call with the token; the reply's status and JSON.
+    fn tool(&self, name: &str, arguments: Value) -> (StatusCode, Value) {
+        let reply = self
+            .http
+            .post(format!("{}/api/tools/{name}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&arguments)
+            .send()
+            .expect("tool call");
+        (reply.status(), reply.json().expect("JSON"))
+    }
+
+    fn ok(&self, name: &str, arguments: Value) -> Value {
+        let (status, body) = self.tool(name, arguments);
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        body
+    }
+
+    fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("GET")
+    }
+
+    fn store(&self, bytes: &[u8], mime: &str) -> String {
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let stored = self.ok("cas_store", json!({"data": data, "mime_type": mime}));
+        stored["hash"].as_str().expect("hash").to_string()
+    }
+
+    /// A 12-note tune as a Standard MIDI File in the CAS.
+    fn tune(&self) -> String {
+        let code = r#"return midi.save(abc.to_midi("X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GABc|c2B2 A2G2|"))"#;
+        let reply = self.ok("lua_eval", json!({"code": code}));
+        reply["result"].as_str().expect("hash").to_string()
+    }
+}
+
+#[test]
+fn the_page_loads_without_the_token_and_everything_else_needs_it() {
+    let studio = Studio::start();
+    let page = studio.http.get(format!("{}/", studio.base)).send().expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .is_ok_and(|csp| csp.contains("default-src 'self'"))
+    );
+    let html = page.text().expect("html");
+    assert!(
+        html.contains("aria-label=\"Position\"") && html.contains("/studio.js"),
+        "{html}"
+    );
+    for asset in ["/studio.js", "/studio.css"] {
+        let reply = studio
+            .http
+            .get(format!("{}{asset}", studio.base))
+            .send()
+            .expect("asset");
+        assert_eq!(reply.status(), StatusCode::OK, "{asset}");
+    }
+    // No token: the API, the event stream, the CAS and MCP are all closed.
+    let call = studio
+        .http
+        .post(format!("{}/api/tools/transport_status", studio.base))
+        .json(&json!({}))
+        .send()
+        .expect("call");
+    assert_eq!(call.status(), StatusCode::UNAUTHORIZED);
+    for path in ["/api/events", "/api/cas/00000000", "/api/notes/00000000", "/health"] {
+        let reply = studio.http.get(format!("{}{path}", studio.base)).send().expect("GET");
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // The session exchange: a wrong token gets nothing, the right one a cookie that works.
+    let wrong = studio
+        .http
+        .post(format!("{}/api/session", studio.base))
+        .json(&json!({"token": "guess"}))
+        .send()
+        .expect("session");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let session = studio
+        .http
+        .post(format!("{}/api/session", studio.base))
+        .json(&json!({"token": TOKEN}))
+        .send()
+        .expect("session");
+    assert_eq!(session.status(), StatusCode::OK);
+    let cookie = session.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+    let with_cookie = studio
+        .http
+        .post(format!("{}/api/tools/transport_status", studio.base))
+        .header("cookie", pair)
+        .json(&json!({}))
+        .send()
+        .expect("call");
+    assert_eq!(with_cookie.status(), StatusCode::OK);
+    // With the token but under another site's name (DNS rebinding), or from its page: refused.
+    let rebound = studio
+        .http
+        .post(format!("{}/api/tools/transport_status", studio.base))
+        .bearer_auth(TOKEN)
+        .header("host", "evil.example")
+        .json(&json!({}))
+        .send()
+        .expect("call");
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+    let foreign = studio
+        .http
+        .post(format!("{}/api/tools/transport_play", studio.base))
+        .bearer_auth(TOKEN)
+        .header("origin", "http://evil.example")
+        .json(&json!({}))
+        .send()
+        .expect("call");
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let status = studio.ok("transport_status", json!({}));
+    assert_eq!(status["state"]["playback"], "stopped", "the refused play did nothing");
+    studio.up.stop();
+}
+
+#[test]
+fn tool_errors_carry_their_canonical_code_and_http_status() {
+    let studio = Studio::start();
+    let (status, body) = studio.tool("lua_eval", json!({"code": "error('no such chord')"}));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "INVALID_ARGUMENT");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("no such chord")),
+        "{body}"
+    );
+    let (status, body) = studio.tool("no_such_tool", json!({}));
+    assert_eq!((status, &body["code"]), (StatusCode::NOT_FOUND, &json!("NOT_FOUND")));
+    let (status, body) = studio.tool("artifact_get", json!({"artifact_id": "art-missing"}));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("NOT_FOUND")),
+        "{body}"
+    );
+    // A body that is not a JSON object of arguments.
+    let reply = studio
+        .http
+        .post(format!("{}/api/tools/lua_eval", studio.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("[1, 2]")
+        .send()
+        .expect("call");
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    // A POST that is not JSON (what a cross-site form could send) does nothing.
+    let form = studio
+        .http
+        .post(format!("{}/api/tools/transport_play", studio.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=1")
+        .send()
+        .expect("call");
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    studio.up.stop();
+}
+
+#[test]
+fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
+    let studio = Studio::start();
+    let tune = studio.tune();
+    let notes = studio.get(&format!("/api/notes/{tune}"));
+    assert_eq!(notes.status(), StatusCode::OK);
+    let notes: Value = notes.json().expect("JSON");
+    let list = notes["notes"].as_array().expect("notes");
+    assert_eq!(list.len(), 12, "{notes}");
+    // CDEF GABc in eighths: middle C first, half a beat each.
+    let pitches: Vec<u64> = list.iter().take(8).filter_map(|n| n["pitch"].as_u64()).collect();
+    assert_eq!(pitches, vec![60, 62, 64, 65, 67, 69, 71, 72]);
+    assert_eq!(list[1]["start_beats"], 0.5);
+    assert_eq!(list[0]["duration_beats"], 0.5);
+    assert_eq!(notes["truncated"], false);
+
+    studio.ok("timeline_add_region", json!({"cas_hash": tune, "position_beats": 0}));
+    let render = studio.ok("timeline_render", json!({"from_beats": 0, "to_beats": 8}));
+    let wav = render["cas_hash"].as_str().expect("hash");
+    let peaks: Value = studio
+        .get(&format!("/api/peaks/{wav}?buckets=100"))
+        .json()
+        .expect("JSON");
+    let buckets = peaks["peaks"].as_array().expect("peaks");
+    assert_eq!(buckets.len(), 100, "{peaks}");
+    assert_eq!(peaks["frames"], 192_000);
+    let loudest = buckets.iter().filter_map(|b| b[1].as_f64()).fold(0.0f64, f64::max);
+    assert!(loudest > 0.01, "the render is not silent: {loudest}");
+    assert!(
+        buckets.iter().all(|b| b[0].as_f64() <= b[1].as_f64()),
+        "min ≤ max in every bucket"
+    );
+    studio.up.stop();
+}
+
+#[test]
+fn hostile_files_and_sizes_are_refused_with_invalid_argument() {
+    let studio = Studio::start();
+    let refused = |path: &str| {
+        let reply = studio.get(path);
+        let status = reply.status();
+        let body: Value = reply.json().expect("JSON");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], "INVALID_ARGUMENT", "{path}: {body}");
+        body["message"].as_str().unwrap_or_default().to_string()
+    };
+    // A header promising 5 tracks with none after it; a track chunk claiming 1 GB.
+    let short = studio.store(b"MThd\0\0\0\x06\0\x01\0\x05\x01\xe0", "audio/midi");
+    assert!(refused(&format!("/api/notes/{short}")).contains("tracks"));
+    let mut liar = b"MThd\0\0\0\x06\0\0\0\x01\x01\xe0MTrk".to_vec();
+    liar.extend_from_slice(&0x4000_0000u32.to_be_bytes());
+    liar.extend_from_slice(&[0, 0x90, 60, 100]);
+    let liar = studio.store(&liar, "audio/midi");
+    assert!(refused(&format!("/api/notes/{liar}")).contains("declares"));
+    // A WAV header declaring an hour of samples the file does not hold.
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&u32::MAX.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&48_000u32.to_le_bytes());
+    wav.extend_from_slice(&(48_000u32 * 4).to_le_bytes());
+    wav.extend_from_slice(&4u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(48_000u32 * 4 * 3600).to_le_bytes());
+    wav.extend_from_slice(&[0; 64]);
+    let wav = studio.store(&wav, "audio/wav");
+    refused(&format!("/api/peaks/{wav}"));
+    // Not media at all, and the wrong kind for each endpoint.
+    let text = studio.store(b"just some words", "text/plain");
+    refused(&format!("/api/notes/{text}"));
+    refused(&format!("/api/peaks/{text}"));
+    let tune = studio.tune();
+    refused(&format!("/api/peaks/{tune}"));
+    // Bucket counts out of bounds.
+    refused(&format!("/api/peaks/{wav}?buckets=0"));
+    refused(&format!("/api/peaks/{wav}?buckets=100000"));
+    // The gateway is still fine.
+    assert_eq!(studio.get(&format!("/api/notes/{tune}")).status(), StatusCode::OK);
+    studio.up.stop();
+}
+
+#[test]
+fn cas_objects_come_whole_or_in_byte_ranges() {
+    let studio = Studio::start();
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    // Larger than one message: imported through the CLI on the stack's host.
+    let file = studio._dir.path().join("blob.bin");
+    std::fs::write(&file, &bytes).expect("write");
+    let stored = common::holler(
+        &studio.up,
+        &studio._dir.path().join("data"),
+        &["cas", "put", &file.display().to_string()],
+    );
+    let hash = stored["hash"].as_str().expect("hash").to_string();
+    let whole = studio.get(&format!("/api/cas/{hash}"));
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.bytes().expect("body").as_ref(), bytes.as_slice());
+    let range = |spec: &str| {
+        studio
+            .http
+            .get(format!("{}/api/cas/{hash}", studio.base))
+            .bearer_auth(TOKEN)
+            .header("range", spec)
+            .send()
+            .expect("GET")
+    };
+    // Across a chunk boundary (1 MiB).
+    let part = range("bytes=1048000-1049999");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers()["content-range"], "bytes 1048000-1049999/3000000");
+    assert_eq!(part.bytes().expect("body").as_ref(), &bytes[1_048_000..1_050_000]);
+    let tail = range("bytes=-10");
+    assert_eq!(tail.bytes().expect("body").as_ref(), &bytes[bytes.len() - 10..]);
+    let past = range("bytes=3000000-");
+    assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(past.headers()["content-range"], "bytes */3000000");
+    studio.up.stop();
+}
