@@ -207,12 +207,15 @@ pub async fn run(
     )
     .await
     .with_context(|| format!("binding the MCP gateway on {}", config.listen))?;
-    let url = format!("http://{}/mcp", gateway.local_addr()?);
+    let address = gateway.local_addr()?;
+    let url = format!("http://{address}/mcp");
+    let studio = studio_url(address, config.token.as_deref());
     let stopped = stack.stopped();
     stack.tasks.push(tokio::spawn(gateway.run(stopped)));
 
     let endpoints = &config.stack.endpoints;
     println!("Hootenanny is up. Data: {}", config.stack.data_dir.display());
+    println!("  Studio (open in a browser): {studio}");
     println!("  MCP (Streamable HTTP): {url}");
     println!(
         "  luanette {}  hootenanny {}  chaosgarden {}",
@@ -234,10 +237,44 @@ pub async fn run(
         }
     }
     if config.token.is_some() {
-        println!("  the gateway requires Authorization: Bearer <token>");
+        println!("  the gateway requires Authorization: Bearer <token> (the studio's link carries it once)");
     }
     println!("Connect an MCP client to {url} (e.g. `claude mcp add --transport http hootenanny {url}`),");
     println!("or use the CLI directly: `holler ping`, `holler lua 'return 1 + 1'`. Ctrl-C stops everything.");
     shutdown.await;
     stack.stop().await
+}
+
+/// The studio's address; with a token, the link carries it in the fragment (never sent to a
+/// server or kept in history: the page trades it for a session cookie and drops it).
+pub fn studio_url(address: std::net::SocketAddr, token: Option<&str>) -> String {
+    match token {
+        Some(token) => {
+            // Percent-encoded as the page's URLSearchParams reads it back.
+            let encoded: String = token
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                    other => format!("%{other:02X}"),
+                })
+                .collect();
+            format!("http://{address}/#token={encoded}")
+        }
+        None => format!("http://{address}/"),
+    }
+}
+
+#[cfg(test)]
+mod studio_link_tests {
+    use super::studio_url;
+
+    #[test]
+    fn the_studio_link_carries_the_token_so_the_page_reads_it_back_exactly() {
+        let address = "127.0.0.1:8080".parse().expect("address");
+        assert_eq!(studio_url(address, None), "http://127.0.0.1:8080/");
+        assert_eq!(
+            studio_url(address, Some("a+b/c d&e=f~g")),
+            "http://127.0.0.1:8080/#token=a%2Bb%2Fc%20d%26e%3Df~g"
+        );
+    }
 }

@@ -159,6 +159,21 @@ pub enum Command {
         #[command(flatten)]
         stack: StackArgs,
     },
+    /// Open the studio (the gateway's web page) in a browser, or print its address.
+    Open {
+        /// The gateway's HTTP port.
+        #[arg(long, env = "HOLLER_PORT", default_value_t = hooteproto::defaults::HOLLER_PORT)]
+        port: u16,
+        /// The gateway's address.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The gateway's token file, if it has one: the link then signs the browser in.
+        #[arg(long, env = "HOLLER_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// Print the address only.
+        #[arg(long)]
+        print: bool,
+    },
     /// Serve MCP (Streamable HTTP) in front of running backends.
     Serve {
         /// HTTP port.

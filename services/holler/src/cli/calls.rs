@@ -94,9 +94,11 @@ pub async fn run(command: Command, context: &Context) -> Result<(), Failure> {
             Ok(())
         }
         Command::Timeline(command) => super::timeline::timeline(context, command).await,
-        Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. } | Command::Completions { .. } => {
-            Err(Failure::new(1, "internal: this command is not a call"))
-        }
+        Command::Up { .. }
+        | Command::Serve { .. }
+        | Command::Mcp { .. }
+        | Command::Open { .. }
+        | Command::Completions { .. } => Err(Failure::new(1, "internal: this command is not a call")),
     }
 }
 

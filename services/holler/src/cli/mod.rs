@@ -240,7 +240,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             output::write_bytes(&script);
             Ok(())
         }
-        command @ (Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. }) => {
+        command @ (Command::Up { .. } | Command::Serve { .. } | Command::Mcp { .. } | Command::Open { .. }) => {
             stack::run(command, telemetry, &context, key).await
         }
         command => calls::run(command, &context).await,

@@ -1,4 +1,5 @@
-//! `holler up` and `holler serve`: the commands that run servers rather than call them.
+//! `holler up` and `holler serve`: the commands that run servers rather than call them; and
+//! `holler open`, which points a browser at one.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,20 @@ use hooteproto::auth::KeySource;
 
 use super::args::{Command, StackArgs};
 use super::{Context, Failure, init_telemetry, usage};
+
+/// Hands `url` to the desktop's opener (xdg-open, or `open` on macOS); says so when there is none.
+fn open_in_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let started = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(error) = started {
+        eprintln!("holler: could not start {opener} ({error}); open the address above in a browser");
+    }
+}
 
 /// `"none"` (or empty) turns an optional endpoint off.
 fn endpoint_or_none(text: &str) -> Option<String> {
@@ -218,13 +233,32 @@ pub async fn run(
                 broadcasts: endpoint_or_none(&broadcasts),
                 key: key.map(|(key, _)| key),
             };
+            let token = config.token.clone();
             let bound = holler::serve::bind(config, context.backends.clone()).await?;
+            let address = bound.local_addr().map_err(anyhow::Error::from)?;
+            eprintln!("holler: MCP on http://{address}/mcp");
             eprintln!(
-                "holler: MCP on http://{}/mcp",
-                bound.local_addr().map_err(anyhow::Error::from)?
+                "holler: studio on {}",
+                holler::up::studio_url(address, token.as_deref())
             );
             Ok(bound.run(hooteproto::server::shutdown_signal()).await?)
         }
-        _ => unreachable!("only up and serve are dispatched here"),
+        Command::Open {
+            port,
+            host,
+            token_file,
+            print,
+        } => {
+            let url = holler::up::studio_url(
+                std::net::SocketAddr::new(host, port),
+                read_token(token_file)?.as_deref(),
+            );
+            println!("{url}");
+            if !print {
+                open_in_browser(&url);
+            }
+            Ok(())
+        }
+        _ => unreachable!("only up, serve and open are dispatched here"),
     }
 }
