@@ -1,0 +1,269 @@
+// The studio in a real browser: Debian's chromium, driven by playwright-core, against
+// `holler up` on free ports with a token and a seeded timeline. Run by scripts/test
+// (`npm test` here, after `cargo build -p holler`). Screenshots land in
+// target/studio-screenshots/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const HOLLER = join(ROOT, "target/debug/holler");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = join(ROOT, "target/studio-screenshots");
+const TOKEN = "studio-test-token";
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+const until = async (what, condition, timeoutMs = 15000) => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+};
+
+let stack, base, browser, page, dir;
+/** Console errors and uncaught exceptions in the page. */
+const problems = [];
+/** Requests the page made that failed ("METHOD path STATUS"); Chromium also logs each to the console. */
+const failed = [];
+
+/** A tool call as a script would make it: bearer token, no browser Origin. */
+async function tool(name, args = {}) {
+  const response = await fetch(`${base}/api/tools/${name}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify(args),
+  });
+  const body = await response.json();
+  assert.ok(response.ok, `${name}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "hoot-studio-"));
+  writeFileSync(join(dir, "token"), `${TOKEN}\n`);
+  const port = await freePort();
+  const endpoint = async () => `tcp://127.0.0.1:${await freePort()}`;
+  const args = [
+    "--luanette", await endpoint(),
+    "--hootenanny", await endpoint(),
+    "--chaosgarden", await endpoint(),
+    "up",
+    "--data-dir", join(dir, "data"),
+    "--port", String(port),
+    "--audio-device", "none",
+    "--broadcasts", await endpoint(),
+    "--no-health",
+    "--token-file", join(dir, "token"),
+  ];
+  const log = openSync(join(dir, "holler.log"), "a");
+  const env = { ...process.env };
+  delete env.HOOT_KEY;
+  delete env.HOOT_KEY_FILE;
+  stack = spawn(HOLLER, args, { stdio: ["ignore", log, log], env });
+  base = `http://127.0.0.1:${port}`;
+  await until("holler up", async () => {
+    try {
+      const reply = await fetch(`${base}/health`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      return reply.ok;
+    } catch {
+      return false;
+    }
+  }, 60000).catch((error) => {
+    throw new Error(`${error.message}; log:\n${readFileSync(join(dir, "holler.log"), "utf8")}`);
+  });
+
+  // A MIDI phrase as an artifact and a region, a marker, and the render of it as a WAV artifact.
+  const abc = "X:1\\nT:verse\\nM:4/4\\nL:1/8\\nQ:1/4=120\\nK:C\\nCDEF GABc|c2B2 A2G2|";
+  const midi = (await tool("lua_eval", { code: `return midi.save(abc.to_midi("${abc}"))` })).result;
+  await tool("artifact_create", { cas_hash: midi, name: "verse", tags: ["midi"], creator: "seed" });
+  await tool("timeline_add_region", { cas_hash: midi, position_beats: 0 });
+  await tool("timeline_add_marker", { event_type: "section_change", position_beats: 4 });
+  const render = await tool("timeline_render", { from_beats: 0, to_beats: 8 });
+  await tool("artifact_create", { cas_hash: render.cas_hash, name: "verse render", tags: ["wav"], creator: "seed" });
+  await tool("timeline_add_region", { cas_hash: render.cas_hash, position_beats: 8 });
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("console", (message) => {
+    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 400) {
+      failed.push(`${response.request().method()} ${new URL(response.url()).pathname} ${response.status()}`);
+    }
+  });
+  page.on("pageerror", (error) => problems.push(`page: ${error.message}`));
+  mkdirSync(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  stack?.kill("SIGTERM");
+  if (stack && stack.exitCode === null) await new Promise((resolve) => stack.once("exit", resolve));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("a request without the token is refused", async () => {
+  const call = await fetch(`${base}/api/tools/transport_status`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.equal(call.status, 401);
+  assert.equal((await call.json()).code, "UNAUTHENTICATED");
+  assert.equal((await fetch(`${base}/api/events`)).status, 401);
+  const wrong = await fetch(`${base}/api/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ token: "guess" }),
+  });
+  assert.equal(wrong.status, 401);
+  // Another site's page cannot call the API even with the token.
+  const foreign = await fetch(`${base}/api/tools/transport_status`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}`, origin: "http://evil.example" },
+    body: "{}",
+  });
+  assert.equal(foreign.status, 403);
+});
+
+test("the printed link signs in, and the page shows the seeded timeline and artifacts", async () => {
+  await page.goto(`${base}/#token=${TOKEN}`);
+  const artifacts = page.getByRole("list", { name: "Artifacts" });
+  await artifacts.getByRole("listitem", { name: "verse render" }).waitFor();
+  await artifacts.getByRole("listitem", { name: "verse", exact: true }).waitFor();
+  assert.ok(!page.url().includes(TOKEN), "the token leaves the address bar");
+  const timeline = page.getByRole("list", { name: "Timeline" });
+  await timeline.getByLabel("midi region verse at beat 0").waitFor();
+  await timeline.getByLabel("section_change marker at beat 4").waitFor();
+  // The MIDI region is drawn from its notes (12 in the tune), the WAV from its peaks.
+  await timeline.locator('[aria-label="midi region verse at beat 0"][data-notes="12"]').waitFor();
+  await timeline.locator('[aria-label="audio region verse render at beat 8"][data-peaks]').waitFor();
+  await page.getByText("live").waitFor();
+  await page.screenshot({ path: join(SHOTS, "studio.png"), fullPage: true });
+  assert.deepEqual(problems, []);
+  assert.deepEqual(failed, []);
+});
+
+test("pressing Play moves the Position readout, Stop holds it", async () => {
+  const position = page.getByLabel("Position");
+  const before = await position.textContent();
+  await page.getByRole("button", { name: "Play", exact: true }).click();
+  const beats = async () => parseFloat((await position.textContent()).split("·")[1]);
+  await until("the playhead to move", async () => (await beats()) > 0.5);
+  assert.notEqual(await position.textContent(), before);
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
+  // Stopped: the readout settles on the transport's position and stays there.
+  const stopped = await until("the transport to stop", async () => {
+    const { state } = await tool("transport_status");
+    return state.playback === "stopped" && state;
+  });
+  // The readout settles on where the transport stopped, and stays there.
+  const where = `${stopped.position_beats.toFixed(2)} beats`;
+  await page.waitForFunction((text) => document.getElementById("position").textContent.includes(text), where);
+  await page.waitForTimeout(300);
+  assert.match(await position.textContent(), new RegExp(where));
+  assert.deepEqual(problems, []);
+});
+
+test("an artifact plays in the browser with sound in it", async () => {
+  await page.getByRole("button", { name: "Listen to verse render" }).click();
+  const heard = await page.evaluate(async () => {
+    const audio = document.getElementById("artifact-audio");
+    const context = new AudioContext();
+    const source = context.createMediaElementSource(audio);
+    const analyser = context.createAnalyser();
+    source.connect(analyser);
+    analyser.connect(context.destination);
+    const samples = new Float32Array(analyser.fftSize);
+    const deadline = performance.now() + 10000;
+    let rms = 0;
+    while (performance.now() < deadline) {
+      analyser.getFloatTimeDomainData(samples);
+      rms = Math.sqrt(samples.reduce((sum, s) => sum + s * s, 0) / samples.length);
+      if (audio.currentTime > 0 && rms > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { currentTime: audio.currentTime, rms, error: audio.error?.message ?? null };
+  });
+  assert.equal(heard.error, null);
+  assert.ok(heard.currentTime > 0, `the audio advanced: ${JSON.stringify(heard)}`);
+  assert.ok(heard.rms > 0, `the samples are not silent: ${JSON.stringify(heard)}`);
+});
+
+test("a job from the scratchpad goes pending, running, succeeded on screen with its progress", async () => {
+  const code =
+    'function main() for i = 1, 10 do local t = os.clock() while os.clock() - t < 0.1 do end ' +
+    'job.progress(i / 10, "step " .. i) end return 7 end';
+  await page.getByLabel("Lua code").fill(code);
+  const seen = [];
+  await page.exposeFunction("recordState", (state) => seen.push(state));
+  await page.evaluate(() => {
+    new MutationObserver(() => {
+      const state = document.querySelector("#jobs li:first-child .state")?.textContent;
+      if (state) window.recordState(state);
+    }).observe(document.getElementById("jobs"), { subtree: true, childList: true, characterData: true });
+  });
+  await page.getByRole("button", { name: "Run as job" }).click();
+  const jobs = page.getByRole("list", { name: "Jobs" });
+  const first = jobs.getByRole("listitem").first();
+  await first.locator(".state", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
+  const states = [...new Set(seen)];
+  assert.ok(states.includes("running"), `states seen: ${states}`);
+  assert.equal(states.at(-1), "succeeded", `states seen: ${states}`);
+  assert.equal(await first.getByRole("progressbar").evaluate((bar) => bar.value), 1);
+  await page.screenshot({ path: join(SHOTS, "jobs.png"), fullPage: true });
+});
+
+test("Cancel stops a running job", async () => {
+  await page.getByLabel("Lua code").fill("function main() while true do end end");
+  await page.getByRole("button", { name: "Run as job" }).click();
+  const first = page.getByRole("list", { name: "Jobs" }).getByRole("listitem").first();
+  await first.locator(".state", { hasText: "running" }).waitFor({ timeout: 30000 });
+  await first.getByRole("button", { name: "Cancel" }).click();
+  await first.locator(".state", { hasText: "cancelled" }).waitFor({ timeout: 15000 });
+  const id = await first.getAttribute("data-job");
+  assert.equal((await tool("job_status", { job_id: id })).job.state, "cancelled");
+});
+
+test("the scratchpad shows a result, and an error with its line", async () => {
+  await page.getByLabel("Lua code").fill('print("hello")\nreturn 6 * 7');
+  await page.getByRole("button", { name: "Run", exact: true }).click();
+  await page.getByLabel("Result").getByText("→ 42").waitFor();
+  assert.match(await page.getByLabel("Result").textContent(), /hello/);
+  await page.getByLabel("Lua code").fill("local x = 1\nerror('no such chord')");
+  await page.getByRole("button", { name: "Run", exact: true }).click();
+  await page.getByLabel("Result").getByText(/:2: no such chord/).waitFor();
+  await page.screenshot({ path: join(SHOTS, "scratchpad.png"), fullPage: true });
+  assert.deepEqual(problems, []);
+  // The one failure the page met is the script's error (a tool error: 400 INVALID_ARGUMENT).
+  assert.deepEqual(failed, ["POST /api/tools/lua_eval 400"]);
+});
