@@ -5,95 +5,26 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, openSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import net from "node:net";
-import { chromium } from "playwright-core";
+import { ROOT, startStack, launchChromium, seedTune, until } from "./stack.mjs";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const HOLLER = join(ROOT, "target/debug/holler");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = join(ROOT, "target/studio-screenshots");
 const TOKEN = "studio-test-token";
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-const until = async (what, condition, timeoutMs = 15000) => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await condition();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
-
-let stack, base, browser, page, dir;
+let stack, base, browser, page;
 /** Console errors and uncaught exceptions in the page. */
 const problems = [];
 /** Requests the page made that failed ("METHOD path STATUS"); Chromium also logs each to the console. */
 const failed = [];
-
-/** A tool call as a script would make it: bearer token, no browser Origin. */
-async function tool(name, args = {}) {
-  const response = await fetch(`${base}/api/tools/${name}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(args),
-  });
-  const body = await response.json();
-  assert.ok(response.ok, `${name}: ${JSON.stringify(body)}`);
-  return body;
-}
+const tool = (name, args) => stack.tool(name, args);
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "hoot-studio-"));
-  writeFileSync(join(dir, "token"), `${TOKEN}\n`);
-  const port = await freePort();
-  const endpoint = async () => `tcp://127.0.0.1:${await freePort()}`;
-  const args = [
-    "--luanette", await endpoint(),
-    "--hootenanny", await endpoint(),
-    "--chaosgarden", await endpoint(),
-    "up",
-    "--data-dir", join(dir, "data"),
-    "--port", String(port),
-    "--audio-device", "none",
-    "--broadcasts", await endpoint(),
-    "--no-health",
-    "--token-file", join(dir, "token"),
-  ];
-  const log = openSync(join(dir, "holler.log"), "a");
-  const env = { ...process.env };
-  delete env.HOOT_KEY;
-  delete env.HOOT_KEY_FILE;
-  stack = spawn(HOLLER, args, { stdio: ["ignore", log, log], env });
-  base = `http://127.0.0.1:${port}`;
-  await until("holler up", async () => {
-    try {
-      const reply = await fetch(`${base}/health`, { headers: { authorization: `Bearer ${TOKEN}` } });
-      return reply.ok;
-    } catch {
-      return false;
-    }
-  }, 60000).catch((error) => {
-    throw new Error(`${error.message}; log:\n${readFileSync(join(dir, "holler.log"), "utf8")}`);
-  });
+  stack = await startStack(TOKEN);
+  base = stack.base;
 
   // A MIDI phrase as an artifact and a region, a marker, and the render of it as a WAV artifact.
-  const abc = "X:1\\nT:verse\\nM:4/4\\nL:1/8\\nQ:1/4=120\\nK:C\\nCDEF GABc|c2B2 A2G2|";
-  const midi = (await tool("lua_eval", { code: `return midi.save(abc.to_midi("${abc}"))` })).result;
+  const midi = await seedTune(stack);
   await tool("artifact_create", { cas_hash: midi, name: "verse", tags: ["midi"], creator: "seed" });
   await tool("timeline_add_region", { cas_hash: midi, position_beats: 0 });
   await tool("timeline_add_marker", { event_type: "section_change", position_beats: 4 });
@@ -101,14 +32,7 @@ before(async () => {
   await tool("artifact_create", { cas_hash: render.cas_hash, name: "verse render", tags: ["wav"], creator: "seed" });
   await tool("timeline_add_region", { cas_hash: render.cas_hash, position_beats: 8 });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("console", (message) => {
     if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
@@ -126,9 +50,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  stack?.kill("SIGTERM");
-  if (stack && stack.exitCode === null) await new Promise((resolve) => stack.once("exit", resolve));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 test("a request without the token is refused", async () => {
@@ -266,4 +188,67 @@ test("the scratchpad shows a result, and an error with its line", async () => {
   assert.deepEqual(problems, []);
   // The one failure the page met is the script's error (a tool error: 400 INVALID_ARGUMENT).
   assert.deepEqual(failed, ["POST /api/tools/lua_eval 400"]);
+});
+
+/** One MCP request over Streamable HTTP (the reply may come as JSON or as one SSE event). */
+async function mcp(session, method, params, id) {
+  const response = await fetch(`${base}/mcp`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      authorization: `Bearer ${TOKEN}`,
+      ...(session.id ? { "mcp-session-id": session.id } : {}),
+    },
+    body: JSON.stringify(id === undefined ? { jsonrpc: "2.0", method, params } : { jsonrpc: "2.0", id, method, params }),
+  });
+  session.id ||= response.headers.get("mcp-session-id");
+  const text = await response.text();
+  if (id === undefined) return null;
+  const data = text.startsWith("{") ? text : text.split("\n").filter((l) => l.startsWith("data: ") && l.length > 6).pop().slice(6);
+  return JSON.parse(data);
+}
+
+test("an MCP host that renders apps shows the timeline view from timeline_query's result", async () => {
+  const session = {};
+  await mcp(session, "initialize", {
+    protocolVersion: "2025-06-18",
+    capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: ["text/html;profile=mcp-app"] } } },
+    clientInfo: { name: "studio-test-host", version: "1" },
+  }, 1);
+  await mcp(session, "notifications/initialized", {});
+  const tools = await mcp(session, "tools/list", {}, 2);
+  const uri = tools.result.tools.find((t) => t.name === "timeline_query")._meta.ui.resourceUri;
+  const html = (await mcp(session, "resources/read", { uri }, 3)).result.contents[0].text;
+  const called = await mcp(session, "tools/call", { name: "timeline_query", arguments: {} }, 4);
+
+  // A minimal host: the app in a sandboxed frame, answering ui/initialize and tools/call.
+  const host = await browser.newPage();
+  await host.setContent("<iframe sandbox='allow-scripts' style='width:900px;height:300px'></iframe>");
+  await host.evaluate(([html, result]) => {
+    window.toolCalls = [];
+    const frame = document.querySelector("iframe");
+    window.addEventListener("message", (event) => {
+      const message = event.data;
+      const reply = (result) => frame.contentWindow.postMessage({ jsonrpc: "2.0", id: message.id, result }, "*");
+      if (message.method === "ui/initialize") {
+        reply({ protocolVersion: "2026-01-26", hostInfo: { name: "test", version: "1" }, hostCapabilities: {}, hostContext: {} });
+      } else if (message.method === "ui/notifications/initialized") {
+        frame.contentWindow.postMessage({ jsonrpc: "2.0", method: "ui/notifications/tool-result", params: result }, "*");
+      } else if (message.method === "tools/call") {
+        window.toolCalls.push(message.params.name);
+        reply({ content: [], structuredContent: result.structuredContent });
+      }
+    });
+    frame.srcdoc = html;
+  }, [html, called.result]);
+  const app = host.frameLocator("iframe");
+  await app.getByLabel("midi region at beat 0").waitFor();
+  await app.getByLabel("audio region at beat 8").waitFor();
+  await app.getByLabel("section_change marker at beat 4").waitFor();
+  await app.getByRole("button", { name: "Play" }).click();
+  await host.waitForFunction(() => window.toolCalls.includes("transport_play"));
+  await host.screenshot({ path: join(SHOTS, "mcp-app.png") });
+  await host.close();
+  await tool("transport_stop");
 });

@@ -46,9 +46,23 @@ pub fn resource_backend(uri: &str) -> Option<Backend> {
     }
 }
 
-/// Resources and templates of the backends that are up: `(resources, templates)` as MCP JSON.
+/// The timeline view as an MCP App (the `io.modelcontextprotocol/ui` extension): hosts that
+/// support it render this HTML inline when `timeline_query` runs (its `_meta.ui.resourceUri`).
+pub const TIMELINE_APP_URI: &str = "ui://hootenanny/timeline";
+/// An MCP App's MIME type.
+pub const MCP_APP_MIME: &str = "text/html;profile=mcp-app";
+const TIMELINE_APP: &str = include_str!("../studio/timeline-app.html");
+
+/// Resources and templates of the backends that are up, and the gateway's own (the timeline
+/// app): `(resources, templates)` as MCP JSON.
 pub async fn list_resources(backends: &Backends) -> (Vec<Value>, Vec<Value>) {
-    let mut resources = Vec::new();
+    let mut resources = vec![json!({
+        "uri": TIMELINE_APP_URI,
+        "name": "timeline-app",
+        "title": "Hootenanny timeline",
+        "description": "The timeline (regions, markers, the transport) as an interactive view, for MCP hosts that render MCP Apps; timeline_query shows it.",
+        "mimeType": MCP_APP_MIME,
+    })];
     let mut templates = Vec::new();
     for backend in [Backend::Luanette, Backend::Hootenanny] {
         let request = Payload::ListResources(pb::ListResourcesRequest::default());
@@ -70,9 +84,12 @@ pub async fn list_resources(backends: &Backends) -> (Vec<Value>, Vec<Value>) {
 
 /// One resource's contents as MCP JSON.
 pub async fn read_resource(backends: &Backends, uri: &str) -> Result<Value, McpError> {
+    if uri == TIMELINE_APP_URI {
+        return Ok(json!({"contents": [{"uri": uri, "mimeType": MCP_APP_MIME, "text": TIMELINE_APP}]}));
+    }
     let backend = resource_backend(uri).ok_or_else(|| {
         McpError::resource_not_found(
-            format!("no resource {uri:?}: URIs start with lua:// or hootenanny://"),
+            format!("no resource {uri:?}: URIs start with lua:// or hootenanny://, or are {TIMELINE_APP_URI}"),
             None,
         )
     })?;

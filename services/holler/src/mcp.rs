@@ -248,9 +248,19 @@ pub fn mcp_tool(info: hooteproto::v1::ToolInfo) -> Tool {
         .destructive(info.destructive)
         .idempotent(info.idempotent)
         .open_world(info.open_world);
+    let app = info.name == "timeline_query";
     let mut tool = Tool::new(info.name, info.description, Arc::new(input));
     tool.output_schema = Some(Arc::new(output));
     tool.annotations = Some(annotations);
+    if app {
+        // MCP Apps: hosts that render them show the timeline view with the result.
+        let mut meta = rmcp::model::MetaObject::new();
+        meta.0.insert(
+            "ui".into(),
+            serde_json::json!({"resourceUri": catalog::TIMELINE_APP_URI}),
+        );
+        tool.meta = Some(meta);
+    }
     tool
 }
 

@@ -329,3 +329,35 @@ fn cas_objects_come_whole_or_in_byte_ranges() {
     assert_eq!(past.headers()["content-range"], "bytes */3000000");
     studio.up.stop();
 }
+
+#[test]
+fn mcp_hosts_that_render_apps_get_the_timeline_view_with_timeline_query() {
+    let studio = Studio::start();
+    let mut mcp = common::Mcp::connect_with_token(&studio.up.url(), Some(TOKEN));
+    let tools = mcp.request("tools/list", json!({}));
+    let timeline = tools["result"]["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "timeline_query"))
+        .expect("timeline_query is listed");
+    let uri = timeline["_meta"]["ui"]["resourceUri"].as_str().expect("a UI resource");
+    assert_eq!(uri, "ui://hootenanny/timeline");
+    let others_with_ui = tools["result"]["tools"]
+        .as_array()
+        .map_or(0, |tools| tools.iter().filter(|t| t["_meta"]["ui"].is_object()).count());
+    assert_eq!(others_with_ui, 1, "only the timeline has a view");
+    let listed = mcp.request("resources/list", json!({}));
+    let app = listed["result"]["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["uri"] == uri))
+        .expect("the app is listed");
+    assert_eq!(app["mimeType"], "text/html;profile=mcp-app");
+    let read = mcp.request("resources/read", json!({"uri": uri}));
+    let content = &read["result"]["contents"][0];
+    assert_eq!(content["mimeType"], "text/html;profile=mcp-app");
+    let html = content["text"].as_str().expect("HTML");
+    assert!(
+        html.contains("ui/initialize") && html.contains("ui/notifications/tool-result"),
+        "speaks the MCP Apps protocol"
+    );
+    studio.up.stop();
+}
