@@ -116,6 +116,23 @@ test("pressing Play moves the Position readout, Stop holds it", async () => {
   assert.deepEqual(problems, []);
 });
 
+test("a generate_transition marker shows the job it started, live", async () => {
+  const lift = 'function main(p) return midi.save(abc.to_midi("X:1\\nL:1/4\\nK:C\\ncg")) end';
+  await tool("script_store", { content: lift, name: "lift" });
+  await tool("timeline_add_marker", { event_type: "generate_transition", position_beats: 1, metadata: { script: "lift" } });
+  await tool("transport_seek", { position_beats: 0 });
+  const timeline = page.getByRole("list", { name: "Timeline" });
+  await timeline.getByLabel("generate_transition marker at beat 1").waitFor();
+  await page.getByRole("button", { name: "Play", exact: true }).click();
+  await timeline.getByLabel("generate_transition marker at beat 1, job succeeded").waitFor({ timeout: 20000 });
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
+  const jobId = await timeline.getByLabel("generate_transition marker at beat 1, job succeeded").getAttribute("data-job");
+  const { job } = await tool("job_status", { job_id: jobId });
+  assert.equal(job.state, "succeeded");
+  assert.ok(job.tags.some((tag) => tag.startsWith("marker:")), JSON.stringify(job.tags));
+  assert.deepEqual(problems, []);
+});
+
 test("an artifact plays in the browser with sound in it", async () => {
   await page.getByRole("button", { name: "Listen to verse render" }).click();
   const heard = await page.evaluate(async () => {
@@ -146,22 +163,27 @@ test("a job from the scratchpad goes pending, running, succeeded on screen with 
     'function main() for i = 1, 10 do local t = os.clock() while os.clock() - t < 0.1 do end ' +
     'job.progress(i / 10, "step " .. i) end return 7 end';
   await page.getByLabel("Lua code").fill(code);
-  const seen = [];
-  await page.exposeFunction("recordState", (state) => seen.push(state));
+  // Every state the job's row shows, in order (recorded by the page as it changes).
   await page.evaluate(() => {
+    window.statesSeen = {};
     new MutationObserver(() => {
-      const state = document.querySelector("#jobs li:first-child .state")?.textContent;
-      if (state) window.recordState(state);
+      for (const row of document.querySelectorAll("#jobs li[data-job]")) {
+        const state = row.querySelector(".state")?.textContent;
+        const seen = (window.statesSeen[row.dataset.job] ||= []);
+        if (state && seen.at(-1) !== state) seen.push(state);
+      }
     }).observe(document.getElementById("jobs"), { subtree: true, childList: true, characterData: true });
   });
   await page.getByRole("button", { name: "Run as job" }).click();
-  const jobs = page.getByRole("list", { name: "Jobs" });
-  const first = jobs.getByRole("listitem").first();
-  await first.locator(".state", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
-  const states = [...new Set(seen)];
+  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
+  const id = started.split(" ")[1].replace(/:$/, "");
+  const row = page.getByRole("list", { name: "Jobs" }).locator(`li[data-job="${id}"]`);
+  await row.locator(".state", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
+  const states = await page.evaluate((id) => window.statesSeen[id], id);
   assert.ok(states.includes("running"), `states seen: ${states}`);
   assert.equal(states.at(-1), "succeeded", `states seen: ${states}`);
-  assert.equal(await first.getByRole("progressbar").evaluate((bar) => bar.value), 1);
+  assert.equal(await row.getByRole("progressbar").evaluate((bar) => bar.value), 1);
+  assert.match(await row.textContent(), /step 10/);
   await page.screenshot({ path: join(SHOTS, "jobs.png"), fullPage: true });
 });
 
@@ -170,9 +192,9 @@ test("Cancel stops a running job", async () => {
   await page.getByRole("button", { name: "Run as job" }).click();
   const first = page.getByRole("list", { name: "Jobs" }).getByRole("listitem").first();
   await first.locator(".state", { hasText: "running" }).waitFor({ timeout: 30000 });
-  await first.getByRole("button", { name: "Cancel" }).click();
-  await first.locator(".state", { hasText: "cancelled" }).waitFor({ timeout: 15000 });
   const id = await first.getAttribute("data-job");
+  await first.getByRole("button", { name: "Cancel" }).click();
+  await page.locator(`#jobs li[data-job="${id}"] .state`, { hasText: "cancelled" }).waitFor({ timeout: 15000 });
   assert.equal((await tool("job_status", { job_id: id })).job.state, "cancelled");
 });
 

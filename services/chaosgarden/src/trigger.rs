@@ -186,7 +186,12 @@ async fn transition(
     let request = pb::JobExecuteRequest {
         script_hash: script.clone(),
         params: Some(wkt::Struct::from_json(metadata)),
-        tags: vec!["chaosgarden".into(), "transition".into()],
+        // `marker:<id>` lets a viewer find the job a marker started (the studio shows it).
+        tags: vec![
+            "chaosgarden".into(),
+            "transition".into(),
+            format!("marker:{}", marker.marker_id),
+        ],
         // The boundary will not wait: ahead of normal work.
         priority: pb::JobPriority::High as i32,
         required_capabilities: Vec::new(),

@@ -131,7 +131,7 @@ async fn a_transition_marker_generates_material_that_plays_at_the_next_section()
         })
         .await
         .expect("verse");
-    add_marker(
+    let transition = add_marker(
         &garden.client,
         TimelineEventType::GenerateTransition,
         2.0,
@@ -174,6 +174,12 @@ async fn a_transition_marker_generates_material_that_plays_at_the_next_section()
         "marker metadata passes through"
     );
     assert!(job.tags.contains(&"transition".to_string()));
+    // The job names the marker that started it (the studio shows it on the marker).
+    assert!(
+        job.tags.contains(&format!("marker:{}", transition.marker_id)),
+        "{:?}",
+        job.tags
+    );
     // Heard at beat 12 (3 s = frame 144000) and not before: the verse has died away by then.
     let rendered = garden
         .client

@@ -230,12 +230,15 @@ function drawTimeline() {
   const markerLane = element("li", { class: "lane markers", "aria-label": "Markers" });
   for (const marker of timeline.markers) {
     const label = `${marker.event_type} marker at beat ${marker.position_beats}`;
+    // A generate_transition marker's job is tagged marker:<id> by Chaosgarden.
+    const job = jobOfMarker(marker.marker_id);
     const flag = element("span", {
       class: `marker ${marker.event_type}`,
-      title: label + (marker.metadata ? ` ${JSON.stringify(marker.metadata)}` : ""),
-      "aria-label": label,
-      text: marker.event_type.replace(/_/g, " "),
+      title: label + (marker.metadata ? ` ${JSON.stringify(marker.metadata)}` : "") + (job ? `\njob ${job.job_id}` : ""),
+      "aria-label": label + (job ? `, job ${job.state}` : ""),
+      text: marker.event_type.replace(/_/g, " ") + (job ? ` · ${job.state}` : ""),
     });
+    if (job) flag.dataset.job = job.job_id;
     flag.style.left = `${marker.position_beats * pixelsPerBeat}px`;
     markerLane.append(flag);
   }
@@ -490,6 +493,15 @@ function fillJob(item, job) {
   );
 }
 
+/** The newest job a marker started, if the jobs list holds one. */
+function jobOfMarker(markerId) {
+  let newest = null;
+  for (const job of jobs.values()) {
+    if ((job.tags || []).includes(`marker:${markerId}`) && (!newest || job.created_at > newest.created_at)) newest = job;
+  }
+  return newest;
+}
+
 function drawJobs() {
   const sorted = [...jobs.values()].sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
   $("jobs").replaceChildren(...sorted.slice(0, 100).map(jobItem));
@@ -501,6 +513,7 @@ async function refreshJobs() {
     jobs.clear();
     for (const job of reply.jobs || []) jobs.set(job.job_id, job);
     drawJobs();
+    drawTimeline();
   } catch (error) {
     say(error.message);
   }
@@ -513,7 +526,8 @@ function updateJob(id, change) {
     return;
   }
   Object.assign(job, change);
-  const item = document.querySelector(`[data-job="${CSS.escape(id)}"]`);
+  if (change.state && (job.tags || []).some((tag) => tag.startsWith("marker:"))) drawTimeline();
+  const item = document.querySelector(`#jobs [data-job="${CSS.escape(id)}"]`);
   if (item) fillJob(item, job);
   else drawJobs();
   if (finished.has(job.state) && shownJob === id) showJob(id);
@@ -579,6 +593,11 @@ function listenForEvents() {
   events.addEventListener("open", () => say("live"));
   events.addEventListener("error", () => say("reconnecting…"));
   events.addEventListener("transport", (event) => onTransport(JSON.parse(event.data)));
+  events.addEventListener("timeline", (event) => {
+    const reply = JSON.parse(event.data);
+    timeline = { regions: reply.regions || [], markers: reply.markers || [] };
+    drawTimeline();
+  });
   events.addEventListener("job", (event) => {
     const { job_id, state } = JSON.parse(event.data);
     updateJob(job_id, { state });

@@ -7,6 +7,9 @@
 //!   so the hub asks it: every [`PLAYING_EVERY`] while it plays (the page interpolates the
 //!   playhead between), every [`STOPPED_EVERY`] otherwise, and not at all while no page is
 //!   open — an idle gateway stays idle.
+//! - `timeline` is a `timeline_query` result (without the transport), sent when the
+//!   regions, markers or tempo map changed: looked at every [`TIMELINE_EVERY`] while a page
+//!   is open, so edits by agents, scripts and the CLI appear without a reload.
 //! - `resync` tells a page that fell behind (it missed events) to reload its lists.
 //!
 //! At most [`MAX_STREAMS`] streams are open at once; one more is refused with 503.
@@ -29,6 +32,8 @@ use crate::backends::Backends;
 pub const PLAYING_EVERY: Duration = Duration::from_millis(40);
 /// How often while it is stopped (to see play pressed elsewhere: the CLI, an agent).
 pub const STOPPED_EVERY: Duration = Duration::from_millis(500);
+/// How often the timeline is looked at for edits made elsewhere.
+pub const TIMELINE_EVERY: Duration = Duration::from_secs(1);
 /// Open event streams at most (each holds a connection and a queue).
 pub const MAX_STREAMS: usize = 64;
 /// Events queued for a slow page before it is told to resync.
@@ -48,6 +53,8 @@ pub struct Events {
     subscribed: Notify,
     /// The transport's last state, sent first to a new stream.
     transport: Mutex<Option<Published>>,
+    /// The timeline as last published (to see whether it changed).
+    timeline: Mutex<Option<Arc<str>>>,
     streams: Arc<Semaphore>,
 }
 
@@ -57,6 +64,7 @@ impl Default for Events {
             sender: broadcast::channel(QUEUE).0,
             subscribed: Notify::new(),
             transport: Mutex::new(None),
+            timeline: Mutex::new(None),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
     }
@@ -92,6 +100,7 @@ impl Events {
 
     /// Asks Chaosgarden for the transport's state while any page is open; runs until dropped.
     pub async fn watch_transport(self: Arc<Self>, backends: Arc<Backends>) {
+        let mut last_timeline = tokio::time::Instant::now();
         loop {
             if self.sender.receiver_count() == 0 {
                 self.subscribed.notified().await;
@@ -124,7 +133,37 @@ impl Events {
                     false
                 }
             };
+            if last_timeline.elapsed() >= TIMELINE_EVERY {
+                last_timeline = tokio::time::Instant::now();
+                self.check_timeline(&backends).await;
+            }
             tokio::time::sleep(if playing { PLAYING_EVERY } else { STOPPED_EVERY }).await;
+        }
+    }
+
+    /// Publishes `timeline` (a `timeline_query` result without its transport) when the
+    /// regions, markers or tempo map changed since the last look: edits by agents, scripts
+    /// and the CLI reach open pages.
+    async fn check_timeline(&self, backends: &Backends) {
+        let mut reply = match backends
+            .call_tool_structured("timeline_query", &json!({}), Duration::from_secs(2))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::debug!(%error, "timeline for the studio");
+                return;
+            }
+        };
+        if let Some(object) = reply.as_object_mut() {
+            object.remove("transport");
+        }
+        let data: Arc<str> = Arc::from(reply.to_string());
+        let mut last = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref() != Some(&*data) {
+            *last = Some(data.clone());
+            drop(last);
+            let _ = self.sender.send(Published { name: "timeline", data });
         }
     }
 
