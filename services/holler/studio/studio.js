@@ -366,9 +366,12 @@ $("render").addEventListener("click", async () => {
 
 const extensions = { "audio/midi": "mid", "audio/wav": "wav", "audio/x-wav": "wav", "text/vnd.abc": "abc" };
 
+/** Artifacts the list holds at most. */
+const MAX_ARTIFACTS = 2000;
+
 async function refreshArtifacts() {
   const query = $("search").value.trim();
-  const args = { page_size: 1000 };
+  const args = { page_size: 500 };
   const words = [];
   for (const part of query.split(/\s+/).filter(Boolean)) {
     if (part.startsWith("tag:")) args.tag = part.slice(4);
@@ -376,8 +379,19 @@ async function refreshArtifacts() {
     else words.push(part.toLowerCase());
   }
   try {
-    const reply = await call("artifact_list", args);
-    const artifacts = reply.artifacts || [];
+    // Page by page (the server gives at most 500 at a time), up to what a list can show.
+    const artifacts = [];
+    let more = false;
+    for (let token = ""; ; ) {
+      const reply = await call("artifact_list", { ...args, page_token: token });
+      artifacts.push(...(reply.artifacts || []));
+      token = reply.next_page_token;
+      if (!token) break;
+      if (artifacts.length >= MAX_ARTIFACTS) {
+        more = true;
+        break;
+      }
+    }
     if (!query) {
       artifactsByHash.clear();
       for (const artifact of artifacts) artifactsByHash.set(artifact.cas_hash, artifact);
@@ -388,7 +402,9 @@ async function refreshArtifacts() {
         .toLowerCase();
       return words.every((word) => text.includes(word));
     });
-    $("artifacts").replaceChildren(...shown.map(artifactItem));
+    const items = shown.map(artifactItem);
+    if (more) items.push(element("li", { class: "dim", text: `the first ${artifacts.length} only: search to narrow` }));
+    $("artifacts").replaceChildren(...items);
   } catch (error) {
     say(error.message);
   }

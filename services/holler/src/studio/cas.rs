@@ -1,7 +1,7 @@
 //! `GET /api/cas/{hash}`: a CAS object over HTTP, with single byte ranges (`Range: bytes=a-b`,
 //! `a-`, `-n`), so `<audio>` can seek and a download can resume. The gateway holds no copy:
-//! it streams the object from Hootenanny in [`CHUNK`]-sized `cas_get` calls, one at a time,
-//! so a large object costs one chunk of memory however many bytes are asked for.
+//! it streams the object from Hootenanny in [`CHUNK`]-sized `cas_get` calls ([`chunks`]), so
+//! a large object costs a few chunks of memory however many bytes are asked for.
 
 use std::time::Duration;
 
@@ -12,10 +12,51 @@ use axum::response::{IntoResponse, Response};
 use hooteproto::v1 as pb;
 
 use super::{Studio, call_failure};
+use crate::backends::Backends;
+use std::sync::Arc;
 
 /// Bytes per `cas_get` (well under the default maximum message size).
 pub const CHUNK: u64 = 1 << 20;
 const CALL: Duration = Duration::from_secs(30);
+
+/// Chunks fetched ahead of the reader.
+pub const IN_FLIGHT: usize = 4;
+
+/// Bytes `start..end` of an object, as [`CHUNK`]-sized `cas_get` calls with up to
+/// [`IN_FLIGHT`] in flight, so Hootenanny reads the next chunks while this side copies out the
+/// last (peaks of a 110 MiB WAV: 0.73 s one at a time, 0.50 s four at a time; 4 MiB chunks
+/// gained nothing over 1 MiB). Memory: at most `IN_FLIGHT` chunks, however large the object.
+/// A call that fails, or returns fewer bytes than asked, ends the stream with an error.
+pub fn chunks(
+    backends: Arc<Backends>,
+    hash: String,
+    start: u64,
+    end: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use futures_util::StreamExt as _;
+    let offsets = (start..end).step_by(CHUNK as usize);
+    futures_util::stream::iter(offsets)
+        .map(move |offset| {
+            let backends = backends.clone();
+            let request = pb::CasGetRequest {
+                hash: hash.clone(),
+                offset,
+                length: CHUNK.min(end - offset),
+            };
+            async move {
+                let want = request.length as usize;
+                match backends.send(request, CALL).await {
+                    Ok(reply) if reply.data.len() == want => Ok(Bytes::from(reply.data)),
+                    Ok(reply) => Err(std::io::Error::other(format!(
+                        "the CAS returned {} bytes where {want} were asked for",
+                        reply.data.len()
+                    ))),
+                    Err(error) => Err(std::io::Error::other(error.to_string())),
+                }
+            }
+        })
+        .buffered(IN_FLIGHT)
+}
 
 /// Which bytes a `Range` header asks for, of an object of `size` bytes: `Ok(None)` for the
 /// whole object (no header, or one this endpoint does not serve, which HTTP lets it ignore),
@@ -51,11 +92,19 @@ pub(crate) fn requested_range(range: Option<&str>, size: u64) -> Result<Option<(
     Ok(Some((start, end)))
 }
 
+/// An object's metadata, or the response that says why not (a bad hash, none such).
+pub(super) async fn inspect(backends: &Backends, hash: String) -> Result<pb::CasObject, Response> {
+    match backends.send(pb::CasInspectRequest { hash }, CALL).await {
+        Ok(reply) => Ok(reply.object.unwrap_or_default()),
+        Err(error) => Err(call_failure(&error)),
+    }
+}
+
 pub async fn object(State(studio): State<Studio>, Path(hash): Path<String>, headers: HeaderMap) -> Response {
     let backends = studio.backends.clone();
-    let object = match backends.send(pb::CasInspectRequest { hash }, CALL).await {
-        Ok(reply) => reply.object.unwrap_or_default(),
-        Err(error) => return call_failure(&error),
+    let object = match inspect(&backends, hash).await {
+        Ok(object) => object,
+        Err(response) => return response,
     };
     let size = object.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -71,31 +120,12 @@ pub async fn object(State(studio): State<Studio>, Path(hash): Path<String>, head
         }
     };
     let length = if size == 0 { 0 } else { end - start + 1 };
-    let hash = object.hash.clone();
-    // One chunk at a time, each asked for only when the client has taken the last.
-    let chunks = futures_util::stream::unfold(start, move |offset| {
-        let backends = backends.clone();
-        let hash = hash.clone();
-        async move {
-            if length == 0 || offset > end {
-                return None;
-            }
-            let want = CHUNK.min(end - offset + 1);
-            let request = pb::CasGetRequest {
-                hash,
-                offset,
-                length: want,
-            };
-            match backends.send(request, CALL).await {
-                Ok(reply) if !reply.data.is_empty() => {
-                    let next = offset + reply.data.len() as u64;
-                    Some((Ok::<_, std::io::Error>(Bytes::from(reply.data)), next))
-                }
-                Ok(_) => Some((Err(std::io::Error::other("the CAS returned no bytes")), u64::MAX)),
-                Err(error) => Some((Err(std::io::Error::other(error.to_string())), u64::MAX)),
-            }
-        }
-    });
+    let chunks = chunks(
+        backends,
+        object.hash.clone(),
+        start,
+        if length == 0 { start } else { end + 1 },
+    );
     let mut response = Response::new(Body::from_stream(chunks));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -15,7 +15,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -25,7 +24,8 @@ use chaosgarden::media::{MAX_MIDI_BYTES, WavFile, parse_midi};
 use hooteproto::v1 as pb;
 use serde_json::{Value, json};
 
-use super::{Studio, call_failure, failure};
+use super::cas::inspect;
+use super::{Studio, failure};
 use crate::backends::Backends;
 
 /// Notes returned at most for one file.
@@ -35,7 +35,6 @@ pub const MAX_BUCKETS: usize = 8_192;
 const DEFAULT_BUCKETS: usize = 1_024;
 /// Results kept (notes and peaks together); the oldest goes first.
 const CACHED: usize = 256;
-const CALL: Duration = Duration::from_secs(30);
 
 /// Computed drawings by (kind, hash, buckets).
 #[derive(Default)]
@@ -78,14 +77,6 @@ fn refused(message: impl std::fmt::Display) -> Response {
     )
 }
 
-/// An object's metadata, or the response that says why not.
-async fn inspect(backends: &Backends, hash: String) -> Result<pb::CasObject, Response> {
-    match backends.send(pb::CasInspectRequest { hash }, CALL).await {
-        Ok(reply) => Ok(reply.object.unwrap_or_default()),
-        Err(error) => Err(call_failure(&error)),
-    }
-}
-
 /// `GET /api/notes/{hash}`.
 pub async fn notes(State(studio): State<Studio>, Path(hash): Path<String>) -> Response {
     let object = match inspect(&studio.backends, hash).await {
@@ -102,13 +93,10 @@ pub async fn notes(State(studio): State<Studio>, Path(hash): Path<String>) -> Re
             object.hash, object.size
         ));
     }
-    let mut bytes = Vec::with_capacity(object.size as usize);
-    if let Err(error) = CasReader::new(studio.backends.clone(), &object)
-        .read_to_end_async(&mut bytes)
-        .await
-    {
-        return failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string());
-    }
+    let bytes = match read_whole(studio.backends.clone(), &object).await {
+        Ok(bytes) => bytes,
+        Err(error) => return failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()),
+    };
     let song = match parse_midi(&bytes) {
         Ok(song) => song,
         Err(error) => return refused(error),
@@ -179,12 +167,11 @@ pub async fn peaks(
     if let Some(cached) = studio.drawings.get(&key) {
         return Json(&*cached).into_response();
     }
-    let reader = CasReader::new(studio.backends.clone(), &object);
+    let reader = BlockingCasReader::new(studio.backends.clone(), &object, tokio::runtime::Handle::current());
     let size = object.size;
-    let handle = tokio::runtime::Handle::current();
     // hound reads synchronously: on a blocking thread, each chunk fetched as it needs it.
     let computed = tokio::task::spawn_blocking(move || {
-        let wav = WavFile::open(reader.blocking(handle), size).map_err(|e| e.to_string())?;
+        let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
         let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
         let peaks = wav.peaks(buckets).map_err(|e| e.to_string())?;
         Ok::<_, String>(json!({"frames": frames, "sample_rate": sample_rate, "peaks": peaks}))
@@ -205,88 +192,48 @@ pub async fn peaks(
     Json(&*value).into_response()
 }
 
-/// An object read front to back in [`super::cas::CHUNK`]-sized `cas_get` calls.
-struct CasReader {
-    backends: Arc<Backends>,
-    hash: String,
-    size: u64,
-    offset: u64,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl CasReader {
-    fn new(backends: Arc<Backends>, object: &pb::CasObject) -> Self {
-        Self {
-            backends,
-            hash: object.hash.clone(),
-            size: object.size,
-            offset: 0,
-            chunk: Vec::new(),
-            at: 0,
-        }
-    }
-
-    /// The next chunk, or an empty one at the end.
-    async fn next_chunk(&mut self) -> std::io::Result<Vec<u8>> {
-        if self.offset >= self.size {
-            return Ok(Vec::new());
-        }
-        let request = pb::CasGetRequest {
-            hash: self.hash.clone(),
-            offset: self.offset,
-            length: super::cas::CHUNK.min(self.size - self.offset),
-        };
-        let reply = self
-            .backends
-            .send(request, CALL)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        if reply.data.is_empty() {
-            return Err(std::io::Error::other(
-                "the CAS returned no bytes before the object's end",
-            ));
-        }
-        self.offset += reply.data.len() as u64;
-        Ok(reply.data)
-    }
-
-    async fn read_to_end_async(mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        loop {
-            let chunk = self.next_chunk().await?;
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            out.extend_from_slice(&chunk);
-        }
-    }
-
-    fn blocking(self, handle: tokio::runtime::Handle) -> BlockingCasReader {
-        BlockingCasReader { inner: self, handle }
-    }
-}
-
-/// [`CasReader`] as a `Read`, for a blocking thread.
+/// An object read front to back as a `Read`, for a blocking thread: the chunks come from
+/// [`super::cas::chunks`] (fetched ahead while the reader decodes).
 struct BlockingCasReader {
-    inner: CasReader,
+    chunks: std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> + Send>>,
     handle: tokio::runtime::Handle,
+    chunk: axum::body::Bytes,
+}
+
+impl BlockingCasReader {
+    fn new(backends: Arc<Backends>, object: &pb::CasObject, handle: tokio::runtime::Handle) -> Self {
+        Self {
+            chunks: Box::pin(super::cas::chunks(backends, object.hash.clone(), 0, object.size)),
+            handle,
+            chunk: axum::body::Bytes::new(),
+        }
+    }
 }
 
 impl Read for BlockingCasReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let inner = &mut self.inner;
-        if inner.at == inner.chunk.len() {
-            inner.chunk = self.handle.block_on(inner.next_chunk())?;
-            inner.at = 0;
-            if inner.chunk.is_empty() {
-                return Ok(0);
+        use futures_util::StreamExt as _;
+        if self.chunk.is_empty() {
+            match self.handle.block_on(self.chunks.next()) {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
             }
         }
-        let n = buf.len().min(inner.chunk.len() - inner.at);
-        buf[..n].copy_from_slice(&inner.chunk[inner.at..inner.at + n]);
-        inner.at += n;
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
     }
+}
+
+/// A whole object (the caller has bounded its size).
+async fn read_whole(backends: Arc<Backends>, object: &pb::CasObject) -> std::io::Result<Vec<u8>> {
+    use futures_util::TryStreamExt as _;
+    let mut bytes = Vec::with_capacity(object.size as usize);
+    let mut chunks = std::pin::pin!(super::cas::chunks(backends, object.hash.clone(), 0, object.size));
+    while let Some(chunk) = chunks.try_next().await? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
