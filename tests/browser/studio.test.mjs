@@ -31,6 +31,8 @@ before(async () => {
   const render = await tool("timeline_render", { from_beats: 0, to_beats: 8 });
   await tool("artifact_create", { cas_hash: render.cas_hash, name: "verse render", tags: ["wav"], creator: "seed" });
   await tool("timeline_add_region", { cas_hash: render.cas_hash, position_beats: 8 });
+  const start = await tool("timeline_render", { from_beats: 0, to_beats: 4 });
+  await tool("artifact_create", { cas_hash: start.cas_hash, name: "verse start", tags: ["wav"], creator: "seed" });
 
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -156,6 +158,40 @@ test("an artifact plays in the browser with sound in it", async () => {
   assert.equal(heard.error, null);
   assert.ok(heard.currentTime > 0, `the audio advanced: ${JSON.stringify(heard)}`);
   assert.ok(heard.rms > 0, `the samples are not silent: ${JSON.stringify(heard)}`);
+});
+
+test("A/B plays two takes in step at the same loudness, and switching swaps which is heard", async () => {
+  await page.getByRole("button", { name: "Compare verse render as A" }).click();
+  await page.getByRole("button", { name: "Compare verse start as B" }).click();
+  const play = page.getByRole("button", { name: "Play A/B" });
+  await until("both takes chosen", () => play.isEnabled());
+  await play.click();
+  const panel = page.getByRole("group", { name: "A/B comparison" });
+  const state = () =>
+    page.evaluate(() => ({
+      a: document.getElementById("audio-a").currentTime,
+      b: document.getElementById("audio-b").currentTime,
+      gainA: Number(document.getElementById("compare").dataset.gainA),
+      gainB: Number(document.getElementById("compare").dataset.gainB),
+    }));
+  const playing = await until("both takes to play", async () => {
+    const now = await state();
+    return now.a > 0.2 && now.b > 0.2 && now;
+  });
+  assert.ok(Math.abs(playing.a - playing.b) < 0.25, `in step: ${JSON.stringify(playing)}`);
+  assert.ok(playing.gainA > 0 && playing.gainB === 0, `A is heard: ${JSON.stringify(playing)}`);
+  // Each take is scaled by the target over its own RMS, as the gateway measured it.
+  const hashOf = async (name) => (await tool("artifact_list", { tag: "wav" })).artifacts.find((a) => a.name === name).cas_hash;
+  const rms = async (name) =>
+    (await (await fetch(`${base}/api/peaks/${await hashOf(name)}?buckets=1`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()).rms;
+  assert.ok(Math.abs(playing.gainA - 0.1 / (await rms("verse render"))) < 1e-3, JSON.stringify(playing));
+  await panel.getByRole("button", { name: "Hear B" }).click();
+  const switched = await state();
+  assert.ok(switched.gainA === 0 && switched.gainB > 0, `B is heard: ${JSON.stringify(switched)}`);
+  assert.ok(Math.abs(switched.gainB - 0.1 / (await rms("verse start"))) < 1e-3, JSON.stringify(switched));
+  assert.equal(await panel.getByRole("button", { name: "Hear A" }).getAttribute("aria-pressed"), "true");
+  await page.getByRole("button", { name: "Pause A/B" }).click();
+  assert.deepEqual(problems, []);
 });
 
 test("a job from the scratchpad goes pending, running, succeeded on screen with its progress", async () => {

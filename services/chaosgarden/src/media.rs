@@ -380,8 +380,9 @@ impl<R: Read> WavFile<R> {
     /// The waveform's outline for drawing: `buckets` (at least 1) spans of equal length,
     /// each the lowest and highest sample over all channels. Streams the samples in blocks
     /// (memory is the buckets and one block, whatever the file's length), decoding them in
-    /// bulk rather than one `Result` per sample: ten times hound's iterator.
-    pub fn peaks(self, buckets: usize) -> Result<Vec<[f32; 2]>, MediaError> {
+    /// bulk rather than one `Result` per sample: ten times hound's iterator. Also the RMS of
+    /// every sample, for playing takes at the same loudness.
+    pub fn peaks(self, buckets: usize) -> Result<Outline, MediaError> {
         let spec = self.reader.spec();
         let channels = spec.channels.max(1) as u64;
         let frames = self.frames().max(1);
@@ -406,6 +407,7 @@ impl<R: Read> WavFile<R> {
         let mut peaks = vec![[f32::INFINITY, f32::NEG_INFINITY]; buckets];
         let mut block = vec![0u8; (64 * 1024 / width) * width];
         let mut index = 0u64;
+        let mut squares = 0.0f64;
         while index < total {
             let want = (((total - index) as usize).saturating_mul(width)).min(block.len());
             input
@@ -413,6 +415,7 @@ impl<R: Read> WavFile<R> {
                 .map_err(|e| MediaError::Wav(format!("the samples end early: {e}")))?;
             for sample in block[..want].chunks_exact(width) {
                 let value = decode(sample);
+                squares += (value as f64) * (value as f64);
                 let bucket = ((index / channels) * buckets as u64 / frames) as usize;
                 if let Some(peak) = peaks.get_mut(bucket) {
                     peak[0] = peak[0].min(value);
@@ -426,8 +429,18 @@ impl<R: Read> WavFile<R> {
                 *peak = [0.0, 0.0];
             }
         }
-        Ok(peaks)
+        let rms = (squares / total.max(1) as f64).sqrt() as f32;
+        Ok(Outline { peaks, rms })
     }
+}
+
+/// A WAV's outline: [`WavFile::peaks`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outline {
+    /// Lowest and highest sample in each bucket.
+    pub peaks: Vec<[f32; 2]>,
+    /// Root mean square of every sample (0 to 1).
+    pub rms: f32,
 }
 
 /// Keeps the first two channels of interleaved `samples` (doubling mono) in `out`.
@@ -763,10 +776,11 @@ mod tests {
             };
             let bytes = wav(spec, 10_000);
             let buckets = 37;
-            let peaks = WavFile::open(Cursor::new(&bytes), bytes.len() as u64)
+            let outline = WavFile::open(Cursor::new(&bytes), bytes.len() as u64)
                 .expect("open")
                 .peaks(buckets)
                 .expect("peaks");
+            let peaks = outline.peaks;
             // The reference: every sample through hound, bucketed by frame.
             let mut reader = hound::WavReader::new(Cursor::new(&bytes)).expect("reader");
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
@@ -787,6 +801,12 @@ mod tests {
                 );
             }
             assert!(peaks.iter().any(|p| p[1] > 0.9), "{format:?} {bits}: the spike shows");
+            let rms = (samples.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+            assert!(
+                (outline.rms as f64 - rms).abs() < 1e-2,
+                "{format:?} {bits}: rms {} vs {rms}",
+                outline.rms
+            );
         }
     }
 

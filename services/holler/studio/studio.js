@@ -228,7 +228,8 @@ function drawTimeline() {
   const width = `${(timelineEnd() + 8) * pixelsPerBeat}px`;
   list.style.width = width;
   const markerLane = element("li", { class: "lane markers", "aria-label": "Markers" });
-  for (const marker of timeline.markers) {
+  const markers = [...timeline.markers].sort((a, b) => a.position_beats - b.position_beats);
+  for (const [index, marker] of markers.entries()) {
     const label = `${marker.event_type} marker at beat ${marker.position_beats}`;
     // A generate_transition marker's job is tagged marker:<id> by Chaosgarden.
     const job = jobOfMarker(marker.marker_id);
@@ -239,6 +240,9 @@ function drawTimeline() {
       text: marker.event_type.replace(/_/g, " ") + (job ? ` · ${job.state}` : ""),
     });
     if (job) flag.dataset.job = job.job_id;
+    // A flag ends where the next marker begins (its full text is in the tooltip).
+    const next = markers[index + 1];
+    flag.style.maxWidth = next ? `${Math.max((next.position_beats - marker.position_beats) * pixelsPerBeat - 2, 6)}px` : "16em";
     flag.style.left = `${marker.position_beats * pixelsPerBeat}px`;
     markerLane.append(flag);
   }
@@ -422,8 +426,84 @@ function artifactItem(artifact) {
     element("span", { class: "dim", text: ` ${artifact.creator || ""}` }),
     " ",
     element("button", { type: "button", "aria-label": `Listen to ${name}`, onclick: () => listen(artifact), text: "Listen" }),
+    element("button", { type: "button", "aria-label": `Compare ${name} as A`, onclick: () => compare("a", artifact), text: "A" }),
+    element("button", { type: "button", "aria-label": `Compare ${name} as B`, onclick: () => compare("b", artifact), text: "B" }),
   );
 }
+
+// ---- A/B comparison: two takes playing in step, each scaled to the same loudness ----------
+
+/** RMS both takes are scaled to (−20 dBFS), and the most a quiet take is raised. */
+const TARGET_RMS = 0.1;
+const MAX_GAIN = 8;
+const sides = { a: null, b: null };
+let audioContext = null;
+let hearing = "a";
+
+function gainNode(side) {
+  if (!sides[side].gain) {
+    audioContext ||= new AudioContext();
+    const source = audioContext.createMediaElementSource($(`audio-${side}`));
+    sides[side].gain = audioContext.createGain();
+    source.connect(sides[side].gain).connect(audioContext.destination);
+  }
+  return sides[side].gain;
+}
+
+function applyGains() {
+  const panel = $("compare");
+  for (const side of ["a", "b"]) {
+    if (!sides[side]) continue;
+    const value = side === hearing ? sides[side].level : 0;
+    gainNode(side).gain.value = value;
+    panel.dataset[`gain${side.toUpperCase()}`] = value.toFixed(4);
+  }
+  const other = hearing === "a" ? "B" : "A";
+  $("compare-switch").textContent = `Hear ${other}`;
+  $("compare-switch").setAttribute("aria-pressed", String(hearing === "b"));
+}
+
+async function compare(side, artifact) {
+  const name = artifact.name || artifact.artifact_id;
+  try {
+    const { object } = await call("cas_inspect", { hash: artifact.cas_hash });
+    if (!/^audio\/(x-)?wav/.test(object?.mime_type || "")) {
+      say(`${name} is ${object?.mime_type || "not audio"}: A/B compares WAVs`);
+      return;
+    }
+    const { rms } = await drawing(`/api/peaks/${artifact.cas_hash}?buckets=1`);
+    const previous = sides[side];
+    sides[side] = { name, level: Math.min(TARGET_RMS / Math.max(rms, 1e-6), MAX_GAIN), gain: previous?.gain };
+    $(`audio-${side}`).src = `/api/cas/${artifact.cas_hash}`;
+    $(`compare-${side}`).textContent = `${name} (×${sides[side].level.toFixed(2)})`;
+    const ready = sides.a && sides.b;
+    $("compare-play").disabled = !ready;
+    $("compare-switch").disabled = !ready;
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+$("compare-play").addEventListener("click", async () => {
+  const a = $("audio-a");
+  const b = $("audio-b");
+  if (!a.paused) {
+    a.pause();
+    b.pause();
+    $("compare-play").textContent = "Play A/B";
+    return;
+  }
+  applyGains();
+  await audioContext.resume();
+  b.currentTime = a.currentTime;
+  await Promise.all([a.play(), b.play()]);
+  $("compare-play").textContent = "Pause A/B";
+});
+
+$("compare-switch").addEventListener("click", () => {
+  hearing = hearing === "a" ? "b" : "a";
+  applyGains();
+});
 
 async function listen(artifact) {
   try {

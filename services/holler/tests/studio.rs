@@ -234,6 +234,8 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
     assert_eq!(peaks["frames"], 192_000);
     let loudest = buckets.iter().filter_map(|b| b[1].as_f64()).fold(0.0f64, f64::max);
     assert!(loudest > 0.01, "the render is not silent: {loudest}");
+    let rms = peaks["rms"].as_f64().expect("rms");
+    assert!(rms > 0.0 && rms < loudest, "rms {rms} of a tune peaking at {loudest}");
     assert!(
         buckets.iter().all(|b| b[0].as_f64() <= b[1].as_f64()),
         "min ≤ max in every bucket"

@@ -5,7 +5,8 @@
 //!   start_beats, duration_beats, velocity, channel}]}`, at most [`MAX_NOTES`] (then
 //!   `truncated: true`).
 //! - `GET /api/peaks/{hash}?buckets=N`: a WAV's outline, `{frames, sample_rate, peaks:
-//!   [[min, max], …]}` with N ≤ [`MAX_BUCKETS`] buckets (default 1,024).
+//!   [[min, max], …], rms}` with N ≤ [`MAX_BUCKETS`] buckets (default 1,024); `rms` over
+//!   every sample, for playing two takes at the same loudness.
 //!
 //! Both parse with Chaosgarden's checked readers, so a hostile file meets the same limits
 //! as a region (MIDI ≤ 4 MiB and 500,000 events; WAV ≤ 10 minutes, rates and channels
@@ -173,8 +174,10 @@ pub async fn peaks(
     let computed = tokio::task::spawn_blocking(move || {
         let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
         let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
-        let peaks = wav.peaks(buckets).map_err(|e| e.to_string())?;
-        Ok::<_, String>(json!({"frames": frames, "sample_rate": sample_rate, "peaks": peaks}))
+        let outline = wav.peaks(buckets).map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}),
+        )
     })
     .await;
     let value = match computed {
