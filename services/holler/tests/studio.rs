@@ -54,6 +54,13 @@ impl Studio {
         body
     }
 
+    /// `POST /api/tools/{tool}` with `{}` and no credentials yet: the caller adds what it tests.
+    fn post(&self, tool: &str) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .post(format!("{}/api/tools/{tool}", self.base))
+            .json(&json!({}))
+    }
+
     fn get(&self, path: &str) -> reqwest::blocking::Response {
         self.http
             .get(format!("{}{path}", self.base))
@@ -100,12 +107,7 @@ fn the_page_loads_without_the_token_and_everything_else_needs_it() {
         assert_eq!(reply.status(), StatusCode::OK, "{asset}");
     }
     // No token: the API, the event stream, the CAS and MCP are all closed.
-    let call = studio
-        .http
-        .post(format!("{}/api/tools/transport_status", studio.base))
-        .json(&json!({}))
-        .send()
-        .expect("call");
+    let call = studio.post("transport_status").send().expect("call");
     assert_eq!(call.status(), StatusCode::UNAUTHORIZED);
     for path in ["/api/events", "/api/cas/00000000", "/api/notes/00000000", "/health"] {
         let reply = studio.http.get(format!("{}{path}", studio.base)).send().expect("GET");
@@ -134,29 +136,23 @@ fn the_page_loads_without_the_token_and_everything_else_needs_it() {
     );
     let pair = cookie.split(';').next().expect("name=value").to_string();
     let with_cookie = studio
-        .http
-        .post(format!("{}/api/tools/transport_status", studio.base))
+        .post("transport_status")
         .header("cookie", pair)
-        .json(&json!({}))
         .send()
         .expect("call");
     assert_eq!(with_cookie.status(), StatusCode::OK);
     // With the token but under another site's name (DNS rebinding), or from its page: refused.
     let rebound = studio
-        .http
-        .post(format!("{}/api/tools/transport_status", studio.base))
+        .post("transport_status")
         .bearer_auth(TOKEN)
         .header("host", "evil.example")
-        .json(&json!({}))
         .send()
         .expect("call");
     assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
     let foreign = studio
-        .http
-        .post(format!("{}/api/tools/transport_play", studio.base))
+        .post("transport_play")
         .bearer_auth(TOKEN)
         .header("origin", "http://evil.example")
-        .json(&json!({}))
         .send()
         .expect("call");
     assert_eq!(foreign.status(), StatusCode::FORBIDDEN);

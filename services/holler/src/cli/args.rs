@@ -136,6 +136,21 @@ pub struct StackArgs {
     pub blobs: hooteproto::cli::BlobArgs,
 }
 
+/// Where the gateway is (`serve` listens there, `open` points a browser at it).
+#[derive(clap::Args)]
+pub struct GatewayArgs {
+    /// The gateway's HTTP port.
+    #[arg(long, env = "HOLLER_PORT", default_value_t = hooteproto::defaults::HOLLER_PORT)]
+    pub port: u16,
+    /// The gateway's address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// File holding the gateway's token: every request must carry it (for `open`, the link
+    /// then signs the browser in).
+    #[arg(long, env = "HOLLER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Start Luanette, Hootenanny, Chaosgarden and the MCP gateway in this process.
@@ -161,30 +176,16 @@ pub enum Command {
     },
     /// Open the studio (the gateway's web page) in a browser, or print its address.
     Open {
-        /// The gateway's HTTP port.
-        #[arg(long, env = "HOLLER_PORT", default_value_t = hooteproto::defaults::HOLLER_PORT)]
-        port: u16,
-        /// The gateway's address.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: std::net::IpAddr,
-        /// The gateway's token file, if it has one: the link then signs the browser in.
-        #[arg(long, env = "HOLLER_TOKEN_FILE")]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
         /// Print the address only.
         #[arg(long)]
         print: bool,
     },
     /// Serve MCP (Streamable HTTP) in front of running backends.
     Serve {
-        /// HTTP port.
-        #[arg(long, env = "HOLLER_PORT", default_value_t = hooteproto::defaults::HOLLER_PORT)]
-        port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: std::net::IpAddr,
-        /// File holding a bearer token every request must carry.
-        #[arg(long, env = "HOLLER_TOKEN_FILE")]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
         /// A browser origin to allow besides loopback (e.g. https://app.example.com:443); repeatable.
         #[arg(long)]
         allowed_origin: Vec<String>,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use hooteproto::Key;
 use hooteproto::auth::KeySource;
 
-use super::args::{Command, StackArgs};
+use super::args::{Command, GatewayArgs, StackArgs};
 use super::{Context, Failure, init_telemetry, usage};
 
 /// Hands `url` to the desktop's opener (xdg-open, or `open` on macOS); says so when there is none.
@@ -220,9 +220,7 @@ pub async fn run(
             Ok(stopped?)
         }
         Command::Serve {
-            port,
-            host,
-            token_file,
+            gateway: GatewayArgs { port, host, token_file },
             allowed_origin,
             broadcasts,
         } => {
@@ -244,9 +242,7 @@ pub async fn run(
             Ok(bound.run(hooteproto::server::shutdown_signal()).await?)
         }
         Command::Open {
-            port,
-            host,
-            token_file,
+            gateway: GatewayArgs { port, host, token_file },
             print,
         } => {
             let url = holler::up::studio_url(
