@@ -30,6 +30,9 @@ pub struct ServeConfig {
     pub broadcasts: Option<String>,
     /// The shared HMAC key (broadcasts are signed with it).
     pub key: Option<hooteproto::Key>,
+    /// The SoundFont the studio plays MIDI artifacts through (None: Chaosgarden's default
+    /// choice; `holler up` passes its own).
+    pub soundfont: Option<std::path::PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -40,6 +43,7 @@ impl Default for ServeConfig {
             token: None,
             broadcasts: None,
             key: None,
+            soundfont: None,
         }
     }
 }
@@ -87,7 +91,12 @@ pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Resul
     let service: StreamableHttpService<Gateway, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(gateway.clone()), Default::default(), mcp_config);
     let events = Arc::new(Events::default());
-    let studio = Studio::new(backends.clone(), events.clone(), (*guard).clone());
+    let studio = Studio::new(
+        backends.clone(),
+        events.clone(),
+        (*guard).clone(),
+        config.soundfont.clone(),
+    );
     let guarded = axum::Router::new()
         .nest_service("/mcp", service)
         .route("/health", axum::routing::get(health))

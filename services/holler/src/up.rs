@@ -202,6 +202,7 @@ pub async fn run(
             token: config.token.clone(),
             broadcasts: config.stack.broadcasts.clone(),
             key: config.stack.key.as_ref().map(|(key, _)| key.clone()),
+            soundfont: config.stack.soundfont.clone(),
         },
         stack.backends.clone(),
     )

@@ -509,12 +509,13 @@ async function listen(artifact) {
   try {
     const { object } = await call("cas_inspect", { hash: artifact.cas_hash });
     const mime = object?.mime_type || "";
-    if (!mime.startsWith("audio/") || mime === "audio/midi") {
-      say(`${artifact.name || artifact.artifact_id} is ${mime || "not audio"}: place it on the timeline and render to hear it`);
+    if (!mime.startsWith("audio/")) {
+      say(`${artifact.name || artifact.artifact_id} is ${mime || "not audio"}, nothing to hear`);
       return;
     }
     const audio = $("artifact-audio");
-    audio.src = `/api/cas/${artifact.cas_hash}`;
+    // MIDI is rendered on the gateway, with Chaosgarden's synthesizer at the timeline's tempo.
+    audio.src = mime === "audio/midi" ? `/api/render/${artifact.cas_hash}` : `/api/cas/${artifact.cas_hash}`;
     await audio.play();
   } catch (error) {
     say(error.message);

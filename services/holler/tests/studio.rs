@@ -359,3 +359,53 @@ fn mcp_hosts_that_render_apps_get_the_timeline_view_with_timeline_query() {
     );
     studio.up.stop();
 }
+
+#[test]
+fn a_midi_artifact_is_heard_on_its_own_rendered_at_the_timelines_tempo() {
+    let studio = Studio::start();
+    let tune = studio.tune();
+    let render = |tempo: f64| {
+        studio.ok(
+            "timeline_set_tempo",
+            json!({"change": {"position_beats": 0, "tempo_bpm": tempo}}),
+        );
+        let reply = studio.get(&format!("/api/render/{tune}"));
+        assert_eq!(reply.status(), StatusCode::OK);
+        assert_eq!(reply.headers()["content-type"], "audio/wav");
+        let bytes = reply.bytes().expect("WAV");
+        let mut wav = hound::WavReader::new(std::io::Cursor::new(bytes.to_vec())).expect("a WAV");
+        let frames = wav.duration();
+        let loudest = wav
+            .samples::<i16>()
+            .filter_map(Result::ok)
+            .map(|s| s.unsigned_abs())
+            .max();
+        (frames, loudest.unwrap_or(0), bytes.len())
+    };
+    // 8 beats of notes: 4 s at 120 bpm, 2 s at 240 (and a release tail after each).
+    let (slow, loud, _) = render(120.0);
+    let (fast, _, _) = render(240.0);
+    assert!(loud > 300, "not silent: {loud}");
+    assert!(
+        slow >= 4 * 48_000 && fast >= 2 * 48_000 && fast < slow,
+        "{slow} vs {fast} frames"
+    );
+    // Byte ranges, as <audio> asks for them.
+    let part = studio
+        .http
+        .get(format!("{}/api/render/{tune}", studio.base))
+        .bearer_auth(TOKEN)
+        .header("range", "bytes=0-99")
+        .send()
+        .expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 0-99/{}", render(240.0).2)
+    );
+    // Not MIDI: refused with the reason.
+    let text = studio.store(b"just some words", "text/plain");
+    let reply = studio.get(&format!("/api/render/{text}"));
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    studio.up.stop();
+}

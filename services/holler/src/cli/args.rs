@@ -186,6 +186,11 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         gateway: GatewayArgs,
+        /// SoundFont (.sf2) the studio plays MIDI artifacts through, or "builtin" [default: as
+        /// Chaosgarden chooses: a General MIDI SoundFont under /usr/share/sounds/sf2, else the
+        /// built-in one]
+        #[arg(long, env = "CHAOSGARDEN_SOUNDFONT")]
+        soundfont: Option<PathBuf>,
         /// A browser origin to allow besides loopback (e.g. https://app.example.com:443); repeatable.
         #[arg(long)]
         allowed_origin: Vec<String>,

@@ -221,6 +221,7 @@ pub async fn run(
         }
         Command::Serve {
             gateway: GatewayArgs { port, host, token_file },
+            soundfont,
             allowed_origin,
             broadcasts,
         } => {
@@ -230,6 +231,7 @@ pub async fn run(
                 token: read_token(token_file)?,
                 broadcasts: endpoint_or_none(&broadcasts),
                 key: key.map(|(key, _)| key),
+                soundfont,
             };
             let token = config.token.clone();
             let bound = holler::serve::bind(config, context.backends.clone()).await?;

@@ -61,7 +61,7 @@ pub fn chunks(
 /// Which bytes a `Range` header asks for, of an object of `size` bytes: `Ok(None)` for the
 /// whole object (no header, or one this endpoint does not serve, which HTTP lets it ignore),
 /// `Err(())` for a range that lies past the end (416).
-pub(crate) fn requested_range(range: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(super) fn requested_range(range: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };

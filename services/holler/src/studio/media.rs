@@ -229,7 +229,7 @@ impl Read for BlockingCasReader {
 }
 
 /// A whole object (the caller has bounded its size).
-async fn read_whole(backends: Arc<Backends>, object: &pb::CasObject) -> std::io::Result<Vec<u8>> {
+pub(super) async fn read_whole(backends: Arc<Backends>, object: &pb::CasObject) -> std::io::Result<Vec<u8>> {
     use futures_util::TryStreamExt as _;
     let mut bytes = Vec::with_capacity(object.size as usize);
     let mut chunks = std::pin::pin!(super::cas::chunks(backends, object.hash.clone(), 0, object.size));

@@ -11,6 +11,7 @@
 //! - `GET /api/cas/{hash}`: a CAS object with HTTP byte ranges, so `<audio>` can seek (`cas`).
 //! - `GET /api/notes/{hash}`, `GET /api/peaks/{hash}`: what MIDI and WAV regions are drawn
 //!   with (`media`).
+//! - `GET /api/render/{hash}`: a MIDI artifact as a WAV, on its own (`render`).
 //!
 //! Every `/api` request must come from an allowed Origin (when it names one) to an expected
 //! Host (a page on another site cannot reach it through DNS rebinding), and no GET changes
@@ -20,6 +21,7 @@ mod cas;
 pub mod events;
 pub mod guard;
 mod media;
+mod render;
 
 use std::sync::Arc;
 
@@ -43,16 +45,24 @@ pub struct Studio {
     pub(crate) events: Arc<events::Events>,
     pub(crate) guard: Arc<Guard>,
     pub(crate) drawings: Arc<media::Drawings>,
+    pub(crate) renderer: Arc<render::Renderer>,
 }
 
 impl Studio {
-    /// The studio over `backends`, with its event hub and its request checks.
-    pub fn new(backends: Arc<Backends>, events: Arc<events::Events>, guard: Guard) -> Self {
+    /// The studio over `backends`, with its event hub and its request checks; MIDI artifacts
+    /// are heard through `soundfont` (None: Chaosgarden's default choice).
+    pub fn new(
+        backends: Arc<Backends>,
+        events: Arc<events::Events>,
+        guard: Guard,
+        soundfont: Option<std::path::PathBuf>,
+    ) -> Self {
         Self {
             backends,
             events,
             guard: Arc::new(guard),
             drawings: Arc::default(),
+            renderer: Arc::new(render::Renderer::new(soundfont)),
         }
     }
 
@@ -74,6 +84,7 @@ impl Studio {
             .route("/api/cas/{hash}", get(cas::object))
             .route("/api/notes/{hash}", get(media::notes))
             .route("/api/peaks/{hash}", get(media::peaks))
+            .route("/api/render/{hash}", get(render::midi))
             .layer(axum::middleware::from_fn_with_state(self.guard.clone(), guard::check))
             .with_state(self.clone())
     }
