@@ -3,8 +3,8 @@
 //! map, as a 16-bit WAV with byte ranges.
 //!
 //! Bounds: the MIDI file meets Chaosgarden's checks (≤ 4 MiB, 500,000 events, ≤ 10 minutes
-//! rendered); one render runs at a time (others wait their turn); renders are kept by (hash,
-//! tempo map) up to [`CACHE_BYTES`] in all.
+//! rendered: up to ~230 MB of samples while it runs); one render runs at a time (others wait
+//! their turn); renders are kept by (hash, tempo map) up to [`CACHE_BYTES`] in all.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -114,6 +114,10 @@ pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, header
                     "shutting down",
                 );
             };
+            // Rendered by the request this one waited behind?
+            if let Some(wav) = renderer.get(&key) {
+                return respond(&wav, headers.get(header::RANGE).and_then(|v| v.to_str().ok()));
+            }
             let bytes = match super::media::read_whole(studio.backends.clone(), &object).await {
                 Ok(bytes) => bytes,
                 Err(error) => return failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()),
