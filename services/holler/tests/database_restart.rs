@@ -186,7 +186,13 @@ async fn under_load(postgres: &ScriptServer, up: &Up, data: &Path) {
                 job.state,
                 job.error
             );
-            assert!(Instant::now() < deadline, "job {id} did not finish");
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not finish: {:?} on worker {:?}, started {:?}",
+                JobState::try_from(job.state),
+                job.worker,
+                job.started_at
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -143,6 +143,9 @@ impl ClusterJobs {
                     Heard::Notification { .. } => {}
                     Heard::Missed => {
                         let _ = jobs.finished.send(None);
+                        // A claim may have gone unheard (one whose worker lost the reply
+                        // leaves a lease nobody renews): an idle reaper looks again.
+                        jobs.claimed.send_modify(|n| *n += 1);
                     }
                 }
             }

@@ -27,6 +27,11 @@ pub struct Worker {
 const UNRECORDED_PER_SLOT: usize = 2;
 
 /// A claimed job.
+/// The first pause before claiming again after a claim failed; it doubles up to
+/// [`CLAIM_RETRY_MAX`] while claims keep failing.
+const CLAIM_RETRY_FIRST: Duration = Duration::from_millis(200);
+const CLAIM_RETRY_MAX: Duration = Duration::from_secs(2);
+
 struct Claim {
     id: String,
     code: String,
@@ -56,6 +61,9 @@ impl Worker {
             tracing::warn!(%error, "reaping expired leases failed");
         }
         tracing::info!(worker = %self.name, jobs = self.concurrency, capabilities = ?self.capabilities, "worker ready");
+        // After a failed claim (the database away, or a connection it broke), when to look
+        // again: no notification may come for work already queued.
+        let mut retry: Option<Duration> = None;
         loop {
             // Take jobs while there are slots, places and work.
             loop {
@@ -67,6 +75,7 @@ impl Worker {
                 };
                 match self.claim().await {
                     Ok(Some(claim)) => {
+                        retry = None;
                         let token = stop.child_token();
                         if let Ok(mut map) = cancels.lock() {
                             map.insert(claim.id.clone(), token.clone());
@@ -82,9 +91,13 @@ impl Worker {
                             freed.notify_one();
                         });
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        retry = None;
+                        break;
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "claiming a job failed");
+                        tracing::warn!(%error, "claiming a job failed; trying again shortly");
+                        retry = Some(retry.map_or(CLAIM_RETRY_FIRST, |r| (r * 2).min(CLAIM_RETRY_MAX)));
                         break;
                     }
                 }
@@ -99,6 +112,7 @@ impl Worker {
                         heard => break Some(heard),
                     },
                     () = freed.notified() => break Some(Heard::Missed),
+                    () = tokio::time::sleep(retry.unwrap_or_default()), if retry.is_some() => break Some(Heard::Missed),
                 }
             };
             match heard {
