@@ -126,7 +126,14 @@ test("a generate_transition marker shows the job it started, live", async () => 
   const timeline = page.getByRole("list", { name: "Timeline" });
   await timeline.getByLabel("generate_transition marker at beat 1").waitFor();
   await page.getByRole("button", { name: "Play", exact: true }).click();
-  await timeline.getByLabel("generate_transition marker at beat 1, job succeeded").waitFor({ timeout: 20000 });
+  await timeline
+    .getByLabel("generate_transition marker at beat 1, job succeeded")
+    .waitFor({ timeout: 20000 })
+    .catch(async (error) => {
+      const jobs = (await tool("job_list", {})).jobs.map((j) => `${j.job_id} ${j.state} ${j.tags} ${j.error?.message ?? ""}`);
+      const labels = await timeline.locator(".marker").evaluateAll((m) => m.map((e) => e.getAttribute("aria-label")));
+      throw new Error(`${error.message}\njobs: ${jobs.join("; ")}\nmarkers: ${labels.join("; ")}`);
+    });
   await page.getByRole("button", { name: "Stop", exact: true }).click();
   const jobId = await timeline.getByLabel("generate_transition marker at beat 1, job succeeded").getAttribute("data-job");
   const { job } = await tool("job_status", { job_id: jobId });

@@ -373,7 +373,10 @@ const extensions = { "audio/midi": "mid", "audio/wav": "wav", "audio/x-wav": "wa
 /** Artifacts the list holds at most. */
 const MAX_ARTIFACTS = 2000;
 
+let artifactsAsked = 0;
+
 async function refreshArtifacts() {
+  const asked = ++artifactsAsked;
   const query = $("search").value.trim();
   const args = { page_size: 500 };
   const words = [];
@@ -396,6 +399,7 @@ async function refreshArtifacts() {
         break;
       }
     }
+    if (asked !== artifactsAsked) return;
     if (!query) {
       artifactsByHash.clear();
       for (const artifact of artifacts) artifactsByHash.set(artifact.cas_hash, artifact);
@@ -604,9 +608,14 @@ function drawJobs() {
   $("jobs").replaceChildren(...sorted.slice(0, 100).map(jobItem));
 }
 
+/** Which refresh is the latest: an older one's reply, arriving late, must not win. */
+let jobsAsked = 0;
+
 async function refreshJobs() {
+  const asked = ++jobsAsked;
   try {
     const reply = await call("job_list", { page_size: 100 });
+    if (asked !== jobsAsked) return;
     jobs.clear();
     for (const job of reply.jobs || []) jobs.set(job.job_id, job);
     drawJobs();
