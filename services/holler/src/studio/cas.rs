@@ -61,7 +61,7 @@ pub fn chunks(
 /// Which bytes a `Range` header asks for, of an object of `size` bytes: `Ok(None)` for the
 /// whole object (no header, or one this endpoint does not serve, which HTTP lets it ignore),
 /// `Err(())` for a range that lies past the end (416).
-pub(super) fn requested_range(range: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+fn requested_range(range: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };
@@ -106,52 +106,87 @@ pub async fn object(State(studio): State<Studio>, Path(hash): Path<String>, head
         Ok(object) => object,
         Err(response) => return response,
     };
-    let size = object.size;
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, end) = match requested_range(range, size) {
-        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
-        Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
-        Err(()) => {
-            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return response;
-        }
+    let span = match Span::of(&headers, object.size) {
+        Ok(span) => span,
+        Err(unsatisfiable) => return unsatisfiable.into_response(),
     };
-    let length = if size == 0 { 0 } else { end - start + 1 };
-    let chunks = chunks(
-        backends,
-        object.hash.clone(),
-        start,
-        if length == 0 { start } else { end + 1 },
-    );
-    let mut response = Response::new(Body::from_stream(chunks));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    let mime = if object.mime_type.is_empty() {
-        "application/octet-stream"
-    } else {
-        object.mime_type.as_str()
-    };
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let chunks = chunks(backends, object.hash.clone(), span.start, span.start + span.length);
     // Content-addressed: the bytes under a hash never change.
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
-    {
-        headers.insert(header::CONTENT_RANGE, value);
+    span.respond(
+        Body::from_stream(chunks),
+        &object.mime_type,
+        "private, max-age=31536000, immutable",
+    )
+}
+
+/// A range that lies past the end of a `size`-byte resource: 416, saying the size.
+pub(super) struct Unsatisfiable {
+    size: u64,
+}
+
+impl IntoResponse for Unsatisfiable {
+    fn into_response(self) -> Response {
+        let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", self.size)) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        response
     }
-    response
+}
+
+/// The bytes of a `size`-byte resource a request gets: all of it (200), or the one range its
+/// `Range` header asks for (206).
+pub(super) struct Span {
+    status: StatusCode,
+    pub(super) start: u64,
+    pub(super) length: u64,
+    size: u64,
+}
+
+impl Span {
+    /// The span `headers` ask for, or why none can be served (a range past the end).
+    pub(super) fn of(headers: &HeaderMap, size: u64) -> Result<Self, Unsatisfiable> {
+        let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let (status, start, end) = match requested_range(range, size) {
+            Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+            Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
+            Err(()) => return Err(Unsatisfiable { size }),
+        };
+        let length = if size == 0 { 0 } else { end - start + 1 };
+        Ok(Self {
+            status,
+            start,
+            length,
+            size,
+        })
+    }
+
+    /// `body` (exactly the span's bytes) with the headers a ranged response carries.
+    pub(super) fn respond(&self, body: Body, mime: &str, cache_control: &'static str) -> Response {
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        let mime = if mime.is_empty() {
+            "application/octet-stream"
+        } else {
+            mime
+        };
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        );
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.length));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if self.status == StatusCode::PARTIAL_CONTENT {
+            let end = self.start + self.length - 1;
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes {}-{end}/{}", self.start, self.size)) {
+                headers.insert(header::CONTENT_RANGE, value);
+            }
+        }
+        response
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use hooteproto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::cas::inspect;
-use super::{Studio, failure};
+use super::{Studio, blocking, failure, refused};
 use crate::backends::Backends;
 
 /// Notes returned at most for one file.
@@ -70,12 +70,17 @@ impl Drawings {
     }
 }
 
-fn refused(message: impl std::fmt::Display) -> Response {
-    failure(
-        StatusCode::BAD_REQUEST,
-        pb::ErrorCode::InvalidArgument,
-        &message.to_string(),
-    )
+/// A MIDI file's bytes, once its size is within what Chaosgarden reads.
+pub(super) async fn midi_file(backends: Arc<Backends>, object: &pb::CasObject) -> Result<Vec<u8>, Response> {
+    if object.size > MAX_MIDI_BYTES {
+        return Err(refused(format!(
+            "{} is {} bytes; a MIDI file is read up to {MAX_MIDI_BYTES}",
+            object.hash, object.size
+        )));
+    }
+    read_whole(backends, object)
+        .await
+        .map_err(|error| failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()))
 }
 
 /// `GET /api/notes/{hash}`.
@@ -88,15 +93,9 @@ pub async fn notes(State(studio): State<Studio>, Path(hash): Path<String>) -> Re
     if let Some(cached) = studio.drawings.get(&key) {
         return Json(&*cached).into_response();
     }
-    if object.size > MAX_MIDI_BYTES {
-        return refused(format!(
-            "{} is {} bytes; a MIDI file is read up to {MAX_MIDI_BYTES}",
-            object.hash, object.size
-        ));
-    }
-    let bytes = match read_whole(studio.backends.clone(), &object).await {
+    let bytes = match midi_file(studio.backends.clone(), &object).await {
         Ok(bytes) => bytes,
-        Err(error) => return failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()),
+        Err(response) => return response,
     };
     let song = match parse_midi(&bytes) {
         Ok(song) => song,
@@ -171,25 +170,16 @@ pub async fn peaks(
     let reader = BlockingCasReader::new(studio.backends.clone(), &object, tokio::runtime::Handle::current());
     let size = object.size;
     // hound reads synchronously: on a blocking thread, each chunk fetched as it needs it.
-    let computed = tokio::task::spawn_blocking(move || {
+    let value = match blocking(move || {
         let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
         let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
         let outline = wav.peaks(buckets).map_err(|e| e.to_string())?;
-        Ok::<_, String>(
-            json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}),
-        )
+        Ok(json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}))
     })
-    .await;
-    let value = match computed {
-        Ok(Ok(value)) => Arc::new(value),
-        Ok(Err(message)) => return refused(message),
-        Err(error) => {
-            return failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pb::ErrorCode::Internal,
-                &error.to_string(),
-            );
-        }
+    .await
+    {
+        Ok(value) => Arc::new(value),
+        Err(response) => return response,
     };
     studio.drawings.put(key, value.clone());
     Json(&*value).into_response()

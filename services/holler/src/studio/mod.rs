@@ -190,6 +190,31 @@ pub(crate) fn failure(status: StatusCode, code: hooteproto::v1::ErrorCode, messa
     (status, Json(body)).into_response()
 }
 
+/// Bad input, as 400 INVALID_ARGUMENT with the reason.
+pub(crate) fn refused(message: impl std::fmt::Display) -> Response {
+    failure(
+        StatusCode::BAD_REQUEST,
+        hooteproto::v1::ErrorCode::InvalidArgument,
+        &message.to_string(),
+    )
+}
+
+/// Runs CPU-bound `work` on a blocking thread: its error is the input's fault (400, see
+/// [`refused`]); a panic in it is 500.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(refused(message)),
+        Err(error) => Err(failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            hooteproto::v1::ErrorCode::Internal,
+            &error.to_string(),
+        )),
+    }
+}
+
 /// The HTTP status for a canonical code (as gRPC's HTTP mapping has it).
 fn http_status(code: hooteproto::v1::ErrorCode) -> StatusCode {
     use hooteproto::v1::ErrorCode as C;

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chaosgarden::media::{MAX_MIDI_BYTES, Synth, parse_midi};
+use chaosgarden::media::{Synth, parse_midi};
 use chaosgarden::time::TempoMap;
 use hooteproto::v1 as pb;
 
-use super::cas::{inspect, requested_range};
-use super::{Studio, call_failure, failure};
+use super::cas::{Span, inspect};
+use super::{Studio, blocking, call_failure, failure};
 
 /// Rendered audio kept at most, in bytes (the oldest render goes first).
 pub const CACHE_BYTES: usize = 128 << 20;
@@ -73,26 +73,12 @@ impl Renderer {
     }
 }
 
-fn refused(message: impl std::fmt::Display) -> Response {
-    failure(
-        StatusCode::BAD_REQUEST,
-        pb::ErrorCode::InvalidArgument,
-        &message.to_string(),
-    )
-}
-
 /// `GET /api/render/{hash}`.
 pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, headers: HeaderMap) -> Response {
     let object = match inspect(&studio.backends, hash).await {
         Ok(object) => object,
         Err(response) => return response,
     };
-    if object.size > MAX_MIDI_BYTES {
-        return refused(format!(
-            "{} is {} bytes; a MIDI file is read up to {MAX_MIDI_BYTES}",
-            object.hash, object.size
-        ));
-    }
     // The timeline's tempo map, so the artifact sounds as it would placed on it.
     let changes = match studio
         .backends
@@ -116,39 +102,32 @@ pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, header
             };
             // Rendered by the request this one waited behind?
             if let Some(wav) = renderer.get(&key) {
-                return respond(&wav, headers.get(header::RANGE).and_then(|v| v.to_str().ok()));
+                return respond(&wav, &headers);
             }
-            let bytes = match super::media::read_whole(studio.backends.clone(), &object).await {
+            let bytes = match super::media::midi_file(studio.backends.clone(), &object).await {
                 Ok(bytes) => bytes,
-                Err(error) => return failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()),
+                Err(response) => return response,
             };
             let synth = match renderer.synth().await {
                 Ok(synth) => synth,
                 Err(error) => return failure(StatusCode::INTERNAL_SERVER_ERROR, pb::ErrorCode::Internal, &error),
             };
-            let rendered = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let wav = match blocking(move || {
                 let song = parse_midi(&bytes).map_err(|e| e.to_string())?;
                 let map = TempoMap::from_proto(&changes).map_err(|e| e.to_string())?;
                 let samples = synth.render(&song, &map, 0.0, SAMPLE_RATE).map_err(|e| e.to_string())?;
                 wav16(&samples)
             })
-            .await;
-            let wav = match rendered {
-                Ok(Ok(wav)) => Arc::new(wav),
-                Ok(Err(message)) => return refused(message),
-                Err(error) => {
-                    return failure(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        pb::ErrorCode::Internal,
-                        &error.to_string(),
-                    );
-                }
+            .await
+            {
+                Ok(wav) => Arc::new(wav),
+                Err(response) => return response,
             };
             renderer.keep(key, wav.clone());
             wav
         }
     };
-    respond(&wav, headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
+    respond(&wav, &headers)
 }
 
 /// Interleaved stereo as a 16-bit WAV (half the bytes of float, and what every player takes).
@@ -171,24 +150,12 @@ fn wav16(samples: &[f32]) -> Result<Vec<u8>, String> {
 }
 
 /// The WAV, whole or the one byte range asked for.
-fn respond(wav: &Arc<Vec<u8>>, range: Option<&str>) -> Response {
-    let size = wav.len() as u64;
-    let (status, start, end) = match requested_range(range, size) {
-        Ok(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
-        Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
-        Err(()) => return StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
-    };
-    let body = wav[start as usize..=end as usize].to_vec();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
-    {
-        headers.insert(header::CONTENT_RANGE, value);
+fn respond(wav: &[u8], headers: &HeaderMap) -> Response {
+    match Span::of(headers, wav.len() as u64) {
+        Ok(span) => {
+            let bytes = wav[span.start as usize..(span.start + span.length) as usize].to_vec();
+            span.respond(Body::from(bytes), "audio/wav", "private, no-cache")
+        }
+        Err(unsatisfiable) => unsatisfiable.into_response(),
     }
-    response
 }
