@@ -158,19 +158,16 @@ impl RunHandle {
     /// instructions, and a short loop around such a call (`for i = 1, 30 do s =
     /// json.encode({s}) end`) runs too few of them to be checked in time.
     pub fn check(&self, lua: &Lua) -> mlua::Result<()> {
-        let mut state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
-        if state.tripped.is_none() {
-            if state.cancel.load(Ordering::Relaxed) {
-                state.tripped = Some(Trip::Cancel);
-            } else if Instant::now() >= state.deadline {
-                state.tripped = Some(Trip::Time);
-            } else {
-                return Ok(());
+        let trip = {
+            let state = self.0.lock().map_err(|_| mlua::Error::runtime("run state poisoned"))?;
+            match state.tripped {
+                Some(trip) => trip,
+                None if state.cancel.load(Ordering::Relaxed) => Trip::Cancel,
+                None if Instant::now() >= state.deadline => Trip::Time,
+                None => return Ok(()),
             }
-        }
-        drop(state);
-        poison(lua)?;
-        Err(mlua::Error::runtime("stopped by a limit"))
+        };
+        self.stop(lua, trip)
     }
 }
 
