@@ -105,6 +105,11 @@ struct Measured {
     latency_p99_ms: f64,
     claim_p50_ms: f64,
     claim_p99_ms: f64,
+    /// Started to finished (server timestamps) of the throughput run's jobs, p50: how long a
+    /// trivial job holds its slot, which on a saturated host is mostly waiting for a core.
+    held_p50_ms: f64,
+    /// Slots busy on average from the first start to the last finish.
+    busy_slots: f64,
 }
 
 async fn wait_all(client: &Client, ids: &[String]) -> Vec<JobInfo> {
@@ -179,6 +184,13 @@ async fn measure(client: &Client, workers: &[u32]) -> Measured {
     let took = started.elapsed();
     let cpu_after = cpu_now(workers);
     let per_job = |after: f64, before: f64| (after - before) / JOBS as f64;
+    let first_start = jobs.iter().map(|j| seconds(&j.started_at)).fold(f64::INFINITY, f64::min);
+    let last_finish = jobs.iter().map(|j| seconds(&j.finished_at)).fold(0.0, f64::max);
+    let held: Vec<f64> = jobs
+        .iter()
+        .map(|j| (seconds(&j.finished_at) - seconds(&j.started_at)) * 1000.0)
+        .collect();
+    let busy_slots = held.iter().sum::<f64>() / 1000.0 / (last_finish - first_start);
     let latencies: Vec<f64> = jobs
         .iter()
         .map(|j| (seconds(&j.finished_at) - seconds(&j.created_at)) * 1000.0)
@@ -195,6 +207,8 @@ async fn measure(client: &Client, workers: &[u32]) -> Measured {
         latency_p99_ms: percentile(latencies, 0.99),
         claim_p50_ms: percentile(claims.clone(), 0.5),
         claim_p99_ms: percentile(claims, 0.99),
+        held_p50_ms: percentile(held, 0.5),
+        busy_slots,
     }
 }
 
@@ -259,7 +273,8 @@ fn worker(data: &std::path::Path, url: &str) -> Child {
 fn print(name: &str, m: &Measured, embedded: f64) {
     println!(
         "  {name:<22} {:>8.0} jobs/s ({:>4.2}x embedded)  execute->succeeded p50 {:>7.1} ms p99 {:>8.1} ms  \
-         claim p50 {:>5.2} ms p99 {:>6.2} ms\n  {:<22} submitted at {:.0} jobs/s; CPU per job: front and clients {:.2} ms, workers {:.2} ms, postgres {:.2} ms",
+         claim p50 {:>5.2} ms p99 {:>6.2} ms\n  {:<22} submitted at {:.0} jobs/s; a job held its slot p50 {:.2} ms, {:.2} slots busy; \
+         CPU per job: front and clients {:.2} ms, workers {:.2} ms, postgres {:.2} ms",
         m.per_second,
         m.per_second / embedded,
         m.latency_p50_ms,
@@ -268,6 +283,8 @@ fn print(name: &str, m: &Measured, embedded: f64) {
         m.claim_p99_ms,
         "",
         m.submitted_per_second,
+        m.held_p50_ms,
+        m.busy_slots,
         m.cpu.front,
         m.cpu.workers,
         m.cpu.postgres
