@@ -244,6 +244,31 @@ test("a job from the scratchpad goes pending, running, succeeded on screen with 
   await page.screenshot({ path: join(SHOTS, "jobs.png"), fullPage: true });
 });
 
+test("a running job's output streams into the page while it runs", async () => {
+  // Prints a line every 50 ms for far longer than the test waits: the lines can only have
+  // come while it runs.
+  await page.getByLabel("Lua code").fill(
+    'function main() for i = 1, 2000 do print("tick " .. i) local t = os.clock() ' +
+      "while os.clock() - t < 0.05 do end end end",
+  );
+  // The last test's job is still named there until this one's reply comes.
+  await page.evaluate(() => (document.getElementById("result").textContent = ""));
+  await page.getByRole("button", { name: "Run as job" }).click();
+  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
+  const id = started.split(" ")[1].replace(/:$/, "");
+  const row = page.getByRole("list", { name: "Jobs" }).locator(`li[data-job="${id}"]`);
+  await row.locator(".last-line", { hasText: /^tick \d+$/ }).waitFor({ timeout: 30000 });
+  await row.getByRole("button", { name: id }).click();
+  await page.locator("#job-detail", { hasText: "tick 5\n" }).waitFor({ timeout: 30000 });
+  const detail = await page.locator("#job-detail").textContent();
+  assert.match(detail, new RegExp(`^${id}: running`), detail.slice(0, 200));
+  assert.match(detail, /\[LOG_LEVEL_INFO\] tick 1\n\[LOG_LEVEL_INFO\] tick 2\n/, "in order, none missing");
+  assert.equal((await tool("job_status", { job_id: id })).job.state, "running");
+  await page.screenshot({ path: join(SHOTS, "job-log.png"), fullPage: true });
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await row.locator(".state", { hasText: "cancelled" }).waitFor({ timeout: 15000 });
+});
+
 test("Cancel stops a running job", async () => {
   await page.getByLabel("Lua code").fill("function main() while true do end end");
   await page.getByRole("button", { name: "Run as job" }).click();

@@ -590,6 +590,7 @@ function fillJob(item, job) {
     element("span", { class: "dim", text: ` ${job.progress_message || ""} ${job.script_name || ""}` }),
     " ",
     cancel,
+    job.last_line && !finished.has(job.state) ? element("span", { class: "last-line", text: job.last_line }) : null,
     ].filter((child) => child != null),
   );
 }
@@ -647,16 +648,48 @@ async function cancelJob(id) {
   }
 }
 
+/** Output lines of running jobs as they stream in (`log` events), by job id. */
+const liveLogs = new Map();
+/** The most lines kept per job here; the job's record keeps them all. */
+const LIVE_LINES = 2000;
+
+function onLog({ job_id, first_line, lines }) {
+  const live = liveLogs.get(job_id) || { lines: [], seen: 0 };
+  if (first_line > live.seen) {
+    live.lines.push({ level: "…", message: `(${first_line - live.seen} lines missed; the finished job shows them all)` });
+  }
+  for (const line of lines) live.lines.push(line);
+  live.seen = first_line + lines.length;
+  if (live.lines.length > LIVE_LINES) live.lines.splice(0, live.lines.length - LIVE_LINES);
+  liveLogs.set(job_id, live);
+  if (lines.length) updateJob(job_id, { last_line: lines[lines.length - 1].message });
+  if (shownJob === job_id) drawJobDetail();
+}
+
 let shownJob = null;
+let shownRecord = null;
+
+function drawJobDetail() {
+  const job = shownRecord;
+  if (!job) return;
+  const state = jobs.get(job.job_id)?.state || job.state;
+  const lines = [`${job.job_id}: ${state}`];
+  if (job.result !== undefined) lines.push(`result: ${JSON.stringify(job.result, null, 2)}`);
+  if (job.error) lines.push(`error: ${job.error.code || ""} ${job.error.message || JSON.stringify(job.error)}`);
+  // A finished job's record has every line; a running one's come as they are written.
+  const logs = finished.has(job.state) ? job.logs || [] : liveLogs.get(job.job_id)?.lines || [];
+  for (const log of logs) lines.push(`[${log.level}] ${log.message}`);
+  $("job-detail").textContent = lines.join("\n");
+}
+
 async function showJob(id) {
   shownJob = id;
   try {
     const job = (await call("job_status", { job_id: id })).job || {};
-    const lines = [`${job.job_id}: ${job.state}`];
-    if (job.result !== undefined) lines.push(`result: ${JSON.stringify(job.result, null, 2)}`);
-    if (job.error) lines.push(`error: ${job.error.code || ""} ${job.error.message || JSON.stringify(job.error)}`);
-    for (const log of job.logs || []) lines.push(`[${log.level}] ${log.message}`);
-    $("job-detail").textContent = lines.join("\n");
+    if (shownJob !== id) return;
+    shownRecord = job;
+    if (finished.has(job.state)) liveLogs.delete(id);
+    drawJobDetail();
   } catch (error) {
     $("job-detail").textContent = error.message;
   }
@@ -717,6 +750,7 @@ function listenForEvents() {
     const { job_id, fraction, message } = JSON.parse(event.data);
     updateJob(job_id, { progress: fraction, progress_message: message });
   });
+  events.addEventListener("log", (event) => onLog(JSON.parse(event.data)));
   events.addEventListener("resync", () => {
     refreshJobs();
     refreshTimeline();

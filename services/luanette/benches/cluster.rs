@@ -184,7 +184,10 @@ async fn measure(client: &Client, workers: &[u32]) -> Measured {
     let took = started.elapsed();
     let cpu_after = cpu_now(workers);
     let per_job = |after: f64, before: f64| (after - before) / JOBS as f64;
-    let first_start = jobs.iter().map(|j| seconds(&j.started_at)).fold(f64::INFINITY, f64::min);
+    let first_start = jobs
+        .iter()
+        .map(|j| seconds(&j.started_at))
+        .fold(f64::INFINITY, f64::min);
     let last_finish = jobs.iter().map(|j| seconds(&j.finished_at)).fold(0.0, f64::max);
     let held: Vec<f64> = jobs
         .iter()

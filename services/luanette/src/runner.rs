@@ -248,6 +248,7 @@ impl Inner {
             memory: limits.memory as u64,
             traceparent: context.traceparent.clone(),
             progress: context.progress.is_some(),
+            logs: context.logs.is_some(),
             job_id: context.identity.job_id.clone(),
             script_hash: context.identity.script_hash.clone(),
             script_name: context.identity.script_name.clone(),
@@ -296,6 +297,11 @@ impl Inner {
                                 }
                             }
                             Some(event::Kind::Otel(e)) => record_event(&context.traceparent, &e.name, &e.attributes),
+                            Some(event::Kind::Line(line)) => {
+                                if let Some(follow) = &context.logs {
+                                    follow(&line);
+                                }
+                            }
                             Some(event::Kind::Done(_)) | None => {}
                         }
                         reading = Box::pin(read_event(stdout, self.config.max_reply));

@@ -561,6 +561,101 @@ async fn state_changes_progress_and_new_scripts_are_broadcast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_jobs_output_lines_are_broadcast_as_they_are_written() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lua = start_with(dir.path(), |_| {}).await;
+    let mut subscriber = Subscriber::connect(&lua.pub_endpoint, &[""], None).expect("subscribe");
+    let mut n = 0;
+    loop {
+        n += 1;
+        store(&lua.client, &format!("return {n}")).await;
+        if tokio::time::timeout(Duration::from_millis(100), subscriber.recv())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(n < 50, "the subscriber never joined");
+    }
+    // The gate's hash, worked out in a scratch CAS: the job prints, then waits for it.
+    let scratch = tempfile::tempdir().expect("tmp");
+    let gate = cas::Cas::open(scratch.path())
+        .expect("scratch cas")
+        .store(b"open", "text/plain")
+        .expect("hash")
+        .info
+        .hash
+        .to_string();
+    let hash = store(
+        &lua.client,
+        "function main(p) print('first') warn('second ' .. string.rep('x', 5000)) \
+         while not cas.exists(p.gate) do end print('after the gate') return 1 end",
+    )
+    .await;
+    let job_id = execute(&lua.client, &hash, serde_json::json!({"gate": gate}))
+        .await
+        .expect("execute");
+    let mut lines = Vec::new();
+    let mut opened = false;
+    let mut states = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while states.last() != Some(&JobState::Succeeded) && Instant::now() < deadline {
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(10), subscriber.recv()).await else {
+            break;
+        };
+        match message.event {
+            Some(broadcast::Event::JobLog(batch)) if batch.job_id == job_id => {
+                assert_eq!(batch.first_line, lines.len() as u64, "batches follow on");
+                lines.extend(batch.lines);
+            }
+            Some(broadcast::Event::JobStateChanged(event)) if event.job_id == job_id => {
+                states.push(JobState::try_from(event.state).expect("state"))
+            }
+            _ => {}
+        }
+        // Both lines came while the job waits at the gate: it is still running.
+        if lines.len() == 2 && !opened {
+            let job = lua
+                .client
+                .call(JobStatusRequest { job_id: job_id.clone() })
+                .await
+                .expect("status")
+                .job
+                .expect("job");
+            assert_eq!(job.state, JobState::Running as i32, "the lines came while it ran");
+            lua.client
+                .call(hooteproto::v1::LuaEvalRequest {
+                    code: "return cas.store('open', 'text/plain')".into(),
+                    params: None,
+                })
+                .await
+                .expect("open the gate");
+            opened = true;
+        }
+    }
+    assert!(opened, "the lines before the gate were broadcast: {lines:?}");
+    assert_eq!(states.last(), Some(&JobState::Succeeded));
+    let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert_eq!(messages[0], "first");
+    assert!(
+        messages[1].starts_with("second xxx") && messages[1].len() == 4096,
+        "a long line is cut to 4 KiB in the broadcast"
+    );
+    assert_eq!(messages[2], "after the gate");
+    assert_eq!(lines[1].level, hooteproto::v1::LogLevel::Warn as i32);
+    // The record keeps every line whole.
+    let record = lua
+        .client
+        .call(JobStatusRequest { job_id })
+        .await
+        .expect("status")
+        .job
+        .expect("job");
+    assert_eq!(record.logs[1].message.len(), "second ".len() + 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeline_event_runs_the_script_it_names() {
     let dir = tempfile::tempdir().expect("tmp");
     let lua = start_with(dir.path(), |_| {}).await;

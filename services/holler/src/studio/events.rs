@@ -1,8 +1,9 @@
 //! `/api/events`: one Server-Sent Events stream per open page.
 //!
-//! - `job` `{job_id, state}` and `progress` `{job_id, fraction, message}` come from
-//!   Luanette's broadcasts (every front sends them for every job, embedded or on a worker);
-//!   `scripts` says the stored scripts changed.
+//! - `job` `{job_id, state}`, `progress` `{job_id, fraction, message}` and `log`
+//!   `{job_id, first_line, lines: [{level, message}]}` (a running job's output, lines cut
+//!   to 4 KiB) come from Luanette's broadcasts (every front sends them for every job,
+//!   embedded or on a worker); `scripts` says the stored scripts changed.
 //! - `transport` is Chaosgarden's `transport_status` result. Chaosgarden does not broadcast,
 //!   so the hub asks it: every [`PLAYING_EVERY`] while it plays (the page interpolates the
 //!   playhead between), every [`STOPPED_EVERY`] otherwise, and not at all while no page is
@@ -94,6 +95,20 @@ impl Events {
                 "progress",
                 &json!({"job_id": progress.job_id, "fraction": progress.fraction, "message": progress.message}),
             ),
+            E::JobLog(batch) => {
+                let lines: Vec<serde_json::Value> = batch
+                    .lines
+                    .iter()
+                    .map(|line| {
+                        let level = pb::LogLevel::try_from(line.level).unwrap_or(pb::LogLevel::Unspecified);
+                        json!({"level": level.as_str_name(), "message": line.message})
+                    })
+                    .collect();
+                self.publish(
+                    "log",
+                    &json!({"job_id": batch.job_id, "first_line": batch.first_line, "lines": lines}),
+                );
+            }
             E::ScriptInvalidate(_) => self.publish("scripts", &json!({})),
             _ => {}
         }

@@ -134,6 +134,9 @@ impl ClusterJobs {
                     Heard::Notification { channel, payload } if *channel == *PROGRESS => {
                         jobs.publish_progress(&payload);
                     }
+                    Heard::Notification { channel, payload } if *channel == *LOG => {
+                        jobs.publish_log(&payload);
+                    }
                     Heard::Notification { channel, payload } if *channel == *DONE => {
                         if let Some((id, state)) = payload.split_once(' ') {
                             let _ = jobs.finished.send(Some(id.to_string()));
@@ -158,6 +161,18 @@ impl ClusterJobs {
                 job_id: job_id.to_string(),
                 state,
             }));
+        }
+    }
+
+    /// Broadcasts a worker's batch of output lines.
+    fn publish_log(&self, payload: &str) {
+        use base64::Engine as _;
+        let Some(publisher) = &self.publisher else { return };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(payload) else {
+            return;
+        };
+        if let Ok(batch) = pb::JobLog::decode(bytes.as_slice()) {
+            let _ = publisher.publish(broadcast::Event::JobLog(batch));
         }
     }
 

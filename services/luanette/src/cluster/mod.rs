@@ -7,7 +7,8 @@
 //!   heartbeats.
 //! - Waking: `LISTEN/NOTIFY` (`hoot_job_queued`, `hoot_job_claimed`, `hoot_job_done`,
 //!   `hoot_job_cancel`): an idle worker sleeps until told. Every front broadcasts what it
-//!   hears (claimed: running; done: the final state; `hoot_job_progress`: progress), so
+//!   hears (claimed: running; done: the final state; `hoot_job_progress`: progress;
+//!   `hoot_job_log`: output lines), so
 //!   subscribers see the same events as in embedded mode, wherever the job runs. The front reaps expired leases,
 //!   waking when the earliest lease of a running job would expire; with nothing running it
 //!   sleeps until a claim.
@@ -56,8 +57,14 @@ const CANCEL: &str = "hoot_job_cancel";
 const CLAIMED: &str = "hoot_job_claimed";
 /// `<job id> <fraction> <message>`: a worker's `job.progress`, for the fronts to broadcast.
 const PROGRESS: &str = "hoot_job_progress";
+/// A running job's output lines: a base64 `hooteproto.v1.JobLog` of at most
+/// [`NOTIFY_LOG_BYTES`], for the fronts to broadcast.
+const LOG: &str = "hoot_job_log";
+/// The most a `hoot_job_log` batch holds encoded: base64 makes it 4/3 larger, and a
+/// notification's payload must stay under 8,000 bytes.
+const NOTIFY_LOG_BYTES: usize = 5_000;
 /// What a front listens to for its queue.
-pub const FRONT_CHANNELS: [&str; 3] = [DONE, CLAIMED, PROGRESS];
+pub const FRONT_CHANNELS: [&str; 4] = [DONE, CLAIMED, PROGRESS, LOG];
 /// What a worker listens to.
 pub const WORKER_CHANNELS: [&str; 2] = [QUEUED, CANCEL];
 /// Finished jobs a long poll may fall behind by before it reads the database again.

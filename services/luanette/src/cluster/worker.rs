@@ -198,11 +198,13 @@ impl Worker {
                 reported.send_modify(|n| *n += 1);
             })
         };
+        let follower = Arc::new(crate::jobs::LogFollower::default());
         let params = record.params.as_ref().and_then(|p| p.to_prost().ok());
         let context = RunContext {
             traceparent,
             progress: Some(reporter),
             events: None,
+            logs: Some(follower.sink()),
             identity: ScriptIdentity {
                 job_id: id.clone(),
                 script_hash: record.script_hash.clone(),
@@ -213,6 +215,7 @@ impl Worker {
         let run = self
             .runner
             .run(Task::Main { code, params, context }, self.config.limits, cancel.clone());
+        let run = follower.follow(&id, NOTIFY_LOG_BYTES, run, |batch| self.notify_log(batch));
         let announce = self.announce_progress(&id, &progress, &mut to_announce, &announced);
         let run = tokio::select! {
             run = run => run,
@@ -294,6 +297,20 @@ impl Worker {
             .await
         {
             tracing::debug!(job = %id, %error, "could not announce progress");
+        }
+    }
+
+    /// Tells the fronts of output lines (they broadcast them as `job_log`).
+    async fn notify_log(&self, batch: pb::JobLog) {
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD.encode(batch.encode_to_vec());
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(LOG)
+            .bind(&payload)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!(job = %batch.job_id, %error, "could not pass on output lines");
         }
     }
 

@@ -120,6 +120,13 @@ fn perform(runtime: &tokio::runtime::Runtime, services: &Services, reused: &mut 
                 })),
             });
         })),
+        logs: run.logs.then(|| {
+            Arc::new(|line: &hooteproto::v1::LogEntry| {
+                let _ = send(&Event {
+                    kind: Some(event::Kind::Line(crate::sandbox::preview(line))),
+                });
+            }) as crate::sandbox::LogFn
+        }),
         identity: run.identity(),
     };
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -103,12 +103,15 @@ pub struct Run {
     /// The name the script was started by.
     #[prost(string, tag = "10")]
     pub script_name: String,
+    /// Whether output lines should be sent back as they come (besides all of them at the end).
+    #[prost(bool, tag = "11")]
+    pub logs: bool,
 }
 
 /// Child to parent: something that happened during a run, or its end.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
-    #[prost(oneof = "event::Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4")]
     pub kind: Option<event::Kind>,
 }
 
@@ -122,6 +125,11 @@ pub mod event {
         Otel(super::OtelEvent),
         #[prost(message, tag = "3")]
         Done(super::Done),
+        /// An output line as it comes, cut to `sandbox::LOG_LINE_PREVIEW` bytes
+        /// (`Done.output` has it whole). A run keeps at most 10,001 lines, so these stay
+        /// well inside the parent's event limit.
+        #[prost(message, tag = "4")]
+        Line(super::LogEntry),
     }
 }
 

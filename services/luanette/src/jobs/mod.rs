@@ -7,7 +7,8 @@
 //!   reason "interrupted"; none is silently forgotten. Finished jobs older than the
 //!   retention are deleted by a background sweep.
 //! - `job_poll` is a real long-poll: it sleeps on a watch channel that every finish bumps.
-//! - State changes and progress go out as broadcasts when a publisher is configured.
+//! - State changes, progress and output lines go out as broadcasts when a publisher is
+//!   configured.
 //!
 //! This module is the embedded queue (sled, jobs run in this process); `rules` is what it
 //! shares with cluster mode's queue.
@@ -27,7 +28,14 @@ use crate::runner::{Runner, Task};
 use crate::sandbox::{EvalError, RunContext};
 use crate::slots::Slots;
 
+mod follow;
 mod rules;
+
+pub(crate) use follow::LogFollower;
+
+/// The most one `job_log` broadcast carries (encoded), so a burst of lines goes out in
+/// pieces a subscriber takes in easily.
+const LOG_BATCH_BYTES: usize = 64 * 1024;
 
 pub use rules::*;
 
@@ -326,6 +334,7 @@ impl Jobs {
             tracing::warn!(job = %job.job_id, %error, "could not record the running state");
         }
         self.publish_state(&job.job_id, JobState::Running);
+        let follower = Arc::new(LogFollower::default());
         // The job span's own traceparent when tracing is on; else hand on the caller's.
         let own = hooteproto::trace::current_traceparent();
         let context = RunContext {
@@ -336,6 +345,7 @@ impl Jobs {
             },
             progress: Some(self.progress_reporter(job.job_id.clone(), live.clone())),
             events: None,
+            logs: self.publisher.as_ref().map(|_| follower.sink()),
             identity: crate::sandbox::ScriptIdentity {
                 job_id: job.job_id.clone(),
                 script_hash: job.script_hash.clone(),
@@ -343,7 +353,13 @@ impl Jobs {
             },
         };
         let task = Task::Main { code, params, context };
-        let run = self.runner.run(task, self.config.limits, live.cancel.clone()).await;
+        let run = self.runner.run(task, self.config.limits, live.cancel.clone());
+        let run = follower
+            .follow(&job.job_id, LOG_BATCH_BYTES, run, |batch| {
+                self.publish(broadcast::Event::JobLog(batch));
+                std::future::ready(())
+            })
+            .await;
         settle(run, self.config.max_result, self.stopping.load(Ordering::Relaxed))
     }
 

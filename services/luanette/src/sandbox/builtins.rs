@@ -38,7 +38,7 @@ pub(super) fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<
                 line.push_str(&String::from_utf8_lossy(&bytes[..keep]));
             }
             if let Ok(mut state) = state.lock() {
-                state.output.push(level, line);
+                state.record(level, line);
             }
             Ok(())
         }
@@ -66,7 +66,7 @@ pub(super) fn install_output(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex<
                 if !message.starts_with('@')
                     && let Ok(mut state) = state.lock()
                 {
-                    state.output.push(LogLevel::Warn, message);
+                    state.record(LogLevel::Warn, message);
                 }
                 Ok(())
             })?
@@ -126,7 +126,7 @@ pub(super) fn install_context(api: &mut stdlib::Registrar<'_>, state: &Arc<Mutex
                     state.events += 1;
                     if state.events > MAX_EVENTS {
                         if state.events == MAX_EVENTS + 1 {
-                            state.output.push(
+                            state.record(
                                 LogLevel::Warn,
                                 format!("otel.event: more than {MAX_EVENTS} events in one run; the rest are dropped"),
                             );

@@ -92,6 +92,8 @@ pub struct RunContext {
     pub progress: Option<ProgressFn>,
     /// Where `otel.event(name, attributes)` goes (None: recorded here, in this process's trace).
     pub events: Option<EventFn>,
+    /// Told of each output line as it is kept (None: lines are only returned at the end).
+    pub logs: Option<LogFn>,
     /// Which job and script this run is (empty for an evaluation).
     pub identity: ScriptIdentity,
 }
@@ -107,6 +109,26 @@ pub struct ScriptIdentity {
     /// The name it was started by, if any.
     pub script_name: String,
 }
+
+/// The most of one output line passed on while a job runs (broadcasts, the studio); the job's
+/// record keeps every line whole.
+pub const LOG_LINE_PREVIEW: usize = 4096;
+
+/// `entry` with its message cut to [`LOG_LINE_PREVIEW`] bytes (on a character boundary).
+pub fn preview(entry: &hooteproto::v1::LogEntry) -> hooteproto::v1::LogEntry {
+    let mut cut = entry.message.len().min(LOG_LINE_PREVIEW);
+    while !entry.message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    hooteproto::v1::LogEntry {
+        message: entry.message[..cut].to_string(),
+        ..entry.clone()
+    }
+}
+
+/// Called with each output line a run keeps (print, warn, log.*), while the run's state is
+/// locked: it must only hand the line on, never block.
+pub type LogFn = Arc<dyn Fn(&hooteproto::v1::LogEntry) + Send + Sync>;
 
 /// Called with (name, attributes as JSON) for each `otel.event`.
 pub type EventFn = Arc<dyn Fn(&str, &str) + Send + Sync>;

@@ -38,24 +38,28 @@ pub(super) struct Output {
 }
 
 impl Output {
-    pub(super) fn push(&mut self, level: LogLevel, message: String) {
+    /// Keeps the line if there is room; returns what was kept (the line, the notice that
+    /// output was truncated, or nothing).
+    fn push(&mut self, level: LogLevel, message: String) -> Option<&LogEntry> {
         if self.lines.len() >= MAX_OUTPUT_LINES || self.bytes + message.len() > MAX_OUTPUT_BYTES {
-            if !self.truncated {
-                self.truncated = true;
-                self.lines.push(LogEntry {
-                    level: LogLevel::Warn as i32,
-                    message: "output truncated: more than 10,000 lines or 1 MiB".into(),
-                    time: Some(SystemTime::now().into()),
-                });
+            if self.truncated {
+                return None;
             }
-            return;
+            self.truncated = true;
+            self.lines.push(LogEntry {
+                level: LogLevel::Warn as i32,
+                message: "output truncated: more than 10,000 lines or 1 MiB".into(),
+                time: Some(SystemTime::now().into()),
+            });
+        } else {
+            self.bytes += message.len();
+            self.lines.push(LogEntry {
+                level: level as i32,
+                message,
+                time: Some(SystemTime::now().into()),
+            });
         }
-        self.bytes += message.len();
-        self.lines.push(LogEntry {
-            level: level as i32,
-            message,
-            time: Some(SystemTime::now().into()),
-        });
+        self.lines.last()
     }
 }
 
@@ -69,6 +73,17 @@ pub(super) struct RunState {
     pub(super) events: usize,
     pub(super) output: Output,
     pub(super) context: RunContext,
+}
+
+impl RunState {
+    /// Keeps an output line (within the output's bounds) and tells the run's log follower.
+    pub(super) fn record(&mut self, level: LogLevel, message: String) {
+        if let Some(kept) = self.output.push(level, message)
+            && let Some(follow) = &self.context.logs
+        {
+            follow(kept);
+        }
+    }
 }
 
 /// What a stdlib function may ask about the run that called it.
