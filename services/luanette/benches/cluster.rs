@@ -110,6 +110,29 @@ struct Measured {
     held_p50_ms: f64,
     /// Slots busy on average from the first start to the last finish.
     busy_slots: f64,
+    /// How busy the host's cores were during the throughput run (every process and the
+    /// kernel, from /proc/stat), and what that comes to per job in CPU ms: the whole cost,
+    /// where `cpu` names only the processes it can attribute.
+    host_busy: f64,
+    host_cpu_ms: f64,
+}
+
+/// All and idle (idle + iowait) ticks of the host's cores so far.
+fn host_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (ticks.iter().sum(), ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0))
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 async fn wait_all(client: &Client, ids: &[String]) -> Vec<JobInfo> {
@@ -175,6 +198,7 @@ async fn measure(client: &Client, workers: &[u32]) -> Measured {
     }
 
     // Throughput.
+    let host_before = host_ticks();
     let cpu_before = cpu_now(workers);
     let started = Instant::now();
     let requests: Vec<JobExecuteRequest> = (0..JOBS).map(execute).collect();
@@ -183,6 +207,9 @@ async fn measure(client: &Client, workers: &[u32]) -> Measured {
     let jobs = wait_all(client, &ids).await;
     let took = started.elapsed();
     let cpu_after = cpu_now(workers);
+    let host_after = host_ticks();
+    let (all, idle) = (host_after.0 - host_before.0, host_after.1 - host_before.1);
+    let host_busy = if all > 0.0 { 1.0 - idle / all } else { f64::NAN };
     let per_job = |after: f64, before: f64| (after - before) / JOBS as f64;
     let first_start = jobs
         .iter()
@@ -212,6 +239,8 @@ async fn measure(client: &Client, workers: &[u32]) -> Measured {
         claim_p99_ms: percentile(claims, 0.99),
         held_p50_ms: percentile(held, 0.5),
         busy_slots,
+        host_busy,
+        host_cpu_ms: host_busy * cores() * took.as_secs_f64() * 1000.0 / JOBS as f64,
     }
 }
 
@@ -277,7 +306,7 @@ fn print(name: &str, m: &Measured, embedded: f64) {
     println!(
         "  {name:<22} {:>8.0} jobs/s ({:>4.2}x embedded)  execute->succeeded p50 {:>7.1} ms p99 {:>8.1} ms  \
          claim p50 {:>5.2} ms p99 {:>6.2} ms\n  {:<22} submitted at {:.0} jobs/s; a job held its slot p50 {:.2} ms, {:.2} slots busy; \
-         CPU per job: front and clients {:.2} ms, workers {:.2} ms, postgres {:.2} ms",
+         host {:.0}% busy, {:.2} ms CPU per job in all (front and clients {:.2} ms, workers {:.2} ms, postgres {:.2} ms)",
         m.per_second,
         m.per_second / embedded,
         m.latency_p50_ms,
@@ -288,6 +317,8 @@ fn print(name: &str, m: &Measured, embedded: f64) {
         m.submitted_per_second,
         m.held_p50_ms,
         m.busy_slots,
+        m.host_busy * 100.0,
+        m.host_cpu_ms,
         m.cpu.front,
         m.cpu.workers,
         m.cpu.postgres
