@@ -520,9 +520,27 @@ async function listen(artifact) {
     const audio = $("artifact-audio");
     // MIDI is rendered on the gateway, with Chaosgarden's synthesizer at the timeline's tempo.
     audio.src = mime === "audio/midi" ? `/api/render/${artifact.cas_hash}` : `/api/cas/${artifact.cas_hash}`;
-    await audio.play();
+    try {
+      await audio.play();
+    } catch (error) {
+      // The element says only that it could not play; the gateway says why (e.g. the
+      // renderer is busy: try again shortly).
+      say((await whyNot(audio.src)) || error.message);
+    }
   } catch (error) {
     say(error.message);
+  }
+}
+
+/** The gateway's reason a media URL failed, if it gives one. */
+async function whyNot(url) {
+  try {
+    const reply = await fetch(url, { headers: { Range: "bytes=0-0" } });
+    if (reply.ok) return null;
+    const body = await reply.json();
+    return `${body.code}: ${body.message}`;
+  } catch {
+    return null;
   }
 }
 

@@ -77,7 +77,14 @@ impl Studio {
 
     /// A 12-note tune as a Standard MIDI File in the CAS.
     fn tune(&self) -> String {
-        let code = r#"return midi.save(abc.to_midi("X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GABc|c2B2 A2G2|"))"#;
+        self.tune_opening(1)
+    }
+
+    /// The tune with its first note `eighths` long: a file of its own for each length.
+    fn tune_opening(&self, eighths: usize) -> String {
+        let code = format!(
+            r#"return midi.save(abc.to_midi("X:1\nT:t\nM:4/4\nL:1/8\nK:C\nC{eighths}DEF GABc|c2B2 A2G2|"))"#
+        );
         let reply = self.ok("lua_eval", json!({"code": code}));
         reply["result"].as_str().expect("hash").to_string()
     }
@@ -357,6 +364,57 @@ fn mcp_hosts_that_render_apps_get_the_timeline_view_with_timeline_query() {
         html.contains("ui/initialize") && html.contains("ui/notifications/tool-result"),
         "speaks the MCP Apps protocol"
     );
+    studio.up.stop();
+}
+
+#[test]
+fn a_flood_of_renders_is_refused_at_once_past_the_queue_and_the_rest_are_served() {
+    let studio = Studio::start();
+    let tunes: Vec<String> = (1..=24).map(|n| studio.tune_opening(n)).collect();
+    assert_eq!(
+        tunes.iter().collect::<std::collections::HashSet<_>>().len(),
+        24,
+        "24 different files"
+    );
+    // All at once; the first render also loads the synthesizer, so the rest arrive meanwhile.
+    let replies: Vec<(StatusCode, Option<String>, Value)> = std::thread::scope(|scope| {
+        let asked: Vec<_> = tunes
+            .iter()
+            .map(|tune| {
+                let studio = &studio;
+                scope.spawn(move || {
+                    let reply = studio.get(&format!("/api/render/{tune}"));
+                    let status = reply.status();
+                    let retry = reply
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap_or("").to_string());
+                    let body = if status == StatusCode::OK {
+                        Value::Null
+                    } else {
+                        reply.json().unwrap_or(Value::Null)
+                    };
+                    (status, retry, body)
+                })
+            })
+            .collect();
+        asked.into_iter().map(|h| h.join().expect("request")).collect()
+    });
+    let served = replies.iter().filter(|r| r.0 == StatusCode::OK).count();
+    let refused: Vec<_> = replies
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(served + refused.len(), 24, "only served or refused: {replies:?}");
+    assert!(served >= 1 + holler::studio::render::MAX_WAITING, "the queue's worth is served: {served}");
+    assert!(!refused.is_empty(), "a flood is refused past the queue, not queued whole");
+    for (_, retry, body) in &refused {
+        assert_eq!(retry.as_deref(), Some("2"));
+        assert_eq!(body["code"], "UNAVAILABLE");
+    }
+    // Once the queue has drained, what was refused is served.
+    let again = replies.iter().position(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE).expect("one");
+    assert_eq!(studio.get(&format!("/api/render/{}", tunes[again])).status(), StatusCode::OK);
     studio.up.stop();
 }
 

@@ -21,7 +21,7 @@ mod cas;
 pub mod events;
 pub mod guard;
 mod media;
-mod render;
+pub mod render;
 
 use std::sync::Arc;
 

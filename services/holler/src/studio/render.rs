@@ -3,11 +3,14 @@
 //! map, as a 16-bit WAV with byte ranges.
 //!
 //! Bounds: the MIDI file meets Chaosgarden's checks (≤ 4 MiB, 500,000 events, ≤ 10 minutes
-//! rendered: up to ~230 MB of samples while it runs); one render runs at a time (others wait
-//! their turn); renders are kept by (hash, tempo map) up to [`CACHE_BYTES`] in all.
+//! rendered: up to ~230 MB of samples while it runs); one render runs at a time, at most
+//! [`MAX_WAITING`] more wait their turn (past that: 503 UNAVAILABLE with `Retry-After`, so a
+//! flood of requests is refused at once instead of holding everyone's renders back); renders
+//! are kept by (hash, tempo map) up to [`CACHE_BYTES`] in all, and a kept one needs no turn.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -24,6 +27,8 @@ use super::{Studio, blocking, call_failure, failure};
 /// Rendered audio kept at most, in bytes (the oldest render goes first).
 pub const CACHE_BYTES: usize = 128 << 20;
 const SAMPLE_RATE: u32 = 48_000;
+/// Renders that may wait behind the running one.
+pub const MAX_WAITING: usize = 4;
 
 /// The synthesizer (loaded at the first render) and the renders kept.
 pub struct Renderer {
@@ -31,7 +36,18 @@ pub struct Renderer {
     synth: tokio::sync::OnceCell<Synth>,
     /// One render at a time: each holds up to 10 minutes of stereo audio while it runs.
     turn: tokio::sync::Semaphore,
+    /// Requests waiting for or holding the turn.
+    queued: AtomicUsize,
     kept: Mutex<VecDeque<(String, Arc<Vec<u8>>)>>,
+}
+
+/// A place in the render queue, given back when the request ends (or its client goes away).
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Renderer {
@@ -41,8 +57,15 @@ impl Renderer {
             soundfont,
             synth: tokio::sync::OnceCell::new(),
             turn: tokio::sync::Semaphore::new(1),
+            queued: AtomicUsize::new(0),
             kept: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// A place in the queue, unless it is full.
+    fn place(&self) -> Option<Place<'_>> {
+        let place = Place(&self.queued);
+        (self.queued.fetch_add(1, Ordering::AcqRel) <= MAX_WAITING).then_some(place)
     }
 
     fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
@@ -93,6 +116,16 @@ pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, header
     let wav = match renderer.get(&key) {
         Some(wav) => wav,
         None => {
+            let Some(_place) = renderer.place() else {
+                let mut busy = failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pb::ErrorCode::Unavailable,
+                    &format!("the renderer is busy: one render runs and {MAX_WAITING} wait; try again shortly"),
+                );
+                busy.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+                return busy;
+            };
             let Ok(_turn) = renderer.turn.acquire().await else {
                 return failure(
                     StatusCode::SERVICE_UNAVAILABLE,
