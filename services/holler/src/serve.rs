@@ -33,6 +33,9 @@ pub struct ServeConfig {
     /// The SoundFont the studio plays MIDI artifacts through (None: Chaosgarden's default
     /// choice; `holler up` passes its own).
     pub soundfont: Option<std::path::PathBuf>,
+    /// The CAS Hootenanny serves, when this process can open it too (`holler up`): the
+    /// studio reads waveforms and MIDI files from it directly (None: through Hootenanny).
+    pub cas: Option<cas::Cas>,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +47,7 @@ impl Default for ServeConfig {
             broadcasts: None,
             key: None,
             soundfont: None,
+            cas: None,
         }
     }
 }
@@ -96,6 +100,7 @@ pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Resul
         events.clone(),
         (*guard).clone(),
         config.soundfont.clone(),
+        config.cas.clone(),
     );
     let guarded = axum::Router::new()
         .nest_service("/mcp", service)

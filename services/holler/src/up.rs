@@ -65,6 +65,8 @@ pub struct Stack {
     pub backends: Arc<Backends>,
     /// Which SoundFont MIDI regions play through (a path, or the built-in font).
     pub soundfont: String,
+    /// The CAS the services share, for the gateway's studio to read media from directly.
+    pub cas: Option<cas::Cas>,
 }
 
 /// Starts Luanette, Hootenanny and Chaosgarden on their endpoints, sharing the data directory.
@@ -117,7 +119,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     let mut garden = chaosgarden::Config::new(config.data_dir.clone());
     garden.bind = config.endpoints.chaosgarden.clone();
     garden.luanette = Some(config.endpoints.luanette.clone());
-    garden.cas_root = cas_root;
+    garden.cas_root = cas_root.clone();
     garden.blobs = config.blobs.clone();
     garden.output = config.audio.clone();
     garden.soundfont = config.soundfont.clone();
@@ -128,6 +130,14 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     }
     let garden = chaosgarden::bind(garden).await.context("starting chaosgarden")?;
     let soundfont = garden.soundfont().to_string();
+    // Opened after the services, which made it; without it the studio reads through Hootenanny.
+    let cas = match cas::Cas::open_with(&cas_root, &config.blobs) {
+        Ok(cas) => Some(cas),
+        Err(error) => {
+            tracing::warn!(%error, "the studio reads media through Hootenanny: the CAS did not open here");
+            None
+        }
+    };
 
     let backends = Arc::new(Backends::connect(config.endpoints.clone(), key, "holler")?);
     let tasks = vec![
@@ -149,6 +159,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
         stop,
         backends,
         soundfont,
+        cas,
     })
 }
 
@@ -203,6 +214,7 @@ pub async fn run(
             broadcasts: config.stack.broadcasts.clone(),
             key: config.stack.key.as_ref().map(|(key, _)| key.clone()),
             soundfont: config.stack.soundfont.clone(),
+            cas: stack.cas.clone(),
         },
         stack.backends.clone(),
     )

@@ -82,9 +82,8 @@ impl Studio {
 
     /// The tune with its first note `eighths` long: a file of its own for each length.
     fn tune_opening(&self, eighths: usize) -> String {
-        let code = format!(
-            r#"return midi.save(abc.to_midi("X:1\nT:t\nM:4/4\nL:1/8\nK:C\nC{eighths}DEF GABc|c2B2 A2G2|"))"#
-        );
+        let code =
+            format!(r#"return midi.save(abc.to_midi("X:1\nT:t\nM:4/4\nL:1/8\nK:C\nC{eighths}DEF GABc|c2B2 A2G2|"))"#);
         let reply = self.ok("lua_eval", json!({"code": code}));
         reply["result"].as_str().expect("hash").to_string()
     }
@@ -243,6 +242,40 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
         buckets.iter().all(|b| b[0].as_f64() <= b[1].as_f64()),
         "min ≤ max in every bucket"
     );
+    // `holler up` reads the CAS itself; a gateway on its own (`holler serve`) reads through
+    // Hootenanny, chunk by chunk. Both draw the same.
+    let port = testkit::free_port();
+    let data = studio._dir.path().join("data");
+    let token = studio._dir.path().join("token");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_holler"))
+        .args(["--luanette", &studio.up.luanette, "--hootenanny", &studio.up.hootenanny])
+        .args(["--chaosgarden", &studio.up.chaosgarden, "--data-dir"])
+        .arg(&data)
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--broadcasts",
+            "none",
+            "--token-file",
+        ])
+        .arg(&token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("holler serve");
+    let apart = format!("http://127.0.0.1:{port}/api/peaks/{wav}?buckets=100");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let through_hootenanny: Value = loop {
+        match studio.http.get(&apart).bearer_auth(TOKEN).send() {
+            Ok(reply) if reply.status() == StatusCode::OK => break reply.json().expect("JSON"),
+            _ if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(50)),
+            other => panic!("holler serve never answered: {other:?}"),
+        }
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(through_hootenanny, peaks, "the same peaks either way");
     studio.up.stop();
 }
 
@@ -406,15 +439,27 @@ fn a_flood_of_renders_is_refused_at_once_past_the_queue_and_the_rest_are_served(
         .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
         .collect();
     assert_eq!(served + refused.len(), 24, "only served or refused: {replies:?}");
-    assert!(served >= 1 + holler::studio::render::MAX_WAITING, "the queue's worth is served: {served}");
-    assert!(!refused.is_empty(), "a flood is refused past the queue, not queued whole");
+    assert!(
+        served > holler::studio::render::MAX_WAITING,
+        "the queue's worth is served: {served}"
+    );
+    assert!(
+        !refused.is_empty(),
+        "a flood is refused past the queue, not queued whole"
+    );
     for (_, retry, body) in &refused {
         assert_eq!(retry.as_deref(), Some("2"));
         assert_eq!(body["code"], "UNAVAILABLE");
     }
     // Once the queue has drained, what was refused is served.
-    let again = replies.iter().position(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE).expect("one");
-    assert_eq!(studio.get(&format!("/api/render/{}", tunes[again])).status(), StatusCode::OK);
+    let again = replies
+        .iter()
+        .position(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .expect("one");
+    assert_eq!(
+        studio.get(&format!("/api/render/{}", tunes[again])).status(),
+        StatusCode::OK
+    );
     studio.up.stop();
 }
 

@@ -128,7 +128,10 @@ fn host_ticks() -> (f64, f64) {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    (ticks.iter().sum(), ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0))
+    (
+        ticks.iter().sum(),
+        ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0),
+    )
 }
 
 fn cores() -> f64 {

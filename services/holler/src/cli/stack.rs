@@ -232,6 +232,8 @@ pub async fn run(
                 broadcasts: endpoint_or_none(&broadcasts),
                 key: key.map(|(key, _)| key),
                 soundfont,
+                // Separate from Hootenanny (perhaps on another host): media comes through it.
+                cas: None,
             };
             let token = config.token.clone();
             let bound = holler::serve::bind(config, context.backends.clone()).await?;

@@ -167,14 +167,23 @@ pub async fn peaks(
     if let Some(cached) = studio.drawings.get(&key) {
         return Json(&*cached).into_response();
     }
-    let reader = BlockingCasReader::new(studio.backends.clone(), &object, tokio::runtime::Handle::current());
     let size = object.size;
-    // hound reads synchronously: on a blocking thread, each chunk fetched as it needs it.
-    let value = match blocking(move || {
-        let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
-        let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
-        let outline = wav.peaks(buckets).map_err(|e| e.to_string())?;
-        Ok(json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}))
+    // hound reads synchronously, so on a blocking thread: from the CAS itself when this
+    // process has it, else each chunk fetched from Hootenanny as the decoder needs it.
+    let source = match &studio.local_cas {
+        Some(cas) => Source::Local(cas.clone(), object.hash.clone()),
+        None => Source::Remote(BlockingCasReader::new(
+            studio.backends.clone(),
+            &object,
+            tokio::runtime::Handle::current(),
+        )),
+    };
+    let value = match blocking(move || match source {
+        Source::Local(cas, hash) => {
+            let hash = ::cas::Hash::parse(&hash).map_err(|e| e.to_string())?;
+            outline(cas.open_reader(&hash, true).map_err(|e| e.to_string())?, size, buckets)
+        }
+        Source::Remote(reader) => outline(reader, size, buckets),
     })
     .await
     {
@@ -183,6 +192,20 @@ pub async fn peaks(
     };
     studio.drawings.put(key, value.clone());
     Json(&*value).into_response()
+}
+
+/// Where a waveform's bytes come from.
+enum Source {
+    Local(::cas::Cas, String),
+    Remote(BlockingCasReader),
+}
+
+/// Peaks and RMS of a WAV read from `reader`, as the page draws them.
+fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> Result<serde_json::Value, String> {
+    let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
+    let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
+    let outline = wav.peaks(buckets).map_err(|e| e.to_string())?;
+    Ok(json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}))
 }
 
 /// An object read front to back as a `Read`, for a blocking thread: the chunks come from

@@ -46,16 +46,21 @@ pub struct Studio {
     pub(crate) guard: Arc<Guard>,
     pub(crate) drawings: Arc<media::Drawings>,
     pub(crate) renderer: Arc<render::Renderer>,
+    /// The CAS itself, when this process shares it with Hootenanny (`holler up`): media is
+    /// read from it directly rather than fetched through Hootenanny chunk by chunk.
+    pub(crate) local_cas: Option<::cas::Cas>,
 }
 
 impl Studio {
     /// The studio over `backends`, with its event hub and its request checks; MIDI artifacts
-    /// are heard through `soundfont` (None: Chaosgarden's default choice).
+    /// are heard through `soundfont` (None: Chaosgarden's default choice); media is read from
+    /// `local_cas` when given (the same store Hootenanny serves).
     pub fn new(
         backends: Arc<Backends>,
         events: Arc<events::Events>,
         guard: Guard,
         soundfont: Option<std::path::PathBuf>,
+        local_cas: Option<::cas::Cas>,
     ) -> Self {
         Self {
             backends,
@@ -63,6 +68,7 @@ impl Studio {
             guard: Arc::new(guard),
             drawings: Arc::default(),
             renderer: Arc::new(render::Renderer::new(soundfont)),
+            local_cas,
         }
     }
 

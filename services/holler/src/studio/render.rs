@@ -122,8 +122,10 @@ pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, header
                     pb::ErrorCode::Unavailable,
                     &format!("the renderer is busy: one render runs and {MAX_WAITING} wait; try again shortly"),
                 );
-                busy.headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+                busy.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("2"),
+                );
                 return busy;
             };
             let Ok(_turn) = renderer.turn.acquire().await else {
