@@ -71,14 +71,22 @@ impl Drawings {
 }
 
 /// A MIDI file's bytes, once its size is within what Chaosgarden reads.
-pub(super) async fn midi_file(backends: Arc<Backends>, object: &pb::CasObject) -> Result<Vec<u8>, Response> {
+pub(super) async fn midi_file(studio: &Studio, object: &pb::CasObject) -> Result<Vec<u8>, Response> {
     if object.size > MAX_MIDI_BYTES {
         return Err(refused(format!(
             "{} is {} bytes; a MIDI file is read up to {MAX_MIDI_BYTES}",
             object.hash, object.size
         )));
     }
-    read_whole(backends, object)
+    if let Some(cas) = studio.local_cas.clone() {
+        let hash = object.hash.clone();
+        return blocking(move || {
+            let hash = ::cas::Hash::parse(&hash).map_err(|e| e.to_string())?;
+            cas.read(&hash, MAX_MIDI_BYTES, true).map_err(|e| e.to_string())
+        })
+        .await;
+    }
+    read_whole(studio.backends.clone(), object)
         .await
         .map_err(|error| failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()))
 }
@@ -93,7 +101,7 @@ pub async fn notes(State(studio): State<Studio>, Path(hash): Path<String>) -> Re
     if let Some(cached) = studio.drawings.get(&key) {
         return Json(&*cached).into_response();
     }
-    let bytes = match midi_file(studio.backends.clone(), &object).await {
+    let bytes = match midi_file(&studio, &object).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };

@@ -139,7 +139,7 @@ pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, header
             if let Some(wav) = renderer.get(&key) {
                 return respond(&wav, &headers);
             }
-            let bytes = match super::media::midi_file(studio.backends.clone(), &object).await {
+            let bytes = match super::media::midi_file(&studio, &object).await {
                 Ok(bytes) => bytes,
                 Err(response) => return response,
             };
