@@ -36,6 +36,9 @@ pub struct ServeConfig {
     /// The CAS Hootenanny serves, when this process can open it too (`holler up`): the
     /// studio reads waveforms and MIDI files from it directly (None: through Hootenanny).
     pub cas: Option<cas::Cas>,
+    /// Chaosgarden's transport, when it runs in this process (`holler up`): the studio's
+    /// playhead is read from it directly (None: asked over HOOT/1).
+    pub transport: Option<crate::studio::events::LocalTransport>,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +51,7 @@ impl Default for ServeConfig {
             key: None,
             soundfont: None,
             cas: None,
+            transport: None,
         }
     }
 }
@@ -112,7 +116,7 @@ pub async fn bind(config: ServeConfig, backends: Arc<Backends>) -> anyhow::Resul
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let mut tasks = vec![
         tokio::spawn(Gateway::watch_backends(backends.clone(), sessions.clone(), WATCH_EVERY)),
-        tokio::spawn(events.clone().watch_transport(backends)),
+        tokio::spawn(events.clone().watch_transport(backends, config.transport.clone())),
     ];
     if let Some(endpoint) = &config.broadcasts {
         let subscriber = hooteproto::broadcast::Subscriber::connect(endpoint, &[""], config.key.clone())?;

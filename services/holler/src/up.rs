@@ -67,6 +67,8 @@ pub struct Stack {
     pub soundfont: String,
     /// The CAS the services share, for the gateway's studio to read media from directly.
     pub cas: Option<cas::Cas>,
+    /// Chaosgarden's transport, for the studio's playhead.
+    pub transport: crate::studio::events::LocalTransport,
 }
 
 /// Starts Luanette, Hootenanny and Chaosgarden on their endpoints, sharing the data directory.
@@ -130,6 +132,10 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
     }
     let garden = chaosgarden::bind(garden).await.context("starting chaosgarden")?;
     let soundfont = garden.soundfont().to_string();
+    let transport: crate::studio::events::LocalTransport = {
+        let studio = garden.studio();
+        crate::studio::events::LocalTransport(Arc::new(move || studio.engine.state()))
+    };
     // Opened after the services, which made it; without it the studio reads through Hootenanny.
     let cas = match cas::Cas::open_with(&cas_root, &config.blobs) {
         Ok(cas) => Some(cas),
@@ -160,6 +166,7 @@ pub async fn start(config: &StackConfig) -> anyhow::Result<Stack> {
         backends,
         soundfont,
         cas,
+        transport,
     })
 }
 
@@ -215,6 +222,7 @@ pub async fn run(
             key: config.stack.key.as_ref().map(|(key, _)| key.clone()),
             soundfont: config.stack.soundfont.clone(),
             cas: stack.cas.clone(),
+            transport: Some(stack.transport.clone()),
         },
         stack.backends.clone(),
     )

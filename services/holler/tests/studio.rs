@@ -273,6 +273,27 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
             other => panic!("holler serve never answered: {other:?}"),
         }
     };
+    // Its playhead comes over HOOT/1 (`holler up` reads it in process): the same state.
+    let mut events = studio
+        .http
+        .get(format!("http://127.0.0.1:{port}/api/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("events");
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.contains("event: transport\ndata: ")
+        || !seen[seen.find("event: transport").unwrap_or(0)..].contains("\n\n")
+    {
+        let n = std::io::Read::read(&mut events, &mut buffer).expect("event stream");
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    let from = seen.find("event: transport\ndata: ").expect("transport") + "event: transport\ndata: ".len();
+    let line = &seen[from..from + seen[from..].find('\n').expect("line end")];
+    let transport: Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(transport["state"]["playback"], "stopped", "{transport}");
+    assert_eq!(transport["state"]["tempo_bpm"], 120.0, "{transport}");
     let _ = serve.kill();
     let _ = serve.wait();
     assert_eq!(through_hootenanny, peaks, "the same peaks either way");

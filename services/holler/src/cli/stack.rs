@@ -234,6 +234,7 @@ pub async fn run(
                 soundfont,
                 // Separate from Hootenanny (perhaps on another host): media comes through it.
                 cas: None,
+                transport: None,
             };
             let token = config.token.clone();
             let bound = holler::serve::bind(config, context.backends.clone()).await?;

@@ -30,7 +30,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 use crate::backends::Backends;
 
 /// How often the transport is asked while it plays: 21–22 updates a second, over the 20 the
-/// page needs, each costing ~0.9 ms of CPU across the gateway and Chaosgarden.
+/// page needs (asked over HOOT/1, each cost ~0.9 ms of CPU across the gateway and
+/// Chaosgarden, mostly threads woken on both sides; read in process, far less).
 pub const PLAYING_EVERY: Duration = Duration::from_millis(45);
 /// How often while it is stopped (to see play pressed elsewhere: the CLI, an agent).
 pub const STOPPED_EVERY: Duration = Duration::from_millis(500);
@@ -40,6 +41,17 @@ pub const TIMELINE_EVERY: Duration = Duration::from_secs(1);
 pub const MAX_STREAMS: usize = 64;
 /// Events queued for a slow page before it is told to resync.
 const QUEUE: usize = 256;
+
+/// Reads the transport's state in this process, when the gateway runs beside Chaosgarden
+/// (`holler up`): no request, no socket, no thread woken on the other side.
+#[derive(Clone)]
+pub struct LocalTransport(pub Arc<dyn Fn() -> pb::TransportState + Send + Sync>);
+
+impl std::fmt::Debug for LocalTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalTransport")
+    }
+}
 
 /// One event: its SSE name and JSON data.
 #[derive(Debug, Clone)]
@@ -114,18 +126,29 @@ impl Events {
         }
     }
 
-    /// Asks Chaosgarden for the transport's state while any page is open; runs until dropped.
-    pub async fn watch_transport(self: Arc<Self>, backends: Arc<Backends>) {
+    /// Asks Chaosgarden for the transport's state while any page is open (or reads it
+    /// through `local`, in the same process); runs until dropped.
+    pub async fn watch_transport(self: Arc<Self>, backends: Arc<Backends>, local: Option<LocalTransport>) {
         let mut last_timeline = tokio::time::Instant::now();
         loop {
             if self.sender.receiver_count() == 0 {
                 self.subscribed.notified().await;
                 continue;
             }
-            let playing = match backends
-                .call_tool_structured("transport_status", &json!({}), Duration::from_secs(2))
-                .await
-            {
+            let status = match &local {
+                // The tool's own JSON form, as if asked through it.
+                Some(read) => hooteproto::json::tool_result(hooteproto::v1::envelope::Payload::TransportStatusReply(
+                    pb::TransportStatusReply {
+                        state: Some((read.0)()),
+                    },
+                ))
+                .map_err(|e| e.to_string()),
+                None => backends
+                    .call_tool_structured("transport_status", &json!({}), Duration::from_secs(2))
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let playing = match status {
                 Ok(reply) => {
                     let playing = reply.pointer("/state/playback").and_then(Value::as_str) == Some("playing");
                     let published = Published {
