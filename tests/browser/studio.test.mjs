@@ -181,6 +181,19 @@ test("an artifact plays in the browser with sound in it: a WAV as stored, a MIDI
 });
 
 
+test("a take that cannot be played says why instead of staying silent", async () => {
+  // WAV by its type, noise by its bytes.
+  const stored = await tool("cas_store", { data: Buffer.from("RIFF but not really a WAV").toString("base64"), mime_type: "audio/wav" });
+  await tool("artifact_create", { cas_hash: stored.hash, name: "broken take", tags: ["broken"], creator: "test" });
+  await page.getByLabel("Search").fill("tag:broken");
+  await page.getByRole("button", { name: "Listen to broken take", exact: true }).click();
+  const status = page.getByRole("status");
+  await status.filter({ hasText: "Artifact audio could not play" }).waitFor({ timeout: 15000 });
+  await page.getByLabel("Search").fill("");
+  await page.getByRole("button", { name: "Listen to verse render", exact: true }).waitFor();
+  assert.deepEqual(problems, [], "handled, not an error in the console");
+});
+
 test("A/B plays two takes in step at the same loudness, and switching swaps which is heard", async () => {
   await page.getByRole("button", { name: "Compare verse render as A" }).click();
   await page.getByRole("button", { name: "Compare verse start as B" }).click();

@@ -497,12 +497,35 @@ $("compare-play").addEventListener("click", async () => {
     $("compare-play").textContent = "Play A/B";
     return;
   }
-  applyGains();
-  await audioContext.resume();
-  b.currentTime = a.currentTime;
-  await Promise.all([a.play(), b.play()]);
-  $("compare-play").textContent = "Pause A/B";
+  try {
+    applyGains();
+    // A browser with no audio output may never start an AudioContext: say so rather than
+    // wait for ever.
+    const started = await Promise.race([
+      audioContext.resume().then(() => true),
+      new Promise((resolve) => setTimeout(() => resolve(false), 3000)),
+    ]);
+    if (!started) {
+      say("this browser could not start its audio output (Web Audio), which A/B plays through");
+      return;
+    }
+    b.currentTime = a.currentTime;
+    await Promise.all([a.play(), b.play()]);
+    $("compare-play").textContent = "Pause A/B";
+  } catch (error) {
+    say(error.message);
+  }
 });
+
+// A take that cannot play says why (the gateway's reason when it gave one).
+for (const id of ["render-audio", "artifact-audio", "audio-a", "audio-b"]) {
+  const audio = $(id);
+  audio.addEventListener("error", async () => {
+    if (!audio.currentSrc) return;
+    const why = await whyNot(audio.currentSrc);
+    say(`${audio.getAttribute("aria-label") || "audio"} could not play: ${why || audio.error?.message || "the browser refused it"}`);
+  });
+}
 
 $("compare-switch").addEventListener("click", () => {
   hearing = hearing === "a" ? "b" : "a";
@@ -523,9 +546,9 @@ async function listen(artifact) {
     try {
       await audio.play();
     } catch (error) {
-      // The element says only that it could not play; the gateway says why (e.g. the
-      // renderer is busy: try again shortly).
-      say((await whyNot(audio.src)) || error.message);
+      // A media error is reported by the element's error listener (below); anything else
+      // (e.g. the browser's autoplay policy) here.
+      if (!audio.error) say(error.message);
     }
   } catch (error) {
     say(error.message);
