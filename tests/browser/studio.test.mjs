@@ -142,18 +142,19 @@ test("a generate_transition marker shows the job it started, live", async () => 
   assert.deepEqual(problems, []);
 });
 
-/** Waits until the artifact player has advanced with non-silent samples (an AnalyserNode on it). */
-function heard() {
-  return page.evaluate(async () => {
-    const audio = document.getElementById("artifact-audio");
-    if (!window.artifactAnalyser) {
+/** Waits until a player (the artifact's by default) has advanced with non-silent samples (an AnalyserNode on it). */
+function heard(id = "artifact-audio") {
+  return page.evaluate(async (id) => {
+    const audio = document.getElementById(id);
+    window.analysers ||= {};
+    if (!window.analysers[id]) {
       const context = new AudioContext();
       const source = context.createMediaElementSource(audio);
-      window.artifactAnalyser = context.createAnalyser();
-      source.connect(window.artifactAnalyser);
-      window.artifactAnalyser.connect(context.destination);
+      window.analysers[id] = context.createAnalyser();
+      source.connect(window.analysers[id]);
+      window.analysers[id].connect(context.destination);
     }
-    const analyser = window.artifactAnalyser;
+    const analyser = window.analysers[id];
     const samples = new Float32Array(analyser.fftSize);
     const deadline = performance.now() + 10000;
     let rms = 0;
@@ -164,7 +165,7 @@ function heard() {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     return { currentTime: audio.currentTime, rms, error: audio.error?.message ?? null, src: audio.src };
-  });
+  }, id);
 }
 
 test("an artifact plays in the browser with sound in it: a WAV as stored, a MIDI file rendered", async () => {
@@ -180,6 +181,48 @@ test("an artifact plays in the browser with sound in it: a WAV as stored, a MIDI
   }
 });
 
+
+test("Render and listen plays the timeline, or the loop range, rendered once per arrangement", async () => {
+  const renders = [];
+  const count = (request) => request.url().endsWith("/api/tools/timeline_render") && renders.push(request.postData());
+  page.on("request", count);
+  const render = page.getByRole("button", { name: "Render and listen" });
+  const player = () => page.evaluate(() => {
+    const audio = document.getElementById("render-audio");
+    return { src: audio.src, duration: audio.duration };
+  });
+  await render.click();
+  await until("the whole timeline rendered", async () => (await player()).src.includes("/api/cas/"));
+  const whole = await heard("render-audio");
+  assert.equal(whole.error, null);
+  assert.ok(whole.currentTime > 0 && whole.rms > 0, `the render is heard: ${JSON.stringify(whole)}`);
+  const wholeSrc = (await player()).src;
+  // Again, with nothing changed: the same render, not a new one.
+  await page.evaluate(() => document.getElementById("render-audio").pause());
+  await render.click();
+  await page.getByRole("status").filter({ hasText: "rendered beats 0 to" }).waitFor();
+  assert.equal(renders.length, 1, `rendered once: ${renders}`);
+  assert.equal((await player()).src, wholeSrc);
+  // A selection: Loop on, beats 0 to 4 (2 s at 120 bpm, and the synthesizer's tail).
+  await page.evaluate(() => document.getElementById("render-audio").pause());
+  await page.getByLabel("Loop", { exact: true }).check();
+  await page.getByLabel("from", { exact: true }).fill("0");
+  await page.getByLabel("to", { exact: true }).fill("4");
+  await render.click();
+  await page.getByRole("status").filter({ hasText: "rendered beats 0 to 4" }).waitFor();
+  assert.equal(renders.length, 2);
+  assert.deepEqual(JSON.parse(renders[1]), { from_beats: 0, to_beats: 4 });
+  await until("the selection's render loaded", async () => {
+    const now = await player();
+    return now.src !== wholeSrc && now.duration > 0;
+  });
+  const { duration } = await player();
+  assert.ok(duration >= 2 && duration < 4, `a 4-beat render lasts 2 s and a tail: ${duration}`);
+  await page.evaluate(() => document.getElementById("render-audio").pause());
+  await page.getByLabel("Loop", { exact: true }).uncheck();
+  page.off("request", count);
+  assert.deepEqual(problems, []);
+});
 
 test("a take that cannot be played says why instead of staying silent", async () => {
   // WAV by its type, noise by its bytes.

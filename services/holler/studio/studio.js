@@ -327,7 +327,7 @@ async function drawInside(block, region) {
 async function refreshTimeline() {
   try {
     const reply = await call("timeline_query", {});
-    timeline = { regions: reply.regions || [], markers: reply.markers || [] };
+    timeline = { regions: reply.regions || [], markers: reply.markers || [], tempo_map: reply.tempo_map || [] };
     if (reply.transport) onTransport(reply.transport);
     drawTimeline();
   } catch (error) {
@@ -349,18 +349,34 @@ $("zoom-out").addEventListener("click", () => {
   drawTimeline();
 });
 
+/** Renders by arrangement (regions, tempo map, range): the same one is not rendered twice. */
+const renders = new Map();
+const MAX_RENDERS = 16;
+
 $("render").addEventListener("click", async () => {
   const button = $("render");
   button.disabled = true;
-  say("rendering…");
+  // The loop range when Loop is on (a selection), else the whole timeline.
+  const range = $("loop").checked
+    ? { from_beats: Number($("loop-from").value), to_beats: Number($("loop-to").value) }
+    : { from_beats: 0, to_beats: timelineEnd() };
+  const arrangement = JSON.stringify([timeline.regions, timeline.tempo_map, range]);
   try {
-    const reply = await call("timeline_render", { from_beats: 0, to_beats: timelineEnd() });
+    let hash = renders.get(arrangement);
+    if (!hash) {
+      say("rendering…");
+      hash = (await call("timeline_render", range)).cas_hash;
+      renders.set(arrangement, hash);
+      if (renders.size > MAX_RENDERS) renders.delete(renders.keys().next().value);
+    }
     const audio = $("render-audio");
-    audio.src = `/api/cas/${reply.cas_hash}`;
+    const source = `/api/cas/${hash}`;
+    if (!audio.src.endsWith(source)) audio.src = source;
+    audio.currentTime = 0;
     await audio.play();
-    say("rendered");
+    say(`rendered beats ${range.from_beats} to ${range.to_beats}`);
   } catch (error) {
-    say(error.message);
+    if (!$("render-audio").error) say(error.message);
   } finally {
     button.disabled = false;
   }
@@ -775,7 +791,7 @@ function listenForEvents() {
   events.addEventListener("transport", (event) => onTransport(JSON.parse(event.data)));
   events.addEventListener("timeline", (event) => {
     const reply = JSON.parse(event.data);
-    timeline = { regions: reply.regions || [], markers: reply.markers || [] };
+    timeline = { regions: reply.regions || [], markers: reply.markers || [], tempo_map: reply.tempo_map || [] };
     drawTimeline();
   });
   events.addEventListener("job", (event) => {
