@@ -268,6 +268,23 @@ test("A/B plays two takes in step at the same loudness, and switching swaps whic
   assert.ok(Math.abs(switched.gainB - 0.1 / (await rms("verse start"))) < 1e-3, JSON.stringify(switched));
   assert.equal(await panel.getByRole("button", { name: "Hear A" }).getAttribute("aria-pressed"), "true");
   await page.getByRole("button", { name: "Pause A/B" }).click();
+  // A MIDI take as B: heard as the gateway renders it, levelled by the render's RMS.
+  await page.getByRole("button", { name: "Compare verse as B" }).click();
+  await until("the MIDI take chosen", async () => (await panel.locator("#compare-b").textContent()).startsWith("verse (×"));
+  assert.match(await page.evaluate(() => document.getElementById("audio-b").src), /\/api\/render\/[0-9a-f]{64}$/);
+  const verse = (await tool("artifact_list", { tag: "midi" })).artifacts.find((a) => a.name === "verse").cas_hash;
+  const renderRms = (
+    await (await fetch(`${base}/api/render/${verse}/peaks?buckets=1`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
+  ).rms;
+  assert.ok(renderRms > 0, `the render is not silent: ${renderRms}`);
+  const before = await state();
+  await page.getByRole("button", { name: "Play A/B" }).click();
+  const midi = await until("the MIDI take to play", async () => {
+    const now = await state();
+    return now.b > Math.max(before.a, before.b) + 0.3 && now;
+  });
+  assert.ok(Math.abs(midi.gainB - Math.min(0.1 / renderRms, 8)) < 1e-3, JSON.stringify(midi));
+  await page.getByRole("button", { name: "Pause A/B" }).click();
   assert.deepEqual(problems, []);
 });
 

@@ -279,11 +279,17 @@ function drawing(url) {
   if (!drawings.has(url)) {
     drawings.set(
       url,
-      fetch(url, { credentials: "same-origin" }).then(async (response) => {
-        const body = await response.json();
-        if (!response.ok) throw new ApiError(body.code, body.message);
-        return body;
-      }),
+      fetch(url, { credentials: "same-origin" })
+        .then(async (response) => {
+          const body = await response.json();
+          if (!response.ok) throw new ApiError(body.code, body.message);
+          return body;
+        })
+        .catch((error) => {
+          // Not kept: a busy renderer or a backend away may answer next time.
+          drawings.delete(url);
+          throw error;
+        }),
     );
   }
   return drawings.get(url);
@@ -487,14 +493,20 @@ async function compare(side, artifact) {
   const name = artifact.name || artifact.artifact_id;
   try {
     const { object } = await call("cas_inspect", { hash: artifact.cas_hash });
-    if (!/^audio\/(x-)?wav/.test(object?.mime_type || "")) {
-      say(`${name} is ${object?.mime_type || "not audio"}: A/B compares WAVs`);
+    const mime = object?.mime_type || "";
+    const midi = mime === "audio/midi";
+    if (!midi && !/^audio\/(x-)?wav/.test(mime)) {
+      say(`${name} is ${mime || "not audio"}: A/B compares WAV and MIDI takes`);
       return;
     }
-    const { rms } = await drawing(`/api/peaks/${artifact.cas_hash}?buckets=1`);
+    // A MIDI take is heard, and levelled, as the gateway renders it.
+    const audio = midi ? `/api/render/${artifact.cas_hash}` : `/api/cas/${artifact.cas_hash}`;
+    const { rms } = await drawing(
+      midi ? `/api/render/${artifact.cas_hash}/peaks?buckets=1` : `/api/peaks/${artifact.cas_hash}?buckets=1`,
+    );
     const previous = sides[side];
     sides[side] = { name, level: Math.min(TARGET_RMS / Math.max(rms, 1e-6), MAX_GAIN), gain: previous?.gain };
-    $(`audio-${side}`).src = `/api/cas/${artifact.cas_hash}`;
+    $(`audio-${side}`).src = audio;
     $(`compare-${side}`).textContent = `${name} (×${sides[side].level.toFixed(2)})`;
     const ready = sides.a && sides.b;
     $("compare-play").disabled = !ready;

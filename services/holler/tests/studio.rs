@@ -527,9 +527,21 @@ fn a_midi_artifact_is_heard_on_its_own_rendered_at_the_timelines_tempo() {
         part.headers()["content-range"],
         format!("bytes 0-99/{}", render(240.0).2)
     );
+    // Its peaks and loudness, for A/B to level it by: of the same render.
+    let outline: Value = studio
+        .get(&format!("/api/render/{tune}/peaks?buckets=10"))
+        .json()
+        .expect("JSON");
+    assert_eq!(outline["frames"], fast, "{outline}");
+    assert_eq!(outline["peaks"].as_array().map(Vec::len), Some(10));
+    assert!(outline["rms"].as_f64().is_some_and(|rms| rms > 0.0), "{outline}");
+    let too_many = studio.get(&format!("/api/render/{tune}/peaks?buckets=100000"));
+    assert_eq!(too_many.status(), StatusCode::BAD_REQUEST);
     // Not MIDI: refused with the reason.
     let text = studio.store(b"just some words", "text/plain");
     let reply = studio.get(&format!("/api/render/{text}"));
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    let reply = studio.get(&format!("/api/render/{text}/peaks"));
     assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
     studio.up.stop();
 }

@@ -51,11 +51,11 @@ struct Entries {
 }
 
 impl Drawings {
-    fn get(&self, key: &str) -> Option<Arc<Value>> {
+    pub(super) fn get(&self, key: &str) -> Option<Arc<Value>> {
         self.entries.lock().ok()?.by_key.get(key).cloned()
     }
 
-    fn put(&self, key: String, value: Arc<Value>) {
+    pub(super) fn put(&self, key: String, value: Arc<Value>) {
         if let Ok(mut entries) = self.entries.lock() {
             let Entries { by_key, order } = &mut *entries;
             if by_key.insert(key.clone(), value).is_none() {
@@ -163,10 +163,10 @@ pub async fn peaks(
     Path(hash): Path<String>,
     Query(query): Query<PeaksQuery>,
 ) -> Response {
-    let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS);
-    if !(1..=MAX_BUCKETS).contains(&buckets) {
-        return refused(format!("buckets must be 1 to {MAX_BUCKETS}"));
-    }
+    let buckets = match buckets(&query) {
+        Ok(buckets) => buckets,
+        Err(response) => return response,
+    };
     let object = match inspect(&studio.backends, hash).await {
         Ok(object) => object,
         Err(response) => return response,
@@ -202,6 +202,15 @@ pub async fn peaks(
     Json(&*value).into_response()
 }
 
+/// The buckets asked for, within bounds.
+pub(super) fn buckets(query: &PeaksQuery) -> Result<usize, Response> {
+    let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS);
+    if !(1..=MAX_BUCKETS).contains(&buckets) {
+        return Err(refused(format!("buckets must be 1 to {MAX_BUCKETS}")));
+    }
+    Ok(buckets)
+}
+
 /// Where a waveform's bytes come from.
 enum Source {
     Local(::cas::Cas, String),
@@ -209,7 +218,7 @@ enum Source {
 }
 
 /// Peaks and RMS of a WAV read from `reader`, as the page draws them.
-fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> Result<serde_json::Value, String> {
+pub(super) fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> Result<serde_json::Value, String> {
     let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
     let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
     let outline = wav.peaks(buckets).map_err(|e| e.to_string())?;

@@ -91,6 +91,7 @@ impl Studio {
             .route("/api/notes/{hash}", get(media::notes))
             .route("/api/peaks/{hash}", get(media::peaks))
             .route("/api/render/{hash}", get(render::midi))
+            .route("/api/render/{hash}/peaks", get(render::peaks))
             .layer(axum::middleware::from_fn_with_state(self.guard.clone(), guard::check))
             .with_state(self.clone())
     }

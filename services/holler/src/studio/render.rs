@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chaosgarden::media::{Synth, parse_midi};
@@ -98,71 +99,96 @@ impl Renderer {
 
 /// `GET /api/render/{hash}`.
 pub async fn midi(State(studio): State<Studio>, Path(hash): Path<String>, headers: HeaderMap) -> Response {
-    let object = match inspect(&studio.backends, hash).await {
-        Ok(object) => object,
+    match rendered(&studio, hash).await {
+        Ok((_, wav)) => respond(&wav, &headers),
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/render/{hash}/peaks?buckets=N`: the render's peaks and RMS, as `/api/peaks`
+/// gives a WAV's (A/B levels a MIDI take by it).
+pub async fn peaks(
+    State(studio): State<Studio>,
+    Path(hash): Path<String>,
+    Query(query): Query<super::media::PeaksQuery>,
+) -> Response {
+    let buckets = match super::media::buckets(&query) {
+        Ok(buckets) => buckets,
         Err(response) => return response,
     };
+    let (key, wav) = match rendered(&studio, hash).await {
+        Ok(rendered) => rendered,
+        Err(response) => return response,
+    };
+    let key = format!("render-peaks:{key}:{buckets}");
+    if let Some(cached) = studio.drawings.get(&key) {
+        return Json(&*cached).into_response();
+    }
+    let size = wav.len() as u64;
+    match blocking(move || super::media::outline(std::io::Cursor::new(&wav[..]), size, buckets)).await {
+        Ok(value) => {
+            let value = Arc::new(value);
+            studio.drawings.put(key, value.clone());
+            Json(&*value).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// A MIDI artifact rendered at the timeline's tempo map (kept, or rendered in its turn), and
+/// the key it is kept under.
+async fn rendered(studio: &Studio, hash: String) -> Result<(String, Arc<Vec<u8>>), Response> {
+    let object = inspect(&studio.backends, hash).await?;
     // The timeline's tempo map, so the artifact sounds as it would placed on it.
-    let changes = match studio
+    let changes = studio
         .backends
         .send(pb::TimelineQueryRequest::default(), std::time::Duration::from_secs(10))
         .await
-    {
-        Ok(reply) => reply.tempo_map,
-        Err(error) => return call_failure(&error),
-    };
+        .map_err(|error| call_failure(&error))?
+        .tempo_map;
     let key = format!("{}:{changes:?}", object.hash);
     let renderer = studio.renderer.clone();
-    let wav = match renderer.get(&key) {
-        Some(wav) => wav,
-        None => {
-            let Some(_place) = renderer.place() else {
-                let mut busy = failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pb::ErrorCode::Unavailable,
-                    &format!("the renderer is busy: one render runs and {MAX_WAITING} wait; try again shortly"),
-                );
-                busy.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("2"),
-                );
-                return busy;
-            };
-            let Ok(_turn) = renderer.turn.acquire().await else {
-                return failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pb::ErrorCode::Unavailable,
-                    "shutting down",
-                );
-            };
-            // Rendered by the request this one waited behind?
-            if let Some(wav) = renderer.get(&key) {
-                return respond(&wav, &headers);
-            }
-            let bytes = match super::media::midi_file(&studio, &object).await {
-                Ok(bytes) => bytes,
-                Err(response) => return response,
-            };
-            let synth = match renderer.synth().await {
-                Ok(synth) => synth,
-                Err(error) => return failure(StatusCode::INTERNAL_SERVER_ERROR, pb::ErrorCode::Internal, &error),
-            };
-            let wav = match blocking(move || {
-                let song = parse_midi(&bytes).map_err(|e| e.to_string())?;
-                let map = TempoMap::from_proto(&changes).map_err(|e| e.to_string())?;
-                let samples = synth.render(&song, &map, 0.0, SAMPLE_RATE).map_err(|e| e.to_string())?;
-                wav16(&samples)
-            })
-            .await
-            {
-                Ok(wav) => Arc::new(wav),
-                Err(response) => return response,
-            };
-            renderer.keep(key, wav.clone());
-            wav
-        }
+    if let Some(wav) = renderer.get(&key) {
+        return Ok((key, wav));
+    }
+    let Some(_place) = renderer.place() else {
+        let mut busy = failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pb::ErrorCode::Unavailable,
+            &format!("the renderer is busy: one render runs and {MAX_WAITING} wait; try again shortly"),
+        );
+        busy.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("2"),
+        );
+        return Err(busy);
     };
-    respond(&wav, &headers)
+    let Ok(_turn) = renderer.turn.acquire().await else {
+        return Err(failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pb::ErrorCode::Unavailable,
+            "shutting down",
+        ));
+    };
+    // Rendered by the request this one waited behind?
+    if let Some(wav) = renderer.get(&key) {
+        return Ok((key, wav));
+    }
+    let bytes = super::media::midi_file(studio, &object).await?;
+    let synth = renderer
+        .synth()
+        .await
+        .map_err(|error| failure(StatusCode::INTERNAL_SERVER_ERROR, pb::ErrorCode::Internal, &error))?;
+    let wav = blocking(move || {
+        let song = parse_midi(&bytes).map_err(|e| e.to_string())?;
+        let map = TempoMap::from_proto(&changes).map_err(|e| e.to_string())?;
+        let samples = synth.render(&song, &map, 0.0, SAMPLE_RATE).map_err(|e| e.to_string())?;
+        wav16(&samples)
+    })
+    .await?;
+    let wav = Arc::new(wav);
+    renderer.keep(key.clone(), wav.clone());
+    Ok((key, wav))
 }
 
 /// Interleaved stereo as a 16-bit WAV (half the bytes of float, and what every player takes).
