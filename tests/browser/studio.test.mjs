@@ -342,6 +342,26 @@ test("a running job's output streams into the page while it runs", async () => {
   await row.locator(".state", { hasText: "cancelled" }).waitFor({ timeout: 15000 });
 });
 
+test("an artifact a job made names the job and its script, and opens the job", async () => {
+  await page.getByLabel("Lua code").fill(
+    'function main() local h = cas.store("a riff", "text/plain") ' +
+      'return hoot.artifact{hash = h, name = "job-made riff", tags = {"jobmade"}}.artifact_id end',
+  );
+  await page.evaluate(() => (document.getElementById("result").textContent = ""));
+  await page.getByRole("button", { name: "Run as job" }).click();
+  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
+  const id = started.split(" ")[1].replace(/:$/, "");
+  await page.locator(`#jobs li[data-job="${id}"] .state`, { hasText: "succeeded" }).waitFor({ timeout: 30000 });
+  await page.getByLabel("Search").fill("tag:jobmade");
+  await page.getByRole("list", { name: "Artifacts" }).getByRole("button", { name: "job-made riff", exact: true }).click();
+  const made = page.locator("#artifact-detail p", { hasText: "Made by job" });
+  await made.waitFor();
+  assert.match(await made.textContent(), new RegExp(`^Made by job ${id} running script [0-9a-f]{12}$`));
+  await made.getByRole("button", { name: id }).click();
+  await page.locator("#job-detail", { hasText: `${id}: succeeded` }).waitFor();
+  await page.getByLabel("Search").fill("");
+});
+
 test("Cancel stops a running job", async () => {
   await page.getByLabel("Lua code").fill("function main() while true do end end");
   await page.getByRole("button", { name: "Run as job" }).click();

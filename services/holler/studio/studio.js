@@ -614,10 +614,19 @@ async function showArtifact(id) {
     const mime = artifact.object?.mimeType || "";
     const extension = extensions[mime] || "bin";
     const job = artifact.metadata?.job_id || artifact.metadata?.source_job_id;
+    // hoot.artifact records the script that made it beside the job.
+    const script = artifact.metadata?.script_name || (artifact.metadata?.script_hash || "").slice(0, 12);
     detail.replaceChildren(
       element("h3", { text: artifact.name || artifact.id }),
       element("p", { text: `${artifact.id} · ${mime} · ${artifact.object?.size ?? "?"} bytes · by ${artifact.creator || "?"}` }),
-      job ? element("p", { text: `made by job ${job}` }) : null,
+      job
+        ? element(
+            "p",
+            { text: "Made by job " },
+            element("button", { type: "button", class: "link", onclick: () => showJob(job), text: job }),
+            script ? ` running script ${script}` : "",
+          )
+        : null,
       element("p", { text: "Parents: " }, ...(artifact.parents.length ? artifact.parents.map(link) : ["none"])),
       element("p", { text: "Children: " }, ...(artifact.children.length ? artifact.children.map(link) : ["none"])),
       element("a", { href: `/api/cas/${artifact.casHash}`, download: `${artifact.name || artifact.id}.${extension}`, text: `Download .${extension}` }),
