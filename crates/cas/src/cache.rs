@@ -5,7 +5,8 @@
 //! So any object in it may be evicted. Reads mark an object as recently used by setting its
 //! modification time; when the cache grows past its bound the oldest-used objects go until it
 //! is at [`LOW_WATER`] of the bound. Several processes may share one cache directory: each
-//! counts what it added and rescans the directory (the truth) before evicting.
+//! counts what it added and rescans the directory (the truth) before evicting; a process
+//! first scans when it first adds, so one that only reads never walks the directory.
 //!
 //! Writes to the cache do not wait for the disk (the bucket is where objects are durable; the
 //! upload is what a store waits for). A power loss could leave a torn file under a good name,
@@ -36,7 +37,9 @@ pub(crate) struct Cache {
 
 impl Cache {
     /// Claims `root` as a cache (refusing a directory that holds objects but is not one: they
-    /// may exist nowhere else), and trims it to `max`.
+    /// may exist nowhere else). It is not scanned here: many processes open a cache (every
+    /// Lua sandbox does) and most only read it, so the first object this process adds scans
+    /// it and trims it to `max` (until then this process assumes it full).
     pub(crate) fn open(root: &Path, max: u64) -> Result<Self, CasError> {
         let marker = root.join(MARKER);
         let boot = boot_id();
@@ -66,12 +69,10 @@ impl Cache {
             fs::create_dir_all(root).at("creating", root)?;
             write_marker(&marker, &boot)?;
         }
-        let cache = Self {
+        Ok(Self {
             max,
-            estimate: Mutex::new(0),
-        };
-        cache.trim(root)?;
-        Ok(cache)
+            estimate: Mutex::new(max),
+        })
     }
 
     /// Records `bytes` added to the cache, trimming it if that takes it past its bound.

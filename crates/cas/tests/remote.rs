@@ -171,6 +171,30 @@ fn the_cache_stays_within_its_bound_and_refetches_what_it_evicted() {
 
 #[test]
 #[ignore = "needs an S3 server: eval \"$(scripts/garage start DIR)\""]
+fn a_process_that_only_reads_the_cache_leaves_it_and_the_first_to_add_trims_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generous = config("lazy", &dir.path().join("a"), 8 << 20);
+    let a = Cas::open_with(Path::new("/nonexistent"), &generous).expect("open");
+    let hashes: Vec<Hash> = (0..10)
+        .map(|i| a.store(&noise(200_000, 101 + 2 * i), "").expect("store").info.hash)
+        .collect();
+    let full = cached_bytes(a.root());
+    assert!(full >= 2_000_000, "{full} cached");
+    // Another process on the same cache with a smaller bound (a sandbox, say): opening it
+    // and reading from it evicts nothing.
+    let mut tight = generous.clone();
+    tight.cache_max = 1 << 20;
+    let b = Cas::open_with(Path::new("/nonexistent"), &tight).expect("open");
+    assert_eq!(b.read(&hashes[0], 1 << 20, true).expect("read").len(), 200_000);
+    assert_eq!(cached_bytes(b.root()), full, "reading trims nothing");
+    // Its first addition scans the cache and brings it within its bound.
+    b.store(&noise(1_000, 999), "").expect("store");
+    let trimmed = cached_bytes(b.root());
+    assert!(trimmed <= 1 << 20, "{trimmed} cached over a bound of {}", 1 << 20);
+}
+
+#[test]
+#[ignore = "needs an S3 server: eval \"$(scripts/garage start DIR)\""]
 fn content_that_does_not_match_its_name_is_refused_and_not_cached() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config("corrupt", &dir.path().join("a"), 0);
