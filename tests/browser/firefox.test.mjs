@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import puppeteer from "puppeteer-core";
-import { ROOT, startStack, seedTune, until } from "./stack.mjs";
+import { ROOT, startStack, seedStudio, until, watchPage } from "./stack.mjs";
 
 const SHOTS = join(ROOT, "target/studio-screenshots");
 const TOKEN = "studio-firefox-token";
@@ -100,28 +100,13 @@ before(async () => {
   stack = await startStack(TOKEN);
   base = stack.base;
 
-  // A MIDI phrase as an artifact and a region, a marker, and the render of it as a WAV artifact.
-  const midi = await seedTune(stack);
-  await tool("artifact_create", { cas_hash: midi, name: "verse", tags: ["midi"], creator: "seed" });
-  await tool("timeline_add_region", { cas_hash: midi, position_beats: 0 });
-  await tool("timeline_add_marker", { event_type: "section_change", position_beats: 4 });
-  const render = await tool("timeline_render", { from_beats: 0, to_beats: 8 });
-  await tool("artifact_create", { cas_hash: render.cas_hash, name: "verse render", tags: ["wav"], creator: "seed" });
-  await tool("timeline_add_region", { cas_hash: render.cas_hash, position_beats: 8 });
+  await seedStudio(stack);
 
   scratch = mkdtempSync(join(tmpdir(), "hoot-firefox-"));
   browser = await launchFirefox(scratch);
   page = await browser.newPage();
   page.setDefaultTimeout(15000);
-  page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`console: ${message.text()}`);
-  });
-  page.on("response", (response) => {
-    if (response.status() >= 400) {
-      failed.push(`${response.request().method()} ${new URL(response.url()).pathname} ${response.status()}`);
-    }
-  });
-  page.on("pageerror", (error) => problems.push(`page: ${error.message}`));
+  watchPage(page, problems, failed);
   mkdirSync(SHOTS, { recursive: true });
 });
 

@@ -110,6 +110,39 @@ export function launchChromium() {
 }
 
 /** A 12-note tune as a Standard MIDI File in the CAS; resolves to its hash. */
+/**
+ * Records a page's console errors and uncaught exceptions in `problems` and its failed
+ * requests ("METHOD path STATUS") in `failed`: playwright's and puppeteer's pages report them
+ * alike. `expected(text)` names console errors that are not problems.
+ */
+export function watchPage(page, problems, failed, expected = () => false) {
+  page.on("console", (message) => {
+    if (message.type() === "error" && !expected(message.text())) problems.push(`console: ${message.text()}`);
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 400) {
+      failed.push(`${response.request().method()} ${new URL(response.url()).pathname} ${response.status()}`);
+    }
+  });
+  page.on("pageerror", (error) => problems.push(`page: ${error.message}`));
+}
+
+/**
+ * The timeline both browsers' tests start from: a MIDI phrase as an artifact ("verse") and a
+ * region, a section_change marker at beat 4, and the render of it as a WAV artifact
+ * ("verse render") and a region at beat 8.
+ */
+export async function seedStudio(stack) {
+  const tool = (name, args) => stack.tool(name, args);
+  const midi = await seedTune(stack);
+  await tool("artifact_create", { cas_hash: midi, name: "verse", tags: ["midi"], creator: "seed" });
+  await tool("timeline_add_region", { cas_hash: midi, position_beats: 0 });
+  await tool("timeline_add_marker", { event_type: "section_change", position_beats: 4 });
+  const render = await tool("timeline_render", { from_beats: 0, to_beats: 8 });
+  await tool("artifact_create", { cas_hash: render.cas_hash, name: "verse render", tags: ["wav"], creator: "seed" });
+  await tool("timeline_add_region", { cas_hash: render.cas_hash, position_beats: 8 });
+}
+
 export async function seedTune(stack) {
   const abc = "X:1\\nT:verse\\nM:4/4\\nL:1/8\\nQ:1/4=120\\nK:C\\nCDEF GABc|c2B2 A2G2|";
   return (await stack.tool("lua_eval", { code: `return midi.save(abc.to_midi("${abc}"))` })).result;

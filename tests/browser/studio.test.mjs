@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, startStack, launchChromium, seedTune, until } from "./stack.mjs";
+import { ROOT, startStack, launchChromium, seedStudio, until, watchPage } from "./stack.mjs";
 
 const SHOTS = join(ROOT, "target/studio-screenshots");
 const TOKEN = "studio-test-token";
@@ -23,30 +23,14 @@ before(async () => {
   stack = await startStack(TOKEN);
   base = stack.base;
 
-  // A MIDI phrase as an artifact and a region, a marker, and the render of it as a WAV artifact.
-  const midi = await seedTune(stack);
-  await tool("artifact_create", { cas_hash: midi, name: "verse", tags: ["midi"], creator: "seed" });
-  await tool("timeline_add_region", { cas_hash: midi, position_beats: 0 });
-  await tool("timeline_add_marker", { event_type: "section_change", position_beats: 4 });
-  const render = await tool("timeline_render", { from_beats: 0, to_beats: 8 });
-  await tool("artifact_create", { cas_hash: render.cas_hash, name: "verse render", tags: ["wav"], creator: "seed" });
-  await tool("timeline_add_region", { cas_hash: render.cas_hash, position_beats: 8 });
+  await seedStudio(stack);
   const start = await tool("timeline_render", { from_beats: 0, to_beats: 4 });
   await tool("artifact_create", { cas_hash: start.cas_hash, name: "verse start", tags: ["wav"], creator: "seed" });
 
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on("console", (message) => {
-    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
-      problems.push(`console: ${message.text()}`);
-    }
-  });
-  page.on("response", (response) => {
-    if (response.status() >= 400) {
-      failed.push(`${response.request().method()} ${new URL(response.url()).pathname} ${response.status()}`);
-    }
-  });
-  page.on("pageerror", (error) => problems.push(`page: ${error.message}`));
+  // Chromium logs each failed request to the console too; `failed` has those.
+  watchPage(page, problems, failed, (text) => text.startsWith("Failed to load resource"));
   mkdirSync(SHOTS, { recursive: true });
 });
 
@@ -288,6 +272,15 @@ test("A/B plays two takes in step at the same loudness, and switching swaps whic
   assert.deepEqual(problems, []);
 });
 
+/** Presses "Run as job" on the scratchpad's code; resolves to the new job's id. */
+async function runAsJob() {
+  // An earlier job is still named in the result until this one's reply comes.
+  await page.evaluate(() => (document.getElementById("result").textContent = ""));
+  await page.getByRole("button", { name: "Run as job" }).click();
+  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
+  return started.split(" ")[1].replace(/:$/, "");
+}
+
 test("a job from the scratchpad goes pending, running, succeeded on screen with its progress", async () => {
   const code =
     'function main() for i = 1, 10 do local t = os.clock() while os.clock() - t < 0.1 do end ' +
@@ -304,9 +297,7 @@ test("a job from the scratchpad goes pending, running, succeeded on screen with 
       }
     }).observe(document.getElementById("jobs"), { subtree: true, childList: true, characterData: true });
   });
-  await page.getByRole("button", { name: "Run as job" }).click();
-  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
-  const id = started.split(" ")[1].replace(/:$/, "");
+  const id = await runAsJob();
   const row = page.getByRole("list", { name: "Jobs" }).locator(`li[data-job="${id}"]`);
   await row.locator(".state", { hasText: "succeeded" }).waitFor({ timeout: 30000 });
   const states = await page.evaluate((id) => window.statesSeen[id], id);
@@ -324,11 +315,7 @@ test("a running job's output streams into the page while it runs", async () => {
     'function main() for i = 1, 2000 do print("tick " .. i) local t = os.clock() ' +
       "while os.clock() - t < 0.05 do end end end",
   );
-  // The last test's job is still named there until this one's reply comes.
-  await page.evaluate(() => (document.getElementById("result").textContent = ""));
-  await page.getByRole("button", { name: "Run as job" }).click();
-  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
-  const id = started.split(" ")[1].replace(/:$/, "");
+  const id = await runAsJob();
   const row = page.getByRole("list", { name: "Jobs" }).locator(`li[data-job="${id}"]`);
   await row.locator(".last-line", { hasText: /^tick \d+$/ }).waitFor({ timeout: 30000 });
   await row.getByRole("button", { name: id }).click();
@@ -347,10 +334,7 @@ test("an artifact a job made names the job and its script, and opens the job", a
     'function main() local h = cas.store("a riff", "text/plain") ' +
       'return hoot.artifact{hash = h, name = "job-made riff", tags = {"jobmade"}}.artifact_id end',
   );
-  await page.evaluate(() => (document.getElementById("result").textContent = ""));
-  await page.getByRole("button", { name: "Run as job" }).click();
-  const started = await page.getByLabel("Result").getByText(/^job \S+: /).textContent();
-  const id = started.split(" ")[1].replace(/:$/, "");
+  const id = await runAsJob();
   await page.locator(`#jobs li[data-job="${id}"] .state`, { hasText: "succeeded" }).waitFor({ timeout: 30000 });
   await page.getByLabel("Search").fill("tag:jobmade");
   await page.getByRole("list", { name: "Artifacts" }).getByRole("button", { name: "job-made riff", exact: true }).click();

@@ -513,24 +513,27 @@ async fn finished_jobs_past_the_retention_are_deleted() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_changes_progress_and_new_scripts_are_broadcast() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let lua = start_with(dir.path(), |_| {}).await;
+/// A subscriber to `lua`'s broadcasts that is known to receive them: PUB/SUB joins
+/// asynchronously, so throwaway scripts are stored until one is heard.
+async fn joined(lua: &Running) -> Subscriber {
     let mut subscriber = Subscriber::connect(&lua.pub_endpoint, &[""], None).expect("subscribe");
-    // PUB/SUB joins asynchronously: store throwaway scripts until one is seen.
-    let mut n = 0;
-    loop {
-        n += 1;
+    for n in 1..=50 {
         store(&lua.client, &format!("return {n}")).await;
         if tokio::time::timeout(Duration::from_millis(100), subscriber.recv())
             .await
             .is_ok()
         {
-            break;
+            return subscriber;
         }
-        assert!(n < 50, "the subscriber never joined");
     }
+    panic!("the subscriber never joined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_progress_and_new_scripts_are_broadcast() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lua = start_with(dir.path(), |_| {}).await;
+    let mut subscriber = joined(&lua).await;
     let hash = store(&lua.client, CHORDS).await;
     let job_id = execute(&lua.client, &hash, serde_json::json!({"root": 60}))
         .await
@@ -564,28 +567,9 @@ async fn state_changes_progress_and_new_scripts_are_broadcast() {
 async fn a_running_jobs_output_lines_are_broadcast_as_they_are_written() {
     let dir = tempfile::tempdir().expect("tmp");
     let lua = start_with(dir.path(), |_| {}).await;
-    let mut subscriber = Subscriber::connect(&lua.pub_endpoint, &[""], None).expect("subscribe");
-    let mut n = 0;
-    loop {
-        n += 1;
-        store(&lua.client, &format!("return {n}")).await;
-        if tokio::time::timeout(Duration::from_millis(100), subscriber.recv())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(n < 50, "the subscriber never joined");
-    }
-    // The gate's hash, worked out in a scratch CAS: the job prints, then waits for it.
-    let scratch = tempfile::tempdir().expect("tmp");
-    let gate = cas::Cas::open(scratch.path())
-        .expect("scratch cas")
-        .store(b"open", "text/plain")
-        .expect("hash")
-        .info
-        .hash
-        .to_string();
+    let mut subscriber = joined(&lua).await;
+    // The gate's name in the CAS: the job waits for what the test stores only later.
+    let gate = cas::Hash::of(b"open").to_string();
     let hash = store(
         &lua.client,
         "function main(p) print('first') warn('second ' .. string.rep('x', 5000)) \
