@@ -165,7 +165,7 @@ pub async fn peaks(
 ) -> Response {
     let buckets = match buckets(&query) {
         Ok(buckets) => buckets,
-        Err(response) => return response,
+        Err(reason) => return refused(reason),
     };
     let object = match inspect(&studio.backends, hash).await {
         Ok(object) => object,
@@ -203,10 +203,10 @@ pub async fn peaks(
 }
 
 /// The buckets asked for, within bounds.
-pub(super) fn buckets(query: &PeaksQuery) -> Result<usize, Response> {
+pub(super) fn buckets(query: &PeaksQuery) -> Result<usize, String> {
     let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS);
     if !(1..=MAX_BUCKETS).contains(&buckets) {
-        return Err(refused(format!("buckets must be 1 to {MAX_BUCKETS}")));
+        return Err(format!("buckets must be 1 to {MAX_BUCKETS}"));
     }
     Ok(buckets)
 }

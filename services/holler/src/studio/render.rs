@@ -114,7 +114,7 @@ pub async fn peaks(
 ) -> Response {
     let buckets = match super::media::buckets(&query) {
         Ok(buckets) => buckets,
-        Err(response) => return response,
+        Err(reason) => return super::refused(reason),
     };
     let (key, wav) = match rendered(&studio, hash).await {
         Ok(rendered) => rendered,
