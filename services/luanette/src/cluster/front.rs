@@ -22,6 +22,10 @@ pub struct ClusterJobs {
     stop: CancellationToken,
     /// The queue's depth and age for OpenTelemetry (collected only with an exporter).
     _gauges: crate::queue_metrics::QueueGauges,
+    /// Jobs this front is queueing and has not yet announced as pending, with the states
+    /// heard for them meanwhile: a worker may claim (even finish) a job before the insert's
+    /// reply is back here, and subscribers must still hear pending first.
+    announcing: std::sync::Mutex<std::collections::HashMap<String, Vec<i32>>>,
 }
 
 impl ClusterJobs {
@@ -51,6 +55,7 @@ impl ClusterJobs {
             headroom: headroom::Headroom::default(),
             stop: CancellationToken::new(),
             _notifications: notifications.clone(),
+            announcing: std::sync::Mutex::default(),
         });
         jobs.clone().follow_finished(notifications.subscribe());
         jobs.clone().spawn_reaper();
@@ -129,7 +134,7 @@ impl ClusterJobs {
                 match heard {
                     Heard::Notification { channel, payload } if *channel == *CLAIMED => {
                         jobs.claimed.send_modify(|n| *n += 1);
-                        jobs.publish_state(&payload, JobState::Running as i32);
+                        jobs.publish_heard(&payload, JobState::Running as i32);
                     }
                     Heard::Notification { channel, payload } if *channel == *PROGRESS => {
                         jobs.publish_progress(&payload);
@@ -140,7 +145,7 @@ impl ClusterJobs {
                     Heard::Notification { channel, payload } if *channel == *DONE => {
                         if let Some((id, state)) = payload.split_once(' ') {
                             let _ = jobs.finished.send(Some(id.to_string()));
-                            jobs.publish_state(id, state.parse().unwrap_or_default());
+                            jobs.publish_heard(id, state.parse().unwrap_or_default());
                         }
                     }
                     Heard::Notification { .. } => {}
@@ -153,6 +158,18 @@ impl ClusterJobs {
                 }
             }
         });
+    }
+
+    /// Publishes a state a notification told of, or holds it until the job's pending state
+    /// is out (see `announcing`).
+    fn publish_heard(&self, job_id: &str, state: i32) {
+        if let Ok(mut announcing) = self.announcing.lock()
+            && let Some(held) = announcing.get_mut(job_id)
+        {
+            held.push(state);
+            return;
+        }
+        self.publish_state(job_id, state);
     }
 
     fn publish_state(&self, job_id: &str, state: i32) {
@@ -218,6 +235,8 @@ impl ClusterJobs {
             required_capabilities: job.required_capabilities,
             ..Default::default()
         };
+        // Until its pending state is out, what the listener hears of it waits.
+        let announcing = Announcing::new(&self.announcing, &record.job_id);
         // The job and the notification that wakes a worker, in one statement.
         sqlx::query(
             "WITH queued AS (INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
@@ -236,7 +255,7 @@ impl ClusterJobs {
         .await
         .map_err(db_error)?;
         self.headroom.queued();
-        self.publish_state(&record.job_id, JobState::Pending as i32);
+        announcing.publish(|state| self.publish_state(&record.job_id, state));
         Ok(record)
     }
 
@@ -525,5 +544,43 @@ impl ClusterJobs {
     /// Stops following notifications (the jobs themselves live on in the database).
     pub async fn shutdown(&self) {
         self.stop.cancel();
+    }
+}
+
+/// A job being queued by this front, in `ClusterJobs::announcing` until dropped.
+struct Announcing<'a> {
+    map: &'a std::sync::Mutex<std::collections::HashMap<String, Vec<i32>>>,
+    id: String,
+}
+
+impl<'a> Announcing<'a> {
+    fn new(map: &'a std::sync::Mutex<std::collections::HashMap<String, Vec<i32>>>, id: &str) -> Self {
+        if let Ok(mut map) = map.lock() {
+            map.insert(id.to_string(), Vec::new());
+        }
+        Self {
+            map,
+            id: id.to_string(),
+        }
+    }
+
+    /// Publishes pending, then what was heard meanwhile, in order: under the lock, so the
+    /// listener cannot slip a state in between.
+    fn publish(self, publish: impl Fn(i32)) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let held = map.remove(&self.id).unwrap_or_default();
+        publish(JobState::Pending as i32);
+        for state in held {
+            publish(state);
+        }
+        drop(map);
+    }
+}
+
+impl Drop for Announcing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&self.id);
+        }
     }
 }
