@@ -64,8 +64,13 @@ impl Up {
             hootenanny,
             chaosgarden,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: CI starts several stacks at once on 2 cores.
+        let mut up = up;
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = up.child.try_wait() {
+                panic!("holler up exited before it came up ({status}); a port taken meanwhile?");
+            }
             // Any HTTP answer (401 with a token) means it is listening.
             if reqwest::blocking::get(format!("http://127.0.0.1:{port}/health")).is_ok() {
                 return up;
