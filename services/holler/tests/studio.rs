@@ -301,6 +301,29 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
 }
 
 #[test]
+fn a_damaged_object_is_reported_as_data_loss_not_as_bad_input() {
+    let studio = Studio::start();
+    let tune = studio.tune();
+    // Same length, other bytes, under the tune's name in the CAS `holler up` reads itself.
+    let cas = cas::Cas::open(studio._dir.path().join("data").join("cas")).expect("cas");
+    let path = cas.object_path(&cas::Hash::parse(&tune).expect("hash"));
+    let length = std::fs::metadata(&path).expect("object").len() as usize;
+    let mut permissions = std::fs::metadata(&path).expect("object").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&path, permissions).expect("writable");
+    std::fs::write(&path, vec![b'x'; length]).expect("damage it");
+    for endpoint in ["notes", "render"] {
+        let reply = studio.get(&format!("/api/{endpoint}/{tune}"));
+        let status = reply.status();
+        let body: Value = reply.json().expect("JSON");
+        assert_eq!(body["code"], "DATA_LOSS", "{endpoint}: {body}");
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{endpoint}: {body}");
+    }
+    studio.up.stop();
+}
+
+#[test]
 fn hostile_files_and_sizes_are_refused_with_invalid_argument() {
     let studio = Studio::start();
     let refused = |path: &str| {

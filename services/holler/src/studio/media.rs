@@ -26,7 +26,7 @@ use hooteproto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::cas::inspect;
-use super::{Studio, blocking, failure, refused};
+use super::{Studio, blocking, cas_failure, failure, refused};
 use crate::backends::Backends;
 
 /// Notes returned at most for one file.
@@ -80,11 +80,17 @@ pub(super) async fn midi_file(studio: &Studio, object: &pb::CasObject) -> Result
     }
     if let Some(cas) = studio.local_cas.clone() {
         let hash = object.hash.clone();
-        return blocking(move || {
-            let hash = ::cas::Hash::parse(&hash).map_err(|e| e.to_string())?;
-            cas.read(&hash, MAX_MIDI_BYTES, true).map_err(|e| e.to_string())
-        })
-        .await;
+        return match tokio::task::spawn_blocking(move || cas.read(&::cas::Hash::parse(&hash)?, MAX_MIDI_BYTES, true))
+            .await
+        {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(error)) => Err(cas_failure(error)),
+            Err(error) => Err(failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pb::ErrorCode::Internal,
+                &error.to_string(),
+            )),
+        };
     }
     read_whole(studio.backends.clone(), object)
         .await
@@ -179,7 +185,21 @@ pub async fn peaks(
     // hound reads synchronously, so on a blocking thread: from the CAS itself when this
     // process has it, else each chunk fetched from Hootenanny as the decoder needs it.
     let source = match &studio.local_cas {
-        Some(cas) => Source::Local(cas.clone(), object.hash.clone()),
+        // Opened apart from the decoding: the store's failures are not the file's fault.
+        Some(cas) => {
+            let (cas, hash) = (cas.clone(), object.hash.clone());
+            match tokio::task::spawn_blocking(move || cas.open_reader(&::cas::Hash::parse(&hash)?, true)).await {
+                Ok(Ok(reader)) => Source::Local(Box::new(reader)),
+                Ok(Err(error)) => return cas_failure(error),
+                Err(error) => {
+                    return failure(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        pb::ErrorCode::Internal,
+                        &error.to_string(),
+                    );
+                }
+            }
+        }
         None => Source::Remote(BlockingCasReader::new(
             studio.backends.clone(),
             &object,
@@ -187,10 +207,7 @@ pub async fn peaks(
         )),
     };
     let value = match blocking(move || match source {
-        Source::Local(cas, hash) => {
-            let hash = ::cas::Hash::parse(&hash).map_err(|e| e.to_string())?;
-            outline(cas.open_reader(&hash, true).map_err(|e| e.to_string())?, size, buckets)
-        }
+        Source::Local(reader) => outline(reader, size, buckets),
         Source::Remote(reader) => outline(reader, size, buckets),
     })
     .await
@@ -213,7 +230,7 @@ pub(super) fn buckets(query: &PeaksQuery) -> Result<usize, String> {
 
 /// Where a waveform's bytes come from.
 enum Source {
-    Local(::cas::Cas, String),
+    Local(Box<::cas::ObjectReader>),
     Remote(BlockingCasReader),
 }
 

@@ -197,6 +197,14 @@ pub(crate) fn failure(status: StatusCode, code: hooteproto::v1::ErrorCode, messa
     (status, Json(body)).into_response()
 }
 
+/// A failure of the CAS this process reads itself, with the canonical code every service
+/// answers it with (a missing object is NOT_FOUND, a corrupt one DATA_LOSS: not the input's
+/// fault, unlike what [`blocking`]'s work reports).
+pub(crate) fn cas_failure(error: ::cas::CasError) -> Response {
+    let status = ::cas::status::status(error);
+    failure(http_status(status.code), status.code, &status.message)
+}
+
 /// Bad input, as 400 INVALID_ARGUMENT with the reason.
 pub(crate) fn refused(message: impl std::fmt::Display) -> Response {
     failure(
