@@ -289,28 +289,26 @@ impl Worker {
             return;
         };
         // The sandbox keeps messages to 1,024 characters, well inside NOTIFY's 8,000 bytes.
-        let payload = format!("{id} {fraction} {message}");
-        if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(PROGRESS)
-            .bind(&payload)
-            .execute(&self.pool)
-            .await
-        {
-            tracing::debug!(job = %id, %error, "could not announce progress");
-        }
+        self.tell_fronts(id, PROGRESS, &format!("{id} {fraction} {message}"))
+            .await;
     }
 
     /// Tells the fronts of output lines (they broadcast them as `job_log`).
     async fn notify_log(&self, batch: pb::JobLog) {
         use base64::Engine as _;
         let payload = base64::engine::general_purpose::STANDARD.encode(batch.encode_to_vec());
+        self.tell_fronts(&batch.job_id, LOG, &payload).await;
+    }
+
+    /// A notification the fronts only pass on to subscribers: best effort, a failure logged.
+    async fn tell_fronts(&self, id: &str, channel: &str, payload: &str) {
         if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(LOG)
-            .bind(&payload)
+            .bind(channel)
+            .bind(payload)
             .execute(&self.pool)
             .await
         {
-            tracing::debug!(job = %batch.job_id, %error, "could not pass on output lines");
+            tracing::debug!(job = %id, channel, %error, "could not notify the fronts");
         }
     }
 

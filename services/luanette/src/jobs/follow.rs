@@ -73,29 +73,24 @@ impl LogFollower {
         mut emit: impl FnMut(JobLog) -> F,
     ) -> T {
         tokio::pin!(run);
-        loop {
+        let output = loop {
+            // A line comes (or the run ends), a batch goes, then a pause (or the run ends).
             tokio::select! {
-                output = &mut run => {
-                    while let Some(batch) = self.batch(job_id, max_bytes) {
-                        emit(batch).await;
-                    }
-                    return output;
-                }
+                output = &mut run => break output,
                 () = self.wake.notified() => {}
             }
             if let Some(batch) = self.batch(job_id, max_bytes) {
                 emit(batch).await;
             }
             tokio::select! {
-                output = &mut run => {
-                    while let Some(batch) = self.batch(job_id, max_bytes) {
-                        emit(batch).await;
-                    }
-                    return output;
-                }
+                output = &mut run => break output,
                 () = tokio::time::sleep(LOG_EVERY) => {}
             }
+        };
+        while let Some(batch) = self.batch(job_id, max_bytes) {
+            emit(batch).await;
         }
+        output
     }
 }
 
