@@ -4,9 +4,9 @@
 //! is killed and replaced, so nothing a script does can stall the requests this service
 //! answers meanwhile.
 //!
-//! Processes are started ahead of need (`warm` of them) and one is reused for the next
-//! run only when it says it is clean: no limit tripped, its VM reset, its memory back
-//! near where it started. A full queue is refused.
+//! Processes are started ahead of need (`warm` of them, never more than the pool can use at
+//! once) and one is reused for the next run only when it says it is clean: no limit tripped,
+//! its VM reset, its memory back near where it started. A full queue is refused.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,6 +80,32 @@ struct Process {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    _live: Live,
+}
+
+/// Counts a sandbox process from the moment its start is decided until it is dropped
+/// (killed, or exited with its pipes closed).
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+
+    /// A place for one more process, if fewer than `cap` exist.
+    fn reserve(count: &Arc<AtomicUsize>, cap: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
+            .ok()
+            .map(|_| Self(count.clone()))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Inner {
@@ -87,6 +113,8 @@ struct Inner {
     program: Program,
     hello: Vec<u8>,
     idle: Mutex<Vec<Process>>,
+    /// Processes in existence: idle, running a task, or starting.
+    live: Arc<AtomicUsize>,
     slots: Arc<tokio::sync::Semaphore>,
     waiting: AtomicUsize,
 }
@@ -117,6 +145,7 @@ impl Runner {
             program,
             hello: protocol::frame(&hello),
             idle: Mutex::new(Vec::new()),
+            live: Arc::default(),
             waiting: AtomicUsize::new(0),
         });
         inner.clone().top_up();
@@ -174,18 +203,24 @@ impl Inner {
         None
     }
 
-    /// Starts processes in the background until `warm` are idle.
+    /// Starts processes in the background until `warm` are idle, but never more than can
+    /// be used at once: a spare started while every slot is busy would only be thrown away
+    /// (with the start-up it cost) when the runs hand their processes back.
     fn top_up(self: Arc<Self>) {
         let idle = self.idle.lock().map(|idle| idle.len()).unwrap_or(usize::MAX);
-        if idle >= self.config.warm {
+        let cap = self.capacity();
+        let places: Vec<Live> = (idle..self.config.warm)
+            .map_while(|_| Live::reserve(&self.live, cap))
+            .collect();
+        if places.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
-            for _ in idle..self.config.warm {
-                match self.start().await {
+            for live in places {
+                match self.start(live).await {
                     Ok(process) => self.put_idle(process),
                     Err(error) => {
                         tracing::warn!(pool = self.config.name, error = %error.message, "could not start a sandbox process");
@@ -196,16 +231,21 @@ impl Inner {
         });
     }
 
+    /// The most processes the pool keeps: one per slot, or `warm` if that is more.
+    fn capacity(&self) -> usize {
+        self.config.concurrency.max(self.config.warm).max(1)
+    }
+
     fn put_idle(&self, process: Process) {
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.config.concurrency.max(self.config.warm)
+            && idle.len() < self.capacity()
         {
             idle.push(process);
         }
     }
 
     /// Starts one sandbox process and hands it its configuration.
-    async fn start(&self) -> Result<Process, Status> {
+    async fn start(&self, live: Live) -> Result<Process, Status> {
         let failed = |e: std::io::Error| Status::unavailable(format!("the Lua sandbox could not be started: {e}"));
         let mut child = spawn(self.program.command()).await.map_err(failed)?;
         if let Some(pid) = child.id() {
@@ -221,6 +261,7 @@ impl Inner {
             child,
             stdin,
             stdout: BufReader::new(stdout),
+            _live: live,
         })
     }
 
@@ -264,7 +305,7 @@ impl Inner {
         let process = match idle {
             Some(process) if sent => process,
             _ => {
-                let mut fresh = self.start().await?;
+                let mut fresh = self.start(Live::new(&self.live)).await?;
                 if let Err(error) = fresh.stdin.write_all(&frame).await {
                     return Err(Status::unavailable(format!("the Lua sandbox went away: {error}")));
                 }
@@ -277,6 +318,7 @@ impl Inner {
             mut child,
             stdin,
             stdout,
+            _live: live,
         } = process;
         // Reading a frame is not cancel-safe, so the read in progress lives across the
         // loop's turns and hands the pipe back when it completes.
@@ -319,7 +361,12 @@ impl Inner {
                 let reusable = done.reusable;
                 let result = outcome_of(kind, done);
                 if reusable {
-                    self.put_idle(Process { child, stdin, stdout });
+                    self.put_idle(Process {
+                        child,
+                        stdin,
+                        stdout,
+                        _live: live,
+                    });
                 }
                 Ok(result)
             }
