@@ -26,6 +26,8 @@ pub struct ClusterJobs {
     /// heard for them meanwhile: a worker may claim (even finish) a job before the insert's
     /// reply is back here, and subscribers must still hear pending first.
     announcing: std::sync::Mutex<std::collections::HashMap<String, Vec<i32>>>,
+    /// Inserts new jobs, several to a commit under load.
+    enqueuer: enqueue::Enqueuer,
 }
 
 impl ClusterJobs {
@@ -46,6 +48,7 @@ impl ClusterJobs {
         };
         let jobs = Arc::new(Self {
             _gauges: gauges,
+            enqueuer: enqueue::Enqueuer::start(pool.clone()),
             pool,
             config,
             cluster,
@@ -237,23 +240,18 @@ impl ClusterJobs {
         };
         // Until its pending state is out, what the listener hears of it waits.
         let announcing = Announcing::new(&self.announcing, &record.job_id);
-        // The job and the notification that wakes a worker, in one statement.
-        sqlx::query(
-            "WITH queued AS (INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
-               VALUES ($1, 1, $2, $3, $4, $5, $6, $7) RETURNING id) \
-             SELECT pg_notify($8, queued.id) FROM queued",
-        )
-        .bind(&record.job_id)
-        .bind(priority as i16)
-        .bind(owner)
-        .bind(&code)
-        .bind(&traceparent)
-        .bind(record.encode_to_vec())
-        .bind(&record.required_capabilities)
-        .bind(QUEUED)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+        // With the notification that wakes a worker; committed with any others arriving.
+        self.enqueuer
+            .insert(enqueue::Row {
+                id: record.job_id.clone(),
+                priority: priority as i16,
+                owner: owner.to_vec(),
+                code,
+                traceparent,
+                record: record.encode_to_vec(),
+                capabilities: record.required_capabilities.clone(),
+            })
+            .await?;
         self.headroom.queued();
         announcing.publish(|state| self.publish_state(&record.job_id, state));
         Ok(record)

@@ -42,6 +42,7 @@ use crate::jobs::{
 use crate::runner::{Runner, Task};
 use crate::sandbox::{RunContext, ScriptIdentity};
 
+mod enqueue;
 mod front;
 mod headroom;
 pub mod listen;
