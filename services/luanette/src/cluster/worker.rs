@@ -20,18 +20,15 @@ pub struct Worker {
     pub notifications: Notifications,
 }
 
-/// How many jobs per slot may be claimed and not yet recorded (running, or waiting for
-/// their outcome's commit) before the worker stops claiming: enough to hide a commit's
-/// round trip, few enough that a slow database holds back claims rather than piling up
-/// finished work in memory.
-const UNRECORDED_PER_SLOT: usize = 2;
+/// The cancel token of each job running here, by id (`hoot_job_cancel` names the job).
+type Cancels = Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>>;
 
-/// A claimed job.
 /// The first pause before claiming again after a claim failed; it doubles up to
 /// [`CLAIM_RETRY_MAX`] while claims keep failing.
 const CLAIM_RETRY_FIRST: Duration = Duration::from_millis(200);
 const CLAIM_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// A claimed job.
 struct Claim {
     id: String,
     code: String,
@@ -45,15 +42,11 @@ impl Worker {
     /// retried or failed "interrupted" like any lost lease).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
         let mut notifications = self.notifications.subscribe();
-        let cancels: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>> = Arc::default();
-        // A slot is a job running in a sandbox. Its outcome is committed after the slot is
-        // given back, so the next job runs while the database records the last one; the
-        // number of jobs claimed but not yet recorded is bounded separately.
+        let cancels: Cancels = Arc::default();
+        // A slot runs one job after another while the queue has work for it (see
+        // `serve_slot`); here a free slot is filled when work comes.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
-        let unrecorded = Arc::new(tokio::sync::Semaphore::new(
-            self.concurrency.max(1) * UNRECORDED_PER_SLOT,
-        ));
-        // Signalled whenever a slot or an unrecorded place comes free.
+        // Signalled whenever a slot comes free.
         let freed = Arc::new(tokio::sync::Notify::new());
         let tasks = tokio_util::task::TaskTracker::new();
         // Jobs whose worker died while nobody was watching go back to the queue first.
@@ -65,29 +58,19 @@ impl Worker {
         // again: no notification may come for work already queued.
         let mut retry: Option<Duration> = None;
         loop {
-            // Take jobs while there are slots, places and work.
+            // Take jobs while there are slots and work.
             loop {
-                let Ok(place) = unrecorded.clone().try_acquire_owned() else {
-                    break;
-                };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     break;
                 };
                 match self.claim().await {
                     Ok(Some(claim)) => {
                         retry = None;
-                        let token = stop.child_token();
-                        if let Ok(mut map) = cancels.lock() {
-                            map.insert(claim.id.clone(), token.clone());
-                        }
-                        let (worker, cancels, freed) = (self.clone(), cancels.clone(), freed.clone());
+                        let (worker, cancels, freed, stop) =
+                            (self.clone(), cancels.clone(), freed.clone(), stop.clone());
                         tasks.spawn(async move {
-                            let id = claim.id.clone();
-                            worker.execute(claim, token, slot, &freed).await;
-                            if let Ok(mut map) = cancels.lock() {
-                                map.remove(&id);
-                            }
-                            drop(place);
+                            worker.serve_slot(claim, &stop, &cancels).await;
+                            drop(slot);
                             freed.notify_one();
                         });
                     }
@@ -130,55 +113,99 @@ impl Worker {
         Ok(())
     }
 
-    /// Takes the highest-priority, oldest pending job, if any.
-    ///
-    /// One statement: the claim sets the columns the queue works on (state, worker, lease,
-    /// started_at) and wakes the fronts; the record is written whole when the job finishes
-    /// (readers show a running job from the columns). A worker dying after it leaves a lease
-    /// that expires like any other.
+    /// Takes the highest-priority, oldest pending job this worker can run, if any.
     async fn claim(&self) -> Result<Option<Claim>, Status> {
-        let row: Option<(String, String, String, Vec<u8>, f64)> = sqlx::query_as(
-            "WITH claimed AS ( \
-               UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
-                 attempts = attempts + 1, started_at = now() \
-               WHERE id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
-                           ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-               RETURNING id, code, traceparent, record, extract(epoch FROM started_at)::float8 AS started) \
-             SELECT id, code, traceparent, record, started FROM claimed, pg_notify($4, claimed.id)",
-        )
-        .bind(&self.name)
-        .bind(self.cluster.lease.as_secs_f64())
-        .bind(&self.capabilities)
-        .bind(CLAIMED)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let Some((id, code, traceparent, record, started)) = row else {
-            return Ok(None);
+        Ok(self.settle_and_claim(None, true).await?.1)
+    }
+
+    /// Records `outcome` (a job id and its finished record), only as the lease holder, and
+    /// claims the next job if `claim`: one statement, so one transaction and one commit.
+    /// Returns whether the outcome was recorded (false: no outcome, or the lease was lost)
+    /// and the job claimed.
+    async fn settle_and_claim(
+        &self,
+        outcome: Option<(&str, &JobInfo)>,
+        claim: bool,
+    ) -> Result<(bool, Option<Claim>), Status> {
+        let (recorded, id, code, traceparent, record, started): ClaimRow = sqlx::query_as(SETTLE_AND_CLAIM)
+            .bind(&self.name)
+            .bind(self.cluster.lease.as_secs_f64())
+            .bind(&self.capabilities)
+            .bind(CLAIMED)
+            .bind(outcome.map(|(id, _)| id))
+            .bind(outcome.map(|(_, record)| record.state as i16))
+            .bind(outcome.map(|(_, record)| record.encode_to_vec()))
+            .bind(DONE)
+            .bind(claim)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let claimed = match (id, code, traceparent, record, started) {
+            (Some(id), Some(code), Some(traceparent), Some(record), Some(started)) => {
+                Some(self.claimed(id, code, traceparent, &record, started)?)
+            }
+            _ => None,
         };
+        Ok((recorded > 0, claimed))
+    }
+
+    fn claimed(
+        &self,
+        id: String,
+        code: String,
+        traceparent: String,
+        record: &[u8],
+        started: f64,
+    ) -> Result<Claim, Status> {
         let record = as_claimed(
-            decode(&record)?,
+            decode(record)?,
             JobState::Running as i16,
             Some(self.name.clone()),
             Some(started),
         );
-        Ok(Some(Claim {
+        Ok(Claim {
             id,
             code,
             traceparent,
             record,
-        }))
+        })
     }
 
-    /// Runs a claimed job with heartbeats, then commits its outcome if it still holds the lease.
-    /// The slot is given back (and `freed` told) as soon as the sandbox is done.
-    async fn execute(
-        &self,
-        claim: Claim,
-        cancel: CancellationToken,
-        slot: tokio::sync::OwnedSemaphorePermit,
-        freed: &tokio::sync::Notify,
-    ) {
+    /// Runs `claim`, then job after job for as long as the queue has work: the statement that
+    /// records one job's outcome also claims the next, so a busy slot costs the database one
+    /// transaction per job rather than two, and never waits for a separate claim.
+    async fn serve_slot(&self, mut claim: Claim, stop: &CancellationToken, cancels: &Cancels) {
+        loop {
+            let id = claim.id.clone();
+            let token = stop.child_token();
+            if let Ok(mut map) = cancels.lock() {
+                map.insert(id.clone(), token.clone());
+            }
+            let (record, stopping) = self.execute(claim, token).await;
+            if let Ok(mut map) = cancels.lock() {
+                map.remove(&id);
+            }
+            if !stopping && !stop.is_cancelled() {
+                match self.finish_and_claim(&id, &record).await {
+                    Ok(Some(next)) => {
+                        claim = next;
+                        continue;
+                    }
+                    Ok(None) => return,
+                    // Recorded alone below, with retries while the database is away.
+                    Err(error) => {
+                        tracing::debug!(job = %id, %error, "recording the outcome with the next claim failed")
+                    }
+                }
+            }
+            self.record(&id, &record, stopping).await;
+            return;
+        }
+    }
+
+    /// Runs a claimed job with heartbeats and passes on its progress and output; returns its
+    /// finished record, and whether it was stopped by the worker's shutdown rather than run out.
+    async fn execute(&self, claim: Claim, cancel: CancellationToken) -> (JobInfo, bool) {
         let Claim {
             id,
             code,
@@ -222,8 +249,6 @@ impl Worker {
             () = heartbeat => Err(Status::new(pb::ErrorCode::Aborted, "the lease was lost")),
             never = announce => match never {},
         };
-        drop(slot);
-        freed.notify_one();
         // The last report may not have gone out yet (or its announcement was cut short with
         // the job): subscribers hear it before the outcome.
         if announced.load(std::sync::atomic::Ordering::Acquire) < *to_announce.borrow() {
@@ -240,13 +265,18 @@ impl Worker {
             record.progress_message = p.1.clone();
         }
         record.finished_at = Some(now());
-        // The database may be away (a restart): keep trying, so a finished job's outcome is
-        // not lost to it. The commit succeeds only while the job is still this worker's, and
-        // reapers leave a worker one lease after the database comes back to say so.
+        (record, stopping)
+    }
+
+    /// Commits the outcome as the lease holder. The database may be away (a restart): keep
+    /// trying, so a finished job's outcome is not lost to it. The commit succeeds only while
+    /// the job is still this worker's, and reapers leave a worker one lease after the
+    /// database comes back to say so.
+    async fn record(&self, id: &str, record: &JobInfo, stopping: bool) {
         let give_up = tokio::time::Instant::now() + self.cluster.lease * 30;
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.finish(&id, &record, state, stopping).await {
+            match self.finish(id, record, stopping).await {
                 Ok(()) => break,
                 Err(error)
                     if error.code == pb::ErrorCode::Unavailable && tokio::time::Instant::now() + pause < give_up =>
@@ -361,7 +391,7 @@ impl Worker {
 
     /// Commits the outcome, only as the lease holder. On shutdown the job goes back to the
     /// queue (or fails "interrupted" past `max_attempts`) by expiring its lease now.
-    async fn finish(&self, id: &str, record: &JobInfo, state: JobState, stopping: bool) -> Result<(), Status> {
+    async fn finish(&self, id: &str, record: &JobInfo, stopping: bool) -> Result<(), Status> {
         if stopping {
             sqlx::query("UPDATE jobs SET lease_until = now() WHERE id = $1 AND worker = $2 AND state = 2")
                 .bind(id)
@@ -371,26 +401,56 @@ impl Worker {
                 .map_err(db_error)?;
             return reap(&self.pool, self.cluster.max_attempts).await.map(drop);
         }
-        // One statement: the outcome and its notification commit together, only for the
-        // lease holder (no row back: the lease was lost).
-        let updated: Option<String> = sqlx::query_scalar(
-            "WITH done AS ( \
-               UPDATE jobs SET state = $3, record = $4, finished_at = now(), worker = NULL, lease_until = NULL \
-               WHERE id = $1 AND worker = $2 AND state = 2 RETURNING id) \
-             SELECT done.id FROM done, pg_notify($5, $6)",
-        )
-        .bind(id)
-        .bind(&self.name)
-        .bind(state as i16)
-        .bind(record.encode_to_vec())
-        .bind(DONE)
-        .bind(format!("{id} {}", state as i32))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if updated.is_none() {
+        if !self.settle_and_claim(Some((id, record)), false).await?.0 {
             tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
         }
         Ok(())
     }
+
+    /// [`Self::finish`] and [`Self::claim`] at once.
+    async fn finish_and_claim(&self, id: &str, record: &JobInfo) -> Result<Option<Claim>, Status> {
+        let (recorded, claimed) = self.settle_and_claim(Some((id, record)), true).await?;
+        if !recorded {
+            tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
+        }
+        Ok(claimed)
+    }
 }
+
+/// Recorded (0 or 1), then the claimed job's id, code, traceparent, record and start
+/// (seconds since the epoch), all NULL when none was claimed.
+type ClaimRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<f64>,
+);
+
+/// What [`Worker::settle_and_claim`] runs. `$1` worker, `$2` lease seconds, `$3` its
+/// capabilities, `$4` the claimed channel; `$5` the finished job (NULL: none), `$6` its
+/// state, `$7` its record, `$8` the done channel; `$9` whether to claim.
+///
+/// - done: the outcome, only while the job is this worker's and running (a lost lease
+///   matches nothing, and nothing is announced).
+/// - claimed: the highest-priority, oldest pending job this worker can run, skipping those
+///   other workers are claiming; it sets the columns the queue works on (state, worker,
+///   lease, started_at) and the record is written whole when the job finishes (readers show
+///   a running job from the columns). A worker dying after it leaves a lease that expires
+///   like any other.
+/// - Each wakes the fronts in the same transaction.
+const SETTLE_AND_CLAIM: &str = "\
+    WITH done AS ( \
+      UPDATE jobs SET state = $6::smallint, record = $7, finished_at = now(), worker = NULL, lease_until = NULL \
+      WHERE id = $5 AND worker = $1 AND state = 2 RETURNING id), \
+    claimed AS ( \
+      UPDATE jobs SET state = 2, worker = $1, lease_until = now() + make_interval(secs => $2), \
+        attempts = attempts + 1, started_at = now() \
+      WHERE $9 AND id = (SELECT id FROM jobs WHERE state = 1 AND capabilities <@ $3 \
+                         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+      RETURNING id, code, traceparent, record, extract(epoch FROM started_at)::float8 AS started) \
+    SELECT (SELECT count(*) FROM done, pg_notify($8, done.id || ' ' || $6::smallint::text)) AS recorded, \
+           next.id, next.code, next.traceparent, next.record, next.started \
+    FROM (SELECT 1) AS one \
+    LEFT JOIN (SELECT claimed.* FROM claimed, pg_notify($4, claimed.id)) AS next ON true";
