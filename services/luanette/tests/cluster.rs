@@ -431,6 +431,60 @@ async fn a_job_needing_a_capability_waits_for_a_worker_that_has_it_and_the_stats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn jobs_submitted_at_once_keep_their_own_params_priorities_and_capabilities() {
+    // The front commits inserts that arrive together as one statement: each job must still
+    // come out as it went in.
+    let front = front(Duration::from_secs(10), 1).await;
+    let script = store(&front.client, "function main(p) return p.n end").await;
+    let mut submitting = tokio::task::JoinSet::new();
+    for n in 0..60u32 {
+        let (client, script) = (front.client.clone(), script.clone());
+        let priority = [JobPriority::Low, JobPriority::Normal, JobPriority::High][n as usize % 3];
+        let needs: &'static [&'static str] = if n % 4 == 0 { &["gpu", "orpheus"] } else { &[] };
+        submitting.spawn(async move {
+            let id = execute_needing(&client, &script, serde_json::json!({"n": n}), priority, needs)
+                .await
+                .expect("execute");
+            (n, priority, needs, id)
+        });
+    }
+    let submitted = submitting.join_all().await;
+    let _plain = Worker::start(&front, 2, Duration::from_secs(10), 1);
+    for (n, priority, needs, id) in submitted.iter().filter(|(_, _, needs, _)| needs.is_empty()) {
+        let job = wait_final(&front.client, id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");
+        assert_eq!(job.priority, *priority as i32, "job {n}");
+        assert!(job.required_capabilities.is_empty() && needs.is_empty());
+        assert_eq!(
+            hooteproto::wkt::value_to_json(job.result.clone().expect("result")),
+            serde_json::json!(*n as f64),
+            "job {n} ran with its own params"
+        );
+    }
+    let needing: Vec<_> = submitted.iter().filter(|(_, _, needs, _)| !needs.is_empty()).collect();
+    for (n, _, needs, id) in &needing {
+        let job = status(&front.client, id).await;
+        assert_eq!(
+            job.state,
+            JobState::Pending as i32,
+            "job {n} waits for a worker with {needs:?}"
+        );
+        assert_eq!(job.required_capabilities, *needs);
+    }
+    let _gpu = Worker::with_capabilities(&front, 2, Duration::from_secs(10), 1, &["gpu", "orpheus"]);
+    for (n, priority, _, id) in needing {
+        let job = wait_final(&front.client, id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");
+        assert_eq!(job.priority, *priority as i32, "job {n}");
+        assert_eq!(
+            hooteproto::wkt::value_to_json(job.result.clone().expect("result")),
+            serde_json::json!(*n as f64)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_luanette_refuses_a_capability_it_does_not_have() {
     let data = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(data.path().to_path_buf());
