@@ -34,9 +34,9 @@ fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values[((values.len() as f64 - 1.0) * p) as usize]
 }
 
-/// CPU time (user + system, ms) of this process and its descendants other than the workers
-/// (the front, its sandboxes, the bench's clients), of the workers and their sandboxes, and
-/// of every `postgres` process, read from /proc.
+/// CPU time (user + system, ms; children that exited included) of this process and its
+/// descendants other than the workers (the front, its sandboxes, the bench's clients), of the
+/// workers and their sandboxes, and of every `postgres` process, read from /proc.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     front: f64,
@@ -66,7 +66,9 @@ fn cpu_now(workers: &[u32]) -> Cpu {
             pid,
             field(1) as u32,
             comm.to_string(),
-            (field(11) + field(12)) * 1000.0 / per_second,
+            // utime + stime, and cutime + cstime: children that exited and were reaped (a
+            // sandbox process replaced, a backend that closed) count in their parent.
+            (field(11) + field(12) + field(13) + field(14)) * 1000.0 / per_second,
         ));
     }
     let descends_from = |mut pid: u32, roots: &[u32]| {
