@@ -196,8 +196,7 @@ impl Remote {
             .as_ref()
             .ok_or_else(|| CasError::Config("the object-storage client has shut down".into()))?;
         let task = runtime.spawn(future);
-        futures::executor::block_on(task)
-            .map_err(|e| CasError::Config(format!("an object-storage request was lost: {e}")))
+        wait(task).map_err(|e| CasError::Config(format!("an object-storage request was lost: {e}")))
     }
 
     fn failed(&self, context: &'static str, hash: &str, source: object_store::Error) -> CasError {
@@ -317,7 +316,7 @@ impl Remote {
                 }
             }
         });
-        let (size, attributes, modified) = futures::executor::block_on(start)
+        let (size, attributes, modified) = wait(start)
             .map_err(|_| CasError::Config("an object-storage request was lost".into()))?
             .map_err(|e| match e {
                 object_store::Error::NotFound { .. } => CasError::NotFound(hash.to_string()),
@@ -363,6 +362,17 @@ impl Remote {
     }
 }
 
+/// Waits on the calling thread for `future`, which the store's runtime completes.
+///
+/// The wait is exempt from tokio's cooperative budget. A caller inside a tokio task (a Lua
+/// script's `cas.*` calls run inside its run's `block_on`) spends that task's budget on every
+/// join handle and channel it waits on here; once it is spent, tokio defers the wake-up until
+/// the task yields, which a thread blocked here never does. Without this the 129th request or
+/// chunk of one run waited forever.
+fn wait<F: Future>(future: F) -> F::Output {
+    futures::executor::block_on(tokio::task::coop::unconstrained(future))
+}
+
 /// An object arriving from the bucket.
 pub(crate) struct Download {
     /// Its metadata.
@@ -374,7 +384,7 @@ pub(crate) struct Download {
 impl Download {
     /// The next chunk, or None at the end.
     pub(crate) fn next_chunk(&mut self) -> Result<Option<Bytes>, CasError> {
-        match futures::executor::block_on(self.receiver.recv()) {
+        match wait(self.receiver.recv()) {
             None => Ok(None),
             Some(Ok(chunk)) => Ok(Some(chunk)),
             Some(Err(e)) => Err(CasError::Remote {
