@@ -18,6 +18,29 @@ pub struct Status {
     pub details: Option<crate::wkt::Struct>,
 }
 
+#[cfg(feature = "postgres")]
+impl Status {
+    /// A PostgreSQL failure as a canonical status. UNAVAILABLE while the server is away, so
+    /// callers retry: the pool timed out or closed, the connection broke, or SQLSTATE class 08
+    /// (connection exceptions) or 57 (operator intervention, e.g. 57P01 "terminating
+    /// connection due to administrator command" at a restart). INTERNAL otherwise. `database`
+    /// names it in the message ("the job database").
+    pub fn from_database(database: &str, error: sqlx::Error) -> Self {
+        let away = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(e) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+            _ => false,
+        };
+        if away {
+            Self::unavailable(format!("{database} is unreachable: {error}"))
+        } else {
+            Self::internal(format!("{database}: {error}"))
+        }
+    }
+}
+
 macro_rules! constructors {
     ($($fn_name:ident => $code:ident),* $(,)?) => {
         $(
@@ -169,5 +192,24 @@ impl From<zmq::Error> for Error {
 impl From<Status> for Error {
     fn from(status: Status) -> Self {
         Error::Remote(status)
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod database_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_is_away_is_unavailable_and_anything_else_internal() {
+        let away = Status::from_database("the job database", sqlx::Error::PoolTimedOut);
+        assert_eq!(away.code, ErrorCode::Unavailable);
+        assert!(away.message.starts_with("the job database is unreachable"), "{away}");
+        let broken = Status::from_database(
+            "the job database",
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        );
+        assert_eq!(broken.code, ErrorCode::Unavailable);
+        let wrong = Status::from_database("the job database", sqlx::Error::RowNotFound);
+        assert_eq!(wrong.code, ErrorCode::Internal);
     }
 }

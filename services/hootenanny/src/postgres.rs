@@ -28,20 +28,7 @@ pub struct PgStore {
 /// A database error as a status: UNAVAILABLE when the database cannot be reached (the
 /// request may be retried), INTERNAL otherwise.
 fn db_error(error: sqlx::Error) -> Status {
-    // Down, restarting, or refusing connections for now (SQLSTATE classes 08, connection
-    // exceptions, and 57, e.g. 57P01 "terminating connection due to administrator command").
-    let away = match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(e) => e
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
-        _ => false,
-    };
-    if away {
-        Status::unavailable(format!("the artifact database is unreachable: {error}"))
-    } else {
-        Status::internal(format!("artifact database: {error}"))
-    }
+    Status::from_database("the artifact database", error)
 }
 
 fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, Status> {

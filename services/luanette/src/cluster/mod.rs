@@ -102,20 +102,7 @@ pub fn valid_capability(name: &str) -> bool {
 }
 
 pub(crate) fn db_error(error: sqlx::Error) -> Status {
-    // Down, restarting, or refusing connections for now (SQLSTATE classes 08, connection
-    // exceptions, and 57, e.g. 57P01 "terminating connection due to administrator command").
-    let away = match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(e) => e
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
-        _ => false,
-    };
-    if away {
-        Status::unavailable(format!("the job database is unreachable: {error}"))
-    } else {
-        Status::internal(format!("job database: {error}"))
-    }
+    Status::from_database("the job database", error)
 }
 
 fn decode(bytes: &[u8]) -> Result<JobInfo, Status> {
