@@ -17,9 +17,22 @@ const CACHE_WHOLE_FRACTION: u64 = 4;
 /// content still hashes to the object's name and fails with `InvalidData` (wrapping
 /// [`CasError::Corrupt`]) if not.
 pub struct ObjectReader {
-    file: File,
+    source: Source,
     size: u64,
     verify: Option<(blake3::Hasher, Hash)>,
+}
+
+/// Where a reader's bytes come from.
+enum Source {
+    /// This host's copy (the store, or the cache).
+    File(File),
+    /// The bucket, for an object larger than the whole cache: read as it arrives, never
+    /// stored here (and always verified).
+    Bucket {
+        download: crate::remote::Download,
+        chunk: bytes::Bytes,
+        received: u64,
+    },
 }
 
 impl ObjectReader {
@@ -31,7 +44,34 @@ impl ObjectReader {
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let n = match &mut self.source {
+            Source::File(file) => file.read(buf)?,
+            Source::Bucket {
+                download,
+                chunk,
+                received,
+            } => {
+                if chunk.is_empty() && !buf.is_empty() {
+                    match download.next_chunk().map_err(io::Error::other)? {
+                        Some(next) => {
+                            *received += next.len() as u64;
+                            *chunk = next;
+                        }
+                        None if *received != self.size => {
+                            let short = CasError::Corrupt {
+                                hash: download.info.hash.to_string(),
+                                actual: format!("{received} bytes where the bucket announced {}", self.size),
+                            };
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, short));
+                        }
+                        None => {}
+                    }
+                }
+                let n = buf.len().min(chunk.len());
+                buf[..n].copy_from_slice(&chunk.split_to(n));
+                n
+            }
+        };
         if let Some((hasher, expected)) = &mut self.verify {
             hasher.update(&buf[..n]);
             // End of file (an empty `buf` also reads 0 bytes, but says nothing about the end).
@@ -66,10 +106,27 @@ impl Cas {
                 let Some(backing) = &self.backing else {
                     return Err(CasError::NotFound(hash.to_string()));
                 };
-                let (file, size) = self.fetch(backing, hash)?;
+                let download = backing.remote.download(hash, None)?;
+                if download.info.size > backing.cache.max {
+                    // Caching it would only evict everything else, and then itself.
+                    return Ok(ObjectReader {
+                        size: download.info.size,
+                        source: Source::Bucket {
+                            download,
+                            chunk: bytes::Bytes::new(),
+                            received: 0,
+                        },
+                        verify: Some((blake3::Hasher::new(), *hash)),
+                    });
+                }
+                let (file, size) = self.fetch(download, hash)?;
                 // Verified on arrival; a reader asking for verification still gets it.
                 let verify = verify.then(|| (blake3::Hasher::new(), *hash));
-                return Ok(ObjectReader { file, size, verify });
+                return Ok(ObjectReader {
+                    source: Source::File(file),
+                    size,
+                    verify,
+                });
             }
             Err(e) => {
                 return Err(CasError::Io {
@@ -81,7 +138,11 @@ impl Cas {
         };
         let size = file.metadata().at("inspecting", &path)?.len();
         let verify = verify.then(|| (blake3::Hasher::new(), *hash));
-        Ok(ObjectReader { file, size, verify })
+        Ok(ObjectReader {
+            source: Source::File(file),
+            size,
+            verify,
+        })
     }
 
     /// Reads a whole object into memory, refusing objects larger than `limit` bytes.
@@ -135,11 +196,19 @@ impl Cas {
                 return read_remote_range(backing, hash, offset, wanted);
             }
         }
-        let mut reader = self.open_reader(hash, false)?;
+        let reader = self.open_reader(hash, false)?;
         let wanted = wanted(reader.size())?;
-        reader.file.seek(SeekFrom::Start(offset)).at("seeking", &path)?;
+        let Source::File(mut file) = reader.source else {
+            // Not cached after all (it was larger than the whole cache): ask for the range.
+            let backing = self
+                .backing
+                .as_ref()
+                .ok_or_else(|| CasError::NotFound(hash.to_string()))?;
+            return read_remote_range(backing, hash, offset, wanted);
+        };
+        file.seek(SeekFrom::Start(offset)).at("seeking", &path)?;
         let mut bytes = vec![0u8; wanted as usize];
-        reader.file.read_exact(&mut bytes).at("reading", &path)?;
+        file.read_exact(&mut bytes).at("reading", &path)?;
         Ok(bytes)
     }
 
@@ -217,8 +286,7 @@ impl Cas {
 impl Cas {
     /// Downloads an object into the cache, hashing it as it arrives, and commits it only if
     /// it matches its name. Returns it open (so eviction cannot take it from under the caller).
-    fn fetch(&self, backing: &Backing, hash: &Hash) -> Result<(File, u64), CasError> {
-        let mut download = backing.remote.download(hash, None)?;
+    fn fetch(&self, mut download: crate::remote::Download, hash: &Hash) -> Result<(File, u64), CasError> {
         let mut staged = self.stage()?;
         let mut hasher = blake3::Hasher::new();
         let mut received = 0u64;

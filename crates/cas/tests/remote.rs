@@ -110,6 +110,37 @@ fn large_files_go_up_in_parts_and_come_back_whole() {
 
 #[test]
 #[ignore = "needs an S3 server: eval \"$(scripts/garage start DIR)\""]
+fn an_object_larger_than_the_whole_cache_streams_from_the_bucket_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config("streamed", &dir.path().join("a"), 0);
+    let a = Cas::open_with(Path::new("/nonexistent"), &config).expect("open");
+    let small = a.store(b"kept in the cache", "text/plain").expect("store small");
+    let content = noise(3 << 20, 11);
+    let big = a.store(&content, "audio/wav").expect("store big");
+
+    // A host whose cache holds 1 MiB: the 3 MiB object cannot be cached.
+    let mut bounded = config.clone();
+    bounded.cache_max = 1 << 20;
+    let b_cache = dir.path().join("b");
+    let b = other_host(&bounded, &b_cache);
+    assert_eq!(
+        b.read(&small.info.hash, 100, true).expect("small"),
+        b"kept in the cache"
+    );
+    let mut reader = b.open_reader(&big.info.hash, false).expect("open");
+    assert_eq!(reader.size(), content.len() as u64);
+    let mut back = Vec::new();
+    reader.read_to_end(&mut back).expect("read");
+    assert!(back == content, "the object came back different");
+    assert!(!b.contains(&big.info.hash), "the large object was not cached");
+    assert!(b.contains(&small.info.hash), "nor did it evict what was");
+    assert!(cached_bytes(&b_cache) < 1 << 20, "the cache stayed within its bound");
+    let range = b.read_range(&big.info.hash, 2_000_000, 16, 100).expect("range");
+    assert_eq!(range, &content[2_000_000..2_000_016]);
+}
+
+#[test]
+#[ignore = "needs an S3 server: eval \"$(scripts/garage start DIR)\""]
 fn prefixes_resolve_against_the_bucket() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config("prefix", &dir.path().join("a"), 0);
