@@ -176,6 +176,11 @@ impl Worker {
     /// transaction per job rather than two, and never waits for a separate claim.
     async fn serve_slot(&self, mut claim: Claim, stop: &CancellationToken, cancels: &Cancels) {
         loop {
+            if stop.is_cancelled() {
+                // Claimed as the worker began to stop: not started, so not an attempt.
+                self.hand_back(&claim.id).await;
+                return;
+            }
             let id = claim.id.clone();
             let token = stop.child_token();
             if let Ok(mut map) = cancels.lock() {
@@ -200,6 +205,27 @@ impl Worker {
             }
             self.record(&id, &record, stopping).await;
             return;
+        }
+    }
+
+    /// Puts a job this worker claimed but never started back in the queue, its attempt
+    /// uncounted, and wakes the other workers. If the database is away the lease expires
+    /// instead (and the reaper counts the attempt).
+    async fn hand_back(&self, id: &str) {
+        let handed = sqlx::query(
+            "WITH back AS ( \
+               UPDATE jobs SET state = 1, worker = NULL, lease_until = NULL, started_at = NULL, \
+                 attempts = greatest(attempts - 1, 0) \
+               WHERE id = $1 AND worker = $2 AND state = 2 RETURNING id) \
+             SELECT pg_notify($3, '') FROM back",
+        )
+        .bind(id)
+        .bind(&self.name)
+        .bind(QUEUED)
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = handed {
+            tracing::warn!(job = %id, %error, "could not hand back a job claimed while stopping; its lease will expire");
         }
     }
 
