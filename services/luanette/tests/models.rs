@@ -125,19 +125,7 @@ impl Luanette {
     }
 
     async fn job(&self, code: &str) -> String {
-        let hash = self
-            .client
-            .call(ScriptStoreRequest {
-                content: code.into(),
-                tags: vec![],
-                creator: String::new(),
-                ..Default::default()
-            })
-            .await
-            .expect("store")
-            .script
-            .expect("script")
-            .script_hash;
+        let hash = common::store_script(&self.client, code).await;
         self.client
             .call(JobExecuteRequest {
                 script_hash: hash,

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use hooteproto::v1::envelope::Payload;
 use hooteproto::v1::{
     self as pb, ErrorCode, JobCancelRequest, JobExecuteRequest, JobState, LuaEvalRequest, PingRequest,
-    ScriptStoreRequest,
 };
 use hooteproto::{Client, ClientConfig, Error, Handler, RequestContext, RequestOptions, Server, ServerConfig, Status};
 
@@ -240,17 +239,7 @@ async fn cancel_stops_a_job_waiting_on_a_service() {
         config.job_limits.wall = Duration::from_secs(120);
     })
     .await;
-    let script = luanette
-        .client
-        .call(ScriptStoreRequest {
-            content: "function main() return garden.status() end".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("store")
-        .script
-        .expect("script")
-        .script_hash;
+    let script = common::store_script(&luanette.client, "function main() return garden.status() end").await;
     let job = luanette
         .client
         .call(JobExecuteRequest {

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hooteproto::v1::{JobExecuteRequest, JobPollRequest, JobState, PollMode, ScriptStoreRequest};
+use hooteproto::v1::{JobExecuteRequest, JobPollRequest, JobState, PollMode};
 use hooteproto::{Client, ClientConfig};
 
 /// This process's sandbox children, by pid.
@@ -74,17 +74,7 @@ async fn jobs_two_at_a_time_reuse_the_pools_processes() {
     let task = tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
-    let script_hash = client
-        .call(ScriptStoreRequest {
-            content: "function main(p) return p.n end".into(),
-            creator: "pool-test".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("store")
-        .script
-        .expect("script")
-        .script_hash;
+    let script_hash = common::store_script(&client, "function main(p) return p.n end").await;
 
     // Warm: every pool has started what it keeps.
     for _ in 0..4 {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use hooteproto::v1::{JobExecuteRequest, JobPollRequest, JobState, PollMode, ScriptStoreRequest};
+use hooteproto::v1::{JobExecuteRequest, JobPollRequest, JobState, PollMode};
 use hooteproto::{Client, ClientConfig, RequestOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,22 +31,16 @@ async fn a_script_may_call_the_store_hundreds_of_times_in_one_run() {
         .hash
         .to_string();
     let missing = cas::Hash::of(b"an object nobody stored").to_string();
-    let script = client
-        .call(ScriptStoreRequest {
-            content: "function main(p) \
+    let script = common::store_script(
+        &client,
+        "function main(p) \
                         local asked = 0 \
                         for _ = 1, 300 do if not cas.exists(p.missing) then asked = asked + 1 end end \
                         local data = cas.get(p.big) \
                         return {asked = asked, read = #data} \
-                      end"
-            .into(),
-            ..Default::default()
-        })
-        .await
-        .expect("script_store")
-        .script
-        .expect("script")
-        .script_hash;
+                      end",
+    )
+    .await;
     let job_id = client
         .call(JobExecuteRequest {
             script_hash: script,

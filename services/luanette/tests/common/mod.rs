@@ -49,3 +49,18 @@ pub fn backend_args(dir: &Path) -> Vec<String> {
 pub fn cluster() -> bool {
     testkit::postgres::enabled()
 }
+
+/// Stores `content` as a script and returns its hash.
+#[allow(dead_code, reason = "used by some of the test binaries that include this module")]
+pub async fn store_script(client: &hooteproto::Client, content: &str) -> String {
+    client
+        .call(hooteproto::v1::ScriptStoreRequest {
+            content: content.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("script_store")
+        .script
+        .expect("script")
+        .script_hash
+}
