@@ -88,6 +88,22 @@ pub enum CasError {
 }
 
 impl CasError {
+    /// The store's own error inside an `io::Error` from an [`crate::ObjectReader`] (its
+    /// verification at the end, or the bucket failing mid-stream), or the `io::Error` back if
+    /// it carries none. Readers of a decoder's input use it to tell the store's failure from
+    /// the file's.
+    pub fn from_reader_error(error: std::io::Error) -> Result<Self, std::io::Error> {
+        if !error.get_ref().is_some_and(|inner| inner.is::<CasError>()) {
+            return Err(error);
+        }
+        let kind = error.kind();
+        match error.into_inner().map(|inner| inner.downcast::<CasError>()) {
+            Some(Ok(cas)) => Ok(*cas),
+            Some(Err(inner)) => Err(std::io::Error::new(kind, inner)),
+            None => Err(std::io::Error::from(kind)),
+        }
+    }
+
     /// The kind, for mapping to a canonical error code.
     pub fn kind(&self) -> ErrorKind {
         match self {

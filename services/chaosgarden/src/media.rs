@@ -103,6 +103,10 @@ pub enum MediaError {
     /// The synthesizer refused its settings.
     #[error("the synthesizer failed: {0}")]
     Synth(String),
+    /// The bytes could not be read (the store failed, or they no longer match the object's
+    /// name): not the file's fault.
+    #[error("the object could not be read: {0}")]
+    Read(std::io::Error),
 }
 
 /// A channel message from a MIDI file, at a beat offset from the region's start.

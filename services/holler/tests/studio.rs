@@ -304,21 +304,48 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
 fn a_damaged_object_is_reported_as_data_loss_not_as_bad_input() {
     let studio = Studio::start();
     let tune = studio.tune();
-    // Same length, other bytes, under the tune's name in the CAS `holler up` reads itself.
+    // A WAV whose header is intact and whose samples are not: only the hash shows it.
+    let mut take = Vec::new();
+    take.extend_from_slice(b"RIFF");
+    take.extend_from_slice(&(36u32 + 4_000).to_le_bytes());
+    take.extend_from_slice(b"WAVEfmt ");
+    take.extend_from_slice(&16u32.to_le_bytes());
+    take.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    take.extend_from_slice(&2u16.to_le_bytes());
+    take.extend_from_slice(&48_000u32.to_le_bytes());
+    take.extend_from_slice(&(48_000u32 * 4).to_le_bytes());
+    take.extend_from_slice(&4u16.to_le_bytes());
+    take.extend_from_slice(&16u16.to_le_bytes());
+    take.extend_from_slice(b"data");
+    take.extend_from_slice(&4_000u32.to_le_bytes());
+    let header = take.len();
+    take.extend_from_slice(&[0; 4_000]);
+    let wav = studio.store(&take, "audio/wav");
+    // Same length, other bytes, under each name in the CAS `holler up` reads itself.
     let cas = cas::Cas::open(studio._dir.path().join("data").join("cas")).expect("cas");
-    let path = cas.object_path(&cas::Hash::parse(&tune).expect("hash"));
-    let length = std::fs::metadata(&path).expect("object").len() as usize;
-    let mut permissions = std::fs::metadata(&path).expect("object").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    permissions.set_readonly(false);
-    std::fs::set_permissions(&path, permissions).expect("writable");
-    std::fs::write(&path, vec![b'x'; length]).expect("damage it");
-    for endpoint in ["notes", "render"] {
-        let reply = studio.get(&format!("/api/{endpoint}/{tune}"));
+    let damage = |hash: &str, keep: usize| {
+        let path = cas.object_path(&cas::Hash::parse(hash).expect("hash"));
+        let mut bytes = std::fs::read(&path).expect("object");
+        bytes[keep..].fill(b'x');
+        let mut permissions = std::fs::metadata(&path).expect("object").permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&path, permissions).expect("writable");
+        std::fs::write(&path, bytes).expect("damage it");
+    };
+    damage(&tune, 0);
+    damage(&wav, header);
+    for (endpoint, hash) in [("notes", &tune), ("render", &tune), ("peaks", &wav)] {
+        let reply = studio.get(&format!("/api/{endpoint}/{hash}"));
         let status = reply.status();
         let body: Value = reply.json().expect("JSON");
-        assert_eq!(body["code"], "DATA_LOSS", "{endpoint}: {body}");
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{endpoint}: {body}");
+        assert_eq!(body["code"], "DATA_LOSS", "{endpoint}: {}", body["message"]);
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{endpoint}: {}",
+            body["message"]
+        );
     }
     studio.up.stop();
 }

@@ -17,7 +17,7 @@ pub struct WavFile<R: Read> {
 impl<R: Read> WavFile<R> {
     /// Reads and checks the header of a WAV that is `size` bytes long in all.
     pub fn open(input: R, size: u64) -> Result<Self, MediaError> {
-        let reader = hound::WavReader::new(input).map_err(|e| MediaError::Wav(e.to_string()))?;
+        let reader = hound::WavReader::new(input).map_err(wav_error)?;
         let spec = reader.spec();
         if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
             return Err(MediaError::SampleRate(spec.sample_rate));
@@ -84,7 +84,10 @@ impl<R: Read> WavFile<R> {
     /// (memory is the buckets and one block, whatever the file's length), decoding them in
     /// bulk rather than one `Result` per sample: ten times hound's iterator. Also the RMS of
     /// every sample, for playing takes at the same loudness.
-    pub fn peaks(self, buckets: usize) -> Result<Outline, MediaError> {
+    ///
+    /// Returns the reader too, standing after the samples: read it to its end to have a
+    /// verifying reader check the whole object.
+    pub fn peaks(self, buckets: usize) -> Result<(Outline, R), MediaError> {
         let spec = self.reader.spec();
         let channels = spec.channels.max(1) as u64;
         let frames = self.frames().max(1);
@@ -112,9 +115,13 @@ impl<R: Read> WavFile<R> {
         let mut squares = 0.0f64;
         while index < total {
             let want = (((total - index) as usize).saturating_mul(width)).min(block.len());
-            input
-                .read_exact(&mut block[..want])
-                .map_err(|e| MediaError::Wav(format!("the samples end early: {e}")))?;
+            input.read_exact(&mut block[..want]).map_err(|e| {
+                if from_store(&e) {
+                    MediaError::Read(e)
+                } else {
+                    MediaError::Wav(format!("the samples end early: {e}"))
+                }
+            })?;
             for sample in block[..want].chunks_exact(width) {
                 let value = decode(sample);
                 squares += (value as f64) * (value as f64);
@@ -132,8 +139,24 @@ impl<R: Read> WavFile<R> {
             }
         }
         let rms = (squares / total.max(1) as f64).sqrt() as f32;
-        Ok(Outline { peaks, rms })
+        Ok((Outline { peaks, rms }, input))
     }
+}
+
+/// hound's error: the store's failure to give the bytes is [`MediaError::Read`]; a file that
+/// ends early or does not decode is the file's fault.
+fn wav_error(error: hound::Error) -> MediaError {
+    match error {
+        hound::Error::IoError(e) if from_store(&e) => MediaError::Read(e),
+        other => MediaError::Wav(other.to_string()),
+    }
+}
+
+/// Whether a read failed in the CAS (it could not give the bytes, or they no longer hash to
+/// the object's name) rather than at the end of the file: hound reports a short file as an
+/// error of its own, so only the store's errors can say which.
+fn from_store(error: &std::io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<cas::CasError>())
 }
 
 /// A WAV's outline: [`WavFile::peaks`].
@@ -153,7 +176,7 @@ fn stereo(
 ) -> Result<(), MediaError> {
     let mut left = 0.0;
     for (i, sample) in samples.enumerate() {
-        let sample = sample.map_err(|e| MediaError::Wav(e.to_string()))?;
+        let sample = sample.map_err(wav_error)?;
         match i % channels {
             0 if channels == 1 => {
                 out.push(sample);
@@ -216,7 +239,8 @@ mod tests {
             let outline = WavFile::open(Cursor::new(&bytes), bytes.len() as u64)
                 .expect("open")
                 .peaks(buckets)
-                .expect("peaks");
+                .expect("peaks")
+                .0;
             let peaks = outline.peaks;
             // The reference: every sample through hound, bucketed by frame.
             let mut reader = hound::WavReader::new(Cursor::new(&bytes)).expect("reader");

@@ -31,7 +31,16 @@ fn time_status(error: TimeError) -> Status {
 }
 
 fn media_status(hash: &str, error: MediaError) -> Status {
-    Status::invalid_argument(format!("CAS object {hash}: {error}"))
+    match error {
+        MediaError::Read(e) => match cas::CasError::from_reader_error(e) {
+            Ok(store) => cas_status(store),
+            Err(e) => Status::new(
+                hooteproto::v1::ErrorCode::DataLoss,
+                format!("reading CAS object {hash}: {e}"),
+            ),
+        },
+        error => Status::invalid_argument(format!("CAS object {hash}: {error}")),
+    }
 }
 
 /// Inserts `item` after everything at or before its beat, so the list stays in beat order and

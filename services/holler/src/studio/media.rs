@@ -21,12 +21,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chaosgarden::media::{MAX_MIDI_BYTES, WavFile, parse_midi};
+use chaosgarden::media::{MAX_MIDI_BYTES, MediaError, WavFile, parse_midi};
 use hooteproto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::cas::inspect;
-use super::{Studio, blocking, cas_failure, failure, refused};
+use super::{Studio, cas_failure, failure, refused};
 use crate::backends::Backends;
 
 /// Notes returned at most for one file.
@@ -206,14 +206,32 @@ pub async fn peaks(
             tokio::runtime::Handle::current(),
         )),
     };
-    let value = match blocking(move || match source {
+    let drawn = tokio::task::spawn_blocking(move || match source {
         Source::Local(reader) => outline(reader, size, buckets),
         Source::Remote(reader) => outline(reader, size, buckets),
     })
-    .await
-    {
-        Ok(value) => Arc::new(value),
-        Err(response) => return response,
+    .await;
+    let value = match drawn {
+        Ok(Ok(value)) => Arc::new(value),
+        // The bytes did not come (or did not match the object's name): not the file's fault.
+        Ok(Err(MediaError::Read(error))) => {
+            return match ::cas::CasError::from_reader_error(error) {
+                Ok(store) => cas_failure(store),
+                Err(error) => failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pb::ErrorCode::Unavailable,
+                    &format!("reading the object failed: {error}"),
+                ),
+            };
+        }
+        Ok(Err(bad)) => return refused(bad),
+        Err(error) => {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pb::ErrorCode::Internal,
+                &error.to_string(),
+            );
+        }
     };
     studio.drawings.put(key, value.clone());
     Json(&*value).into_response()
@@ -234,11 +252,13 @@ enum Source {
     Remote(BlockingCasReader),
 }
 
-/// Peaks and RMS of a WAV read from `reader`, as the page draws them.
-pub(super) fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> Result<serde_json::Value, String> {
-    let wav = WavFile::open(reader, size).map_err(|e| e.to_string())?;
+/// Peaks and RMS of a WAV read from `reader`, as the page draws them. The reader is read to
+/// its end, so a verifying reader checks the whole object before anything is drawn from it.
+pub(super) fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> Result<serde_json::Value, MediaError> {
+    let wav = WavFile::open(reader, size)?;
     let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
-    let outline = wav.peaks(buckets).map_err(|e| e.to_string())?;
+    let (outline, mut rest) = wav.peaks(buckets)?;
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(MediaError::Read)?;
     Ok(json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}))
 }
 

@@ -125,7 +125,11 @@ pub async fn peaks(
         return Json(&*cached).into_response();
     }
     let size = wav.len() as u64;
-    match blocking(move || super::media::outline(std::io::Cursor::new(&wav[..]), size, buckets)).await {
+    match blocking(move || {
+        super::media::outline(std::io::Cursor::new(&wav[..]), size, buckets).map_err(|e| e.to_string())
+    })
+    .await
+    {
         Ok(value) => {
             let value = Arc::new(value);
             studio.drawings.put(key, value.clone());
