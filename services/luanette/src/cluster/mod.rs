@@ -14,7 +14,9 @@
 //!   sleeps until a claim.
 //! - Finishing: the outcome, logs and state are committed in one statement that only the
 //!   lease holder can make; a worker that lost its lease (it stalled, the job was reaped)
-//!   commits nothing.
+//!   commits nothing. The same statement claims the slot's next job, so a busy slot costs one
+//!   transaction per job (`worker::SETTLE_AND_CLAIM`); the front inserts jobs that arrive
+//!   together in one statement too (`enqueue`).
 //! - Failures: a lease that expires (the worker was killed, its host is gone) puts the job
 //!   back in the queue until it has been tried `max_attempts` times, then fails it with
 //!   reason "interrupted". Never run twice at once, never lost.
