@@ -41,6 +41,6 @@ pub mod store;
 
 pub use error::{CasError, ErrorKind};
 pub use hash::Hash;
-pub use read::ObjectReader;
+pub use read::{ObjectReader, Verifier};
 pub use remote::BlobConfig;
 pub use store::{Cas, ObjectInfo, Stored};

@@ -19,7 +19,7 @@ const CACHE_WHOLE_FRACTION: u64 = 4;
 pub struct ObjectReader {
     source: Source,
     size: u64,
-    verify: Option<(blake3::Hasher, Hash)>,
+    verify: Option<Verifier>,
 }
 
 /// Where a reader's bytes come from.
@@ -72,21 +72,50 @@ impl Read for ObjectReader {
                 n
             }
         };
-        if let Some((hasher, expected)) = &mut self.verify {
-            hasher.update(&buf[..n]);
+        if let Some(verifier) = &mut self.verify {
+            verifier.update(&buf[..n]);
             // End of file (an empty `buf` also reads 0 bytes, but says nothing about the end).
             if n == 0 && !buf.is_empty() {
-                let actual = Hash::from(hasher.finalize());
-                if actual != *expected {
-                    let corrupt = CasError::Corrupt {
-                        hash: expected.to_string(),
-                        actual: actual.to_string(),
-                    };
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, corrupt));
-                }
+                verifier.finish()?;
             }
         }
         Ok(n)
+    }
+}
+
+/// Checks an object's bytes, read front to back from anywhere, against its name: feed it
+/// every byte in order, then [`Verifier::finish`] at the end.
+pub struct Verifier {
+    hasher: blake3::Hasher,
+    expected: Hash,
+}
+
+impl Verifier {
+    /// A check that the bytes fed hash to `expected`.
+    pub fn new(expected: Hash) -> Self {
+        Self {
+            hasher: blake3::Hasher::new(),
+            expected,
+        }
+    }
+
+    /// The next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+    }
+
+    /// At the end: an `InvalidData` error carrying [`CasError::Corrupt`] if the bytes fed
+    /// do not hash to the object's name (what a verifying [`ObjectReader`] fails with).
+    pub fn finish(&self) -> io::Result<()> {
+        let actual = Hash::from(self.hasher.finalize());
+        if actual == self.expected {
+            return Ok(());
+        }
+        let corrupt = CasError::Corrupt {
+            hash: self.expected.to_string(),
+            actual: actual.to_string(),
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidData, corrupt))
     }
 }
 
@@ -116,12 +145,12 @@ impl Cas {
                             chunk: bytes::Bytes::new(),
                             received: 0,
                         },
-                        verify: Some((blake3::Hasher::new(), *hash)),
+                        verify: Some(Verifier::new(*hash)),
                     });
                 }
                 let (file, size) = self.fetch(download, hash)?;
                 // Verified on arrival; a reader asking for verification still gets it.
-                let verify = verify.then(|| (blake3::Hasher::new(), *hash));
+                let verify = verify.then(|| Verifier::new(*hash));
                 return Ok(ObjectReader {
                     source: Source::File(file),
                     size,
@@ -137,7 +166,7 @@ impl Cas {
             }
         };
         let size = file.metadata().at("inspecting", &path)?.len();
-        let verify = verify.then(|| (blake3::Hasher::new(), *hash));
+        let verify = verify.then(|| Verifier::new(*hash));
         Ok(ObjectReader {
             source: Source::File(file),
             size,

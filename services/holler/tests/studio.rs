@@ -244,35 +244,16 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
     );
     // `holler up` reads the CAS itself; a gateway on its own (`holler serve`) reads through
     // Hootenanny, chunk by chunk. Both draw the same.
-    let port = testkit::free_port();
-    let data = studio._dir.path().join("data");
-    let token = studio._dir.path().join("token");
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_holler"))
-        .args(["--luanette", &studio.up.luanette, "--hootenanny", &studio.up.hootenanny])
-        .args(["--chaosgarden", &studio.up.chaosgarden, "--data-dir"])
-        .arg(&data)
-        .args([
-            "serve",
-            "--port",
-            &port.to_string(),
-            "--broadcasts",
-            "none",
-            "--token-file",
-        ])
-        .arg(&token)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("holler serve");
-    let apart = format!("http://127.0.0.1:{port}/api/peaks/{wav}?buckets=100");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let through_hootenanny: Value = loop {
-        match studio.http.get(&apart).bearer_auth(TOKEN).send() {
-            Ok(reply) if reply.status() == StatusCode::OK => break reply.json().expect("JSON"),
-            _ if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(50)),
-            other => panic!("holler serve never answered: {other:?}"),
-        }
-    };
+    let apart = ServeApart::start(&studio);
+    let port = apart.port;
+    let through_hootenanny: Value = studio
+        .http
+        .get(format!("http://127.0.0.1:{port}/api/peaks/{wav}?buckets=100"))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("peaks through Hootenanny")
+        .json()
+        .expect("JSON");
     // Its playhead comes over HOOT/1 (`holler up` reads it in process): the same state.
     let mut events = studio
         .http
@@ -294,10 +275,56 @@ fn a_midi_file_is_drawn_from_its_notes_and_a_wav_from_its_peaks() {
     let transport: Value = serde_json::from_str(line).expect("JSON");
     assert_eq!(transport["state"]["playback"], "stopped", "{transport}");
     assert_eq!(transport["state"]["tempo_bpm"], 120.0, "{transport}");
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(apart);
     assert_eq!(through_hootenanny, peaks, "the same peaks either way");
     studio.up.stop();
+}
+
+/// `holler serve` on its own port against the stack `holler up` runs (the gateway apart from
+/// the services: it reads the CAS through Hootenanny and the playhead over HOOT/1), until
+/// dropped.
+struct ServeApart {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ServeApart {
+    fn start(studio: &Studio) -> Self {
+        let port = testkit::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_holler"))
+            .args(["--luanette", &studio.up.luanette, "--hootenanny", &studio.up.hootenanny])
+            .args(["--chaosgarden", &studio.up.chaosgarden, "--data-dir"])
+            .arg(studio._dir.path().join("data"))
+            .args([
+                "serve",
+                "--port",
+                &port.to_string(),
+                "--broadcasts",
+                "none",
+                "--token-file",
+            ])
+            .arg(studio._dir.path().join("token"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("holler serve");
+        let page = format!("http://127.0.0.1:{port}/");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match studio.http.get(&page).send() {
+                Ok(reply) if reply.status() == StatusCode::OK => return Self { child, port },
+                _ if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(50)),
+                other => panic!("holler serve never answered: {other:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for ServeApart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -347,6 +374,25 @@ fn a_damaged_object_is_reported_as_data_loss_not_as_bad_input() {
             body["message"]
         );
     }
+    // A gateway on its own reads the WAV through Hootenanny's range reads, which do not
+    // verify: it checks the hash itself at the end.
+    let apart = ServeApart::start(&studio);
+    let reply = studio
+        .http
+        .get(format!("http://127.0.0.1:{}/api/peaks/{wav}", apart.port))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("peaks through Hootenanny");
+    let status = reply.status();
+    let body: Value = reply.json().expect("JSON");
+    assert_eq!(body["code"], "DATA_LOSS", "holler serve: {}", body["message"]);
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "holler serve: {}",
+        body["message"]
+    );
+    drop(apart);
     studio.up.stop();
 }
 

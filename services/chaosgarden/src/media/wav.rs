@@ -152,11 +152,14 @@ fn wav_error(error: hound::Error) -> MediaError {
     }
 }
 
-/// Whether a read failed in the CAS (it could not give the bytes, or they no longer hash to
-/// the object's name) rather than at the end of the file: hound reports a short file as an
-/// error of its own, so only the store's errors can say which.
+/// Whether a read failed in the store (it could not give the bytes, or they no longer hash
+/// to the object's name: a `CasError`, or a service's `Status` for bytes fetched from one)
+/// rather than at the end of the file: hound reports a short file as an error of its own, so
+/// only the store's errors can say which.
 fn from_store(error: &std::io::Error) -> bool {
-    error.get_ref().is_some_and(|inner| inner.is::<cas::CasError>())
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<cas::CasError>() || inner.is::<hooteproto::Status>())
 }
 
 /// A WAV's outline: [`WavFile::peaks`].

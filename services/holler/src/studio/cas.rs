@@ -51,7 +51,11 @@ pub fn chunks(
                         "the CAS returned {} bytes where {want} were asked for",
                         reply.data.len()
                     ))),
-                    Err(error) => Err(std::io::Error::other(error.to_string())),
+                    // The status goes along, so a reader's caller can answer with its code.
+                    Err(error) => Err(std::io::Error::other(hooteproto::Status::new(
+                        error.code(),
+                        error.message(),
+                    ))),
                 }
             }
         })

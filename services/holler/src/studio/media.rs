@@ -26,7 +26,7 @@ use hooteproto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::cas::inspect;
-use super::{Studio, cas_failure, failure, refused};
+use super::{Studio, cas_failure, failure, http_status, refused};
 use crate::backends::Backends;
 
 /// Notes returned at most for one file.
@@ -217,11 +217,15 @@ pub async fn peaks(
         Ok(Err(MediaError::Read(error))) => {
             return match ::cas::CasError::from_reader_error(error) {
                 Ok(store) => cas_failure(store),
-                Err(error) => failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pb::ErrorCode::Unavailable,
-                    &format!("reading the object failed: {error}"),
-                ),
+                // A chunk Hootenanny did not give: its status.
+                Err(error) => match error.get_ref().and_then(|e| e.downcast_ref::<hooteproto::Status>()) {
+                    Some(status) => failure(http_status(status.code), status.code, &status.message),
+                    None => failure(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        pb::ErrorCode::Unavailable,
+                        &format!("reading the object failed: {error}"),
+                    ),
+                },
             };
         }
         Ok(Err(bad)) => return refused(bad),
@@ -263,11 +267,14 @@ pub(super) fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> 
 }
 
 /// An object read front to back as a `Read`, for a blocking thread: the chunks come from
-/// [`super::cas::chunks`] (fetched ahead while the reader decodes).
+/// [`super::cas::chunks`] (fetched ahead while the reader decodes), and reaching the end
+/// checks them against the object's name, as a verifying local reader does (Hootenanny's
+/// range reads do not).
 struct BlockingCasReader {
     chunks: std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> + Send>>,
     handle: tokio::runtime::Handle,
     chunk: axum::body::Bytes,
+    verifier: Option<Box<::cas::Verifier>>,
 }
 
 impl BlockingCasReader {
@@ -276,6 +283,9 @@ impl BlockingCasReader {
             chunks: Box::pin(super::cas::chunks(backends, object.hash.clone(), 0, object.size)),
             handle,
             chunk: axum::body::Bytes::new(),
+            verifier: ::cas::Hash::parse(&object.hash)
+                .ok()
+                .map(|hash| Box::new(::cas::Verifier::new(hash))),
         }
     }
 }
@@ -283,10 +293,20 @@ impl BlockingCasReader {
 impl Read for BlockingCasReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use futures_util::StreamExt as _;
-        if self.chunk.is_empty() {
+        if self.chunk.is_empty() && !buf.is_empty() {
             match self.handle.block_on(self.chunks.next()) {
-                Some(chunk) => self.chunk = chunk?,
-                None => return Ok(0),
+                Some(chunk) => {
+                    self.chunk = chunk?;
+                    if let Some(verifier) = &mut self.verifier {
+                        verifier.update(&self.chunk);
+                    }
+                }
+                None => {
+                    if let Some(verifier) = &self.verifier {
+                        verifier.finish()?;
+                    }
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.chunk.len());

@@ -231,7 +231,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// The HTTP status for a canonical code (as gRPC's HTTP mapping has it).
-fn http_status(code: hooteproto::v1::ErrorCode) -> StatusCode {
+pub(crate) fn http_status(code: hooteproto::v1::ErrorCode) -> StatusCode {
     use hooteproto::v1::ErrorCode as C;
     match code {
         C::InvalidArgument | C::OutOfRange => StatusCode::BAD_REQUEST,
