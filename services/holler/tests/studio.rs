@@ -374,24 +374,30 @@ fn a_damaged_object_is_reported_as_data_loss_not_as_bad_input() {
             body["message"]
         );
     }
-    // A gateway on its own reads the WAV through Hootenanny's range reads, which do not
-    // verify: it checks the hash itself at the end.
+    // A gateway on its own reads through Hootenanny's range reads, which do not verify: it
+    // checks the hash itself at the end.
     let apart = ServeApart::start(&studio);
-    let reply = studio
-        .http
-        .get(format!("http://127.0.0.1:{}/api/peaks/{wav}", apart.port))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("peaks through Hootenanny");
-    let status = reply.status();
-    let body: Value = reply.json().expect("JSON");
-    assert_eq!(body["code"], "DATA_LOSS", "holler serve: {}", body["message"]);
-    assert_eq!(
-        status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "holler serve: {}",
-        body["message"]
-    );
+    for (endpoint, hash) in [("notes", &tune), ("render", &tune), ("peaks", &wav)] {
+        let reply = studio
+            .http
+            .get(format!("http://127.0.0.1:{}/api/{endpoint}/{hash}", apart.port))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("through Hootenanny");
+        let status = reply.status();
+        let body: Value = reply.json().expect("JSON");
+        assert_eq!(
+            body["code"], "DATA_LOSS",
+            "holler serve {endpoint}: {}",
+            body["message"]
+        );
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "holler serve {endpoint}: {}",
+            body["message"]
+        );
+    }
     drop(apart);
     studio.up.stop();
 }

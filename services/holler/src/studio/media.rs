@@ -92,9 +92,24 @@ pub(super) async fn midi_file(studio: &Studio, object: &pb::CasObject) -> Result
             )),
         };
     }
-    read_whole(studio.backends.clone(), object)
-        .await
-        .map_err(|error| failure(StatusCode::BAD_GATEWAY, pb::ErrorCode::Unavailable, &error.to_string()))
+    read_whole(studio.backends.clone(), object).await.map_err(read_failure)
+}
+
+/// A read of an object's bytes that failed: the store's own error (a damaged object is
+/// DATA_LOSS, as every service says), a chunk Hootenanny refused (its status), or else
+/// UNAVAILABLE.
+fn read_failure(error: std::io::Error) -> Response {
+    match ::cas::CasError::from_reader_error(error) {
+        Ok(store) => cas_failure(store),
+        Err(error) => match error.get_ref().and_then(|e| e.downcast_ref::<hooteproto::Status>()) {
+            Some(status) => failure(http_status(status.code), status.code, &status.message),
+            None => failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pb::ErrorCode::Unavailable,
+                &format!("reading the object failed: {error}"),
+            ),
+        },
+    }
 }
 
 /// `GET /api/notes/{hash}`.
@@ -214,20 +229,7 @@ pub async fn peaks(
     let value = match drawn {
         Ok(Ok(value)) => Arc::new(value),
         // The bytes did not come (or did not match the object's name): not the file's fault.
-        Ok(Err(MediaError::Read(error))) => {
-            return match ::cas::CasError::from_reader_error(error) {
-                Ok(store) => cas_failure(store),
-                // A chunk Hootenanny did not give: its status.
-                Err(error) => match error.get_ref().and_then(|e| e.downcast_ref::<hooteproto::Status>()) {
-                    Some(status) => failure(http_status(status.code), status.code, &status.message),
-                    None => failure(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        pb::ErrorCode::Unavailable,
-                        &format!("reading the object failed: {error}"),
-                    ),
-                },
-            };
-        }
+        Ok(Err(MediaError::Read(error))) => return read_failure(error),
         Ok(Err(bad)) => return refused(bad),
         Err(error) => {
             return failure(
@@ -316,12 +318,18 @@ impl Read for BlockingCasReader {
 }
 
 /// A whole object (the caller has bounded its size).
+/// Checked against the object's name, since Hootenanny's range reads are not.
 pub(super) async fn read_whole(backends: Arc<Backends>, object: &pb::CasObject) -> std::io::Result<Vec<u8>> {
     use futures_util::TryStreamExt as _;
     let mut bytes = Vec::with_capacity(object.size as usize);
     let mut chunks = std::pin::pin!(super::cas::chunks(backends, object.hash.clone(), 0, object.size));
     while let Some(chunk) = chunks.try_next().await? {
         bytes.extend_from_slice(&chunk);
+    }
+    if let Ok(hash) = ::cas::Hash::parse(&object.hash) {
+        let mut verifier = ::cas::Verifier::new(hash);
+        verifier.update(&bytes);
+        verifier.finish()?;
     }
     Ok(bytes)
 }
