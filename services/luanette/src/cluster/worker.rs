@@ -20,8 +20,50 @@ pub struct Worker {
     pub notifications: Notifications,
 }
 
-/// The cancel token of each job running here, by id (`hoot_job_cancel` names the job).
-type Cancels = Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>>;
+/// The cancel tokens of the jobs running here, by id (`hoot_job_cancel` names the job), and
+/// the cancels heard lately for jobs not running here. A slot registers the job its
+/// outcome-and-claim statement claimed only once the statement is back; a cancel heard in
+/// between must still reach it.
+#[derive(Default)]
+struct Cancels {
+    running: std::collections::HashMap<String, CancellationToken>,
+    early: std::collections::VecDeque<(tokio::time::Instant, String)>,
+}
+
+/// How many unmatched cancels are remembered, and for how long (a claim's reply comes back
+/// within milliseconds; these bound the memory whatever the other workers run).
+const EARLY_CANCELS: usize = 256;
+const EARLY_FOR: Duration = Duration::from_secs(10);
+
+impl Cancels {
+    /// A cancel notification: the job's token if it runs here, else remembered a while.
+    fn heard(&mut self, id: String) {
+        if let Some(token) = self.running.get(&id) {
+            token.cancel();
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        self.early.retain(|(at, _)| now.duration_since(*at) < EARLY_FOR);
+        if self.early.len() >= EARLY_CANCELS {
+            self.early.pop_front();
+        }
+        self.early.push_back((now, id));
+    }
+
+    /// A job starting here: cancelled at once if its cancel came first.
+    fn start(&mut self, id: &str, token: CancellationToken) {
+        if self.early.iter().any(|(_, early)| early == id) {
+            token.cancel();
+        }
+        self.running.insert(id.to_string(), token);
+    }
+
+    fn end(&mut self, id: &str) {
+        self.running.remove(id);
+    }
+}
+
+type SharedCancels = Arc<std::sync::Mutex<Cancels>>;
 
 /// The first pause before claiming again after a claim failed; it doubles up to
 /// [`CLAIM_RETRY_MAX`] while claims keep failing.
@@ -42,7 +84,7 @@ impl Worker {
     /// retried or failed "interrupted" like any lost lease).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) -> anyhow::Result<()> {
         let mut notifications = self.notifications.subscribe();
-        let cancels: Cancels = Arc::default();
+        let cancels: SharedCancels = Arc::default();
         // A slot runs one job after another while the queue has work for it (see
         // `serve_slot`); here a free slot is filled when work comes.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
@@ -58,8 +100,11 @@ impl Worker {
         // again: no notification may come for work already queued.
         let mut retry: Option<Duration> = None;
         loop {
-            // Take jobs while there are slots and work.
+            // Take jobs while there are slots and work (and the worker is not stopping).
             loop {
+                if stop.is_cancelled() {
+                    break;
+                }
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     break;
                 };
@@ -89,6 +134,7 @@ impl Worker {
             // freed slot, or notifications perhaps missed.
             let heard = loop {
                 tokio::select! {
+                    biased;
                     () = stop.cancelled() => break None,
                     heard = notifications.recv() => match heard {
                         Heard::Notification { ref channel, .. } if **channel != *QUEUED && **channel != *CANCEL => {}
@@ -101,8 +147,8 @@ impl Worker {
             match heard {
                 None => break,
                 Some(Heard::Notification { channel, payload }) if *channel == *CANCEL => {
-                    if let Some(token) = cancels.lock().ok().and_then(|m| m.get(&payload).cloned()) {
-                        token.cancel();
+                    if let Ok(mut cancels) = cancels.lock() {
+                        cancels.heard(payload);
                     }
                 }
                 Some(_) => {}
@@ -174,21 +220,22 @@ impl Worker {
     /// Runs `claim`, then job after job for as long as the queue has work: the statement that
     /// records one job's outcome also claims the next, so a busy slot costs the database one
     /// transaction per job rather than two, and never waits for a separate claim.
-    async fn serve_slot(&self, mut claim: Claim, stop: &CancellationToken, cancels: &Cancels) {
+    async fn serve_slot(&self, mut claim: Claim, stop: &CancellationToken, cancels: &SharedCancels) {
         loop {
-            if stop.is_cancelled() {
-                // Claimed as the worker began to stop: not started, so not an attempt.
-                self.hand_back(&claim.id).await;
+            // Claimed as the worker began to stop: not started, so not an attempt. (A job
+            // whose cancel was asked for meanwhile is not handed back: it runs below with its
+            // token already cancelled and is recorded cancelled.)
+            if stop.is_cancelled() && self.hand_back(&claim.id).await {
                 return;
             }
             let id = claim.id.clone();
             let token = stop.child_token();
-            if let Ok(mut map) = cancels.lock() {
-                map.insert(id.clone(), token.clone());
+            if let Ok(mut cancels) = cancels.lock() {
+                cancels.start(&id, token.clone());
             }
             let (record, stopping) = self.execute(claim, token).await;
-            if let Ok(mut map) = cancels.lock() {
-                map.remove(&id);
+            if let Ok(mut cancels) = cancels.lock() {
+                cancels.end(&id);
             }
             if !stopping && !stop.is_cancelled() {
                 match self.finish_and_claim(&id, &record).await {
@@ -209,23 +256,28 @@ impl Worker {
     }
 
     /// Puts a job this worker claimed but never started back in the queue, its attempt
-    /// uncounted, and wakes the other workers. If the database is away the lease expires
+    /// uncounted, and wakes the other workers; true if it did. Not a job whose cancel was
+    /// asked for (the caller records it cancelled). If the database is away the lease expires
     /// instead (and the reaper counts the attempt).
-    async fn hand_back(&self, id: &str) {
-        let handed = sqlx::query(
+    async fn hand_back(&self, id: &str) -> bool {
+        let handed: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
             "WITH back AS ( \
                UPDATE jobs SET state = 1, worker = NULL, lease_until = NULL, started_at = NULL, \
                  attempts = greatest(attempts - 1, 0) \
-               WHERE id = $1 AND worker = $2 AND state = 2 RETURNING id) \
-             SELECT pg_notify($3, '') FROM back",
+               WHERE id = $1 AND worker = $2 AND state = 2 AND NOT cancel_requested RETURNING id) \
+             SELECT back.id FROM back, pg_notify($3, back.id)",
         )
         .bind(id)
         .bind(&self.name)
         .bind(QUEUED)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await;
-        if let Err(error) = handed {
-            tracing::warn!(job = %id, %error, "could not hand back a job claimed while stopping; its lease will expire");
+        match handed {
+            Ok(handed) => handed.is_some(),
+            Err(error) => {
+                tracing::warn!(job = %id, %error, "could not hand back a job claimed while stopping; its lease will expire");
+                true
+            }
         }
     }
 
@@ -480,3 +532,25 @@ const SETTLE_AND_CLAIM: &str = "\
            next.id, next.code, next.traceparent, next.record, next.started \
     FROM (SELECT 1) AS one \
     LEFT JOIN (SELECT claimed.* FROM claimed, pg_notify($4, claimed.id)) AS next ON true";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_heard_before_its_job_starts_here_still_cancels_it() {
+        let mut cancels = Cancels::default();
+        cancels.heard("job-b".into());
+        let (a, b) = (CancellationToken::new(), CancellationToken::new());
+        cancels.start("job-a", a.clone());
+        cancels.start("job-b", b.clone());
+        assert!(!a.is_cancelled(), "only the job the cancel named");
+        assert!(b.is_cancelled(), "the early cancel reached the job when it started");
+        cancels.heard("job-a".into());
+        assert!(a.is_cancelled(), "a running job is cancelled at once");
+        for n in 0..EARLY_CANCELS * 2 {
+            cancels.heard(format!("elsewhere-{n}"));
+        }
+        assert!(cancels.early.len() <= EARLY_CANCELS, "remembered cancels are bounded");
+    }
+}
