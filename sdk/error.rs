@@ -23,18 +23,23 @@ impl Status {
     /// A PostgreSQL failure as a canonical status. UNAVAILABLE while the server is away, so
     /// callers retry: the pool timed out or closed, the connection broke, or SQLSTATE class 08
     /// (connection exceptions) or 57 (operator intervention, e.g. 57P01 "terminating
-    /// connection due to administrator command" at a restart). INTERNAL otherwise. `database`
-    /// names it in the message ("the job database").
+    /// connection due to administrator command" at a restart). INVALID_ARGUMENT for class 22,
+    /// data the server refuses (e.g. 22021, a NUL in text): the request's own bytes. INTERNAL
+    /// otherwise. `database` names it in the message ("the job database").
     pub fn from_database(database: &str, error: sqlx::Error) -> Self {
-        let away = match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(e) => e
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
-            _ => false,
+        let sqlstate = match &error {
+            sqlx::Error::Database(e) => e.code().map(|code| code.into_owned()),
+            _ => None,
         };
+        let class = sqlstate.as_deref().map(|code| code.get(..2).unwrap_or(code));
+        let away = matches!(
+            error,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+        ) || matches!(class, Some("08" | "57"));
         if away {
             Self::unavailable(format!("{database} is unreachable: {error}"))
+        } else if class == Some("22") {
+            Self::invalid_argument(format!("{database} refused the data: {error}"))
         } else {
             Self::internal(format!("{database}: {error}"))
         }

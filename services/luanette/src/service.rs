@@ -34,14 +34,27 @@ pub struct Service {
     pub(crate) capabilities: Option<Vec<String>>,
 }
 
-/// The traceparent to hand on: the current span's when tracing is on, else the caller's.
+/// The traceparent to hand on: the current span's when tracing is on, else the caller's if
+/// it is well formed. A malformed one is ignored, as W3C Trace Context asks: it is stored
+/// with a job, so arbitrary bytes from a caller must not reach the job store.
 fn traceparent(context: &RequestContext) -> String {
     let current = hooteproto::trace::current_traceparent();
-    if current.is_empty() {
+    if !current.is_empty() {
+        current
+    } else if well_formed(&context.traceparent) {
         context.traceparent.clone()
     } else {
-        current
+        String::new()
     }
+}
+
+/// `version-traceid-parentid-flags` in lowercase hex (2, 32, 16 and 2 digits).
+fn well_formed(traceparent: &str) -> bool {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    parts.len() == 4
+        && parts.iter().zip([2, 32, 16, 2]).all(|(part, digits)| {
+            part.len() == digits && part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 fn request_params(params: Option<&hooteproto::wkt::Struct>) -> Result<Option<prost_types::Struct>, Status> {

@@ -485,6 +485,49 @@ async fn jobs_submitted_at_once_keep_their_own_params_priorities_and_capabilitie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn a_malformed_traceparent_neither_fails_its_job_nor_the_jobs_queued_with_it() {
+    // Bytes PostgreSQL refuses in text (a NUL), among jobs that arrive together and are
+    // inserted in one statement.
+    let front = front(Duration::from_secs(10), 1).await;
+    let script = store(&front.client, "function main(p) return p.n end").await;
+    let mut submitting = tokio::task::JoinSet::new();
+    for n in 0..8u32 {
+        let (client, script) = (front.client.clone(), script.clone());
+        submitting.spawn(async move {
+            let traceparent = if n == 3 {
+                "00-\0-\0-01".to_string()
+            } else {
+                String::new()
+            };
+            client
+                .call_with(
+                    JobExecuteRequest {
+                        script_hash: script,
+                        params: Some(hooteproto::wkt::Struct::from_json(
+                            serde_json::json!({"n": n}).as_object().cloned().unwrap_or_default(),
+                        )),
+                        ..Default::default()
+                    },
+                    hooteproto::RequestOptions {
+                        traceparent: Some(traceparent),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|reply| (n, reply.job_id))
+        });
+    }
+    let submitted = submitting.join_all().await;
+    let _worker = Worker::start(&front, 2, Duration::from_secs(10), 1);
+    for result in submitted {
+        let (n, id) = result.expect("every job is queued");
+        let job = wait_final(&front.client, &id, Duration::from_secs(60)).await;
+        assert_eq!(job.state, JobState::Succeeded as i32, "job {n}: {job:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_luanette_refuses_a_capability_it_does_not_have() {
     let data = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(data.path().to_path_buf());

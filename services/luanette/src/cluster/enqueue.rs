@@ -12,6 +12,7 @@ const MAX_BATCH: usize = 64;
 const WAITING: usize = 1024;
 
 /// A pending job's columns.
+#[derive(Clone)]
 pub(super) struct Row {
     pub id: String,
     pub priority: i16,
@@ -61,10 +62,22 @@ async fn insert_batches(pool: PgPool, mut arrivals: tokio::sync::mpsc::Receiver<
             rows.push(waiting.row);
             replies.push(waiting.inserted);
         }
-        let result = insert(&pool, rows).await;
-        for reply in replies {
-            // A caller that gave up no longer waits; its job is queued all the same.
-            let _ = reply.send(result.clone());
+        let result = insert(&pool, rows.clone()).await;
+        match result {
+            // One row the database refuses must not fail the others with it: each goes in
+            // alone (the database being away is everyone's failure alike).
+            Err(error) if rows.len() > 1 && error.code != pb::ErrorCode::Unavailable => {
+                tracing::debug!(%error, jobs = rows.len(), "a batch of new jobs was refused; inserting them one by one");
+                for (row, reply) in rows.into_iter().zip(replies) {
+                    let _ = reply.send(insert(&pool, vec![row]).await);
+                }
+            }
+            result => {
+                for reply in replies {
+                    // A caller that gave up no longer waits; its job is queued all the same.
+                    let _ = reply.send(result.clone());
+                }
+            }
         }
     }
 }
