@@ -528,6 +528,22 @@ async fn a_malformed_traceparent_neither_fails_its_job_nor_the_jobs_queued_with_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
+async fn a_script_with_a_nul_byte_in_its_source_runs_on_a_worker_as_embedded() {
+    // Valid Lua (the NUL is in a comment) that PostgreSQL's text type would refuse.
+    let front = front(Duration::from_secs(10), 1).await;
+    let script = store(&front.client, "-- a \0 in a comment\nfunction main(p) return p.n end").await;
+    let id = execute(&front.client, &script, serde_json::json!({"n": 7}), JobPriority::Normal).await;
+    let _worker = Worker::start(&front, 1, Duration::from_secs(10), 1);
+    let job = wait_final(&front.client, &id, Duration::from_secs(60)).await;
+    assert_eq!(job.state, JobState::Succeeded as i32, "{job:?}");
+    assert_eq!(
+        hooteproto::wkt::value_to_json(job.result.expect("result")),
+        serde_json::json!(7.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_luanette_refuses_a_capability_it_does_not_have() {
     let data = tempfile::tempdir().expect("tmp");
     let mut config = luanette::Config::new(data.path().to_path_buf());

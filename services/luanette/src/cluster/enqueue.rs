@@ -99,7 +99,7 @@ async fn insert(pool: &PgPool, rows: Vec<Row>) -> Result<(), Status> {
         columns.0.push(row.id);
         columns.1.push(row.priority);
         columns.2.push(row.owner);
-        columns.3.push(row.code);
+        columns.3.push(row.code.into_bytes());
         columns.4.push(row.traceparent);
         columns.5.push(row.record);
         columns.6.push(row.capabilities.join(","));
@@ -108,7 +108,7 @@ async fn insert(pool: &PgPool, rows: Vec<Row>) -> Result<(), Status> {
         "WITH queued AS ( \
            INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
            SELECT id, 1, priority, owner, code, traceparent, record, string_to_array(capabilities, ',') \
-           FROM UNNEST($1::text[], $2::int2[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::text[]) \
+           FROM UNNEST($1::text[], $2::int2[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[], $7::text[]) \
              AS new (id, priority, owner, code, traceparent, record, capabilities) \
            RETURNING 1) \
          SELECT pg_notify($8, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_queued",

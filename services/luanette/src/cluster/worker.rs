@@ -198,11 +198,14 @@ impl Worker {
     fn claimed(
         &self,
         id: String,
-        code: String,
+        code: Vec<u8>,
         traceparent: String,
         record: &[u8],
         started: f64,
     ) -> Result<Claim, Status> {
+        // Written from a String by the front.
+        let code = String::from_utf8(code)
+            .map_err(|e| Status::internal(format!("job database holds a script that is not UTF-8: {e}")))?;
         let record = as_claimed(
             decode(record)?,
             JobState::Running as i16,
@@ -500,7 +503,7 @@ impl Worker {
 type ClaimRow = (
     i64,
     Option<String>,
-    Option<String>,
+    Option<Vec<u8>>,
     Option<String>,
     Option<Vec<u8>>,
     Option<f64>,
