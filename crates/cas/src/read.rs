@@ -51,7 +51,8 @@ impl Read for ObjectReader {
                 chunk,
                 received,
             } => {
-                if chunk.is_empty() && !buf.is_empty() {
+                // An empty chunk is not the end: only the stream's end is.
+                while chunk.is_empty() && !buf.is_empty() {
                     match download.next_chunk().map_err(io::Error::other)? {
                         Some(next) => {
                             *received += next.len() as u64;
@@ -64,7 +65,7 @@ impl Read for ObjectReader {
                             };
                             return Err(io::Error::new(io::ErrorKind::InvalidData, short));
                         }
-                        None => {}
+                        None => break,
                     }
                 }
                 let n = buf.len().min(chunk.len());

@@ -348,21 +348,32 @@ fn a_damaged_object_is_reported_as_data_loss_not_as_bad_input() {
     let header = take.len();
     take.extend_from_slice(&[0; 4_000]);
     let wav = studio.store(&take, "audio/wav");
+    // And one whose damage is in its header, so it does not decode at all.
+    take[header..].fill(1);
+    let unreadable = studio.store(&take, "audio/wav");
     // Same length, other bytes, under each name in the CAS `holler up` reads itself.
     let cas = cas::Cas::open(studio._dir.path().join("data").join("cas")).expect("cas");
-    let damage = |hash: &str, keep: usize| {
+    let damage = |hash: &str, bytes_damaged: std::ops::Range<usize>| {
         let path = cas.object_path(&cas::Hash::parse(hash).expect("hash"));
         let mut bytes = std::fs::read(&path).expect("object");
-        bytes[keep..].fill(b'x');
+        let end = bytes_damaged.end.min(bytes.len());
+        bytes[bytes_damaged.start..end].fill(b'x');
         let mut permissions = std::fs::metadata(&path).expect("object").permissions();
         #[allow(clippy::permissions_set_readonly_false)]
         permissions.set_readonly(false);
         std::fs::set_permissions(&path, permissions).expect("writable");
         std::fs::write(&path, bytes).expect("damage it");
     };
-    damage(&tune, 0);
-    damage(&wav, header);
-    for (endpoint, hash) in [("notes", &tune), ("render", &tune), ("peaks", &wav)] {
+    damage(&tune, 0..usize::MAX);
+    damage(&wav, header..usize::MAX);
+    // Its sample rate: refused before its samples are read.
+    damage(&unreadable, 24..28);
+    for (endpoint, hash) in [
+        ("notes", &tune),
+        ("render", &tune),
+        ("peaks", &wav),
+        ("peaks", &unreadable),
+    ] {
         let reply = studio.get(&format!("/api/{endpoint}/{hash}"));
         let status = reply.status();
         let body: Value = reply.json().expect("JSON");
@@ -377,7 +388,12 @@ fn a_damaged_object_is_reported_as_data_loss_not_as_bad_input() {
     // A gateway on its own reads through Hootenanny's range reads, which do not verify: it
     // checks the hash itself at the end.
     let apart = ServeApart::start(&studio);
-    for (endpoint, hash) in [("notes", &tune), ("render", &tune), ("peaks", &wav)] {
+    for (endpoint, hash) in [
+        ("notes", &tune),
+        ("render", &tune),
+        ("peaks", &wav),
+        ("peaks", &unreadable),
+    ] {
         let reply = studio
             .http
             .get(format!("http://127.0.0.1:{}/api/{endpoint}/{hash}", apart.port))

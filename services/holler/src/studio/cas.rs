@@ -47,9 +47,12 @@ pub fn chunks(
                 let want = request.length as usize;
                 match backends.send(request, CALL).await {
                     Ok(reply) if reply.data.len() == want => Ok(Bytes::from(reply.data)),
-                    Ok(reply) => Err(std::io::Error::other(format!(
-                        "the CAS returned {} bytes where {want} were asked for",
-                        reply.data.len()
+                    Ok(reply) => Err(std::io::Error::other(hooteproto::Status::new(
+                        pb::ErrorCode::DataLoss,
+                        format!(
+                            "the CAS returned {} bytes where {want} were asked for",
+                            reply.data.len()
+                        ),
                     ))),
                     // The status goes along, so a reader's caller can answer with its code.
                     Err(error) => Err(std::io::Error::other(hooteproto::Status::new(

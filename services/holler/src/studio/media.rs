@@ -258,14 +258,30 @@ enum Source {
     Remote(BlockingCasReader),
 }
 
+/// Objects up to this size are read to their end when they do not decode, so that damage in
+/// the store is told from a bad file; a larger one is refused without being read whole.
+const CHECK_BEFORE_REFUSING: u64 = 64 << 20;
+
 /// Peaks and RMS of a WAV read from `reader`, as the page draws them. The reader is read to
-/// its end, so a verifying reader checks the whole object before anything is drawn from it.
-pub(super) fn outline(reader: impl std::io::Read, size: u64, buckets: usize) -> Result<serde_json::Value, MediaError> {
-    let wav = WavFile::open(reader, size)?;
-    let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
-    let (outline, mut rest) = wav.peaks(buckets)?;
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(MediaError::Read)?;
-    Ok(json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}))
+/// its end, so a verifying reader checks the whole object before anything is drawn from it,
+/// and before a file that does not decode is blamed on the file.
+pub(super) fn outline(
+    mut reader: impl std::io::Read,
+    size: u64,
+    buckets: usize,
+) -> Result<serde_json::Value, MediaError> {
+    let drawn = WavFile::open(&mut reader, size).and_then(|wav| {
+        let (frames, sample_rate) = (wav.frames(), wav.sample_rate());
+        let (outline, _) = wav.peaks(buckets)?;
+        Ok(json!({"frames": frames, "sample_rate": sample_rate, "peaks": outline.peaks, "rms": outline.rms}))
+    });
+    let checked = match &drawn {
+        Err(MediaError::Read(_)) => return drawn,
+        Err(_) if size > CHECK_BEFORE_REFUSING => return drawn,
+        _ => std::io::copy(&mut reader, &mut std::io::sink()),
+    };
+    checked.map_err(MediaError::Read)?;
+    drawn
 }
 
 /// An object read front to back as a `Read`, for a blocking thread: the chunks come from
