@@ -161,18 +161,13 @@ impl Worker {
 
     /// Takes the highest-priority, oldest pending job this worker can run, if any.
     async fn claim(&self) -> Result<Option<Claim>, Status> {
-        Ok(self.settle_and_claim(None, true).await?.1)
+        self.settle_and_claim(None, true).await
     }
 
-    /// Records `outcome` (a job id and its finished record), only as the lease holder, and
-    /// claims the next job if `claim`: one statement, so one transaction and one commit.
-    /// Returns whether the outcome was recorded (false: no outcome, or the lease was lost)
-    /// and the job claimed.
-    async fn settle_and_claim(
-        &self,
-        outcome: Option<(&str, &JobInfo)>,
-        claim: bool,
-    ) -> Result<(bool, Option<Claim>), Status> {
+    /// Records `outcome` (a job id and its finished record), only as the lease holder (a lost
+    /// lease is logged and the outcome dropped), and claims the next job if `claim`: one
+    /// statement, so one transaction and one commit. Returns the job claimed.
+    async fn settle_and_claim(&self, outcome: Option<(&str, &JobInfo)>, claim: bool) -> Result<Option<Claim>, Status> {
         let (recorded, id, code, traceparent, record, started): ClaimRow = sqlx::query_as(SETTLE_AND_CLAIM)
             .bind(&self.name)
             .bind(self.cluster.lease.as_secs_f64())
@@ -186,13 +181,17 @@ impl Worker {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;
-        let claimed = match (id, code, traceparent, record, started) {
+        if let Some((id, _)) = outcome
+            && recorded == 0
+        {
+            tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
+        }
+        match (id, code, traceparent, record, started) {
             (Some(id), Some(code), Some(traceparent), Some(record), Some(started)) => {
-                Some(self.claimed(id, code, traceparent, &record, started)?)
+                self.claimed(id, code, traceparent, &record, started).map(Some)
             }
-            _ => None,
-        };
-        Ok((recorded > 0, claimed))
+            _ => Ok(None),
+        }
     }
 
     fn claimed(
@@ -241,7 +240,7 @@ impl Worker {
                 cancels.end(&id);
             }
             if !stopping && !stop.is_cancelled() {
-                match self.finish_and_claim(&id, &record).await {
+                match self.settle_and_claim(Some((&id, &record)), true).await {
                     Ok(Some(next)) => {
                         claim = next;
                         continue;
@@ -482,19 +481,7 @@ impl Worker {
                 .map_err(db_error)?;
             return reap(&self.pool, self.cluster.max_attempts).await.map(drop);
         }
-        if !self.settle_and_claim(Some((id, record)), false).await?.0 {
-            tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
-        }
-        Ok(())
-    }
-
-    /// [`Self::finish`] and [`Self::claim`] at once.
-    async fn finish_and_claim(&self, id: &str, record: &JobInfo) -> Result<Option<Claim>, Status> {
-        let (recorded, claimed) = self.settle_and_claim(Some((id, record)), true).await?;
-        if !recorded {
-            tracing::warn!(job = %id, "the lease was lost before the job finished; its outcome is dropped");
-        }
-        Ok(claimed)
+        self.settle_and_claim(Some((id, record)), false).await.map(drop)
     }
 }
 
