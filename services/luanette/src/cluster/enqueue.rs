@@ -12,7 +12,6 @@ const MAX_BATCH: usize = 64;
 const WAITING: usize = 1024;
 
 /// A pending job's columns.
-#[derive(Clone)]
 pub(super) struct Row {
     pub id: String,
     pub priority: i16,
@@ -62,14 +61,14 @@ async fn insert_batches(pool: PgPool, mut arrivals: tokio::sync::mpsc::Receiver<
             rows.push(waiting.row);
             replies.push(waiting.inserted);
         }
-        let result = insert(&pool, rows.clone()).await;
+        let result = insert(&pool, &rows).await;
         match result {
             // One row the database refuses must not fail the others with it: each goes in
             // alone (the database being away is everyone's failure alike).
             Err(error) if rows.len() > 1 && error.code != pb::ErrorCode::Unavailable => {
                 tracing::debug!(%error, jobs = rows.len(), "a batch of new jobs was refused; inserting them one by one");
                 for (row, reply) in rows.into_iter().zip(replies) {
-                    let _ = reply.send(insert(&pool, vec![row]).await);
+                    let _ = reply.send(insert(&pool, std::slice::from_ref(&row)).await);
                 }
             }
             result => {
@@ -85,25 +84,13 @@ async fn insert_batches(pool: PgPool, mut arrivals: tokio::sync::mpsc::Receiver<
 /// One statement: the rows and the notification that wakes a worker. Capabilities travel
 /// joined by commas (names are `[A-Za-z0-9._-]`, see [`valid_capability`]), since a
 /// two-dimensional array cannot hold lists of different lengths.
-async fn insert(pool: &PgPool, rows: Vec<Row>) -> Result<(), Status> {
-    let mut columns = (
-        Vec::with_capacity(rows.len()),
-        Vec::with_capacity(rows.len()),
-        Vec::with_capacity(rows.len()),
-        Vec::with_capacity(rows.len()),
-        Vec::with_capacity(rows.len()),
-        Vec::with_capacity(rows.len()),
-        Vec::with_capacity(rows.len()),
-    );
-    for row in rows {
-        columns.0.push(row.id);
-        columns.1.push(row.priority);
-        columns.2.push(row.owner);
-        columns.3.push(row.code.into_bytes());
-        columns.4.push(row.traceparent);
-        columns.5.push(row.record);
-        columns.6.push(row.capabilities.join(","));
-    }
+async fn insert(pool: &PgPool, rows: &[Row]) -> Result<(), Status> {
+    let column = |field: fn(&Row) -> &[u8]| rows.iter().map(field).collect::<Vec<_>>();
+    let text = |field: fn(&Row) -> &str| rows.iter().map(field).collect::<Vec<_>>();
+    let (ids, owners, codes) = (text(|r| &r.id), column(|r| &r.owner), column(|r| r.code.as_bytes()));
+    let (traceparents, records) = (text(|r| &r.traceparent), column(|r| &r.record));
+    let priorities: Vec<i16> = rows.iter().map(|r| r.priority).collect();
+    let capabilities: Vec<String> = rows.iter().map(|r| r.capabilities.join(",")).collect();
     sqlx::query(
         "WITH queued AS ( \
            INSERT INTO jobs (id, state, priority, owner, code, traceparent, record, capabilities) \
@@ -113,13 +100,13 @@ async fn insert(pool: &PgPool, rows: Vec<Row>) -> Result<(), Status> {
            RETURNING 1) \
          SELECT pg_notify($8, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_queued",
     )
-    .bind(columns.0)
-    .bind(columns.1)
-    .bind(columns.2)
-    .bind(columns.3)
-    .bind(columns.4)
-    .bind(columns.5)
-    .bind(columns.6)
+    .bind(ids)
+    .bind(priorities)
+    .bind(owners)
+    .bind(codes)
+    .bind(traceparents)
+    .bind(records)
+    .bind(capabilities)
     .bind(QUEUED)
     .execute(pool)
     .await
