@@ -23,6 +23,28 @@ pub fn code(kind: ErrorKind) -> ErrorCode {
     }
 }
 
+/// Whether an `io::Error` from reading an object is the store's failure rather than the
+/// reader's caller's: it carries a [`CasError`] (an [`crate::ObjectReader`]'s verification,
+/// the bucket failing mid-stream) or a service's [`Status`] (bytes fetched from one). A
+/// decoder's other errors, a short file included, are the file's.
+pub fn is_store_failure(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<CasError>() || inner.is::<Status>())
+}
+
+/// The status a store failure (see [`is_store_failure`]) carries, or the error back.
+pub fn of_store_failure(error: std::io::Error) -> Result<Status, std::io::Error> {
+    let error = match CasError::from_reader_error(error) {
+        Ok(store) => return Ok(status(store)),
+        Err(error) => error,
+    };
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<Status>()) {
+        Some(status) => Ok(status.clone()),
+        None => Err(error),
+    }
+}
+
 /// A CAS error as the status a caller gets.
 pub fn status(error: CasError) -> Status {
     let code = code(error.kind());

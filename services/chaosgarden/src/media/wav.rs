@@ -116,7 +116,7 @@ impl<R: Read> WavFile<R> {
         while index < total {
             let want = (((total - index) as usize).saturating_mul(width)).min(block.len());
             input.read_exact(&mut block[..want]).map_err(|e| {
-                if from_store(&e) {
+                if cas::status::is_store_failure(&e) {
                     MediaError::Read(e)
                 } else {
                     MediaError::Wav(format!("the samples end early: {e}"))
@@ -147,19 +147,9 @@ impl<R: Read> WavFile<R> {
 /// ends early or does not decode is the file's fault.
 fn wav_error(error: hound::Error) -> MediaError {
     match error {
-        hound::Error::IoError(e) if from_store(&e) => MediaError::Read(e),
+        hound::Error::IoError(e) if cas::status::is_store_failure(&e) => MediaError::Read(e),
         other => MediaError::Wav(other.to_string()),
     }
-}
-
-/// Whether a read failed in the store (it could not give the bytes, or they no longer hash
-/// to the object's name: a `CasError`, or a service's `Status` for bytes fetched from one)
-/// rather than at the end of the file: hound reports a short file as an error of its own, so
-/// only the store's errors can say which.
-fn from_store(error: &std::io::Error) -> bool {
-    error
-        .get_ref()
-        .is_some_and(|inner| inner.is::<cas::CasError>() || inner.is::<hooteproto::Status>())
 }
 
 /// A WAV's outline: [`WavFile::peaks`].

@@ -32,16 +32,12 @@ fn time_status(error: TimeError) -> Status {
 
 fn media_status(hash: &str, error: MediaError) -> Status {
     match error {
-        MediaError::Read(e) => match cas::CasError::from_reader_error(e) {
-            Ok(store) => cas_status(store),
-            Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<Status>()) {
-                Some(status) => status.clone(),
-                None => Status::new(
-                    hooteproto::v1::ErrorCode::DataLoss,
-                    format!("reading CAS object {hash}: {e}"),
-                ),
-            },
-        },
+        MediaError::Read(e) => cas::status::of_store_failure(e).unwrap_or_else(|e| {
+            Status::new(
+                hooteproto::v1::ErrorCode::DataLoss,
+                format!("reading CAS object {hash}: {e}"),
+            )
+        }),
         error => Status::invalid_argument(format!("CAS object {hash}: {error}")),
     }
 }

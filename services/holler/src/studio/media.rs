@@ -26,7 +26,7 @@ use hooteproto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::cas::inspect;
-use super::{Studio, cas_failure, failure, http_status, refused};
+use super::{Studio, failure, http_status, panicked, read_cas, refused};
 use crate::backends::Backends;
 
 /// Notes returned at most for one file.
@@ -80,17 +80,7 @@ pub(super) async fn midi_file(studio: &Studio, object: &pb::CasObject) -> Result
     }
     if let Some(cas) = studio.local_cas.clone() {
         let hash = object.hash.clone();
-        return match tokio::task::spawn_blocking(move || cas.read(&::cas::Hash::parse(&hash)?, MAX_MIDI_BYTES, true))
-            .await
-        {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(error)) => Err(cas_failure(error)),
-            Err(error) => Err(failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pb::ErrorCode::Internal,
-                &error.to_string(),
-            )),
-        };
+        return read_cas(move || cas.read(&::cas::Hash::parse(&hash)?, MAX_MIDI_BYTES, true)).await;
     }
     read_whole(studio.backends.clone(), object).await.map_err(read_failure)
 }
@@ -99,16 +89,13 @@ pub(super) async fn midi_file(studio: &Studio, object: &pb::CasObject) -> Result
 /// DATA_LOSS, as every service says), a chunk Hootenanny refused (its status), or else
 /// UNAVAILABLE.
 fn read_failure(error: std::io::Error) -> Response {
-    match ::cas::CasError::from_reader_error(error) {
-        Ok(store) => cas_failure(store),
-        Err(error) => match error.get_ref().and_then(|e| e.downcast_ref::<hooteproto::Status>()) {
-            Some(status) => failure(http_status(status.code), status.code, &status.message),
-            None => failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pb::ErrorCode::Unavailable,
-                &format!("reading the object failed: {error}"),
-            ),
-        },
+    match ::cas::status::of_store_failure(error) {
+        Ok(status) => failure(http_status(status.code), status.code, &status.message),
+        Err(error) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pb::ErrorCode::Unavailable,
+            &format!("reading the object failed: {error}"),
+        ),
     }
 }
 
@@ -203,16 +190,9 @@ pub async fn peaks(
         // Opened apart from the decoding: the store's failures are not the file's fault.
         Some(cas) => {
             let (cas, hash) = (cas.clone(), object.hash.clone());
-            match tokio::task::spawn_blocking(move || cas.open_reader(&::cas::Hash::parse(&hash)?, true)).await {
-                Ok(Ok(reader)) => Source::Local(Box::new(reader)),
-                Ok(Err(error)) => return cas_failure(error),
-                Err(error) => {
-                    return failure(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        pb::ErrorCode::Internal,
-                        &error.to_string(),
-                    );
-                }
+            match read_cas(move || cas.open_reader(&::cas::Hash::parse(&hash)?, true)).await {
+                Ok(reader) => Source::Local(Box::new(reader)),
+                Err(response) => return response,
             }
         }
         None => Source::Remote(BlockingCasReader::new(
@@ -231,13 +211,7 @@ pub async fn peaks(
         // The bytes did not come (or did not match the object's name): not the file's fault.
         Ok(Err(MediaError::Read(error))) => return read_failure(error),
         Ok(Err(bad)) => return refused(bad),
-        Err(error) => {
-            return failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pb::ErrorCode::Internal,
-                &error.to_string(),
-            );
-        }
+        Err(error) => return panicked(error),
     };
     studio.drawings.put(key, value.clone());
     Json(&*value).into_response()

@@ -222,12 +222,29 @@ pub(crate) async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(message)) => Err(refused(message)),
-        Err(error) => Err(failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            hooteproto::v1::ErrorCode::Internal,
-            &error.to_string(),
-        )),
+        Err(error) => Err(panicked(error)),
     }
+}
+
+/// Runs a read of the CAS this process has on a blocking thread: its failure is the store's,
+/// answered as [`cas_failure`] says.
+pub(crate) async fn read_cas<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ::cas::CasError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(cas_failure(error)),
+        Err(error) => Err(panicked(error)),
+    }
+}
+
+/// Work on a blocking thread that panicked: 500 INTERNAL.
+pub(crate) fn panicked(error: tokio::task::JoinError) -> Response {
+    failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        hooteproto::v1::ErrorCode::Internal,
+        &error.to_string(),
+    )
 }
 
 /// The HTTP status for a canonical code (as gRPC's HTTP mapping has it).
