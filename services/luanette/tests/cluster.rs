@@ -6,12 +6,14 @@
 //! They need PostgreSQL: `eval "$(scripts/postgres start DIR)"`, then
 //! `cargo test -p luanette --test cluster -- --ignored` (scripts/test does this).
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hooteproto::v1::{
     ErrorCode, JobCancelRequest, JobExecuteRequest, JobInfo, JobListRequest, JobPollRequest, JobPriority, JobState,
-    JobStatsRequest, JobStatusRequest, PingRequest, PollMode, ScriptStoreRequest,
+    JobStatsRequest, JobStatusRequest, PingRequest, PollMode,
 };
 use hooteproto::{Client, ClientConfig};
 
@@ -100,19 +102,6 @@ impl Drop for Worker {
     }
 }
 
-async fn store(client: &Client, content: &str) -> String {
-    client
-        .call(ScriptStoreRequest {
-            content: content.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("store")
-        .script
-        .expect("script")
-        .script_hash
-}
-
 async fn execute(client: &Client, script: &str, params: serde_json::Value, priority: JobPriority) -> String {
     execute_needing(client, script, params, priority, &[])
         .await
@@ -187,7 +176,7 @@ const GATED: &str = "function main(p) while not cas.exists(p.gate) do end return
 #[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
 async fn a_job_queued_at_the_front_runs_on_a_worker_process() {
     let front = front(Duration::from_secs(5), 1).await;
-    let script = store(
+    let script = common::store_script(
         &front.client,
         "function main(p) job.progress(0.5, 'half') return p.n * 2 end",
     )
@@ -221,7 +210,7 @@ async fn a_job_queued_at_the_front_runs_on_a_worker_process() {
 async fn a_killed_worker_loses_its_lease_and_the_job_fails_interrupted() {
     let lease = Duration::from_secs(1);
     let front = front(lease, 1).await;
-    let script = store(&front.client, GATED).await;
+    let script = common::store_script(&front.client, GATED).await;
     let mut worker = Worker::start(&front, 1, lease, 1);
     let job = execute(
         &front.client,
@@ -244,7 +233,7 @@ async fn a_killed_worker_loses_its_lease_and_the_job_fails_interrupted() {
 async fn a_killed_workers_job_is_retried_on_another_worker_when_attempts_remain() {
     let lease = Duration::from_secs(1);
     let front = front(lease, 2).await;
-    let script = store(&front.client, GATED).await;
+    let script = common::store_script(&front.client, GATED).await;
     // The gate's name in the CAS: the job waits for what the test stores only later.
     let gate = cas::Hash::of(b"open").to_string();
     let mut first = Worker::start(&front, 1, lease, 2);
@@ -278,7 +267,7 @@ async fn a_killed_workers_job_is_retried_on_another_worker_when_attempts_remain(
 #[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
 async fn cancel_reaches_a_job_running_on_a_worker() {
     let front = front(Duration::from_secs(10), 1).await;
-    let script = store(&front.client, GATED).await;
+    let script = common::store_script(&front.client, GATED).await;
     let _worker = Worker::start(&front, 1, Duration::from_secs(10), 1);
     let job = execute(
         &front.client,
@@ -332,7 +321,7 @@ async fn cancel_reaches_a_job_running_on_a_worker() {
 #[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
 async fn workers_take_the_highest_priority_first_and_never_the_same_job_twice() {
     let front = front(Duration::from_secs(10), 1).await;
-    let script = store(&front.client, "function main(p) return p.n end").await;
+    let script = common::store_script(&front.client, "function main(p) return p.n end").await;
     let mut ids = Vec::new();
     for (n, priority) in [(1, JobPriority::Low), (2, JobPriority::Normal), (3, JobPriority::High)] {
         ids.push((
@@ -390,7 +379,7 @@ async fn workers_take_the_highest_priority_first_and_never_the_same_job_twice() 
 #[ignore = "needs PostgreSQL (scripts/postgres); scripts/test runs it"]
 async fn a_job_needing_a_capability_waits_for_a_worker_that_has_it_and_the_stats_show_it() {
     let front = front(Duration::from_secs(10), 1).await;
-    let script = store(&front.client, "function main(p) return p.n end").await;
+    let script = common::store_script(&front.client, "function main(p) return p.n end").await;
     let _plain = Worker::start(&front, 1, Duration::from_secs(10), 1);
     let gpu_job = execute_needing(
         &front.client,
@@ -436,7 +425,7 @@ async fn jobs_submitted_at_once_keep_their_own_params_priorities_and_capabilitie
     // The front commits inserts that arrive together as one statement: each job must still
     // come out as it went in.
     let front = front(Duration::from_secs(10), 1).await;
-    let script = store(&front.client, "function main(p) return p.n end").await;
+    let script = common::store_script(&front.client, "function main(p) return p.n end").await;
     let mut submitting = tokio::task::JoinSet::new();
     for n in 0..60u32 {
         let (client, script) = (front.client.clone(), script.clone());
@@ -490,7 +479,7 @@ async fn a_malformed_traceparent_neither_fails_its_job_nor_the_jobs_queued_with_
     // Bytes PostgreSQL refuses in text (a NUL), among jobs that arrive together and are
     // inserted in one statement.
     let front = front(Duration::from_secs(10), 1).await;
-    let script = store(&front.client, "function main(p) return p.n end").await;
+    let script = common::store_script(&front.client, "function main(p) return p.n end").await;
     let mut submitting = tokio::task::JoinSet::new();
     for n in 0..8u32 {
         let (client, script) = (front.client.clone(), script.clone());
@@ -532,7 +521,7 @@ async fn a_malformed_traceparent_neither_fails_its_job_nor_the_jobs_queued_with_
 async fn a_script_with_a_nul_byte_in_its_source_runs_on_a_worker_as_embedded() {
     // Valid Lua (the NUL is in a comment) that PostgreSQL's text type would refuse.
     let front = front(Duration::from_secs(10), 1).await;
-    let script = store(&front.client, "-- a \0 in a comment\nfunction main(p) return p.n end").await;
+    let script = common::store_script(&front.client, "-- a \0 in a comment\nfunction main(p) return p.n end").await;
     let id = execute(&front.client, &script, serde_json::json!({"n": 7}), JobPriority::Normal).await;
     let _worker = Worker::start(&front, 1, Duration::from_secs(10), 1);
     let job = wait_final(&front.client, &id, Duration::from_secs(60)).await;
@@ -557,7 +546,7 @@ async fn an_embedded_luanette_refuses_a_capability_it_does_not_have() {
     tokio::spawn(bound.run(async move {
         let _ = stopped.await;
     }));
-    let script = store(&client, "function main(p) return 1 end").await;
+    let script = common::store_script(&client, "function main(p) return 1 end").await;
     match execute_needing(&client, &script, serde_json::json!({}), JobPriority::Normal, &["gpu"]).await {
         Err(hooteproto::Error::Remote(status)) => {
             assert_eq!(status.code, ErrorCode::FailedPrecondition, "{}", status.message);

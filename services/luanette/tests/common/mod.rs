@@ -10,6 +10,7 @@ use std::path::Path;
 
 /// The defaults for a test, on ports the OS picks, without health or broadcasts, on the
 /// backends the suite runs against.
+#[allow(dead_code, reason = "used by some of the test binaries that include this module")]
 pub fn config(dir: &Path) -> luanette::Config {
     let mut config = luanette::Config::new(dir.to_path_buf());
     config.bind = "tcp://127.0.0.1:*".into();
